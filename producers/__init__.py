@@ -1,0 +1,1 @@
+"""Kafka producers: synthetic flash-sale traffic and real data set replay."""

@@ -1,0 +1,50 @@
+"""Settings shared by every command: defaults, overridable by environment variables.
+
+Each CLI flag that has an environment variable names it in its --help (typer `envvar=`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+ENV_BOOTSTRAP = "FLASHREC_BOOTSTRAP_SERVERS"
+ENV_TOPIC = "FLASHREC_TOPIC"
+ENV_DLQ_TOPIC = "FLASHREC_DLQ_TOPIC"
+ENV_PG_DSN = "FLASHREC_PG_DSN"
+ENV_DATA_DIR = "FLASHREC_DATA_DIR"
+ENV_LOG_LEVEL = "FLASHREC_LOG_LEVEL"
+
+DEFAULT_BROKER_PORT = 9092
+DEFAULT_BOOTSTRAP = f"127.0.0.1:{DEFAULT_BROKER_PORT}"
+DEFAULT_TOPIC = "clickstream"
+DEFAULT_DLQ_TOPIC = "clickstream_dlq"
+DEFAULT_PG_PORT = 5433
+DEFAULT_API_PORT = 8080
+DEFAULT_DATA_DIR = Path(".flashrec")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = PROJECT_ROOT / "sql"
+
+
+def env(name: str, default: str) -> str:
+    """The environment variable `name`, or `default` when unset or empty."""
+    value = os.environ.get(name, "")
+    return value if value else default
+
+
+def bootstrap_servers() -> str:
+    return env(ENV_BOOTSTRAP, DEFAULT_BOOTSTRAP)
+
+
+def data_dir() -> Path:
+    return Path(env(ENV_DATA_DIR, str(DEFAULT_DATA_DIR)))
+
+
+def setup_logging(level: str | None = None) -> None:
+    """Log lines with time, level and component to stderr."""
+    logging.basicConfig(
+        level=(level or env(ENV_LOG_LEVEL, "INFO")).upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )

@@ -1,0 +1,116 @@
+"""The clickstream event contract: one JSON Schema file, one validator.
+
+`clickstream.schema.json` is the definition. `validate_event` checks a raw Kafka value against
+the constraints read from that file (a hand-written check, ~20x faster than a generic JSON
+Schema validator; tests prove it agrees with `jsonschema` on the same file) plus the checks a
+schema cannot express: a real calendar timestamp inside the accepted time range.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import orjson
+
+ACTIONS = ("view", "add_to_cart", "purchase")
+DEVICES = ("mobile", "desktop", "tablet")
+MAX_EVENT_BYTES = 16_384
+EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_FUTURE = timedelta(days=1)
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a clickstream event."""
+    text = resources.files("recommender").joinpath("clickstream.schema.json").read_text()
+    return json.loads(text)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Why a raw message is not a valid event (goes to the dead-letter topic)."""
+
+    reason: str
+
+
+@lru_cache(maxsize=1)
+def _rules() -> tuple[tuple[str, ...], dict[str, dict[str, Any]], re.Pattern[str]]:
+    s = schema()
+    return tuple(s["required"]), s["properties"], re.compile(s["properties"]["ts"]["pattern"])
+
+
+def parse_ts(value: str) -> datetime:
+    """ISO-8601 UTC 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z' to an aware datetime."""
+    return datetime.fromisoformat(value[:-1] + "+00:00")
+
+
+def format_ts(value: datetime) -> str:
+    """An aware or naive-UTC datetime as the contract's ISO-8601 form with milliseconds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _check_field(name: str, value: Any, rule: dict[str, Any]) -> str | None:
+    types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+    if value is None:
+        return None if "null" in types else f"field '{name}' is null"
+    if "string" in types and isinstance(value, str):
+        if len(value) < rule.get("minLength", 0):
+            return f"field '{name}' is empty"
+        if len(value) > rule.get("maxLength", 1 << 30):
+            return f"field '{name}' is longer than {rule['maxLength']} characters"
+        if "enum" in rule and value not in rule["enum"]:
+            allowed = ", ".join(v for v in rule["enum"] if v is not None)
+            return f"field '{name}' has unknown value {value[:40]!r} (expected one of {allowed})"
+        return None
+    if "number" in types and isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value or value < rule.get("minimum", float("-inf")):
+            return f"field '{name}' is below {rule.get('minimum')} or not a number"
+        if value > rule.get("maximum", float("inf")):
+            return f"field '{name}' is above {rule['maximum']}"
+        return None
+    expected = " or ".join(types)
+    return f"field '{name}' must be {expected}, got {type(value).__name__}"
+
+
+def validate_event(raw: bytes | str, now: datetime | None = None) -> dict[str, Any] | Rejected:
+    """The event as a dict if `raw` satisfies the contract, else a `Rejected` with the reason.
+
+    `now` (default: wall clock) bounds how far in the future `ts` may lie (MAX_FUTURE).
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        return Rejected(f"message is {len(raw)} bytes, more than {MAX_EVENT_BYTES}")
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejected(f"not valid JSON: {exc}")
+    if not isinstance(event, dict):
+        return Rejected(f"expected a JSON object, got {type(event).__name__}")
+    required, props, ts_pattern = _rules()
+    missing = [f for f in required if f not in event]
+    if missing:
+        return Rejected(f"missing field(s): {', '.join(missing)}")
+    for name, rule in props.items():
+        if name in event:
+            problem = _check_field(name, event[name], rule)
+            if problem:
+                return Rejected(problem)
+    ts = event["ts"]
+    if not ts_pattern.match(ts):
+        return Rejected(f"field 'ts' is not ISO-8601 UTC like 2024-03-15T14:01:12.000Z: {ts!r}")
+    try:
+        when = parse_ts(ts)
+    except ValueError:
+        return Rejected(f"field 'ts' is not a real date and time: {ts!r}")
+    if when < EARLIEST_TS:
+        return Rejected(f"field 'ts' is before {EARLIEST_TS.date()}: {ts}")
+    if when > (now or datetime.now(UTC)) + MAX_FUTURE:
+        return Rejected(f"field 'ts' is more than {MAX_FUTURE} in the future: {ts}")
+    return event

@@ -1,0 +1,1 @@
+"""VMIS-kNN kernel (Numba) and its Arrow Flight UDF server for RisingWave."""
