@@ -51,3 +51,7 @@ def main(
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"recommender.commands.{_name}").register(app)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,41 @@
+"""The console command answers --help for itself and every subcommand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from recommender.cli import app
+
+
+def _commands() -> list[list[str]]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(cmd, prefix: list[str]) -> None:
+        paths.append(prefix)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*prefix, name])
+
+    walk(group, [])
+    return paths
+
+
+def test_every_command_has_help() -> None:
+    runner = CliRunner()
+    for path in _commands():
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+def test_console_script_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "recommender.cli", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("flashrec ")
