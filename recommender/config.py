@@ -25,7 +25,8 @@ DEFAULT_API_PORT = 8080
 DEFAULT_DATA_DIR = Path(".flashrec")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SQL_DIR = PROJECT_ROOT / "sql"
+ENV_SQL_DIR = "FLASHREC_SQL_DIR"
+SQL_DIR = Path(os.environ.get(ENV_SQL_DIR) or PROJECT_ROOT / "sql")
 
 
 def env(name: str, default: str) -> str:

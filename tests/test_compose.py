@@ -1,0 +1,81 @@
+"""Static checks of the production path's container files (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import compose_spec
+import jsonschema
+import pytest
+import yaml
+from compose_spec.compose_spec import PyOptions
+
+from recommender.config import PROJECT_ROOT
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict) -> None:
+    text = COMPOSE.read_text()
+    PyOptions(apply_merge=True).from_yaml(text).validate()  # rejects unknown keys and bad types
+    jsonschema.validate(compose, compose_spec.ComposeSpecification.model_json_schema())
+
+
+def test_validator_rejects_a_broken_compose_file() -> None:
+    with pytest.raises(ValueError):
+        PyOptions(apply_merge=True).from_yaml("services:\n  x:\n    imagee: a\n").validate()
+
+
+def test_services_start_in_order(compose: dict) -> None:
+    services = compose["services"]
+    expected = {"redpanda", "risingwave", "udf", "deploy", "api", "producer", "grafana"}
+    assert expected <= set(services)
+    for name, svc in services.items():
+        for dep in svc.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+    assert services["risingwave"]["image"].startswith("risingwavelabs/risingwave:v")
+    assert services["risingwave"]["command"] == "single_node"
+    ports = {p.split(":")[0] for p in services["risingwave"]["ports"]}
+    assert ports == {"4566", "5691"}
+    for name in ("redpanda", "risingwave", "udf", "api"):
+        assert "healthcheck" in services[name], name
+    deploy_deps = services["deploy"]["depends_on"]
+    assert deploy_deps["risingwave"]["condition"] == "service_healthy"
+    assert services["api"]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
+    assert services["producer"]["profiles"] == ["producer"]
+    assert services["grafana"]["profiles"] == ["grafana"]
+
+
+def test_flashrec_services_run_real_cli_commands(compose: dict) -> None:
+    from typer.main import get_command
+
+    from recommender.cli import app
+
+    names = set(get_command(app).commands)
+    for name in ("udf", "deploy", "api", "producer"):
+        assert compose["services"][name]["command"][0] in names, name
+
+
+def test_grafana_provisioning_is_valid() -> None:
+    root = PROJECT_ROOT / "docker" / "grafana"
+    ds = yaml.safe_load((root / "provisioning/datasources/risingwave.yml").read_text())
+    assert ds["datasources"][0]["url"] == "risingwave:4566"
+    dash = json.loads((root / "dashboards/flashrec.json").read_text())
+    sql = " ".join(t["rawSql"] for p in dash["panels"] for t in p["targets"])
+    assert "trending_by_category" in sql and "co_view_pairs" in sql
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    dockerfile = str(PROJECT_ROOT / "Dockerfile")
+    out = subprocess.run([hadolint, dockerfile], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
