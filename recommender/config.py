@@ -49,3 +49,13 @@ def setup_logging(level: str | None = None) -> None:
         level=(level or env(ENV_LOG_LEVEL, "INFO")).upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+
+# VMIS-kNN parameters and `flashrec evaluate` inputs (Serenade's defaults live in udfs.vmisknn)
+ENV_VMIS_M = "FLASHREC_VMIS_M"
+ENV_VMIS_K = "FLASHREC_VMIS_K"
+ENV_VMIS_MAX_ITEMS = "FLASHREC_VMIS_MAX_ITEMS"
+ENV_VMIS_HOW_MANY = "FLASHREC_VMIS_HOW_MANY"
+ENV_VMIS_IDF_WEIGHTING = "FLASHREC_VMIS_IDF_WEIGHTING"
+ENV_EVAL_TRAIN = "FLASHREC_EVAL_TRAIN"
+ENV_EVAL_TEST = "FLASHREC_EVAL_TEST"
+ENV_EVAL_CUTOFF = "FLASHREC_EVAL_CUTOFF"
