@@ -1,0 +1,114 @@
+"""`flashrec deploy`: the plan, substitution, idempotence and --drop, against a fake catalog."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from recommender import deploy, sqlfiles
+from recommender.cli import app
+
+
+class FakeRisingWave:
+    """Remembers created objects by kind and name, as RisingWave's catalog would."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.objects: set[tuple[str, str]] = set()
+        self.executed: list[str] = []
+        self.fail_on = fail_on
+
+    def query(self, sql: str, params: tuple) -> list[tuple]:
+        relation = re.search(r"FROM (\S+)", sql).group(1)
+        kind = next(k for k, (rel, _) in deploy.CATALOG.items() if rel == relation)
+        return [(1,)] if (kind, params[0]) in self.objects else []
+
+    def execute(self, sql: str) -> None:
+        self.executed.append(sql)
+        if self.fail_on and self.fail_on in sql:
+            raise RuntimeError("syntax error at or near 'x'")
+        drop = re.match(r"DROP (.+?) IF EXISTS (\w+)", sql)
+        if drop:
+            kind = next(k for k, (_, kw) in deploy.CATALOG.items() if kw == drop.group(1))
+            self.objects.discard((kind, drop.group(2)))
+            return
+        kind, name = sqlfiles._kind_and_name(sql)
+        self.objects.add((kind, name))
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[sqlfiles.SqlObject]:
+    return sqlfiles.load()
+
+
+def test_plan_substitutes_broker_topic_and_udf_link(objects) -> None:
+    steps = deploy.plan(objects, "kafka-1:9092,kafka-2:9092", "clicks", "http://udf.prod:8815")
+    source = next(s for s in steps if s.obj.kind == "source")
+    assert "properties.bootstrap.server = 'kafka-1:9092,kafka-2:9092'" in source.sql
+    assert "topic = 'clicks'" in source.sql
+    functions = [s for s in steps if s.obj.kind == "function"]
+    assert functions and all("USING LINK 'http://udf.prod:8815'" in s.sql for s in functions)
+    assert [s.obj.name for s in steps] == [o.name for o in objects]  # file order kept
+
+
+def test_apply_is_idempotent(objects) -> None:
+    rw = FakeRisingWave()
+
+    def run() -> list[deploy.Step]:
+        steps = deploy.plan(objects, "b:9092", "t", "http://u:8815")
+        return deploy.apply(steps, rw.query, rw.execute)
+
+    first = run()
+    assert {s.outcome for s in first} == {"created"}
+    n_executed = len(rw.executed)
+    second = run()
+    assert {s.outcome for s in second} == {"found"}
+    assert len(rw.executed) == n_executed  # nothing ran twice
+    kinds = {k for k, _ in rw.objects}
+    assert {"source", "materialized view", "subscription", "function"} <= kinds
+
+
+def test_without_udf_link_functions_are_skipped(objects) -> None:
+    rw = FakeRisingWave()
+    steps = deploy.apply(
+        deploy.plan(objects, "b:9092", "t", None, include_functions=False), rw.query, rw.execute
+    )
+    assert {s.outcome for s in steps if s.obj.kind == "function"} == {"skipped"}
+    assert not any(k == "function" for k, _ in rw.objects)
+
+
+def test_drop_removes_everything_newest_first(objects) -> None:
+    rw = FakeRisingWave()
+    steps = deploy.plan(objects, "b:9092", "t", "http://u:8815")
+    deploy.apply(steps, rw.query, rw.execute)
+    rw.executed.clear()
+    dropped = deploy.drop(steps, rw.query, rw.execute)
+    assert {s.outcome for s in dropped} == {"dropped"}
+    assert rw.objects == set()
+    names = [re.match(r"DROP .+? IF EXISTS (\w+)", sql).group(1) for sql in rw.executed]
+    assert names == [o.name for o in reversed(objects)]
+
+
+def test_a_failing_statement_names_its_file(objects) -> None:
+    rw = FakeRisingWave(fail_on="co_view_pairs")
+    with pytest.raises(deploy.DeployError, match=r"020_co_view_pairs\.sql: creating co_view_pairs"):
+        deploy.apply(deploy.plan(objects, "b:9092", "t", None), rw.query, rw.execute)
+
+
+def test_dry_run_prints_every_object_in_order(objects) -> None:
+    result = CliRunner().invoke(
+        app, ["deploy", "--dry-run", "--bootstrap-servers", "rp:9092", "--udf-link", "http://u:1"]
+    )
+    assert result.exit_code == 0, result.output
+    positions = [result.output.index(f" {o.name}\n") for o in objects]
+    assert positions == sorted(positions)
+    assert "'rp:9092'" in result.output and "USING LINK 'http://u:1'" in result.output
+
+
+def test_unreachable_risingwave_is_a_clear_error() -> None:
+    result = CliRunner().invoke(
+        app, ["deploy", "--dsn", "postgresql://root@127.0.0.1:1/dev", "--connect-timeout", "2"]
+    )
+    assert result.exit_code == 2
+    assert "cannot reach RisingWave" in result.output
