@@ -1,7 +1,323 @@
-"""`flashrec produce` (not built yet)."""
+"""`flashrec produce flash-sale` (synthetic traffic) and `flashrec replay` (real data sets).
+
+Both send contract events to Kafka (keyed by session_id) or, with --out, to a JSONL file; both
+pace by event time (--speed), show a progress bar and print a summary. Ctrl-C / SIGTERM stop
+sending, flush what was sent and report it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from recommender import config
+
+log = logging.getLogger("flashrec.produce")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _open_sink(out: Path | None, bootstrap: str | None, topic: str, wait: float,
+               delivery_timeout: float = 30.0):
+    from producers.sink import JsonlSink, KafkaSink
+    from recommender.broker import BrokerUnavailable
+
+    if out is not None:
+        return JsonlSink(out)
+    try:
+        return KafkaSink(bootstrap, topic, wait=wait, delivery_timeout=delivery_timeout)
+    except BrokerUnavailable as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted while waiting for the broker: nothing sent", err=True)
+        raise typer.Exit(130) from None
+
+
+def _epoch_s(ts: str) -> float:
+    from recommender.events import parse_ts
+
+    return parse_ts(ts).timestamp()
+
+
+def pump(
+    items: Iterable[dict[str, Any] | bytes],
+    sink: Any,
+    speed: float = 0.0,
+    total: int | None = None,
+    label: str = "events",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Send every item to `sink`, pacing by event time at `speed` (0 = as fast as possible).
+
+    Returns the sink's summary plus first/last event time and whether it was interrupted.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from producers.sink import DeliveryFailed
+
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    first_ts = last_ts = None
+    t0_event = t0_wall = None
+    n = 0
+    started = time.monotonic()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9} ev/s  event time {task.fields[at]}"),
+        TimeElapsedColumn(), disable=quiet, transient=False,
+    )
+    task = progress.add_task(label, total=total, rate="", at="")
+    try:
+        with progress:
+            next_update = started + 0.2
+            for item in items:
+                if isinstance(item, dict):
+                    last_ts = item["ts"]
+                    if first_ts is None:
+                        first_ts = last_ts
+                    if speed > 0:
+                        when = _epoch_s(last_ts)
+                        if t0_event is None:
+                            t0_event, t0_wall = when, time.monotonic()
+                        delay = t0_wall + (when - t0_event) / speed - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                sink.send(item)
+                n += 1
+                now = time.monotonic()
+                if now >= next_update:
+                    next_update = now + 0.2
+                    rate = n / max(now - started, 1e-9)
+                    progress.update(task, completed=n, rate=f"{rate:,.0f}", at=last_ts or "")
+            progress.update(task, completed=n, at=last_ts or "",
+                            rate=f"{n / max(time.monotonic() - started, 1e-9):,.0f}")
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted after %d messages: flushing what was sent", n)
+    except DeliveryFailed as exc:
+        log.error("stopped sending: %s", exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        summary = sink.close()
+    seconds = time.monotonic() - started
+    summary.update(
+        interrupted=interrupted, first_ts=first_ts, last_ts=last_ts,
+        rate_per_s=round(summary["sent"] / max(seconds, 1e-9), 1),
+    )
+    return summary
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _report(summary: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    summary = {**summary, **(extra or {})}
+    where = summary.get("path") or f"{summary.get('bootstrap')} topic {summary.get('topic')}"
+    state = "interrupted" if summary["interrupted"] else "done"
+    typer.echo(
+        f"{state}: {summary['sent']} messages to {where}, delivered {summary['delivered']}, "
+        f"failed {summary['failed']}, {summary['rate_per_s']:,.0f}/s; event time "
+        f"{summary['first_ts']} .. {summary['last_ts']}"
+    )
+    typer.echo(json.dumps(summary, default=str))
+    if summary["failed"] or summary.get("unconfirmed"):
+        typer.echo("error: some messages were not confirmed by the broker", err=True)
+        raise typer.Exit(1)
+    if summary["interrupted"]:
+        raise typer.Exit(130)
+
+
+def _parse_start(value: str) -> datetime:
+    if value == "now":
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--start must be 'now' or an ISO-8601 time like 2024-03-15T13:30:00Z: {value!r}")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+_BOOTSTRAP_HELP = "Kafka bootstrap servers (default 127.0.0.1:9092)."
+
 
 def register(app: typer.Typer) -> None:
-    """Nothing to register until this command is built."""
+    """Add `produce flash-sale` and `replay` to the CLI."""
+    produce = typer.Typer(
+        help="Send synthetic clickstream traffic to Kafka (or a JSONL file).",
+        no_args_is_help=True,
+    )
+    app.add_typer(produce, name="produce")
+
+    @produce.command("flash-sale")
+    def flash_sale(
+        seed: int = typer.Option(42, "--seed", envvar=config.ENV_PRODUCE_SEED,
+                                 help="Random seed: same seed and --start, same events."),
+        start: str = typer.Option(
+            "now", "--start", help="Event time of the first click: 'now' or ISO-8601 UTC."
+        ),
+        events: int | None = typer.Option(
+            None, "--events", min=1, help="Stop after this many valid events."
+        ),
+        duration: float | None = typer.Option(
+            None, "--duration", min=1, help="Stop after this many seconds of event time."
+        ),
+        rate: float = typer.Option(200.0, "--rate", min=0.01, envvar=config.ENV_PRODUCE_RATE,
+                                   help="Shop traffic: events per second of event time."),
+        speed: float = typer.Option(
+            1.0, "--speed", min=0, envvar=config.ENV_PRODUCE_SPEED,
+            help="Pacing: 1 = real time, 60 = a minute of event time per second, "
+            "0 = as fast as possible.",
+        ),
+        sale_after: float = typer.Option(
+            600.0, "--sale-after", min=0, help="Seconds of event time before the flash sale."
+        ),
+        sale_strength: float = typer.Option(
+            0.6, "--sale-strength", min=0, max=1,
+            help="Share of new sessions drawn to the sale once it is at full strength.",
+        ),
+        sale_ramp: float = typer.Option(
+            180.0, "--sale-ramp", min=0, help="Seconds for the sale to reach full strength."
+        ),
+        sale_categories: int = typer.Option(
+            2, "--sale-categories", min=1, help="Categories with products on sale."
+        ),
+        sale_products: int = typer.Option(60, "--sale-products", min=1,
+                                          help="Products on sale."),
+        products: int = typer.Option(5000, "--products", min=100, help="Catalog size."),
+        bot_share: float = typer.Option(
+            0.0, "--bot-share", min=0, max=1, help="Share of sessions that are bots."
+        ),
+        malformed_share: float = typer.Option(
+            0.0, "--malformed-share", min=0, max=1,
+            help="Extra malformed messages per valid event (tests the dead-letter path).",
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="Write JSONL to this file instead of sending to Kafka."
+        ),
+        bootstrap: str | None = typer.Option(
+            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP, help=_BOOTSTRAP_HELP
+        ),
+        topic: str = typer.Option(config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC,
+                                  help="Kafka topic."),
+        wait: float = typer.Option(
+            10.0, "--wait", min=0.5, envvar=config.ENV_BROKER_WAIT,
+            help="Seconds to wait for the broker before giving up with an error.",
+        ),
+        delivery_timeout: float = typer.Option(
+            30.0, "--delivery-timeout", min=1,
+            help="Seconds a message may wait for the broker's confirmation; after that the "
+            "command stops with an error (broker lost).",
+        ),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Synthetic fashion-shop traffic with a flash sale (Zipf popularity, funnels, bots)."""
+        from producers.flash_sale import FlashSaleConfig, generate, plan
+
+        config.setup_logging()
+        cfg = FlashSaleConfig(
+            seed=seed, start=_parse_start(start), events=events, duration_s=duration, rate=rate,
+            sale_offset_s=sale_after, sale_strength=sale_strength, sale_ramp_s=sale_ramp,
+            sale_categories=sale_categories, sale_products=sale_products, n_products=products,
+            bot_share=bot_share, malformed_share=malformed_share,
+        )
+        sale = plan(cfg)
+        log.info("flash sale at %s on %d products in %s", sale.sale_start.isoformat(),
+                 len(sale.sale_products), ", ".join(sale.sale_categories))
+        sink = _open_sink(out, bootstrap, topic, wait, delivery_timeout)
+        summary = pump(generate(cfg, sale), sink, speed=speed, total=events,
+                       label="flash-sale", quiet=quiet)
+        _report(summary, {
+            "sale_start": sale.sale_start.isoformat(),
+            "sale_categories": list(sale.sale_categories),
+            "sale_products": len(sale.sale_products),
+            "bot_sessions": len(sale.bot_sessions),
+        })
+
+    @app.command("replay")
+    def replay(
+        dataset: Path = typer.Option(..., "--dataset", help="Data set file to replay."),
+        fmt: str = typer.Option(
+            ..., "--format", help="yoochoose | retailrocket | rees46 | diginetica."
+        ),
+        speed: float = typer.Option(
+            0.0, "--speed", min=0, envvar=config.ENV_PRODUCE_SPEED,
+            help="1 = real time, 60 = a minute per second, 0 = as fast as possible.",
+        ),
+        rebase_time: bool = typer.Option(
+            False, "--rebase-time",
+            help="Shift timestamps so the replay looks live: at --speed 1 the first event is "
+            "now; otherwise the last event is now (no event lies in the future).",
+        ),
+        limit: int | None = typer.Option(None, "--limit", min=1,
+                                         help="Send only the first N events."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Write JSONL to this file instead of sending to Kafka."
+        ),
+        bootstrap: str | None = typer.Option(
+            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP, help=_BOOTSTRAP_HELP
+        ),
+        topic: str = typer.Option(config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC,
+                                  help="Kafka topic."),
+        wait: float = typer.Option(
+            10.0, "--wait", min=0.5, envvar=config.ENV_BROKER_WAIT,
+            help="Seconds to wait for the broker before giving up with an error.",
+        ),
+        delivery_timeout: float = typer.Option(
+            30.0, "--delivery-timeout", min=1,
+            help="Seconds a message may wait for the broker's confirmation; after that the "
+            "command stops with an error (broker lost).",
+        ),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Replay a real click data set (e.g. ../shared/data) in timestamp order."""
+        from itertools import islice
+
+        from producers.replay import FORMATS, DatasetError, ReplayStats, read_dataset
+
+        config.setup_logging()
+        if fmt not in FORMATS:
+            _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        stats = ReplayStats()
+        try:
+            events = list(islice(read_dataset(dataset, fmt, stats), limit))
+        except (DatasetError, OSError, UnicodeDecodeError) as exc:
+            _fail(str(exc))
+        log.info("read %s: %s", dataset, stats.as_dict())
+        if rebase_time and events:
+            events = rebase(events, speed)
+        sink = _open_sink(out, bootstrap, topic, wait, delivery_timeout)
+        summary = pump(events, sink, speed=speed, total=len(events), label=dataset.name,
+                       quiet=quiet)
+        _report(summary, {"dataset": stats.as_dict()})
+
+
+def rebase(events: list[dict[str, Any]], speed: float) -> list[dict[str, Any]]:
+    """Shift all timestamps by one offset: at speed 1 the first event becomes now, otherwise
+    the last one does."""
+    from recommender.events import format_ts, parse_ts
+
+    now = datetime.now(UTC)
+    anchor = parse_ts(events[0]["ts"] if speed == 1 else events[-1]["ts"])
+    shift = now - anchor
+    for event in events:
+        event["ts"] = format_ts(parse_ts(event["ts"]) + shift)
+    return events
+

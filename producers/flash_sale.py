@@ -1,0 +1,386 @@
+"""Synthetic flash-sale clickstream: a fashion shop's sessions, then a flash sale.
+
+`generate(cfg)` yields contract events (dicts) in timestamp order, and - if
+`cfg.malformed_share` > 0 - malformed messages as raw bytes between them. Deterministic for a
+seed. `plan(cfg)` gives the ground truth (catalog, which categories and products are on sale,
+when the sale starts); pass it to `generate` to also collect the bot session ids.
+
+Model (each knob is a FlashSaleConfig field):
+- Sessions arrive as a Poisson process sized so the shop produces `rate` events per second of
+  event time; sessions started up to `warmup_s` before `start` are already running at `start`
+  (their earlier clicks are not sent). Session length (events) is log-normal: median
+  `session_median` (4), p99 `session_p99` (38). Gaps between clicks are log-normal with a
+  median of `gap_median_s`.
+- Product popularity is Zipf (`zipf_s`). A session has a home category: each view is in that
+  category with probability `category_focus`, otherwise anywhere (this creates co-viewing).
+- Funnel: after a view, add_to_cart of that product with probability `cart_prob`; the last
+  event of a session with a cart is a purchase of a carted product with `purchase_prob`.
+- Users: a new session belongs to a returning user with probability `returning_share`; a user
+  keeps their device (mobile / desktop / tablet).
+- Bots (`bot_share` of sessions): 50-400 views, about `bot_gap_s` apart, uniformly random
+  products, desktop.
+- Flash sale from `sale_start`: sessions that start after it are "sale sessions" with a
+  probability that ramps up to `sale_strength` over `sale_ramp_s`; sale sessions view sale
+  products (chosen in `sale_categories` categories) with probability `sale_focus`, so
+  popularity and co-viewing shift within minutes. Sale products' price drops by `discount`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from bisect import bisect, bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+from typing import Any
+
+import orjson
+
+from producers.catalog import Product, build_catalog
+
+MAX_USERS = 1_000_000  # returning users are drawn from at most this many known users
+DEFAULT_START = datetime(2024, 3, 15, 13, 30, tzinfo=UTC)
+DEVICES = ("mobile", "desktop", "tablet")
+DEVICE_WEIGHTS = (0.62, 0.30, 0.08)
+
+
+@dataclass
+class FlashSaleConfig:
+    seed: int = 42
+    start: datetime = DEFAULT_START
+    events: int | None = 100_000  # stop after this many valid events (None: no count limit)
+    duration_s: float | None = None  # stop at this much event time (None: no time limit)
+    rate: float = 200.0  # valid events per second of event time
+    sale_offset_s: float = 1800.0  # sale starts this long after `start` (default 14:00)
+    sale_strength: float = 0.6  # share of new sessions that are sale sessions at full ramp
+    sale_ramp_s: float = 180.0  # seconds for the sale to reach full strength
+    sale_focus: float = 0.8  # share of views of a sale session that are sale products
+    sale_categories: int = 2
+    sale_products: int = 60
+    discount: float = 0.3
+    n_products: int = 5000
+    zipf_s: float = 1.05
+    category_focus: float = 0.6
+    session_median: float = 4.0
+    session_p99: float = 38.0
+    gap_median_s: float = 20.0
+    cart_prob: float = 0.08
+    purchase_prob: float = 0.35
+    returning_share: float = 0.3
+    bot_share: float = 0.0  # share of sessions that are bots
+    bot_gap_s: float = 0.3
+    malformed_share: float = 0.0  # extra malformed messages per valid event
+    warmup_s: float = 1200.0  # sessions begun up to this long before `start` are running
+
+
+    @property
+    def sale_start(self) -> datetime:
+        return self.start + timedelta(seconds=self.sale_offset_s)
+
+
+@dataclass
+class SalePlan:
+    """Ground truth of a run: what is on sale and when, plus the bot sessions seen."""
+
+    catalog: list[Product]
+    sale_start: datetime
+    sale_categories: tuple[str, ...]
+    sale_products: tuple[str, ...]
+    bot_sessions: set[str] = field(default_factory=set)
+    # sessions s<seed>-0 .. s<seed>-(warm_sessions - 1) began before `start` (warm start):
+    # their clicks before `start` are not sent, so they may begin mid-funnel
+    warm_sessions: int = 0
+
+
+def plan(cfg: FlashSaleConfig) -> SalePlan:
+    """The catalog and the sale's products/categories for `cfg` (no events generated)."""
+    catalog = build_catalog(cfg.n_products, cfg.seed)
+    rng = random.Random(f"sale-{cfg.seed}")
+    categories = sorted({p.category for p in catalog})
+    chosen = tuple(sorted(rng.sample(categories, min(cfg.sale_categories, len(categories)))))
+    pool = [p.product_id for p in catalog if p.category in chosen]
+    # Skip the category's top sellers so the shift is visible: take from the long tail.
+    on_sale = tuple(sorted(rng.sample(pool[len(pool) // 10 :], min(cfg.sale_products,
+                                                                    len(pool) * 9 // 10))))
+    return SalePlan(catalog, cfg.sale_start, chosen, on_sale)
+
+
+def _lognormal_params(median: float, p99: float) -> tuple[float, float]:
+    mu = math.log(median)
+    return mu, (math.log(p99) - mu) / 2.3263478740408408
+
+
+class _Sampler:
+    """Zipf-weighted choice from a list by bisecting cumulative weights."""
+
+    __slots__ = ("items", "cum", "total")
+
+    def __init__(self, items: list[Any], weights: list[float]) -> None:
+        self.items = items
+        self.cum = list(accumulate(weights))
+        self.total = self.cum[-1]
+        self.cum[-1] = math.inf  # r * total rounding up to total still picks the last item
+
+    def pick(self, r: float) -> Any:
+        return self.items[bisect(self.cum, r * self.total)]
+
+
+class _Shop:
+    """Precomputed samplers and event templates for one run."""
+
+    def __init__(self, cfg: FlashSaleConfig, sale: SalePlan) -> None:
+        rng = random.Random(f"popularity-{cfg.seed}")
+        ranked = list(sale.catalog)
+        rng.shuffle(ranked)
+        weight = {p.product_id: 1.0 / (rank + 1) ** cfg.zipf_s for rank, p in enumerate(ranked)}
+        self.by_id = {p.product_id: p for p in sale.catalog}
+        self.all = _Sampler(ranked, [weight[p.product_id] for p in ranked])
+        self.uniform = ranked
+        per_cat: dict[str, list[Product]] = {}
+        for p in ranked:
+            per_cat.setdefault(p.category, []).append(p)
+        self.categories = _Sampler(
+            list(per_cat), [sum(weight[p.product_id] for p in ps) for ps in per_cat.values()]
+        )
+        self.in_category = {
+            c: _Sampler(ps, [weight[p.product_id] for p in ps]) for c, ps in per_cat.items()
+        }
+        on_sale = [self.by_id[pid] for pid in sale.sale_products]
+        on_sale.sort(key=lambda p: -weight[p.product_id])
+        self.sale = _Sampler(on_sale, [1.0 / (i + 1) ** 0.6 for i in range(len(on_sale))])
+        self.sale_ids = set(sale.sale_products)
+        self.sale_price = {p.product_id: round(p.price * (1 - cfg.discount), 2) for p in on_sale}
+
+
+def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dict | bytes]:
+    """Events in timestamp order (dicts), with malformed messages (bytes) between them."""
+    sale = sale or plan(cfg)
+    shop = _Shop(cfg, sale)
+    rng = random.Random(cfg.seed)
+    rand, gauss, expo, exp = rng.random, rng.gauss, rng.expovariate, math.exp
+    mu_len, sigma_len = _lognormal_params(cfg.session_median, cfg.session_p99)
+    mu_gap, sigma_gap = math.log(cfg.gap_median_s), 1.0
+
+    start_ms = int(cfg.start.timestamp() * 1000)
+    sale_ms = int(sale.sale_start.timestamp() * 1000)
+    end_ms = start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else None
+    limit = cfg.events  # None with duration_s None too: endless (the command stops on Ctrl-C)
+    # Mean events per session (humans and bots), so sessions arrive at rate / mean.
+    mean_human = sum(_session_length(random.Random(i), mu_len, sigma_len) for i in range(4000))
+    mean_len = (1 - cfg.bot_share) * mean_human / 4000 + cfg.bot_share * 225
+    session_rate_ms = cfg.rate / mean_len / 1000.0
+    prefix = f"{cfg.seed}"
+    users: list[tuple[str, str]] = []  # (user_id, device)
+
+    def new_session(
+        t: int, n: int, times: list[int] | None = None, bot: bool = False
+    ) -> tuple[list[int], list[tuple[Product, str]], tuple[str, str, str]]:
+        """Session number n starting at t (ms): click times, (product, action) per click and
+        (session, user, device); `times` given for warm-start sessions. Events are built when
+        sent (cheap start with many running sessions)."""
+        session_id = f"s{prefix}-{n}"
+        if times is None:
+            times = []
+            bot = rand() < cfg.bot_share
+            if bot:
+                for _ in range(rng.randint(50, 400)):
+                    times.append(t)
+                    t += 1 + int(expo(1.0 / cfg.bot_gap_s) * 1000)
+            else:
+                for _ in range(_session_length(rng, mu_len, sigma_len)):
+                    times.append(t)
+                    t += 1000 + min(int(exp(mu_gap + sigma_gap * gauss()) * 1000), 600_000)
+        if bot:
+            sale.bot_sessions.add(session_id)
+            user, device = f"b{prefix}-{n}", "desktop"
+            uniform = shop.uniform
+            clicks = [(uniform[int(rand() * len(uniform))], "view") for _ in times]
+            return times, clicks, (session_id, user, device)
+        t, length = times[0], len(times)
+        if users and rand() < cfg.returning_share:
+            user, device = users[int(rand() * len(users))]
+        else:
+            user = f"u{prefix}-{n}"
+            device = DEVICES[bisect(_DEVICE_CUM, rand())]
+            if len(users) < MAX_USERS:
+                users.append((user, device))
+            else:  # endless runs: a new user takes a random old one's place in the pool
+                users[int(rand() * MAX_USERS)] = (user, device)
+        in_sale = t >= sale_ms and rand() < cfg.sale_strength * min(
+            1.0, (t - sale_ms) / (cfg.sale_ramp_s * 1000 or 1)
+        )
+        home = shop.in_category[shop.categories.pick(rand())]
+        clicks = []
+        cart: list[Product] = []
+        last: Product | None = None
+        for i in range(length):
+            if last is not None and rand() < cfg.cart_prob:
+                action, product = "add_to_cart", last
+                cart.append(last)
+                last = None
+            elif i == length - 1 and cart and rand() < cfg.purchase_prob:
+                action, product = "purchase", cart[int(rand() * len(cart))]
+            else:
+                r = rand()
+                if in_sale and r < cfg.sale_focus:
+                    product = shop.sale.pick(rand())
+                elif r < cfg.category_focus:
+                    product = home.pick(rand())
+                else:
+                    product = shop.all.pick(rand())
+                action, last = "view", product
+            clicks.append((product, action))
+        return times, clicks, (session_id, user, device)
+
+    heap: list[tuple[Any, ...]] = []  # (next click ms, session no, click index, session...)
+    # Warm start: the sessions that began before `start` and are still running (their earlier
+    # clicks are dropped), so the stream runs at `rate` from the first second.
+    warm, still_running = _warm_start(cfg, start_ms, session_rate_ms, (mu_len, sigma_len),
+                                      (mu_gap, sigma_gap))
+    sale.warm_sessions = warm
+    for n, bot, times in still_running:
+        rest = times[bisect_left(times, start_ms) :]  # clicks before `start` are not sent
+        heapq.heappush(heap, (rest[0], n, 0, *new_session(rest[0], n, rest, bot)))
+    next_start = start_ms + expo(session_rate_ms)  # float ms: many sessions per ms at high rates
+    sessions, emitted = warm, 0
+    last_sec, sec_text = -1, ""
+    malformed = _Malformed(rng) if cfg.malformed_share > 0 else None
+    while limit is None or emitted < limit:
+        while not heap or next_start <= heap[0][0]:
+            at = int(next_start)
+            heapq.heappush(heap, (at, sessions, 0, *new_session(at, sessions)))
+            sessions += 1
+            next_start += expo(session_rate_ms)
+        t, sid, i, times, clicks, who = heap[0]
+        if end_ms is not None and t >= end_ms:
+            return
+        if i + 1 < len(times):
+            heapq.heapreplace(heap, (times[i + 1], sid, i + 1, times, clicks, who))
+        else:
+            heapq.heappop(heap)
+        sec = t // 1000
+        if sec != last_sec:
+            last_sec = sec
+            sec_text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        product, action = clicks[i]
+        event = _event(who, product, action, shop, t >= sale_ms)
+        event["event_id"] = f"e{prefix}-{emitted}"
+        event["ts"] = f"{sec_text}.{t % 1000:03d}Z"
+        if malformed is not None and rand() < cfg.malformed_share:
+            yield malformed.make(event)
+        emitted += 1
+        yield event
+
+
+_DEVICE_CUM = list(accumulate(DEVICE_WEIGHTS))
+MAX_WARM_SESSIONS = 500_000
+
+
+def _warm_start(
+    cfg: FlashSaleConfig,
+    start_ms: int,
+    session_rate_ms: float,
+    length_params: tuple[float, float],
+    gap_params: tuple[float, float],
+) -> tuple[int, list[tuple[int, bool, list[int]]]]:
+    """Sessions that began in the `warmup_s` before `start` (same model, drawn with numpy):
+    how many there were, and (number, is_bot, click times) of those still running at start."""
+    import numpy as np
+
+    g = np.random.default_rng([cfg.seed, 1])
+    expected = cfg.warmup_s * 1000 * session_rate_ms
+    k = int(min(expected * 1.2 + 100, MAX_WARM_SESSIONS))
+    back = np.cumsum(g.exponential(1 / session_rate_ms, k))
+    arrivals = (start_ms - np.ceil(back[back <= cfg.warmup_s * 1000]).astype(np.int64))[::-1]
+    m = len(arrivals)
+    if m == 0:
+        return 0, []
+    bot = g.random(m) < cfg.bot_share
+    human_len = np.exp(length_params[0] + length_params[1] * g.standard_normal(m))
+    lengths = np.where(bot, g.integers(50, 401, m), np.clip(np.rint(human_len), 1, 200))
+    lengths = lengths.astype(np.int64)
+    owner = np.repeat(np.arange(m), lengths)
+    total = len(owner)
+    human_gap = np.exp(gap_params[0] + gap_params[1] * g.standard_normal(total)) * 1000
+    gaps = np.where(
+        bot[owner],
+        1 + (g.exponential(cfg.bot_gap_s, total) * 1000).astype(np.int64),
+        1000 + np.minimum(human_gap.astype(np.int64), 600_000),
+    )
+    first = np.cumsum(lengths) - lengths  # index of each session's first click
+    before = np.cumsum(gaps) - gaps  # sum of all earlier gaps
+    times = arrivals[owner] + before - before[first][owner]
+    running = np.nonzero(times[first + lengths - 1] >= start_ms)[0]
+    return m, [
+        (int(i), bool(bot[i]), times[first[i] : first[i] + lengths[i]].tolist()) for i in running
+    ]
+
+
+def _session_length(rng: random.Random, mu: float, sigma: float) -> int:
+    return max(1, min(200, round(math.exp(mu + sigma * rng.gauss()))))
+
+
+def _event(
+    who: tuple[str, str, str], p: Product, action: str, shop: _Shop, sale_on: bool
+) -> dict[str, Any]:
+    session_id, user, device = who
+    price = shop.sale_price[p.product_id] if sale_on and p.product_id in shop.sale_ids else p.price
+    return {
+        "event_id": "",
+        "session_id": session_id,
+        "user_id": user,
+        "product_id": p.product_id,
+        "product_name": p.name,
+        "category": p.category,
+        "action": action,
+        "ts": "",
+        "device": device,
+        "price": price,
+    }
+
+
+MALFORMED_KINDS = (
+    "not_json", "not_object", "missing_field", "bad_action", "bad_ts_format", "impossible_date",
+    "future_ts", "empty_session", "negative_price", "wrong_type", "bad_device", "too_large",
+)
+
+
+class _Malformed:
+    """One malformed message per call, cycling through MALFORMED_KINDS (no newlines inside)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.n = 0
+
+    def make(self, near: dict[str, Any]) -> bytes:
+        kind = MALFORMED_KINDS[self.n % len(MALFORMED_KINDS)]
+        self.n += 1
+        e = dict(near, event_id=f"bad-{near['event_id']}-{kind}")
+        if kind == "not_json":
+            return b'{"event_id": "' + e["event_id"].encode() + b'", "action": view'
+        if kind == "not_object":
+            return orjson.dumps([e["event_id"], e["product_id"]])
+        if kind == "missing_field":
+            del e["product_id"]
+        elif kind == "bad_action":
+            e["action"] = "wishlist"
+        elif kind == "bad_ts_format":
+            e["ts"] = e["ts"].replace("T", " ").replace("Z", "+01:00")
+        elif kind == "impossible_date":
+            e["ts"] = "2024-02-30T25:61:00.000Z"
+        elif kind == "future_ts":
+            e["ts"] = "2999-01-01T00:00:00.000Z"
+        elif kind == "empty_session":
+            e["session_id"] = ""
+        elif kind == "negative_price":
+            e["price"] = -abs(e.get("price") or 1.0)
+        elif kind == "wrong_type":
+            e["product_id"] = 12345
+        elif kind == "bad_device":
+            e["device"] = "smart-fridge"
+        elif kind == "too_large":
+            e["product_name"] = "x" * 20_000
+        return orjson.dumps(e)

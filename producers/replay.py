@@ -1,0 +1,278 @@
+"""Real data sets mapped onto the clickstream event contract, in timestamp order.
+
+`read_dataset(path, fmt)` reads a whole file, maps every row to an event and yields the events
+sorted by time (ties keep file order). Pacing (`--speed`) and `--rebase-time` are done by the
+`flashrec replay` command. docs/producers.md documents each format's mapping.
+
+Formats:
+- yoochoose: the session-rec prepared TSV (`SessionId ItemId Time`, epoch seconds; also the
+  Serenade example), or the original `yoochoose-clicks.dat` (SessionID,Timestamp,ItemID,Category)
+  or `yoochoose-buys.dat` (SessionID,Timestamp,ItemID,Price,Quantity).
+- retailrocket: `events.csv` (timestamp ms, visitorid, event, itemid, transactionid),
+  sessionized per visitor by 30 minutes of inactivity; categories from
+  `item_properties_part*.csv` + `category_tree.csv` beside it, when present.
+- rees46: `event_time,event_type,product_id,category_id,category_code,brand,price,user_id,
+  user_session`.
+- diginetica: `session_id;user_id;item_id;timeframe;eventdate`; categories from
+  `product-categories.csv` beside it, when present.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from recommender.events import format_ts
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("yoochoose", "retailrocket", "rees46", "diginetica")
+SESSION_GAP_MS = 30 * 60 * 1000
+UNKNOWN = "unknown"
+
+
+class DatasetError(ValueError):
+    """The file cannot be read as the given format (user error: wrong --format or path)."""
+
+
+class ReplayStats:
+    """Rows read, events mapped and rows skipped (with the reason) for one data set."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.mapped = 0
+        self.skipped: Counter[str] = Counter()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "mapped": self.mapped, "skipped": dict(self.skipped)}
+
+
+def read_dataset(
+    path: Path | str, fmt: str, stats: ReplayStats | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every row of `path` as a contract event, in timestamp order."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise DatasetError(f"data set file not found: {path}")
+    stats = stats if stats is not None else ReplayStats()
+    reader = {"yoochoose": _yoochoose, "retailrocket": _retailrocket, "rees46": _rees46,
+              "diginetica": _diginetica}[fmt]
+    rows = list(reader(path, stats))  # (epoch ms, row number, event without ts)
+    rows.sort(key=lambda r: (r[0], r[1]))
+    stem = path.stem[:100]
+    for ms, n, event in rows:
+        event["event_id"] = f"{stem}-{n}"  # file name + data row number: unique, traceable
+        event["ts"] = format_ts(datetime(1970, 1, 1) + timedelta(milliseconds=ms))
+        yield event
+
+
+Row = tuple[int, int, dict[str, Any]]
+
+
+def _event(session: str, user: str, item: str, category: str, action: str,
+           name: str = "", price: float | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_id": "",
+        "session_id": session,
+        "user_id": user,
+        "product_id": item,
+        "product_name": name,
+        "category": category or UNKNOWN,
+        "action": action,
+        "ts": "",
+    }
+    if price is not None:
+        event["price"] = price
+    return event
+
+
+def _lines(path: Path, delimiter: str) -> Iterator[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        yield from csv.reader(f, delimiter=delimiter)
+
+
+def _iso_ms(text: str) -> int:
+    """'2014-04-07T10:51:09.277Z' or '2019-10-01 00:00:00 UTC' to epoch milliseconds."""
+    text = text.strip().replace(" UTC", "+00:00").replace("Z", "+00:00")
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return round(when.timestamp() * 1000)
+
+
+def _yoochoose(path: Path, stats: ReplayStats) -> Iterator[Row]:
+    first = path.open(encoding="utf-8").readline()
+    if first.startswith("SessionId\t"):
+        yield from _yoochoose_prepared(path, stats)
+        return
+    for n, row in enumerate(_lines(path, ","), 1):
+        stats.rows += 1
+        try:
+            session, stamp, item = row[0], row[1], row[2]
+            ms = _iso_ms(stamp)
+            if len(row) == 4:  # clicks: SessionID,Timestamp,ItemID,Category
+                event = _event(session, session, item, _yc_category(row[3]), "view")
+            else:  # buys: SessionID,Timestamp,ItemID,Price,Quantity
+                price = float(row[3]) if row[3] and float(row[3]) > 0 else None
+                event = _event(session, session, item, UNKNOWN, "purchase",
+                               price=price)
+        except (IndexError, ValueError):
+            stats.skipped["unreadable row"] += 1
+            continue
+        stats.mapped += 1
+        yield ms, n, event
+
+
+def _yc_category(value: str) -> str:
+    if value in ("", "0"):
+        return UNKNOWN
+    if value == "S":
+        return "special-offer"
+    return f"category-{value}" if len(value) <= 2 else f"brand-{value}"
+
+
+def _yoochoose_prepared(path: Path, stats: ReplayStats) -> Iterator[Row]:
+    lines = _lines(path, "\t")
+    header = next(lines)
+    col = {name: i for i, name in enumerate(header)}
+    try:
+        s, i, t = col["SessionId"], col["ItemId"], col["Time"]
+    except KeyError as exc:
+        raise DatasetError(f"{path}: expected header SessionId ItemId Time, got {header}") from exc
+    for n, row in enumerate(lines, 1):
+        stats.rows += 1
+        try:
+            ms = round(float(row[t]) * 1000)
+            event = _event(row[s], row[s], row[i], UNKNOWN, "view")
+        except (IndexError, ValueError):
+            stats.skipped["unreadable row"] += 1
+            continue
+        stats.mapped += 1
+        yield ms, n, event
+
+
+RR_ACTIONS = {"view": "view", "addtocart": "add_to_cart", "transaction": "purchase"}
+
+
+def _retailrocket(path: Path, stats: ReplayStats) -> Iterator[Row]:
+    lines = _lines(path, ",")
+    header = next(lines)
+    if header[:4] != ["timestamp", "visitorid", "event", "itemid"]:
+        raise DatasetError(f"{path}: expected RetailRocket header timestamp,visitorid,event,"
+                           f"itemid,transactionid, got {header}")
+    categories = _rr_categories(path.parent)
+    raw: list[tuple[str, int, int, str, str]] = []
+    for n, row in enumerate(lines, 1):
+        stats.rows += 1
+        try:
+            action = RR_ACTIONS[row[2]]
+            raw.append((row[1], int(row[0]), n, action, row[3]))
+        except KeyError:
+            stats.skipped[f"unknown event type {row[2]!r}"] += 1
+        except (IndexError, ValueError):
+            stats.skipped["unreadable row"] += 1
+    raw.sort()  # per visitor, by time: cut sessions at 30 minutes of inactivity
+    visitor, last_ms, k = None, 0, 0
+    for who, ms, n, action, item in raw:
+        if who != visitor:
+            visitor, k = who, 0
+        elif ms - last_ms > SESSION_GAP_MS:
+            k += 1
+        last_ms = ms
+        stats.mapped += 1
+        yield ms, n, _event(f"{who}-{k}", who, item,
+                            categories.get(item, UNKNOWN), action)
+
+
+def _rr_categories(folder: Path) -> dict[str, str]:
+    """item id -> top-level category id, from item_properties_part*.csv and category_tree.csv."""
+    parts = sorted(folder.glob("item_properties_part*.csv"))
+    if not parts:
+        return {}
+    parent: dict[str, str] = {}
+    tree = folder / "category_tree.csv"
+    if tree.is_file():
+        for row in list(_lines(tree, ","))[1:]:
+            if len(row) >= 2 and row[1]:
+                parent[row[0]] = row[1]
+    latest: dict[str, tuple[int, str]] = {}
+    for part in parts:
+        with open(part, encoding="utf-8") as f:
+            for line in f:
+                if ",categoryid," not in line:
+                    continue
+                stamp, item, _, value = line.rstrip("\n").split(",", 3)
+                if item not in latest or int(stamp) > latest[item][0]:
+                    latest[item] = (int(stamp), value)
+    result = {}
+    for item, (_, cat) in latest.items():
+        seen = set()
+        while cat in parent and cat not in seen:  # walk up to the root category
+            seen.add(cat)
+            cat = parent[cat]
+        result[item] = f"category-{cat}"
+    log.info("RetailRocket categories for %d items", len(result))
+    return result
+
+
+REES_ACTIONS = {"view": "view", "cart": "add_to_cart", "purchase": "purchase"}
+
+
+def _rees46(path: Path, stats: ReplayStats) -> Iterator[Row]:
+    lines = _lines(path, ",")
+    header = next(lines)
+    if header[:3] != ["event_time", "event_type", "product_id"]:
+        raise DatasetError(f"{path}: expected REES46 header event_time,event_type,product_id,"
+                           f"..., got {header}")
+    for n, row in enumerate(lines, 1):
+        stats.rows += 1
+        try:
+            stamp, kind, item, cat_id, cat_code, brand, price, user, session = row[:9]
+            action = REES_ACTIONS.get(kind)
+            if action is None:
+                stats.skipped[f"event type {kind!r} has no contract action"] += 1
+                continue
+            ms = _iso_ms(stamp)
+            name = " ".join(x for x in (brand, cat_code.rsplit(".", 1)[-1]) if x)
+            event = _event(session or f"{user}-nosession", user, item,
+                           cat_code or (f"category-{cat_id}" if cat_id else UNKNOWN), action,
+                           name=name, price=float(price) if price else None)
+        except ValueError:
+            stats.skipped["unreadable row"] += 1
+            continue
+        stats.mapped += 1
+        yield ms, n, event
+
+
+def _diginetica(path: Path, stats: ReplayStats) -> Iterator[Row]:
+    lines = _lines(path, ";")
+    header = next(lines)
+    if header[:3] != ["session_id", "user_id", "item_id"]:
+        raise DatasetError(f"{path}: expected DIGINETICA header session_id;user_id;item_id;"
+                           f"timeframe;eventdate, got {header}")
+    categories: dict[str, str] = {}
+    cat_file = path.parent / "product-categories.csv"
+    if cat_file.is_file():
+        categories = {r[0]: f"category-{r[1]}" for r in list(_lines(cat_file, ";"))[1:]
+                      if len(r) >= 2}
+    for n, row in enumerate(lines, 1):
+        stats.rows += 1
+        try:
+            session, user, item, frame, date = row[:5]
+            day = datetime.fromisoformat(date).replace(tzinfo=UTC)
+            ms = round(day.timestamp() * 1000) + int(frame)
+            event = _event(session,
+                           user if user and user != "NA" else f"anon-{session}", item,
+                           categories.get(item, UNKNOWN), "view")
+        except ValueError:
+            stats.skipped["unreadable row"] += 1
+            continue
+        stats.mapped += 1
+        yield ms, n, event
