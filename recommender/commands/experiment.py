@@ -1,7 +1,210 @@
-"""`flashrec experiment` (not built yet)."""
+"""`flashrec experiment flash-sale` and `flashrec experiment dataset`: live versus nightly
+recommendations, replayed offline (docs/flash-sale.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from recommender import config
+
+log = logging.getLogger("flashrec.experiment")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _params(refresh_s: float, nightly_window_h: float) -> Any:
+    from recommender.experiment.replay import Params
+
+    return Params(refresh_s=refresh_s, nightly_window_h=nightly_window_h)
+
+
+def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recommender.experiment import experiment
+
+    command = "flashrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[at]}"),
+        TimeElapsedColumn(), console=console, disable=quiet or as_json, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("generating events", total=None, at="")
+        span: dict[str, int] = {}
+
+        def loaded(data) -> None:
+            span["cut"], span["end"] = data.cut_ms, data.end_ms
+            bar.update(task, description="replaying the day", total=data.end_ms - data.cut_ms,
+                       completed=0)
+
+        def progress(ts_ms: int) -> None:
+            from recommender.experiment.sqlviews import clock
+
+            if "cut" in span:
+                bar.update(task, completed=max(0, ts_ms - span["cut"]),
+                           at=clock(ts_ms).strftime("%Y-%m-%d %H:%M"))
+
+        try:
+            summary = experiment.run(load, params, out, command, replicates, progress, loaded)
+        except (ValueError, RuntimeError, OSError) as exc:
+            _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"stats": summary["stats"], "run": summary["run"]}, indent=2))
+        return
+    s = summary["stats"]
+
+    def v(key: str, pct: bool = False) -> str:
+        entry = s[key]
+        if entry["value"] is None:
+            return "n/a"
+        x = entry["value"] * (100 if pct else 1)
+        ci = entry["ci"]
+        body = f"{x:.1f} %" if pct else f"{x:.4f}"
+        if ci:
+            lo, hi = (c * (100 if pct else 1) for c in ci)
+            body += f" [{lo:.1f}, {hi:.1f}]" if pct else f" [{lo:.4f}, {hi:.4f}]"
+        return body
+
+    typer.echo(f"{summary['replay']}: {summary['run']['evaluations']:,} evaluations in "
+               f"{summary['seconds']:.0f} s")
+    from recommender.experiment.replay import RECOMMENDERS
+
+    for name in RECOMMENDERS:
+        typer.echo(f"  {name:16} HitRate@20 normal {v(f'{name}|hit_rate|normal')}  "
+                   f"sale {v(f'{name}|hit_rate|sale')}")
+    typer.echo(f"  VMIS nightly drop in the sale window (HitRate@20): "
+               f"{v('vmis|hit_rate|nightly_drop', True)}; recovered by live: "
+               f"{v('vmis|hit_rate|recovered_share', True)}")
+    typer.echo(f"report: {out / 'report.md'}  summary: {out / 'summary.json'}")
+
 
 def register(app: typer.Typer) -> None:
-    """Nothing to register until this command is built."""
+    """Add the `experiment` group to the CLI."""
+    group = typer.Typer(
+        help="Offline experiments: live versus nightly recommendations (docs/flash-sale.md).",
+        no_args_is_help=True,
+    )
+    app.add_typer(group, name="experiment")
+
+    out_opt = typer.Option(
+        Path(".flashrec/experiment"), "--out", envvar=config.ENV_EXPERIMENT_OUT,
+        help="Folder for report.md, summary.json and the PNG plots (created if missing).",
+    )
+    refresh_opt = typer.Option(
+        30.0, "--refresh-s", min=0.001, envvar=config.ENV_EXPERIMENT_REFRESH,
+        help="Live views (co_view_pairs, popularity) are recomputed every this many seconds "
+        "of event time; the live VMIS-kNN index gets every click.",
+    )
+    nightly_opt = typer.Option(
+        24.0, "--nightly-window-h", min=0.1,
+        help="Look-back in hours of the nightly co_view_pairs batch job (live: the view's "
+        "30 minutes).",
+    )
+    boot_opt = typer.Option(
+        1000, "--bootstrap", min=10, help="Bootstrap replicates (resampled sessions) for the "
+        "95% intervals.",
+    )
+    quiet_opt = typer.Option(False, "--quiet", help="No progress bar.")
+    json_opt = typer.Option(False, "--json", help="Print the statistics as JSON.")
+
+    @group.command("flash-sale")
+    def flash_sale(
+        seed: int = typer.Option(
+            42, "--seed", envvar=config.ENV_EXPERIMENT_SEED,
+            help="Seed of the generated traffic (same seed, same report).",
+        ),
+        out: Path = out_opt,
+        rate: float = typer.Option(
+            4.0, "--rate", min=0.05, envvar=config.ENV_EXPERIMENT_RATE,
+            help="Shop size: events per second of event time (the day has 86,400 s).",
+        ),
+        history_days: int = typer.Option(
+            1, "--history-days", min=1, max=6,
+            help="Days of traffic before the replayed day (what the nightly job sees).",
+        ),
+        hours: float = typer.Option(
+            24.0, "--hours", min=0.5, max=24.0,
+            help="Replayed hours of the day from midnight (smaller = faster).",
+        ),
+        products: int = typer.Option(5000, "--products", min=100, help="Catalog size."),
+        sale_hour: float = typer.Option(
+            14.0, "--sale-hour", min=0.0, max=23.9,
+            help="Sale start, hours after midnight of the replayed day (UTC).",
+        ),
+        sale_strength: float = typer.Option(
+            0.6, "--sale-strength", min=0.0, max=1.0,
+            help="Share of new sessions that are sale sessions once the sale is on.",
+        ),
+        sale_focus: float = typer.Option(
+            0.8, "--sale-focus", min=0.0, max=1.0,
+            help="Share of a sale session's views that are sale products.",
+        ),
+        no_sale: bool = typer.Option(
+            False, "--no-sale", help="The same day without a flash sale (control run)."
+        ),
+        day: str = typer.Option("2024-03-15", "--day", help="Replayed day (UTC), YYYY-MM-DD."),
+        refresh_s: float = refresh_opt,
+        nightly_window_h: float = nightly_opt,
+        replicates: int = boot_opt,
+        quiet: bool = quiet_opt,
+        as_json: bool = json_opt,
+    ) -> None:
+        """Replay a seeded flash-sale day and compare nightly and live recommenders."""
+        config.setup_logging("WARNING" if not quiet else "ERROR")
+        from recommender.experiment.scenario import Scenario, flash_sale_replay
+
+        try:
+            when = date.fromisoformat(day)
+        except ValueError:
+            _fail(f"--day must be YYYY-MM-DD, got {day!r}")
+        if not no_sale and sale_hour >= hours:
+            _fail(f"--sale-hour {sale_hour:g} is not inside the replayed --hours {hours:g}")
+        scenario = Scenario(
+            seed=seed, day=when, history_days=history_days, hours=hours, rate=rate,
+            sale=not no_sale, sale_hour=sale_hour, sale_strength=sale_strength,
+            sale_focus=sale_focus, n_products=products,
+        )  # fmt: skip
+        _run(lambda: flash_sale_replay(scenario), _params(refresh_s, nightly_window_h), out,
+             replicates, quiet, as_json)
+
+    @group.command("dataset")
+    def dataset(
+        train: Path = typer.Option(..., "--train", help="History (what the nightly job sees)."),
+        test: Path = typer.Option(..., "--test", help="The replayed period that follows it."),
+        fmt: str = typer.Option(
+            "yoochoose", "--format", help="yoochoose | retailrocket | rees46 | diginetica."
+        ),
+        out: Path = out_opt,
+        refresh_s: float = refresh_opt,
+        nightly_window_h: float = nightly_opt,
+        replicates: int = boot_opt,
+        quiet: bool = quiet_opt,
+        as_json: bool = json_opt,
+    ) -> None:
+        """Replay a real data set's test period after its history: nightly versus live.
+
+        The nightly models are built from --train; the two halves of the test period take the
+        place of normal hours and the sale window."""
+        config.setup_logging("WARNING" if not quiet else "ERROR")
+        from producers.replay import DatasetError
+        from recommender.experiment.scenario import dataset_replay
+
+        def load():
+            try:
+                return dataset_replay(train, test, fmt)
+            except DatasetError as exc:
+                raise ValueError(str(exc)) from None
+
+        _run(load, _params(refresh_s, nightly_window_h), out, replicates, quiet, as_json)

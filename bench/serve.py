@@ -1,0 +1,497 @@
+"""Benchmark of `GET /v1/recommend`: requests/s and latency p50/p90/p99.
+
+Starts `flashrec serve --history TRAIN` (one process, uvloop + httptools) on 127.0.0.1 and
+replays the clicks of the test sessions against it with a load generator in this process
+(raw HTTP/1.1 keep-alive connections on uvloop, on the same machine):
+
+1. closed loop: C connections, each sending its next request when the answer arrives
+   (the most the server answers per second);
+2. open loop at fixed rates (default 1,000 and 2,000 req/s): requests are due on a fixed
+   schedule and latency is measured from the due time, so queueing is counted
+   (no coordinated omission).
+
+Also prints the kernel alone (same sessions, in this process) as the baseline.
+
+    .venv/bin/python bench/serve.py [--train PATH --test PATH --rates 1000,2000 --seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "serenade_example"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_requests(test: Path, limit: int = 200_000) -> list[bytes]:
+    """One GET per click of the test file, in time order, with consent (stores sessions)."""
+    sys.path.insert(0, str(ROOT))
+    from recommender.sessions_io import read_sessions
+
+    data = read_sessions(test)
+    order = np.argsort(data.timestamps, kind="stable")
+    out = []
+    for n in order[:limit].tolist():
+        target = (
+            f"/v1/recommend?session_id=b{data.session_ids[n]}&item_id={data.item_ids[n]}"
+            "&user_consent=true"
+        )
+        out.append(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    return out
+
+
+class Conn:
+    """A keep-alive HTTP/1.1 connection reading Content-Length framed answers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes) -> int:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        at = head.lower().find(b"content-length:")
+        length = int(head[at + 15 : head.find(b"\r\n", at)])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def closed_loop(port: int, requests: list[bytes], conns: int, seconds: float) -> dict:
+    pool = [await Conn.open(port) for _ in range(conns)]
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(1 << 62))
+
+    async def worker(conn: Conn) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            raw = requests[next(counter) % len(requests)]
+            t = time.perf_counter()
+            if await conn.request(raw) != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - t)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in pool))
+    elapsed = time.perf_counter() - started
+    for c in pool:
+        c.close()
+    return summary(latencies, elapsed, errors)
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float) -> dict:
+    conns = max(8, int(rate // 50))
+    pool = [await Conn.open(port) for _ in range(conns)]
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter() + 0.05
+
+    async def worker(w: int, conn: Conn) -> None:
+        nonlocal errors
+        for i in range(w, total, conns):
+            due = start + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if await conn.request(requests[i % len(requests)]) != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - due)
+
+    await asyncio.gather(*(worker(w, c) for w, c in enumerate(pool)))
+    elapsed = time.perf_counter() - start
+    for c in pool:
+        c.close()
+    return summary(latencies, elapsed, errors)
+
+
+def summary(latencies: list[float], elapsed: float, errors: int) -> dict:
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests": len(ms),
+        "rps": len(ms) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "errors": errors,
+    }
+
+
+def kernel_baseline(train: Path, test: Path, n: int = 5000) -> dict:
+    """The kernel alone on the same index and sessions (no HTTP, no session store)."""
+    from recommender.serving.live_index import LiveIndex
+    from recommender.sessions_io import read_sessions
+
+    index = LiveIndex()
+    started = time.perf_counter()
+    index.build_from_tsv(train)
+    build_s = time.perf_counter() - started
+    data = read_sessions(test)
+    order = np.lexsort((data.timestamps, data.session_ids))
+    sessions, items = data.session_ids[order], data.item_ids[order].astype(str)
+    inputs = [
+        [items[j - 1], items[j]] if j and sessions[j - 1] == sessions[j] else [items[j]]
+        for j in range(len(items))
+    ]
+    index.recommend(inputs[0])  # compile
+    times = []
+    for q in range(n):
+        t = time.perf_counter()
+        index.recommend(inputs[q % len(inputs)])
+        times.append(time.perf_counter() - t)
+    us = np.asarray(times) * 1e6
+    return {
+        "build_s": build_s,
+        "p50_us": float(np.median(us)),
+        "p90_us": float(np.percentile(us, 90)),
+        "p99_us": float(np.percentile(us, 99)),
+    }
+
+
+def sync_lag(train: Path, trials: int) -> dict:
+    """Seconds from a row written to vmis_history (PostgreSQL) to an API answer using it.
+
+    A PostgreSQL (as `flashrec up` runs it) holds vmis_history with the training sessions,
+    no flashrec_changes table: `flashrec serve --pg-dsn` builds from it and follows it by
+    re-reading its keys every second.
+    Each trial inserts a session pairing a brand-new item with a known one, then polls
+    /v1/recommend for the new item until the known one is recommended.
+    """
+    import shutil
+    import urllib.request
+
+    import orjson
+    import psycopg
+
+    from recommender.pgserve import LocalPostgres
+    from recommender.sessions_io import read_sessions
+
+    folder = Path(tempfile.mkdtemp(prefix="flashrec-lag-"))
+    pg = LocalPostgres(folder / "pg", free_port()).start()
+    dsn = pg.dsn
+    data = read_sessions(train)
+    sessions: dict[str, tuple[list[str], float]] = {}
+    for s, i, t in zip(
+        data.session_ids.tolist(), data.item_ids.tolist(), data.timestamps.tolist(), strict=True
+    ):
+        items, last = sessions.get(str(s), ([], 0.0))
+        if str(i) not in items:
+            items.append(str(i))
+        sessions[str(s)] = (items, max(last, t))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE vmis_history (session_id TEXT, items TEXT[], last_ts FLOAT8)")
+        with conn.cursor().copy("COPY vmis_history FROM STDIN") as copy:
+            for s, (items, last) in sessions.items():
+                copy.write_row((s, items, last))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recommender.cli",
+            "serve",
+            "--pg-dsn",
+            dsn,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(folder / "data"),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    lags = []
+    try:
+        wait_ready(port, proc)
+        known = next(iter(sessions.values()))[0][0]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for n in range(trials):
+                new = f"lag-item-{n}"
+                url = f"http://127.0.0.1:{port}/v1/recommend?session_id=lag&item_id={new}"
+                t0 = time.perf_counter()
+                conn.execute(
+                    "INSERT INTO vmis_history VALUES (%s, %s, %s)",
+                    (f"lag-{n}", [known, new], time.time()),
+                )
+                while True:
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        if orjson.loads(r.read())[:1] == [known]:
+                            break
+                    time.sleep(0.005)
+                lags.append(time.perf_counter() - t0)
+                time.sleep(0.3 * (n % 4))  # land at different points of the re-read cycle
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    s = np.asarray(lags)
+    return {
+        "trials": len(s),
+        "p50": float(np.median(s)),
+        "p90": float(np.percentile(s, 90)),
+        "max": float(s.max()),
+        "sessions": len(sessions),
+    }
+
+
+def udf_throughput(train: Path, test: Path, batches: int = 200) -> dict:
+    """vmis_recommend over Arrow Flight, batches of 256 sessions as RisingWave sends them."""
+    import pyarrow as pa
+    import pyarrow.flight as flight
+
+    from recommender.serving.live_index import LiveIndex
+    from recommender.sessions_io import read_sessions
+    from udfs.server import make_server
+
+    index = LiveIndex()
+    index.build_from_tsv(train)
+    data = read_sessions(test)
+    items = data.item_ids.astype(str).tolist()
+    sessions = [[items[j - 1], items[j]] if j else [items[j]] for j in range(len(items))]
+    port = free_port()
+    server = make_server(index, "127.0.0.1", port)
+    # the Flight server answers from construction on; serve() only blocks (main thread)
+    client = flight.connect(f"grpc://127.0.0.1:{port}")
+    client.wait_for_available(timeout=10)
+    times = []
+    for b in range(batches):
+        rows = [sessions[(b * 256 + r) % len(sessions)] for r in range(256)]
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(rows, pa.list_(pa.string())), pa.array([21] * 256, pa.int32())],
+            names=["items", "n"],
+        )
+        t = time.perf_counter()
+        writer, reader = client.do_exchange(flight.FlightDescriptor.for_path("vmis_recommend"))
+        with writer:
+            writer.begin(batch.schema)
+            writer.write_batch(batch)
+            writer.done_writing()
+            reader.read_all()
+        times.append(time.perf_counter() - t)
+    server.shutdown()
+    ms = np.asarray(times[5:]) * 1000
+    return {
+        "rows_per_s": 256 / np.median(ms) * 1000,
+        "p50": float(np.median(ms)),
+        "p99": float(np.percentile(ms, 99)),
+    }
+
+
+def pipeline_lag(trials: int, seed_sessions: int = 2000) -> dict:
+    """Seconds from a click produced to Kafka to /v1/recommend using it, on `flashrec up`.
+
+    `flashrec up --api-port` runs broker, PostgreSQL, the engine (refresh every second) and
+    the API in one process; the index follows the engine's in-process change feed. A seeded
+    history of sessions comes first; each trial produces two clicks of a new session (a
+    known product, then a brand-new one) and polls until the new product's recommendations
+    start with the known one.
+    """
+    import shutil
+    import urllib.request
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from recommender.kafka_io import make_producer
+
+    folder = Path(tempfile.mkdtemp(prefix="flashrec-up-"))
+    broker, pg, api = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recommender.cli", "up", "--broker-port", str(broker),
+         "--pg-port", str(pg), "--data-dir", str(folder), "--api-port", str(api)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    counter = iter(range(1 << 62))
+
+    def event(session: str, product: str) -> bytes:
+        ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return orjson.dumps({
+            "event_id": f"lag-{next(counter)}", "session_id": session, "user_id": session,
+            "product_id": product, "product_name": f"Product {product}", "category": "bench",
+            "action": "view", "ts": ts,
+        })  # fmt: skip
+
+    def recs(item: str) -> list[str]:
+        url = f"http://127.0.0.1:{api}/v1/recommend?session_id=probe&item_id={item}"
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return orjson.loads(r.read())
+
+    lags = []
+    try:
+        wait_ready(api, proc)
+        producer = make_producer(f"127.0.0.1:{broker}")
+        rng = np.random.default_rng(7)
+        for s in range(seed_sessions):  # history: 2-4 clicks over 200 products
+            for p in rng.integers(0, 200, rng.integers(2, 5)):
+                producer.produce("clickstream", event(f"seed-{s}", f"p{p}"), key=f"seed-{s}")
+        producer.flush(30)
+        deadline = time.monotonic() + 60
+        while recs("p1")[:1] == [] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for n in range(trials):
+            new = f"new-{n}"
+            t0 = time.perf_counter()
+            producer.produce("clickstream", event(f"lag-{n}", "p1"), key=f"lag-{n}")
+            producer.produce("clickstream", event(f"lag-{n}", new), key=f"lag-{n}")
+            producer.flush(10)
+            while recs(new)[:1] != ["p1"]:
+                if time.perf_counter() - t0 > 30:
+                    raise SystemExit(f"click {new} did not reach the index in 30 s")
+                time.sleep(0.01)
+            lags.append(time.perf_counter() - t0)
+            time.sleep(0.37 * (n % 3))  # land at different points of the refresh cycle
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+    s = np.asarray(lags)
+    return {"trials": len(s), "p50": float(np.median(s)), "p90": float(np.percentile(s, 90)),
+            "max": float(s.max()), "sessions": seed_sessions}  # fmt: skip
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("server not ready in time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, default=DATA / "train.txt")
+    parser.add_argument("--test", type=Path, default=DATA / "test.txt")
+    parser.add_argument("--rates", default="1000,2000", help="open-loop rates, req/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
+    parser.add_argument("--lag-trials", type=int, default=20, help="sync-lag trials (0: skip)")
+    parser.add_argument(
+        "--pipeline-trials",
+        type=int,
+        default=20,
+        help="click-to-recommendation trials on `flashrec up` (0: skip)",
+    )
+    parser.add_argument("--server-cpu", type=int, default=None, help="pin the server to a CPU")
+    parser.add_argument("--client-cpu", type=int, default=None, help="pin this process")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    base = kernel_baseline(args.train, args.test)
+    print(
+        f"kernel alone: build {base['build_s']:.2f} s; recommend p50 {base['p50_us']:.1f} us, "
+        f"p90 {base['p90_us']:.1f} us, p99 {base['p99_us']:.1f} us"
+    )
+    requests = load_requests(args.test)
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="flashrec-bench-")
+    cmd = [
+        sys.executable,
+        "-m",
+        "recommender.cli",
+        "serve",
+        "--history",
+        str(args.train),
+        "--port",
+        str(port),
+        "--data-dir",
+        data_dir,
+    ]
+    if args.server_cpu is not None:
+        cmd = ["taskset", "-c", str(args.server_cpu), *cmd]
+    if args.client_cpu is not None:
+        os.sched_setaffinity(0, {args.client_cpu})
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc)
+        asyncio.run(closed_loop(port, requests, 4, 2.0))  # warm up
+        rows = [
+            (
+                "closed loop",
+                args.connections,
+                asyncio.run(closed_loop(port, requests, args.connections, args.seconds)),
+            )
+        ]
+        for rate in [float(r) for r in args.rates.split(",") if r]:
+            rows.append(
+                (
+                    f"open loop {rate:,.0f}/s",
+                    None,
+                    asyncio.run(open_loop(port, requests, rate, args.seconds)),
+                )
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"{'load':<22}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, _, r in rows:
+        print(
+            f"{name:<22}{r['rps']:>10,.0f}{r['p50']:>9.2f}{r['p90']:>9.2f}{r['p99']:>9.2f}"
+            f"{r['errors']:>8}"
+        )
+    udf = udf_throughput(args.train, args.test)
+    print(
+        f"UDF server, vmis_recommend on 256-row Arrow batches: p50 {udf['p50']:.1f} ms, "
+        f"p99 {udf['p99']:.1f} ms per batch, {udf['rows_per_s']:,.0f} rows/s"
+    )
+    if args.lag_trials:
+        lag = sync_lag(args.train, args.lag_trials)
+        print(
+            f"sync lag (row in vmis_history -> /v1/recommend uses it), {lag['trials']} trials "
+            f"over {lag['sessions']:,} sessions: p50 {lag['p50']:.2f} s, p90 {lag['p90']:.2f} s, "
+            f"max {lag['max']:.2f} s"
+        )
+    if args.pipeline_trials:
+        lag = pipeline_lag(args.pipeline_trials)
+        print(
+            f"click lag (produced to Kafka -> /v1/recommend uses it, `flashrec up`, refresh "
+            f"1 s), {lag['trials']} trials after {lag['sessions']:,} seeded sessions: "
+            f"p50 {lag['p50']:.2f} s, p90 {lag['p90']:.2f} s, max {lag['max']:.2f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

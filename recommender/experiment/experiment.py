@@ -1,0 +1,67 @@
+"""One experiment: replay, metrics, files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recommender.experiment import metrics, replay, report
+from recommender.experiment.scenario import Replay
+
+log = logging.getLogger(__name__)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def run(
+    load: Callable[[], Replay],
+    params: replay.Params,
+    out: Path | None,
+    command: str,
+    replicates: int = 1000,
+    progress: Callable[[int], None] | None = None,
+    on_loaded: Callable[[Replay], None] | None = None,
+) -> dict[str, Any]:
+    """Load the replay, run it, summarise it and (with `out`) write the report files."""
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # sql/ statements it cannot check
+    started = time.perf_counter()
+    data = load()
+    load_s = time.perf_counter() - started
+    log.info("loaded %s: %d events in %.1f s", data.name, len(data.clicks), load_s)
+    if on_loaded is not None:
+        on_loaded(data)
+    evals, info = replay.run(data, params, progress)
+    log.info("replayed %d evaluations in %.1f s", len(evals), info["timings_s"]["loop_s"])
+    t0 = time.perf_counter()
+    stats = metrics.summarize(evals, data.split_ms, replicates, seed=0)
+    boot_s = time.perf_counter() - t0
+    hour = metrics.HOUR_MS
+    sale_hours = None
+    if data.sale_start_ms is not None:
+        sale_hours = [(data.sale_start_ms - data.cut_ms) / hour, (data.end_ms - data.cut_ms) / hour]
+    summary = {
+        "replay": data.name,
+        "scenario": data.info,
+        "run": info,
+        "windows": {
+            "normal": [_iso(data.cut_ms), _iso(data.split_ms)],
+            "sale": [_iso(data.split_ms), _iso(data.end_ms)],
+            "sale_hours": sale_hours,
+        },
+        "stats": stats,
+        "hourly": metrics.hourly(evals, data.cut_ms),
+        "bootstrap": {"replicates": replicates, "unit": "session", "seed": 0,
+                      "seconds": round(boot_s, 2)},
+        "load_s": round(load_s, 2),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if out is not None:
+        for path in report.write(out, summary, command):
+            log.info("wrote %s", path)
+    return summary

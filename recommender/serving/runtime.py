@@ -1,0 +1,184 @@
+"""Wiring shared by `flashrec serve` and `flashrec udf-server`: where the index comes from.
+
+- `--history PATH`: built once from a session-rec TSV file (benchmarks, offline use).
+- `--source embedded`: built from the embedded PostgreSQL's vmis_history table, then kept
+  live by the engine's in-process change feed when the engine runs in this process
+  (`flashrec up`), else by its `flashrec_changes` table (LISTEN/NOTIFY), else (a plain
+  PostgreSQL holding the view) by re-reading the view's keys every second.
+- `--source risingwave`: built from RisingWave's vmis_history, then kept live by the
+  subscription `vmis_history_sub` (created by `flashrec deploy`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from recommender.serving.index_sync import (
+    HISTORY_VIEW,
+    IndexSync,
+    RisingWaveFeed,
+    SnapshotDiffFeed,
+    load_snapshot,
+)
+from recommender.serving.live_index import LiveIndex, Params
+from recommender.serving.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("embedded", "risingwave")
+SUBSCRIPTION = "vmis_history_sub"
+
+
+class EngineFeed:
+    """The embedded engine's in-process subscription to one view."""
+
+    def __init__(self, engine: Any, view: str = HISTORY_VIEW) -> None:
+        self._sub = engine.subscribe(view)
+
+    def poll(self, timeout: float) -> Any:
+        return self._sub.poll(timeout)
+
+    def close(self) -> None:
+        close = getattr(self._sub, "close", None)
+        if close is not None:
+            close()
+
+
+def _has_change_table(dsn: str) -> bool:
+    """The embedded engine's PostgreSQL keeps its change feed in `flashrec_changes`."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        return conn.execute("SELECT to_regclass('flashrec_changes')").fetchone()[0] is not None
+
+
+def make_index(
+    params: Params,
+    *,
+    history: Path | None = None,
+    source: str = "embedded",
+    dsn: str | None = None,
+    engine: Any = None,
+    metrics: Metrics | None = None,
+) -> tuple[LiveIndex, IndexSync | None]:
+    """The index and, when it follows a view, its (not yet started) sync thread."""
+    index = LiveIndex(params)
+    if history is not None:
+        index.build_from_tsv(history)
+        log.info(
+            "index built from %s: %d sessions, %d items", history, index.n_sessions, index.n_items
+        )
+        return index, None
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r} (expected one of {', '.join(SOURCES)})")
+    if not dsn:
+        raise ValueError("no history: give --history PATH or a PostgreSQL DSN (--pg-dsn)")
+
+    def open_feed():
+        if engine is not None:
+            return EngineFeed(engine)
+        if source == "risingwave":
+            return RisingWaveFeed(dsn, SUBSCRIPTION)
+        if _has_change_table(dsn):
+            from recommender.engine.feed import PgSubscription
+
+            return PgSubscription(dsn, HISTORY_VIEW)
+        log.warning("no flashrec_changes table: following %s by re-reading it", HISTORY_VIEW)
+        return SnapshotDiffFeed(dsn)
+
+    sync = IndexSync(index, open_feed, lambda: load_snapshot(dsn), metrics)
+    return index, sync
+
+
+def build_state(
+    *,
+    params: Params,
+    data_dir: Path,
+    history: Path | None = None,
+    source: str = "embedded",
+    dsn: str | None = None,
+    engine: Any = None,
+    session_ttl_s: float = 1800.0,
+):
+    """The serving state (index, sync thread, session store, views) for the API."""
+    from recommender.serving.app import ServingState
+    from recommender.serving.sessions import SessionStore
+    from recommender.serving.views import Views
+
+    metrics = Metrics()
+    index, sync = make_index(
+        params, history=history, source=source, dsn=dsn, engine=engine, metrics=metrics
+    )
+    store = SessionStore(
+        data_dir / "sessions", max_items=params.max_items_in_session, ttl_s=session_ttl_s
+    )
+    views = Views(dsn, raw_events=source == "embedded")
+    return ServingState(index=index, store=store, views=views, metrics=metrics, sync=sync)
+
+
+class ApiThread:
+    """The API running in a background thread of another command (`flashrec up`)."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import threading
+
+        import uvicorn
+
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            loop=loop_impl(),
+            http=http_impl(),
+        )
+        self.server = uvicorn.Server(config)
+        self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+
+    def start(self) -> ApiThread:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def start_api(
+    engine: Any,
+    dsn: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    data_dir: Path = Path(".flashrec"),
+    params: Params | None = None,
+) -> ApiThread:
+    """Hook for `flashrec up`: serve the API in this process, following `engine`'s feed."""
+    from recommender.serving.app import create_app
+
+    state = build_state(
+        params=params or Params(), data_dir=data_dir, source="embedded", dsn=dsn, engine=engine
+    )
+    return ApiThread(create_app(state), host, port).start()
+
+
+def loop_impl() -> str:
+    try:
+        import uvloop  # noqa: F401
+
+        return "uvloop"
+    except ImportError:
+        return "asyncio"
+
+
+def http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+
+        return "httptools"
+    except ImportError:
+        return "h11"

@@ -1,0 +1,129 @@
+"""The API on the real embedded engine: clicks ingested by the engine reach the index through
+its change feed (in process, and from another process through flashrec_changes), and the
+also-viewed and trending answers equal the engine's PostgreSQL tables."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from conftest import free_port
+from engine_support import Msg
+from serving_support import api_process, start_postgres
+
+from recommender.engine import Engine, EngineConfig
+from recommender.serving.runtime import start_api
+
+pytestmark = pytest.mark.e2e
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=9)  # event clock: 8 days fit
+NAMES = {"a": ("Alpha Lamp", "lights"), "b": ("Beta Lamp", "lights"),
+         "c": ("Gamma Rug", "rugs"), "z": ("Zeta Chair", "chairs")}  # fmt: skip
+
+
+class Clicks:
+    """Valid clickstream events as Kafka messages, one offset after the other."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def __call__(self, session: str, product: str, minute: float) -> Msg:
+        name, category = NAMES[product]
+        ts = T0 + timedelta(minutes=minute)
+        event = {
+            "event_id": f"e{self.offset}", "session_id": session, "user_id": f"u-{session}",
+            "product_id": product, "product_name": name, "category": category,
+            "action": "view", "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        }  # fmt: skip
+        self.offset += 1
+        return Msg(orjson.dumps(event), self.offset - 1)
+
+
+def _wait(check, timeout: float = 30.0) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def _recs(url: str, item: str) -> list[str]:
+    got = httpx.get(f"{url}/v1/recommend", params={"session_id": "probe", "item_id": item})
+    assert got.status_code == 200
+    return got.json()
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    server, dsn = start_postgres(tmp_path)
+    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=None, clock="event"))
+    click = Clicks()
+    # three sessions view a and b (a co-view pair), one views b and c
+    engine.ingest([click(s, p, m) for s, m0 in (("s1", 0), ("s2", 1), ("s3", 2))
+                   for p, m in (("a", m0), ("b", m0 + 0.5))])  # fmt: skip
+    engine.ingest([click("s4", "b", 3), click("s4", "c", 3.5)])
+    engine.refresh()
+    try:
+        yield engine, dsn, click
+    finally:
+        engine.stop()
+        server.cleanup()
+
+
+def test_engine_feed_in_process(pipeline, tmp_path) -> None:
+    engine, dsn, click = pipeline
+    port = free_port()
+    api = start_api(engine, dsn, port=port, data_dir=tmp_path / "data")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+        assert _recs(url, "a")[:1] == ["b"]
+        assert "z" not in _recs(url, "a")
+
+        # a new session pairs z with a: after one refresh the index has it
+        engine.ingest([click("s5", "z", 10), click("s5", "a", 10.5)])
+        engine.refresh()
+        lag = _wait(lambda: _recs(url, "z")[:1] == ["a"])
+        assert lag < 5
+
+        # the event clock jumps 8 days: every session leaves the 7-day history (deletes)
+        engine.ingest([click("late", "c", 8 * 24 * 60)])
+        engine.refresh()
+        _wait(lambda: httpx.get(f"{url}/v1/status").json()["index"]["sessions"] == 1)
+        assert "a" not in _recs(url, "z")
+
+        # also-viewed and trending equal the engine's tables
+        with psycopg.connect(dsn) as conn:
+            pairs = conn.execute("SELECT product_a, product_b, co_view_count FROM co_view_pairs")
+            expected = {(b if a == "a" else a, n) for a, b, n in pairs if "a" in (a, b)}
+            trending = conn.execute(
+                "SELECT category, product_id FROM trending_by_category t WHERE window_start = "
+                "(SELECT max(window_start) FROM trending_by_category u "
+                " WHERE u.category = t.category) ORDER BY category, rank"
+            ).fetchall()
+        body = httpx.get(f"{url}/v1/products/a/also-viewed").json()
+        assert {(r["product_id"], r["co_view_count"]) for r in body["also_viewed"]} == expected
+        blocks = httpx.get(f"{url}/v1/trending").json()["categories"]
+        assert [(b["category"], r["product_id"]) for b in blocks for r in b["trending"]] == (
+            trending
+        )
+        status = httpx.get(f"{url}/v1/status").json()
+        assert {r["view"] for r in status["views"]} >= {"vmis_history", "co_view_pairs"}
+    finally:
+        api.stop()
+
+
+def test_change_table_from_another_process(pipeline, tmp_path) -> None:
+    """`flashrec serve --pg-dsn` beside the engine follows flashrec_changes (LISTEN/NOTIFY)."""
+    engine, dsn, click = pipeline
+    args = ["--pg-dsn", dsn, "--data-dir", str(tmp_path / "data")]
+    with api_process(args, free_port(), tmp_path / "api.log") as url:
+        assert _recs(url, "a")[:1] == ["b"]
+        engine.ingest([click("s5", "z", 10), click("s5", "a", 10.5)])
+        engine.refresh()
+        assert _wait(lambda: _recs(url, "z")[:1] == ["a"]) < 5
+    assert "by re-reading it" not in (tmp_path / "api.log").read_text()  # not the fallback
