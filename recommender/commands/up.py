@@ -1,7 +1,174 @@
-"""`flashrec up` (not built yet)."""
+"""`flashrec up`: the embedded runtime on one machine: broker, PostgreSQL, streaming engine."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from recommender import config
+
+log = logging.getLogger("flashrec.up")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+class OneBatchFeed:
+    """An engine subscription polled one change batch at a time (the API's index sync)."""
+
+    def __init__(self, engine: Any, view: str) -> None:
+        self._sub = engine.subscribe(view)
+        self._pending: list[Any] = []
+
+    def poll(self, timeout: float) -> Any:
+        if not self._pending:
+            self._pending = self._sub.poll(timeout)
+        return self._pending.pop(0) if self._pending else None
+
+    def close(self) -> None:
+        self._sub.close()
+
+
+class SingleBatchEngine:
+    """The engine as seen by serving code that expects `subscribe(view).poll() -> batch`."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def subscribe(self, view: str) -> OneBatchFeed:
+        return OneBatchFeed(self.engine, view)
+
+
+def start_api_hook(engine: Any, dsn: str, port: int, data_dir: Path) -> Any:
+    """Start the recommendation API in this process, following the engine's change feed."""
+    from recommender.serving.runtime import start_api
+
+    return start_api(SingleBatchEngine(engine), dsn, port=port, data_dir=data_dir)
+
 
 def register(app: typer.Typer) -> None:
-    """Nothing to register until this command is built."""
+    """Add `up` to the CLI."""
+
+    @app.command("up")
+    def up(
+        bootstrap: str | None = typer.Option(
+            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP,
+            help="Use this running Kafka/Redpanda instead of starting the local broker.",
+        ),
+        broker_port: int = typer.Option(
+            config.DEFAULT_BROKER_PORT, "--broker-port", min=1, max=65535,
+            envvar=config.ENV_BROKER_PORT, help="Port of the local broker on 127.0.0.1.",
+        ),
+        pg_dsn: str | None = typer.Option(
+            None, "--pg-dsn", envvar=config.ENV_PG_DSN,
+            help="Publish the views into this PostgreSQL instead of starting the local one.",
+        ),
+        pg_port: int = typer.Option(
+            config.DEFAULT_PG_PORT, "--pg-port", min=1, max=65535, envvar=config.ENV_PG_PORT,
+            help="TCP port of the local PostgreSQL on 127.0.0.1 (psql -h 127.0.0.1 -p PORT).",
+        ),
+        data_dir: Path = typer.Option(
+            config.DEFAULT_DATA_DIR, "--data-dir", envvar=config.ENV_DATA_DIR,
+            help="Folder of the engine state (engine.duckdb) and PostgreSQL data (pg/).",
+        ),
+        clock: str = typer.Option(
+            "wall", "--clock", envvar=config.ENV_CLOCK,
+            help="NOW() of the views: 'wall' (current time) or 'event' (newest event time "
+            "seen; deterministic replays).",
+        ),
+        refresh_interval: float = typer.Option(
+            1.0, "--refresh-interval", min=0.05, envvar=config.ENV_REFRESH_INTERVAL,
+            help="Seconds between view refreshes (each one PostgreSQL transaction).",
+        ),
+        topic: str = typer.Option(
+            config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC, help="Clickstream topic."
+        ),
+        dlq_topic: str = typer.Option(
+            config.DEFAULT_DLQ_TOPIC, "--dlq-topic", envvar=config.ENV_DLQ_TOPIC,
+            help="Dead-letter topic for malformed and duplicate events.",
+        ),
+        group_id: str = typer.Option(
+            "flashrec-engine", "--group-id", envvar=config.ENV_ENGINE_GROUP,
+            help="Kafka consumer group of the engine.",
+        ),
+        api_port: int = typer.Option(
+            0, "--api-port", min=0, max=65535,
+            help="Also serve the recommendation API on this port (0: do not).",
+        ),
+    ) -> None:
+        """Start broker, PostgreSQL and the streaming engine on 127.0.0.1; Ctrl-C stops all."""
+        from recommender.engine import CLOCKS
+
+        config.setup_logging()
+        if clock not in CLOCKS:
+            _fail(f"--clock must be one of {', '.join(CLOCKS)}, not {clock!r}")
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        started: list[Any] = []
+        try:
+            _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval,
+                 topic, dlq_topic, group_id, api_port, stop, started)  # fmt: skip
+        finally:
+            for thing in reversed(started):
+                try:
+                    thing.stop()
+                except Exception as exc:  # keep stopping the rest
+                    log.warning("stopping %s failed: %s", type(thing).__name__, exc)
+            typer.echo("flashrec up: stopped")
+
+
+def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval, topic,
+         dlq_topic, group_id, api_port, stop, started) -> None:  # fmt: skip
+    from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
+    from recommender.engine import Engine, EngineConfig
+    from recommender.pgserve import LocalPostgres, PostgresUnavailable
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if bootstrap is None:
+            broker = LocalBroker(port=broker_port, topics=(topic, dlq_topic),
+                                 log_path=data_dir / "broker.log")  # fmt: skip
+            broker.start()
+            started.append(broker)
+            bootstrap = broker.bootstrap
+        else:
+            create_topics(bootstrap, [topic, dlq_topic])
+    except BrokerUnavailable as exc:
+        _fail(str(exc))
+    psql = None
+    if pg_dsn is None:
+        try:
+            pg = LocalPostgres(data_dir / "pg", pg_port).start()
+        except PostgresUnavailable as exc:
+            _fail(str(exc))
+        started.append(pg)
+        pg_dsn, psql = pg.dsn, pg.psql_command()
+    engine = Engine(EngineConfig(
+        pg_dsn=pg_dsn, state_path=data_dir / "engine.duckdb", bootstrap=bootstrap, topic=topic,
+        dlq_topic=dlq_topic, group_id=group_id, clock=clock, refresh_interval=refresh_interval,
+    )).start()  # fmt: skip
+    started.append(engine)
+    if api_port:
+        started.append(start_api_hook(engine, pg_dsn, api_port, data_dir))
+    typer.echo(f"broker: {bootstrap} (topic {topic}, dead letters {dlq_topic})")
+    typer.echo(f"views: {', '.join(engine.runner.names)} (clock {clock}, every "
+               f"{refresh_interval:g} s)")  # fmt: skip
+    typer.echo(f"PostgreSQL: {pg_dsn}")
+    if psql:
+        typer.echo(f"psql: {psql}")
+    if api_port:
+        typer.echo(f"API: http://127.0.0.1:{api_port}")
+    typer.echo("flashrec up: running (Ctrl-C to stop)", err=False)
+    while not stop.wait(0.5):
+        if engine.error is not None:
+            log.error("engine failed: %s", engine.error)
+            raise typer.Exit(1)

@@ -1,0 +1,199 @@
+"""Pipeline benchmark: Kafka -> embedded engine -> PostgreSQL, with a full window of history.
+
+For each offered rate: start a broker and PostgreSQL on 127.0.0.1; produce a flash-sale
+history covering the window (event times from now - window to now); start the engine (wall
+clock) and time how fast it ingests that backlog while maintaining the views (sustained
+ingest, events/s); then produce live events at the offered rate for --live-seconds and measure
+freshness: from the moment an event is handed to the producer to the moment its row is
+visible in PostgreSQL's `clickstream` table (published in the same transaction as the views
+of that refresh). Memory: peak RSS of this process (engine in process) and the state file.
+
+    .venv/bin/python bench/pipeline.py --rates 1000 5000 --window-minutes 30 --live-seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import psutil
+
+from producers.flash_sale import FlashSaleConfig, generate
+from recommender.broker import LocalBroker
+from recommender.engine import Engine, EngineConfig
+from recommender.kafka_io import make_producer
+from recommender.pgserve import LocalPostgres
+
+SLOW_VIEWS = {"session_features": 5.0, "vmis_history": 5.0, "customer_features": 30.0,
+              "customer_hours": 30.0}  # fmt: skip
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def history(rate: float, minutes: float, seed: int) -> list[bytes]:
+    """rate x window events, their times spread evenly over [now - window, now]."""
+    n = int(rate * minutes * 60)
+    start = datetime.now(UTC) - timedelta(minutes=minutes)
+    cfg = FlashSaleConfig(seed=seed, start=start, events=n, rate=rate,
+                          sale_offset_s=minutes * 30, bot_share=0.02)  # fmt: skip
+    events = [e for e in generate(cfg) if isinstance(e, dict)]
+    step = minutes * 60 / max(1, len(events))
+    for i, e in enumerate(events):
+        t = start + timedelta(seconds=i * step)
+        e["ts"] = t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return [orjson.dumps(e) for e in events]
+
+
+def produce_all(bootstrap: str, values: list[bytes]) -> float:
+    producer = make_producer(bootstrap)
+    started = time.perf_counter()
+    for i, v in enumerate(values):
+        while True:
+            try:
+                producer.produce("clickstream", v)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return time.perf_counter() - started
+
+
+def live(bootstrap: str, dsn: str, rate: float, seconds: float, seed: int) -> list[float]:
+    """Produce at `rate` events/s with current timestamps; freshness of every 20th event."""
+    import psycopg
+
+    producer = make_producer(bootstrap, linger_ms=2)
+    cfg = FlashSaleConfig(seed=seed, start=datetime.now(UTC), events=None, duration_s=None,
+                          rate=rate, bot_share=0.02)  # fmt: skip
+    events = (e for e in generate(cfg) if isinstance(e, dict))
+    pending: dict[str, float] = {}
+    lock = threading.Lock()
+    lags: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not done.is_set() or pending:
+                with lock:
+                    ids = list(pending)
+                if ids:
+                    seen = conn.execute(
+                        "SELECT event_id FROM clickstream WHERE ts > now() - interval '2 minutes'"
+                        " AND event_id = ANY(%s)", (ids,),
+                    ).fetchall()  # fmt: skip
+                    now = time.perf_counter()
+                    with lock:
+                        for (event_id,) in seen:
+                            lags.append(now - pending.pop(event_id))
+                if done.is_set() and time.perf_counter() > deadline + 30:
+                    break
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.perf_counter()
+    deadline = started + seconds
+    sent = 0
+    while time.perf_counter() < deadline:
+        due = int((time.perf_counter() - started) * rate)
+        while sent < due:
+            e = next(events)
+            e["ts"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            producer.produce("clickstream", orjson.dumps(e))
+            if sent % 20 == 0:
+                with lock:
+                    pending[e["event_id"]] = time.perf_counter()
+            sent += 1
+        producer.poll(0)
+        time.sleep(0.002)
+    producer.flush(30)
+    done.set()
+    watcher.join(timeout=60)
+    return lags
+
+
+def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dict:
+    proc = psutil.Process()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = LocalBroker(port=free_port(), log_path=work / "broker.log").start()
+        pg = LocalPostgres(work / "pg", free_port()).start()
+        try:
+            values = history(rate, minutes, seed=1)
+            produce_s = produce_all(broker.bootstrap, values)
+            engine = Engine(EngineConfig(
+                pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
+                clock="wall", refresh_interval=refresh, view_intervals=SLOW_VIEWS,
+            ))  # fmt: skip
+            started = time.perf_counter()
+            engine.start()
+            while engine.store.counters()["accepted"] < len(values):
+                if engine.error is not None:
+                    raise engine.error
+                time.sleep(0.05)
+            catch_up = time.perf_counter() - started
+            rss_after_history = proc.memory_info().rss
+            lags = live(broker.bootstrap, pg.dsn, rate, live_seconds, seed=2)
+            refresh_ms = engine.last_refresh_ms
+            stats = engine.stats()
+            engine.stop()
+            state_mb = (work / "engine.duckdb").stat().st_size / 2**20
+        finally:
+            pg.stop()
+            broker.stop()
+    return {
+        "offered_rate": rate, "window_minutes": minutes, "history_events": len(values),
+        "produce_s": round(produce_s, 1),
+        "ingest_events_per_s": round(len(values) / catch_up),
+        "catch_up_s": round(catch_up, 1),
+        "freshness_samples": len(lags),
+        "freshness_p50_s": round(statistics.median(lags), 3) if lags else None,
+        "freshness_p90_s": round(pct(lags, 0.90), 3) if lags else None,
+        "freshness_p99_s": round(pct(lags, 0.99), 3) if lags else None,
+        "last_refresh_ms": round(refresh_ms, 1),
+        "rss_mb_after_history": round(rss_after_history / 2**20),
+        "rss_mb_end": round(proc.memory_info().rss / 2**20),
+        "state_file_mb": round(state_mb),
+        "stored_events": stats["stored"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[1000, 5000])
+    parser.add_argument("--window-minutes", type=float, default=30.0)
+    parser.add_argument("--live-seconds", type=float, default=30.0)
+    parser.add_argument("--refresh-interval", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
+    args = parser.parse_args()
+    results = []
+    for rate in args.rates:
+        result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

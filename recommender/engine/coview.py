@@ -1,0 +1,279 @@
+"""co_view_pairs maintained incrementally (Numba), equal to the SQL of sql/020_co_view_pairs.sql.
+
+State: the view events inside the window, in chunks sorted by time; per (session, product)
+the number of those events; per session the products it viewed; per product pair the number
+of sessions that viewed both. A (session, product) entering the window adds one to its pair
+with every other product of the session; leaving removes it. Work per refresh is
+proportional to the events that enter or leave the window, not to the window's size.
+Product names: the greatest name among the window's view events of the product (as the SQL).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+from numba import types
+from numba.typed import Dict, List
+
+PAIR_SHIFT = np.int64(1 << 31)
+MIN_SESSIONS = 3
+
+
+@nb.njit(cache=True)
+def _apply(sessions, products, sign, sp_count, session_products, pair_count, changed):
+    """Add (sign=+1) or remove (-1) view events; pair keys touched go to `changed`."""
+    for i in range(sessions.shape[0]):
+        s = sessions[i]
+        p = products[i]
+        key = s * PAIR_SHIFT + p
+        before = sp_count.get(key, 0)
+        after = before + sign[i]
+        if after == 0:
+            del sp_count[key]
+        else:
+            sp_count[key] = after
+        if before == 0 and after == 1:  # product p enters session s
+            if s not in session_products:
+                session_products[s] = List.empty_list(types.int64)
+            items = session_products[s]
+            for q in items:
+                pk = min(p, q) * PAIR_SHIFT + max(p, q)
+                pair_count[pk] = pair_count.get(pk, 0) + 1
+                changed[pk] = True
+            items.append(p)
+        elif before == 1 and after == 0:  # product p leaves session s
+            items = session_products[s]
+            for j in range(len(items)):
+                if items[j] == p:
+                    items[j] = items[len(items) - 1]
+                    items.pop()
+                    break
+            for q in items:
+                pk = min(p, q) * PAIR_SHIFT + max(p, q)
+                n = pair_count[pk] - 1
+                if n == 0:
+                    del pair_count[pk]
+                else:
+                    pair_count[pk] = n
+                changed[pk] = True
+            if len(items) == 0:
+                del session_products[s]
+
+
+@nb.njit(cache=True)
+def _pairs_at_least(pair_count, least):
+    n = 0
+    for v in pair_count.values():
+        if v >= least:
+            n += 1
+    a = np.empty(n, np.int64)
+    b = np.empty(n, np.int64)
+    c = np.empty(n, np.int64)
+    i = 0
+    for k, v in pair_count.items():
+        if v >= least:
+            a[i] = k // PAIR_SHIFT
+            b[i] = k % PAIR_SHIFT
+            c[i] = v
+            i += 1
+    return a, b, c
+
+
+@nb.njit(cache=True)
+def _drain_keys(changed):
+    out = np.empty(len(changed), np.int64)
+    i = 0
+    for k in changed.keys():
+        out[i] = k
+        i += 1
+    changed.clear()
+    return out
+
+
+@nb.njit(cache=True)
+def _counts(pair_count, keys):
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        out[i] = pair_count.get(keys[i], 0)
+    return out
+
+
+def _drain(changed) -> np.ndarray:
+    """The pair keys touched since the last call (and forget them)."""
+    return _drain_keys(changed) if len(changed) else np.empty(0, np.int64)
+
+
+class Interner:
+    """Strings to dense int ids and back."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def __call__(self, values: list[str]) -> np.ndarray:
+        ids, names = self.ids, self.names
+        out = np.empty(len(values), np.int64)
+        for i, v in enumerate(values):
+            x = ids.get(v)
+            if x is None:
+                x = ids[v] = len(names)
+                names.append(v)
+            out[i] = x
+        return out
+
+
+class CoViewMaintainer:
+    """The co_view_pairs view over the engine's stored events, updated per refresh."""
+
+    def __init__(self, window: timedelta = timedelta(minutes=30)) -> None:
+        self.window = window
+        self.sessions = Interner()
+        self.products = Interner()  # product_id strings
+        self.name_keys = Interner()  # "product_id\x00product_name"
+        self.name_count: dict[int, int] = {}  # name key -> view events in window
+        self.product_names: dict[int, set[int]] = {}
+        self.sp_count = Dict.empty(types.int64, types.int64)
+        self.session_products = Dict.empty(types.int64, types.ListType(types.int64))
+        self.pair_count = Dict.empty(types.int64, types.int64)
+        self.changed = Dict.empty(types.int64, types.boolean)
+        self.chunks: list[tuple[np.ndarray, ...]] = []  # (ts_us, session, product, name) sorted
+        self.last_seq = 0
+        self.published: dict[int, tuple] = {}  # pair key -> row as last returned
+
+    def _update(self, s: np.ndarray, p: np.ndarray, n: np.ndarray, sign: int) -> None:
+        if not len(s):
+            return
+        signs = np.full(len(s), sign, np.int64)
+        _apply(s, p, signs, self.sp_count, self.session_products, self.pair_count, self.changed)
+        keys, counts = np.unique(n, return_counts=True)
+        for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
+            left = self.name_count.get(k, 0) + sign * c
+            if left:
+                self.name_count[k] = left
+            else:
+                self.name_count.pop(k, None)
+
+    def advance(self, con, now: datetime) -> None:
+        """Take the new view events from the store, then expire those out of the window."""
+        since_epoch = now - self.window - datetime(1970, 1, 1)
+        cutoff_us = int(since_epoch / timedelta(microseconds=1))
+        rows = con.execute(
+            "SELECT seq, epoch_us(ts) AS t_us, session_id, product_id, product_name "
+            f"FROM flashrec_events WHERE seq > {self.last_seq} AND action = 'view' ORDER BY seq"
+        ).fetchnumpy()
+        if len(rows["seq"]):
+            self.last_seq = int(rows["seq"][-1])
+            ts = rows["t_us"].astype(np.int64)
+            keep = ts > cutoff_us
+            ts = ts[keep]
+            sessions = self.sessions(rows["session_id"][keep].tolist())
+            products = self.products(rows["product_id"][keep].tolist())
+            pid, pname = rows["product_id"][keep].tolist(), rows["product_name"][keep].tolist()
+            names = self.name_keys([f"{a}\x00{b}" for a, b in zip(pid, pname, strict=True)])
+            for prod, name in zip(products.tolist(), names.tolist(), strict=True):
+                self.product_names.setdefault(prod, set()).add(name)
+            order = np.argsort(ts, kind="stable")
+            chunk = (ts[order], sessions[order], products[order], names[order])
+            self._update(chunk[1], chunk[2], chunk[3], +1)
+            self.chunks.append(chunk)
+        kept = []
+        for ts, s, p, n in self.chunks:
+            cut = int(np.searchsorted(ts, cutoff_us, side="right"))
+            if cut:
+                self._update(s[:cut], p[:cut], n[:cut], -1)
+            if cut < len(ts):
+                kept.append((ts[cut:], s[cut:], p[cut:], n[cut:]))
+        self.chunks = kept
+
+    def _name(self, product: int) -> str | None:
+        live = [self.name_keys.names[k] for k in self.product_names.get(product, ())
+                if self.name_count.get(k, 0) > 0]  # fmt: skip
+        return max(x.split("\x00", 1)[1] for x in live) if live else None
+
+    def _row(self, key: int, count: int) -> tuple[str, str | None, str, str | None, int]:
+        i, j = divmod(key, int(PAIR_SHIFT))
+        x, y = self.products.names[i], self.products.names[j]
+        if x > y:
+            i, j, x, y = j, i, y, x
+        return (x, self._name(i), y, self._name(j), count)
+
+    def delta(self, con, now: datetime) -> tuple[list[tuple], list[tuple], int]:
+        """Advance, then (inserts, deletes, rows) against the rows published last time."""
+        names_before = self._live_names()
+        self.advance(con, now)
+        keys = _drain(self.changed)
+        names_after = self._live_names()
+        renamed = {p for p, n in names_after.items() if names_before.get(p) != n}
+        renamed |= {p for p in names_before if p not in names_after}
+        if renamed:  # a product's greatest name changed: its published pairs change too
+            shift = int(PAIR_SHIFT)
+            extra = [k for k in self.published if k // shift in renamed or k % shift in renamed]
+            keys = np.unique(np.concatenate([keys, np.array(extra, np.int64)]))
+        inserts, deletes = [], []
+        counts = _counts(self.pair_count, keys)
+        for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+            old = self.published.get(key)
+            new = self._row(key, count) if count >= MIN_SESSIONS else None
+            if old == new:
+                continue
+            if old is not None:
+                deletes.append(old)
+                del self.published[key]
+            if new is not None:
+                inserts.append(new)
+                self.published[key] = new
+        return inserts, deletes, len(self.published)
+
+    def _live_names(self) -> dict[int, str | None]:
+        out: dict[int, str | None] = {}
+        for key, count in self.name_count.items():
+            if count > 0:
+                product, name = self.name_keys.names[key].split("\x00", 1)
+                pid = self.products.ids[product]
+                if out.get(pid) is None or name > out[pid]:
+                    out[pid] = name
+        return out
+
+    def table(self) -> pa.Table:
+        """The view's rows: product_a, product_a_name, product_b, product_b_name, count."""
+        a, b, c = _pairs_at_least(self.pair_count, MIN_SESSIONS)
+        _drain(self.changed)
+        self.published = {
+            int(k): self._row(int(k), int(n))
+            for k, n in zip((a * PAIR_SHIFT + b).tolist(), c.tolist(), strict=True)
+        }
+        names = self.products.names
+        ids_a = [names[i] for i in a.tolist()]
+        ids_b = [names[i] for i in b.tolist()]
+        cache: dict[int, str | None] = {}
+
+        def name(i: int) -> str | None:
+            if i not in cache:
+                cache[i] = self._name(i)
+            return cache[i]
+
+        # product ids compare as strings in SQL: order each pair by its strings
+        swap = [x > y for x, y in zip(ids_a, ids_b, strict=True)]
+        pa_ids = [y if sw else x for x, y, sw in zip(ids_a, ids_b, swap, strict=True)]
+        pb_ids = [x if sw else y for x, y, sw in zip(ids_a, ids_b, swap, strict=True)]
+        ia = [j if sw else i for i, j, sw in zip(a.tolist(), b.tolist(), swap, strict=True)]
+        ib = [i if sw else j for i, j, sw in zip(a.tolist(), b.tolist(), swap, strict=True)]
+        return pa.table({
+            "product_a": pa.array(pa_ids, pa.string()),
+            "product_a_name": pa.array([name(i) for i in ia], pa.string()),
+            "product_b": pa.array(pb_ids, pa.string()),
+            "product_b_name": pa.array([name(i) for i in ib], pa.string()),
+            "co_view_count": pa.array(c, pa.int64()),
+        })  # fmt: skip
+
+    COLUMNS = ["product_a", "product_a_name", "product_b", "product_b_name", "co_view_count"]
+    TYPES = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT"]
+
+    def override(self, con, now: datetime) -> str:
+        """ViewRunner override: the view as a registered Arrow table."""
+        self.advance(con, now)
+        con.register("__coview_arrow", self.table())
+        return "SELECT * FROM __coview_arrow"

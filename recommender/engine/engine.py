@@ -1,0 +1,268 @@
+"""The embedded streaming engine: Kafka -> validated events -> the views of sql/ -> PostgreSQL.
+
+One loop in one thread: consume a batch, validate each message against the event contract
+(malformed ones and repeated event_ids go to the dead-letter topic with the reason), store the
+batch's events and offsets in one DuckDB transaction, and every `refresh_interval` seconds
+recompute the views at the engine clock, publish the changes to PostgreSQL in one transaction
+and hand them to subscribers. The clock is the wall clock, or with `clock="event"` the newest
+event time seen (deterministic replays).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from recommender import sqlfiles
+from recommender.config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
+from recommender.engine.feed import ChangeBatch, FeedHub, Subscription
+from recommender.engine.refresh import ViewRunner
+from recommender.engine.store import StateStore
+from recommender.events import Rejected, validate_event
+
+log = logging.getLogger(__name__)
+
+CLOCKS = ("wall", "event")
+
+
+@dataclass
+class EngineConfig:
+    """What the engine reads, where it keeps its state and where it publishes."""
+
+    pg_dsn: str
+    state_path: Path | None
+    bootstrap: str | None = None
+    topic: str = DEFAULT_TOPIC
+    dlq_topic: str = DEFAULT_DLQ_TOPIC
+    group_id: str = "flashrec-engine"
+    clock: str = "wall"
+    refresh_interval: float = 1.0
+    raw_retention: timedelta = timedelta(minutes=30)
+    max_batch: int = 50_000
+    sql_dir: Path | None = None
+    view_intervals: dict[str, float] = field(default_factory=dict)  # slower cadence per view
+    incremental: bool = True  # co_view_pairs by the Numba maintainer instead of recompute
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
+    """The dead-letter record: JSON with the reason, the original payload and where it was."""
+    payload = value or b""
+    try:
+        original: Any = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        original = payload.hex()
+        reason += " (payload shown as hex: not UTF-8)"
+    doc = {"reason": reason, "payload": original, "topic": topic, "partition": partition,
+           "offset": offset}  # fmt: skip
+    return orjson.dumps(doc)
+
+
+def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
+    """Views maintained incrementally rather than recomputed (same result as their SQL)."""
+    from recommender.engine.coview import CoViewMaintainer
+
+    out: dict[str, Any] = {}
+    for view in sqlfiles.views(objects):
+        if view.name == "co_view_pairs":
+            window = sqlfiles.horizon(sqlfiles.view_query(view))
+            out[view.name] = CoViewMaintainer(window or timedelta(minutes=30))
+    return out
+
+
+class Engine:
+    """Maintains the views of sql/ from the clickstream topic into PostgreSQL."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        from recommender.pgserve import Publisher
+
+        if config.clock not in CLOCKS:
+            raise ValueError(f"unknown clock {config.clock!r} (expected wall or event)")
+        self.config = config
+        self.store = StateStore(config.state_path)
+        objects = sqlfiles.load(config.sql_dir)
+        overrides = dict(config.overrides)
+        if config.incremental:
+            overrides.update(incremental_overrides(objects))
+        self.runner = ViewRunner(self.store.con, objects, overrides)
+        self.publisher = Publisher(config.pg_dsn)
+        self.hub = FeedHub()
+        self.epoch = int(self.publisher.meta("epoch") or 0)
+        self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
+        self.horizon = self.runner.horizon()
+        for name in self.runner.names:
+            self.runner.seed(name, self.publisher.current_rows(name))
+        self.last_refresh_ms = 0.0
+        self._due: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer = None
+        self._producer = None
+        self.error: BaseException | None = None
+        log.info("engine ready: views %s, epoch %d, %d events stored",
+                 ", ".join(self.runner.names), self.epoch, self.store.count())  # fmt: skip
+
+    # --- clock and change feed ------------------------------------------------------------
+    def clock(self) -> datetime | None:
+        """NOW() for the views: wall time, or the newest event time seen (naive UTC)."""
+        if self.config.clock == "wall":
+            return datetime.now(UTC).replace(tzinfo=None)
+        return self.store.max_event_time()
+
+    def subscribe(self, view: str) -> Subscription:
+        """Follow a view's changes from the next refresh on (in process)."""
+        if view not in self.runner.names:
+            raise KeyError(f"unknown view {view!r} (views: {', '.join(self.runner.names)})")
+        return self.hub.subscribe(view)
+
+    # --- ingest ---------------------------------------------------------------------------
+    def ingest(self, messages: list[Any]) -> int:
+        """Validate and store a batch of Kafka messages; returns events accepted."""
+        keep: list[dict[str, Any]] = []
+        where: dict[str, tuple[str, int, int, bytes]] = {}
+        letters: list[bytes] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            if msg.error() is not None:
+                log.warning("consumer error: %s", msg.error())
+                continue
+            topic, part, off, value = msg.topic(), msg.partition(), msg.offset(), msg.value()
+            offsets[(topic, part)] = off + 1
+            checked = (
+                Rejected("empty message (no value)") if not value else validate_event(value)
+            )
+            if not isinstance(checked, Rejected) and checked["event_id"] in where:
+                checked = Rejected(f"duplicate event_id {checked['event_id']!r}")
+            if isinstance(checked, Rejected):
+                letters.append(dead_letter(checked.reason, value, topic, part, off))
+                continue
+            keep.append(checked)
+            where[checked["event_id"]] = (topic, part, off, value)
+
+        def flush_letters(dups: list[str]) -> None:
+            for event_id in dups:
+                topic, part, off, value = where[event_id]
+                letters.append(
+                    dead_letter(f"duplicate event_id {event_id!r}", value, topic, part, off)
+                )
+            self._send_dead_letters(letters)
+
+        dups = self.store.apply(keep, offsets, rejected=len(letters), before_commit=flush_letters)
+        return len(keep) - len(dups)
+
+    def _send_dead_letters(self, letters: list[bytes]) -> None:
+        if not letters:
+            return
+        if self._producer is None:
+            from recommender.kafka_io import make_producer
+
+            self._producer = make_producer(self.config.bootstrap)
+        for letter in letters:
+            self._producer.produce(self.config.dlq_topic, letter)
+        remaining = self._producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} dead-letter records not delivered")
+
+    # --- refresh --------------------------------------------------------------------------
+    def refresh(self) -> list[ChangeBatch]:
+        """Recompute the views at the clock and publish the changes; returns them."""
+        now = self.clock()
+        if now is None:
+            return []
+        started = time.perf_counter()
+        tick = time.monotonic()
+        only = {n for n in self.runner.names if self._due.get(n, 0.0) <= tick}
+        for name in only & set(self.config.view_intervals):
+            self._due[name] = tick + self.config.view_intervals[name]
+        results = self.runner.refresh(now, only=only)
+        raw = self.store.events_since(self.raw_seq)
+        raw_seq = self.store.last_seq
+        self.epoch += 1
+        self.publisher.publish(
+            self.epoch, results, raw, raw_seq,
+            watermark=self.store.max_event_time(),
+            raw_keep_after=now - self.config.raw_retention,
+            counters=self.store.counters(),
+        )  # fmt: skip
+        self.runner.commit([r.name for r in results])
+        self.raw_seq = raw_seq
+        committed = time.time()
+        batches = []
+        for r in results:
+            batch = ChangeBatch(r.name, self.epoch, r.columns, r.inserts, r.deletes, committed)
+            batches.append(batch)
+            if r.inserts or r.deletes:
+                self.hub.publish(batch)
+        if self.epoch % 60 == 0:
+            self.store.prune(now - self.horizon - timedelta(minutes=1))
+        self.last_refresh_ms = (time.perf_counter() - started) * 1000
+        return batches
+
+    # --- the loop -------------------------------------------------------------------------
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        stored = self.store.offsets()
+        for tp in partitions:
+            tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}"
+                                         for tp in partitions))  # fmt: skip
+
+    def run(self) -> None:
+        """Consume and refresh until stop() (blocking)."""
+        from recommender.kafka_io import make_consumer
+
+        consumer = make_consumer(self.config.group_id, bootstrap=self.config.bootstrap)
+        consumer.subscribe([self.config.topic], on_assign=self._on_assign)
+        self._consumer = consumer
+        next_refresh = time.monotonic() + self.config.refresh_interval
+        try:
+            while not self._stop.is_set():
+                wait = max(0.0, min(0.1, next_refresh - time.monotonic()))
+                messages = consumer.consume(self.config.max_batch, timeout=wait)
+                if messages:
+                    with self.store.lock:
+                        self.ingest(messages)
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + self.config.refresh_interval
+                    with self.store.lock:
+                        self.refresh()
+        except BaseException as exc:
+            self.error = exc
+            log.exception("engine stopped on an error")
+            raise
+        finally:
+            consumer.close()
+            if self._producer is not None:
+                self._producer.flush(10)
+
+    def start(self) -> Engine:
+        """Run the loop in a background thread."""
+        self._thread = threading.Thread(target=self._run_quietly, name="engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run_quietly(self) -> None:
+        try:
+            self.run()
+        except BaseException:  # recorded in self.error and logged
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=300)  # let a running refresh finish
+        self.publisher.close()
+        self.store.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, **self.store.counters(), "stored": self.store.count(),
+                "last_refresh_ms": self.last_refresh_ms}  # fmt: skip

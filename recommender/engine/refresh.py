@@ -1,0 +1,249 @@
+"""Recompute the views of sql/ on DuckDB at a given clock and diff them with the last refresh.
+
+Views are computed in file order into temporary tables named like the views, so a view that
+reads another (trending_by_category reads session_features) sees this refresh's result. The
+diff against the previous result (`EXCEPT ALL` both ways) is the change feed; `commit()` makes
+the new results the baseline once they are published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from recommender import sqlfiles
+
+log = logging.getLogger(__name__)
+
+# Views whose rows each depend only on the events of one key (and on views partitioned the
+# same way): after the first refresh they are recomputed for the keys touched since the last
+# one (new events, or events leaving a temporal filter's window), not for all keys.
+PARTITION_KEYS = {
+    "session_features": "session_id",
+    "vmis_history": "session_id",
+    "customer_features": "user_id",
+    "customer_hours": "user_id",
+}
+
+# A view computed by code instead of SQL: (connection, clock) -> SQL of a relation to store.
+Override = Callable[[duckdb.DuckDBPyConnection, datetime], str]
+
+
+@dataclass
+class ViewResult:
+    """One view after one refresh."""
+
+    name: str
+    columns: list[str]
+    types: list[str]
+    inserts: list[tuple[Any, ...]] = field(default_factory=list)
+    deletes: list[tuple[Any, ...]] = field(default_factory=list)
+    row_count: int = 0
+    refresh_ms: float = 0.0
+    initial: bool = False  # first load of the view into an empty baseline
+
+
+class ViewRunner:
+    """The views of sql/ over the `clickstream` relation of a DuckDB connection."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        objects: list[sqlfiles.SqlObject] | None = None,
+        overrides: dict[str, Override] | None = None,
+    ) -> None:
+        self.con = con
+        self.views = sqlfiles.views(objects)
+        self.sql = {v.name: sqlfiles.to_duckdb(sqlfiles.view_query(v)) for v in self.views}
+        self.overrides = overrides or {}
+        self.has_prev: set[str] = set()
+        self.seeded_empty: set[str] = set()
+        self.delta_ready: set[str] = set()  # maintained views that now report their own changes
+        self.partitioned = {
+            n: k for n, k in PARTITION_KEYS.items() if n in self.sql and n not in self.overrides
+        }
+        self.part_sql = {
+            n: sqlfiles.to_duckdb(
+                sqlfiles.view_query(next(v for v in self.views if v.name == n)),
+                restrict=f"{k} IN (SELECT k FROM __touched)",
+            )
+            for n, k in self.partitioned.items()
+        }
+        self.part_horizons = {
+            n: sqlfiles.horizons(sqlfiles.view_query(next(v for v in self.views if v.name == n)))
+            for n in self.partitioned
+        }
+        self.part_state: dict[str, tuple[int, datetime]] = {}  # view -> (last seq, clock)
+        self.part_ready: set[str] = set()
+        self._pending_state: dict[str, tuple[int, datetime]] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.views]
+
+    def horizon(self):
+        """The longest look-back of any view (events older than clock - horizon are unused)."""
+        spans = [sqlfiles.horizon(sqlfiles.view_query(v)) for v in self.views]
+        known = [s for s in spans if s is not None]
+        return max(known) if known else sqlfiles.DEFAULT_HORIZON
+
+    def compute(self, now: datetime, name: str) -> str:
+        """Store view `name` at clock `now` as a temp table; returns its name."""
+        if name in self.overrides:
+            override = self.overrides[name]
+            relation = getattr(override, "override", override)(self.con, now)
+        else:
+            relation = sqlfiles.bind_now(self.sql[name], now)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {relation}")
+        return name
+
+    def refresh(
+        self, now: datetime, diff: bool = True, only: set[str] | None = None
+    ) -> list[ViewResult]:
+        """Every view (or those in `only`) at clock `now`, with changes since the last commit.
+
+        A view left out keeps its previous result, which later views still read.
+        """
+        results = []
+        for name in self.names:
+            if only is not None and name not in only:
+                continue
+            started = time.perf_counter()
+            override = self.overrides.get(name)
+            if diff and name in self.delta_ready:
+                inserts, deletes, count = override.delta(self.con, now)
+                ms = (time.perf_counter() - started) * 1000
+                results.append(ViewResult(name, list(override.COLUMNS), list(override.TYPES),
+                                          inserts, deletes, count, ms))  # fmt: skip
+                continue
+            if diff and name in self.part_ready:
+                results.append(self._partial(name, now, started))
+                continue
+            self.compute(now, name)
+            self._pending_state[name] = (self._last_seq(), now)
+            rel = self.con.execute(f"SELECT * FROM {name} LIMIT 0")
+            columns = [d[0] for d in rel.description]
+            types = [str(d[1]) for d in rel.description]
+            rel.fetchall()
+            result = ViewResult(name, columns, types)
+            if diff:
+                prev = f"__prev_{name}"
+                if name in self.has_prev:
+                    result.inserts = self.con.execute(
+                        f"SELECT * FROM {name} EXCEPT ALL SELECT * FROM {prev}"
+                    ).fetchall()
+                    result.deletes = self.con.execute(
+                        f"SELECT * FROM {prev} EXCEPT ALL SELECT * FROM {name}"
+                    ).fetchall()
+                else:
+                    result.inserts = self.con.execute(f"SELECT * FROM {name}").fetchall()
+                    result.initial = True
+                result.initial = result.initial or name in self.seeded_empty
+            count = self.con.execute(f"SELECT count(*) FROM {name}").fetchall()
+            result.row_count = int(count[0][0])
+            result.refresh_ms = (time.perf_counter() - started) * 1000
+            results.append(result)
+        return results
+
+    def _last_seq(self) -> int:
+        return int(self.con.execute(
+            "SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])  # fmt: skip
+
+    def _partial(self, name: str, now: datetime, started: float) -> ViewResult:
+        """Recompute a partitioned view for the keys touched since its last refresh."""
+        key = self.partitioned[name]
+        last_seq, last_now = self.part_state[name]
+        windows = " ".join(
+            f"UNION SELECT {key} FROM flashrec_events WHERE ts > ? AND ts <= ?"
+            for _ in self.part_horizons[name]
+        )
+        params: list[Any] = []
+        for h in self.part_horizons[name]:
+            params += [last_now - h, now - h]
+        seq = self._last_seq()
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE __touched AS SELECT DISTINCT k FROM ("
+            f"SELECT {key} AS k FROM flashrec_events WHERE seq > {last_seq} {windows})",
+            params,
+        )
+        self.con.execute("CREATE OR REPLACE TEMP TABLE __part AS "
+                         + sqlfiles.bind_now(self.part_sql[name], now))  # fmt: skip
+        old = f"(SELECT * FROM {name} WHERE {key} IN (SELECT k FROM __touched))"
+        rel = self.con.execute(f"SELECT * FROM {name} LIMIT 0")
+        columns = [d[0] for d in rel.description]
+        types = [str(d[1]) for d in rel.description]
+        rel.fetchall()
+        result = ViewResult(name, columns, types)
+        result.inserts = self.con.execute(
+            f"SELECT * FROM __part EXCEPT ALL SELECT * FROM {old}").fetchall()  # fmt: skip
+        result.deletes = self.con.execute(
+            f"SELECT * FROM {old} EXCEPT ALL SELECT * FROM __part").fetchall()  # fmt: skip
+        self.con.execute(f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched)")
+        self.con.execute(f"INSERT INTO {name} SELECT * FROM __part")
+        self._pending_state[name] = (seq, now)
+        count = self.con.execute(f"SELECT count(*) FROM {name}").fetchall()
+        result.row_count = int(count[0][0])
+        result.refresh_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    def commit(self, names: list[str] | None = None) -> None:
+        """Make this refresh's results the baseline of the next diff."""
+        for name in names if names is not None else self.names:
+            self.has_prev.add(name)
+            self.seeded_empty.discard(name)
+            if name in self._pending_state:
+                self.part_state[name] = self._pending_state.pop(name)
+            if name in self.delta_ready:
+                continue
+            if name in self.partitioned:
+                self.part_ready.add(name)  # the view's table is now the published state
+                self.con.execute(f"DROP TABLE IF EXISTS __prev_{name}")
+                continue
+            if hasattr(self.overrides.get(name), "delta"):
+                self.delta_ready.add(name)  # from now on it reports its own changes
+                self.con.execute(f"DROP TABLE IF EXISTS __prev_{name}")
+                continue
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE __prev_{name} AS SELECT * FROM {name}")
+
+    def seed(self, name: str, rows: list[tuple[Any, ...]]) -> None:
+        """Set the baseline of view `name` (what PostgreSQL holds) before the first refresh."""
+        self.compute(datetime(1970, 1, 1), name)  # an empty table with the view's types
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __prev_{name} AS FROM {name} LIMIT 0")
+        if rows:
+            width = len(rows[0])
+            marks = ", ".join("?" * width)
+            self.con.executemany(f"INSERT INTO __prev_{name} VALUES ({marks})", rows)
+        self.has_prev.add(name)
+        if not rows:
+            self.seeded_empty.add(name)
+
+    def rows(self, name: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(f"SELECT * FROM {name}").fetchall()
+
+
+def evaluate(
+    events: list[dict[str, Any]],
+    now: datetime,
+    objects: list[sqlfiles.SqlObject] | None = None,
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Batch run of every view's SQL over `events` (valid dicts, first event_id wins) at `now`.
+
+    The reference the streaming engine is compared with: sorted rows per view.
+    """
+    from recommender.engine.store import StateStore, dedupe
+
+    store = StateStore(None)
+    try:
+        keep, _ = dedupe(events)
+        store.apply(keep, {})
+        runner = ViewRunner(store.con, objects)
+        runner.refresh(now, diff=False)
+        return {name: sorted(runner.rows(name), key=repr) for name in runner.names}
+    finally:
+        store.close()

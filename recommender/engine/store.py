@@ -1,0 +1,203 @@
+"""The engine's durable state: accepted events and the Kafka offsets applied, in one DuckDB file.
+
+Each consumed batch is applied in one DuckDB transaction: its new events (duplicates of an
+event_id already stored are refused) and, per partition, the next offset to read. After a
+crash the engine resumes from these offsets, so no event is lost or counted twice. The table
+`flashrec_events` keeps an ingest sequence number; the view `clickstream` shows the event
+columns the SQL of sql/ reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+EVENT_COLUMNS = (
+    "event_id", "session_id", "user_id", "product_id", "product_name", "category",
+    "action", "ts", "device", "price",
+)  # fmt: skip
+_STRINGS = ("event_id", "session_id", "user_id", "product_id", "product_name", "category",
+            "action", "device")  # fmt: skip
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS flashrec_events (
+    seq BIGINT, event_id VARCHAR, session_id VARCHAR, user_id VARCHAR, product_id VARCHAR,
+    product_name VARCHAR, category VARCHAR, action VARCHAR, ts TIMESTAMP, device VARCHAR,
+    price DOUBLE);
+CREATE TABLE IF NOT EXISTS flashrec_offsets (
+    topic VARCHAR, part INTEGER, next_offset BIGINT, PRIMARY KEY (topic, part));
+CREATE TABLE IF NOT EXISTS flashrec_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE OR REPLACE VIEW clickstream AS
+    SELECT event_id, session_id, user_id, product_id, product_name, category, action, ts,
+           device, price FROM flashrec_events;
+"""
+
+
+def parse_naive(ts: str) -> datetime:
+    """The contract's 'YYYY-MM-DDTHH:MM:SS[.f]Z' as a naive UTC datetime."""
+    return datetime.fromisoformat(ts[:-1])
+
+
+def events_table(events: list[dict[str, Any]], first_seq: int) -> pa.Table:
+    """Validated event dicts as an Arrow table (ts as naive UTC microseconds)."""
+    cols: dict[str, Any] = {"seq": pa.array(np.arange(first_seq, first_seq + len(events)))}
+    for name in _STRINGS[:7]:
+        cols[name] = pa.array([e[name] for e in events], pa.string())
+    ts = np.array([e["ts"][:-1] for e in events], dtype="datetime64[us]")
+    cols["ts"] = pa.array(ts, pa.timestamp("us"))
+    cols["device"] = pa.array([e.get("device") for e in events], pa.string())
+    cols["price"] = pa.array([e.get("price") for e in events], pa.float64())
+    return pa.table(cols)
+
+
+class StateStore:
+    """A DuckDB database (file, or memory when path is None) with events, offsets and meta."""
+
+    def __init__(self, path: Path | None = None, threads: int | None = None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(path) if path else ":memory:")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.con.execute(SCHEMA_SQL)
+        self.lock = threading.RLock()
+        row = self.con.execute("SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0]
+        self.last_seq = int(row[0])
+        if self.last_seq == 0:
+            self.last_seq = int(self.meta("last_seq") or 0)
+        # read by other threads without touching the connection
+        self._counters = {k: int(self.meta(k) or 0) for k in ("accepted", "rejected", "duplicates")}
+        max_ts = self.meta("max_ts")
+        self._max_ts = None if max_ts is None else datetime.fromisoformat(max_ts)
+
+    # meta ------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        rows = self.con.execute("SELECT value FROM flashrec_meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO flashrec_meta VALUES (?, ?)", [key, value])
+
+    def max_event_time(self) -> datetime | None:
+        """The newest event time stored (naive UTC)."""
+        return self._max_ts
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        rows = self.con.execute("SELECT topic, part, next_offset FROM flashrec_offsets")
+        return {(t, p): o for t, p, o in rows.fetchall()}
+
+    # applying a batch --------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        """Messages accepted, rejected (dead-lettered) and duplicates refused, all time."""
+        return dict(self._counters)
+
+    def apply(
+        self,
+        events: list[dict[str, Any]],
+        offsets: dict[tuple[str, int], int],
+        rejected: int = 0,
+        before_commit: Callable[[list[str]], None] | None = None,
+    ) -> list[str]:
+        """Store `events` and the offsets in one transaction; returns refused duplicate ids.
+
+        Duplicates inside `events` must already be removed (first one kept). `rejected`
+        counts the batch's invalid messages; `before_commit(duplicate_ids)` runs inside the
+        transaction (the dead-letter records are flushed before the offsets are committed).
+        """
+        with self.lock:
+            con = self.con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                dups: list[str] = []
+                if events:
+                    batch = events_table(events, self.last_seq + 1)
+                    con.register("incoming", batch)
+                    dups = [
+                        r[0]
+                        for r in con.execute(
+                            "SELECT i.event_id FROM incoming i SEMI JOIN flashrec_events e "
+                            "ON i.event_id = e.event_id"
+                        ).fetchall()
+                    ]
+                    con.execute(
+                        "INSERT INTO flashrec_events SELECT i.* FROM incoming i "
+                        "ANTI JOIN flashrec_events e ON i.event_id = e.event_id"
+                    )
+                    refused = set(dups)
+                    newest = max(
+                        (parse_naive(e["ts"]) for e in events if e["event_id"] not in refused),
+                        default=None,
+                    )
+                    con.unregister("incoming")
+                    self.last_seq += len(events)
+                    self._set_meta("last_seq", str(self.last_seq))
+                    known = self._max_ts
+                    if newest is not None and (known is None or newest > known):
+                        self._set_meta("max_ts", newest.isoformat())
+                        new_max = newest
+                    else:
+                        new_max = known
+                counts = dict(self._counters)
+                counts["accepted"] += len(events) - len(dups)
+                counts["duplicates"] += len(dups)
+                counts["rejected"] += rejected + len(dups)
+                for key, value in counts.items():
+                    self._set_meta(key, str(value))
+                if before_commit is not None:
+                    before_commit(dups)
+                for (topic, part), nxt in offsets.items():
+                    con.execute(
+                        "INSERT OR REPLACE INTO flashrec_offsets VALUES (?, ?, ?)",
+                        [topic, part, nxt],
+                    )
+                con.execute("COMMIT")
+                self._counters = counts
+                if events:
+                    self._max_ts = new_max
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return dups
+
+    def prune(self, before: datetime) -> int:
+        """Forget events older than `before` (outside every view's horizon)."""
+        with self.lock:
+            n = self.con.execute(
+                "DELETE FROM flashrec_events WHERE ts < ?", [before]
+            ).fetchall()[0][0]
+            return int(n)
+
+    def events_since(self, seq: int, limit: int | None = None) -> pa.Table:
+        """Events with an ingest sequence number above `seq`, in order."""
+        sql = f"SELECT * FROM flashrec_events WHERE seq > {int(seq)} ORDER BY seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self.lock:
+            return self.con.sql(sql).to_arrow_table()
+
+    def count(self) -> int:
+        """Events stored (takes the lock: waits for a running batch or refresh)."""
+        with self.lock:
+            return int(self.con.execute("SELECT count(*) FROM flashrec_events").fetchall()[0][0])
+
+    def close(self) -> None:
+        with self.lock:
+            self.con.close()
+
+
+def dedupe(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(first occurrence of each event_id, later repeats) in input order."""
+    seen: set[str] = set()
+    keep, repeats = [], []
+    for e in events:
+        (repeats if e["event_id"] in seen else keep).append(e)
+        seen.add(e["event_id"])
+    return keep, repeats

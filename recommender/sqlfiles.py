@@ -1,0 +1,239 @@
+"""The RisingWave SQL of sql/: load, check with sqlglot, and transpile the views to DuckDB.
+
+sql/ holds one object per file, applied in file-name order. Each statement is parsed with
+sqlglot's RisingWave dialect; a statement that only parses as a generic `Command` (sqlglot
+does not understand it) is reported as "unchecked", never as valid.
+
+The embedded engine evaluates each materialized view's query on DuckDB: sqlglot writes the
+query as DuckDB SQL, `TUMBLE(rel, ts, size)` becomes a subquery adding window_start and
+window_end (epoch-aligned, like RisingWave's), and NOW() becomes the engine clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+from recommender.config import SQL_DIR
+
+NOW_MARKER = "__flashrec_now__"
+# The least event history a view without a temporal filter still gets (none today).
+DEFAULT_HORIZON = timedelta(days=7)
+
+
+@dataclass
+class SqlObject:
+    """One statement of sql/."""
+
+    file: str
+    kind: str  # source | materialized view | table | subscription | function | other
+    name: str
+    sql: str
+    status: str  # ok | unchecked | error
+    detail: str = ""
+    tree: exp.Expression | None = field(default=None, repr=False)
+
+    @property
+    def is_view(self) -> bool:
+        return self.kind == "materialized view" and self.status == "ok"
+
+
+def split_statements(text: str) -> list[str]:
+    """Statements of a SQL file (comments dropped), split at semicolons outside quotes."""
+    out, buf, quote, i = [], [], "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            buf.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in ("'", '"'):
+            quote = ch
+            buf.append(ch)
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif text.startswith("$$", i):
+            end = text.find("$$", i + 2)
+            end = len(text) if end < 0 else end + 2
+            buf.append(text[i:end])
+            i = end
+            continue
+        elif ch == ";":
+            out.append("".join(buf).strip())
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    out.append("".join(buf).strip())
+    return [s for s in out if s]
+
+
+_NAME_RE = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(MATERIALIZED\s+VIEW|SOURCE|TABLE|SUBSCRIPTION|FUNCTION"
+    r"|SINK|INDEX|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][\w.]*)",
+    re.IGNORECASE,
+)
+
+
+def _kind_and_name(sql: str) -> tuple[str, str]:
+    m = _NAME_RE.match(sql)
+    if not m:
+        return "other", sql.split()[0].lower() if sql.split() else ""
+    return " ".join(m.group(1).lower().split()), m.group(2)
+
+
+def check_statement(file: str, sql: str) -> SqlObject:
+    """Parse one statement with sqlglot (RisingWave dialect) and say what it is."""
+    kind, name = _kind_and_name(sql)
+    quiet = logging.getLogger("sqlglot")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the Command fallback is reported here, not logged
+    try:
+        trees = sqlglot.parse(sql, read="risingwave")
+    except sqlglot.errors.ParseError as exc:
+        detail = str(exc).splitlines()[0]
+        return SqlObject(file, kind, name, sql, "error", detail)
+    finally:
+        quiet.setLevel(level)
+    tree = trees[0] if trees else None
+    if tree is None:
+        return SqlObject(file, kind, name, sql, "error", "empty statement")
+    if isinstance(tree, exp.Command):
+        return SqlObject(
+            file, kind, name, sql, "unchecked", "sqlglot parses it only as a generic Command"
+        )
+    return SqlObject(file, kind, name, sql, "ok", "", tree)
+
+
+def load(sql_dir: Path | None = None) -> list[SqlObject]:
+    """Every statement of sql/*.sql, in file-name order, checked."""
+    folder = Path(sql_dir or SQL_DIR)
+    objects = []
+    for path in sorted(folder.glob("*.sql")):
+        for statement in split_statements(path.read_text()):
+            objects.append(check_statement(path.name, statement))
+    return objects
+
+
+# --- transpiling a view to DuckDB ---------------------------------------------------------
+
+
+def view_query(obj: SqlObject) -> exp.Expression:
+    """The SELECT of a CREATE MATERIALIZED VIEW."""
+    if obj.tree is None or not isinstance(obj.tree, exp.Create):
+        raise ValueError(f"{obj.name} is not a parsed CREATE statement")
+    query = obj.tree.expression
+    if query is None:
+        raise ValueError(f"{obj.name} has no query")
+    return query.copy()
+
+
+def _interval_seconds(node: exp.Expression) -> float | None:
+    if not isinstance(node, exp.Interval):
+        return None
+    text = node.this.name if node.this is not None else ""
+    unit = node.unit.name if node.unit is not None else ""
+    parts = f"{text} {unit}".split()
+    if len(parts) < 2:
+        return None
+    try:
+        value = float(parts[0])
+    except ValueError:
+        return None
+    unit = parts[1].lower().rstrip("s")
+    scale = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+    return value * scale[unit] if unit in scale else None
+
+
+def _tumble_subquery(node: exp.Anonymous, alias: str | None) -> exp.Expression:
+    relation, column, size = node.expressions[:3]
+    seconds = _interval_seconds(size)
+    if seconds is None:
+        raise ValueError(f"TUMBLE size not understood: {size.sql()}")
+    micros = int(seconds * 1_000_000)
+    rel = relation.sql(dialect="duckdb")
+    col = column.sql(dialect="duckdb")
+    start = (
+        f"make_timestamp(CAST(floor(epoch_us({col}) / {micros}) AS BIGINT) * {micros})"
+    )
+    sql = (
+        f"(SELECT *, {start} AS window_start, "
+        f"{start} + INTERVAL '{micros} microseconds' AS window_end FROM {rel})"
+    )
+    sub = sqlglot.parse_one(f"SELECT * FROM {sql} AS {alias or rel}", read="duckdb")
+    return sub.args["from_"].this
+
+
+def to_duckdb(query: exp.Expression, restrict: str | None = None) -> str:
+    """DuckDB SQL of a view query; NOW() is left as the identifier NOW_MARKER.
+
+    `restrict`: a WHERE condition applied to every read of `clickstream` (partial recompute).
+    """
+    query = query.copy()
+    if restrict:
+        for node in list(query.find_all(exp.Table)):
+            if node.name == "clickstream" and not isinstance(node.this, exp.Anonymous):
+                alias = node.alias or "clickstream"
+                sub = sqlglot.parse_one(
+                    f"SELECT * FROM (SELECT * FROM clickstream WHERE {restrict}) AS {alias}",
+                    read="duckdb",
+                )
+                node.replace(sub.args["from_"].this)
+    for node in list(query.find_all(exp.Table)):
+        if isinstance(node.this, exp.Anonymous) and node.this.name.upper() in ("TUMBLE",):
+            node.replace(_tumble_subquery(node.this, node.alias or None))
+    for node in list(query.find_all(exp.CurrentTimestamp)):
+        node.replace(exp.column(NOW_MARKER))
+    for node in list(query.find_all(exp.Anonymous)):
+        if node.name.upper() == "NOW":
+            node.replace(exp.column(NOW_MARKER))
+    return query.sql(dialect="duckdb")
+
+
+def bind_now(duck_sql: str, now: datetime) -> str:
+    """The DuckDB SQL with NOW() fixed at `now` (naive UTC or aware)."""
+    if now.tzinfo is not None:
+        now = now.astimezone(UTC).replace(tzinfo=None)
+    literal = f"TIMESTAMP '{now.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    return duck_sql.replace(NOW_MARKER, literal)
+
+
+def horizons(query: exp.Expression) -> list[timedelta]:
+    """Every `NOW() - INTERVAL` look-back of a view's temporal filters."""
+    out = []
+    for node in query.find_all(exp.Sub):
+        left, right = node.this, node.expression
+        is_now = isinstance(left, exp.CurrentTimestamp) or (
+            isinstance(left, exp.Anonymous) and left.name.upper() == "NOW"
+        )
+        seconds = _interval_seconds(right) if is_now else None
+        if seconds is not None:
+            out.append(timedelta(seconds=seconds))
+    return sorted(set(out))
+
+
+def horizon(query: exp.Expression) -> timedelta | None:
+    """The longest `NOW() - INTERVAL` look-back of a view's temporal filters (None: none)."""
+    longest = None
+    for node in query.find_all(exp.Sub):
+        left, right = node.this, node.expression
+        is_now = isinstance(left, exp.CurrentTimestamp) or (
+            isinstance(left, exp.Anonymous) and left.name.upper() == "NOW"
+        )
+        seconds = _interval_seconds(right) if is_now else None
+        if seconds is not None and (longest is None or seconds > longest):
+            longest = seconds
+    return None if longest is None else timedelta(seconds=longest)
+
+
+def views(objects: list[SqlObject] | None = None) -> list[SqlObject]:
+    """The materialized views of sql/ that the engine can maintain, in file order."""
+    return [o for o in (objects if objects is not None else load()) if o.is_view]

@@ -1,0 +1,153 @@
+"""`flashrec up` as a real process on 127.0.0.1: broker, PostgreSQL, engine.
+
+- A flash-sale replay with malformed events: every valid event is counted, every malformed
+  one lands in the dead-letter topic with its reason, the views in PostgreSQL equal a batch
+  run of their SQL at the same event clock, and the bundled psql reads trending_by_category.
+- kill -9 of the engine in the middle of a replay, restart: the views equal the batch run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import free_port, unique_topic
+from engine_support import pg_meta, pg_rows, raw, valid_events
+
+from producers.flash_sale import FlashSaleConfig, generate
+from recommender.engine import evaluate
+
+pytestmark = pytest.mark.e2e
+
+FLASHREC = [sys.executable, "-m", "recommender.cli"]
+
+
+def produce(bootstrap: str, topic: str, items: list) -> None:
+    from recommender.kafka_io import make_producer
+
+    producer = make_producer(bootstrap)
+    for item in items:
+        key = item.get("session_id") if isinstance(item, dict) else None
+        producer.produce(topic, raw(item), key=key)
+    assert producer.flush(30) == 0
+
+
+def wait_counted(dsn: str, total: int, proc: subprocess.Popen, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "flashrec up exited early"
+        meta = pg_meta(dsn)
+        done = int(meta.get("accepted", 0)) + int(meta.get("rejected", 0))
+        if done >= total:
+            return meta
+        time.sleep(0.2)
+    raise AssertionError(f"engine did not count {total} messages in time: {pg_meta(dsn)}")
+
+
+def assert_equal_batch(dsn: str, items: list) -> None:
+    valid = valid_events(items)
+    clock = max(valid, key=lambda e: e["ts"])["ts"]
+    from recommender.engine.store import parse_naive
+
+    expected = evaluate(valid, parse_naive(clock))
+    for view, rows in expected.items():
+        assert pg_rows(dsn, view) == rows, view
+
+
+def start_up(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*FLASHREC, "up", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "FLASHREC_LOG_LEVEL": "INFO"},
+    )  # fmt: skip
+
+
+def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 20) -> list[dict]:
+    from recommender.kafka_io import make_consumer
+
+    consumer = make_consumer(f"g-{topic}", [topic], bootstrap)
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, timeout=0.5):
+            if msg.error() is None:
+                out.append(orjson.loads(msg.value()))
+    consumer.close()
+    return out
+
+
+def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
+    broker_port, pg_port = free_port(), free_port()
+    proc = start_up(["--broker-port", str(broker_port), "--pg-port", str(pg_port),
+                     "--data-dir", str(tmp_path / "d"), "--clock", "event",
+                     "--refresh-interval", "0.3"], tmp_path / "up.log")  # fmt: skip
+    try:
+        dsn = f"postgresql://postgres@127.0.0.1:{pg_port}/postgres"
+        deadline = time.monotonic() + 60
+        while "running" not in (tmp_path / "up.log").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "up.log"
+            ).read_text()
+            time.sleep(0.2)
+        items = list(generate(FlashSaleConfig(seed=3, events=5000, rate=30.0, bot_share=0.05,
+                                              malformed_share=0.03)))  # fmt: skip
+        items += [items[5], items[6]]  # repeated event_ids
+        bootstrap = f"127.0.0.1:{broker_port}"
+        produce(bootstrap, "clickstream", items)
+        meta = wait_counted(dsn, len(items), proc)
+        valid = valid_events(items)
+        assert int(meta["accepted"]) == len(valid)
+        bad = len(items) - len(valid)
+        letters = read_topic(bootstrap, "clickstream_dlq", bad)
+        assert len(letters) == bad
+        assert all(x["reason"] and "payload" in x and x["topic"] == "clickstream" for x in letters)
+        assert sum("duplicate event_id" in x["reason"] for x in letters) == 2
+        time.sleep(0.8)  # one more refresh after the last count
+        assert_equal_batch(dsn, items)
+        from recommender.pgserve import bin_dir
+
+        out = subprocess.run(
+            [str(bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres",
+             "-At", "-c", "SELECT * FROM trending_by_category"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert len(out.stdout.splitlines()) == len(pg_rows(dsn, "trending_by_category")) > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
+    assert "stopped" in (tmp_path / "up.log").read_text()
+
+
+def test_kill_9_and_restart_equals_batch(tmp_path: Path, broker) -> None:
+    from recommender.broker import create_topics
+    from recommender.pgserve import LocalPostgres
+
+    topic, dlq = unique_topic("click"), unique_topic("dlq")
+    create_topics(broker.bootstrap, [topic, dlq], partitions=3)
+    items = list(generate(FlashSaleConfig(seed=11, events=12000, rate=40.0, bot_share=0.05,
+                                          malformed_share=0.01)))  # fmt: skip
+    with LocalPostgres(tmp_path / "pg", free_port()) as pg:
+        args = ["--bootstrap-servers", broker.bootstrap, "--pg-dsn", pg.dsn, "--topic", topic,
+                "--dlq-topic", dlq, "--group-id", f"g-{topic}", "--data-dir",
+                str(tmp_path / "d"), "--clock", "event", "--refresh-interval", "0.2"]  # fmt: skip
+        proc = start_up(args, tmp_path / "up1.log")
+        produce(broker.bootstrap, topic, items[:6000])
+        wait_counted(pg.dsn, 2000, proc)
+        proc.send_signal(signal.SIGKILL)  # mid-replay, no clean shutdown
+        proc.wait(timeout=10)
+        produce(broker.bootstrap, topic, items[6000:])
+        proc = start_up(args, tmp_path / "up2.log")
+        try:
+            wait_counted(pg.dsn, len(items), proc, timeout=90)
+            time.sleep(0.8)
+            assert_equal_batch(pg.dsn, items)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
