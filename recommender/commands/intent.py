@@ -1,7 +1,213 @@
-"""`flashrec intent` (not built yet)."""
+"""`flashrec intent`: train the purchase-intent model and score live sessions with it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import typer
 
+from recommender import config
+
+log = logging.getLogger("flashrec.intent")
+
+intent_app = typer.Typer(
+    help="Purchase intent: train a model on past sessions, score live sessions into the "
+    "session_intent table.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _model_dir(value: Path | None) -> Path:
+    return value if value is not None else config.data_dir() / "intent_models"
+
+
+ModelDirOption = typer.Option(
+    None, "--model-dir", envvar=config.ENV_INTENT_MODEL_DIR,
+    help="Folder of the versioned models (default: DATA_DIR/intent_models).",
+)
+
+
+@intent_app.command("train")
+def train(
+    data: str = typer.Option(
+        ..., "--data", envvar=config.ENV_INTENT_DATA,
+        help="Events to train on: a JSON-lines file of contract events, the RetailRocket "
+        "events CSV (sessions cut by 30 min of inactivity), or 'generated[:days=21,users=1500,"
+        "seed=7]' (producers/intent_patterns.py).",
+    ),
+    model_dir: Path | None = ModelDirOption,
+    step_minutes: float = typer.Option(
+        10.0, "--step-minutes", min=0.0,
+        help="Feature snapshot grid: sessions with new events are scored every this many "
+        "minutes of event time (one training row each); 0 = after every event (exact, slow "
+        "on large data; for small real data sets).",
+    ),
+    horizon_hours: float = typer.Option(
+        0.0, "--horizon-hours", min=0.0,
+        help="Label: 0 = the session ends in a purchase; N = the customer buys within N hours.",
+    ),
+    test_share: float = typer.Option(
+        0.25, "--test-share", min=0.05, max=0.8,
+        help="Share of the time span (the latest part) held out as the test split.",
+    ),
+    grid: str = typer.Option(
+        "full", "--grid", help="Hyper-parameter grids: 'full' or 'small' (quick runs)."
+    ),
+    folds: int = typer.Option(4, "--folds", min=2, max=10, help="Time-ordered CV folds."),
+    algorithms: str = typer.Option(
+        "logistic_regression,random_forest,gradient_boosting", "--algorithms",
+        help="Comma-separated algorithms to search (each with its own grid).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the models."),
+    log_level: str = typer.Option(
+        "INFO", "--log-level", envvar=config.ENV_LOG_LEVEL, help="Logging level."
+    ),
+) -> None:
+    """Build features from the views' SQL, search three algorithms, report, maybe promote."""
+    import time
+    from datetime import timedelta
+
+    from rich.progress import Progress
+
+    from recommender.intent.dataset import DataError, load_events, time_split
+    from recommender.intent.report import write_report
+    from recommender.intent.train import train as run_training
+
+    config.setup_logging(log_level)
+    if grid not in ("full", "small"):
+        _fail(f"--grid must be 'full' or 'small', not {grid!r}")
+    folder = _model_dir(model_dir)
+    chosen = [a.strip() for a in algorithms.split(",") if a.strip()]
+    known = ("logistic_regression", "random_forest", "gradient_boosting")
+    if not chosen or set(chosen) - set(known):
+        _fail(f"--algorithms takes names from {', '.join(known)}, not {algorithms!r}")
+    try:
+        events = load_events(data)
+    except DataError as exc:
+        _fail(str(exc))
+    if len(events) < 10:
+        _fail(f"{data}: only {len(events)} valid events, too few to train on")
+    log.info("%d events from %s", len(events), data)
+    settings = {"data": data, "step_minutes": step_minutes, "horizon_hours": horizon_hours,
+                "test_share": test_share, "grid": grid, "folds": folds, "seed": seed,
+                "algorithms": chosen}
+    with Progress(transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(part: str, done: int, total: int) -> None:
+            if part not in tasks:
+                tasks[part] = bar.add_task(f"features ({part})", total=total)
+            bar.update(tasks[part], completed=done)
+
+        started = time.perf_counter()
+        step = timedelta(minutes=step_minutes) if step_minutes > 0 else None
+        split = time_split(events, test_share, step,
+                           timedelta(hours=horizon_hours), progress=progress)
+    log.info("features in %.1f s: train %d rows (%d purchase), test %d rows (%d purchase), "
+             "cutoff %s", time.perf_counter() - started, len(split.train),
+             int(split.train.y.sum()), len(split.test), int(split.test.y.sum()), split.cutoff)
+    try:
+        result = run_training(split, folder, grid=grid, folds=folds, seed=seed,
+                              settings=settings, only=chosen)
+    except ValueError as exc:
+        _fail(str(exc))
+    report = write_report(result, split, settings)
+    for r in result.results:
+        typer.echo(f"{r.name:20s} CV PR-AUC {r.cv_pr_auc:.4f}  test PR-AUC "
+                   f"{r.test['pr_auc']:.4f}  recall@P{0.5} {r.test['recall_at_precision']:.4f}"
+                   f"  ({r.seconds:.1f} s)")
+    typer.echo(f"baseline (random) PR-AUC {result.best.test['baseline_pr_auc']:.4f}")
+    typer.echo(f"{result.version}: {'promoted' if result.promoted else 'not promoted'} "
+               f"({result.reason})")
+    typer.echo(f"report: {report}")
+
+
+@intent_app.command("score")
+def score(
+    pg_dsn: str = typer.Option(
+        ..., "--pg-dsn", envvar=config.ENV_PG_DSN,
+        help="PostgreSQL (or RisingWave) holding session_features, customer_features and "
+        "customer_hours; session_intent is written there.",
+    ),
+    model_dir: Path | None = ModelDirOption,
+    clock: str = typer.Option(
+        "wall", "--clock", envvar=config.ENV_CLOCK,
+        help="NOW() of the features: 'wall', or 'event' (newest event time; replays).",
+    ),
+    once: bool = typer.Option(
+        False, "--once", help="Score the open sessions once and exit (else follow changes)."
+    ),
+    poll_seconds: float = typer.Option(
+        1.0, "--poll-seconds", min=0.05, help="Longest wait for a change of session_features."
+    ),
+    log_level: str = typer.Option(
+        "INFO", "--log-level", envvar=config.ENV_LOG_LEVEL, help="Logging level."
+    ),
+) -> None:
+    """Score live sessions as their features change, into the session_intent table."""
+    import psycopg
+
+    from recommender.intent.score import IntentScorer
+
+    config.setup_logging(log_level)
+    if clock not in ("wall", "event"):
+        _fail(f"--clock must be 'wall' or 'event', not {clock!r}")
+    try:
+        scorer = IntentScorer(pg_dsn, _model_dir(model_dir), clock=clock)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    except psycopg.Error as exc:
+        _fail(f"cannot use PostgreSQL at {pg_dsn}: {exc}")
+    try:
+        if once:
+            n = scorer.score_once()
+            typer.echo(f"scored {n} session(s) with model {scorer.handle.version}")
+            return
+        from recommender.engine.feed import PgSubscription
+
+        feed = PgSubscription(pg_dsn, "session_features")
+        log.info("following session_features changes with model %s", scorer.handle.version)
+        try:
+            scorer.follow(feed, poll_seconds)
+        except KeyboardInterrupt:
+            log.info("stopped after %d scored rows", scorer.scored)
+        finally:
+            feed.close()
+    except psycopg.Error as exc:
+        _fail(f"PostgreSQL error: {exc}")
+    finally:
+        scorer.close()
+
+
+@intent_app.command("show")
+def show(
+    session_id: str = typer.Argument(..., help="The session id."),
+    pg_dsn: str = typer.Option(
+        ..., "--pg-dsn", envvar=config.ENV_PG_DSN, help="PostgreSQL holding session_intent."
+    ),
+) -> None:
+    """Print a session's purchase probability (its session_intent row) as JSON."""
+    import json
+
+    import psycopg
+
+    from recommender.intent.score import session_probability
+
+    try:
+        row = session_probability(session_id, dsn=pg_dsn)
+    except psycopg.Error as exc:
+        _fail(f"cannot read session_intent at {pg_dsn}: {exc}")
+    if row is None:
+        _fail(f"session {session_id!r} has no score (unknown, a bot, or not scored yet)")
+    typer.echo(json.dumps(row))
+
 
 def register(app: typer.Typer) -> None:
-    """Nothing to register until this command is built."""
+    """Add the `intent` group to the CLI."""
+    app.add_typer(intent_app, name="intent")
