@@ -20,37 +20,11 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-class OneBatchFeed:
-    """An engine subscription polled one change batch at a time (the API's index sync)."""
-
-    def __init__(self, engine: Any, view: str) -> None:
-        self._sub = engine.subscribe(view)
-        self._pending: list[Any] = []
-
-    def poll(self, timeout: float) -> Any:
-        if not self._pending:
-            self._pending = self._sub.poll(timeout)
-        return self._pending.pop(0) if self._pending else None
-
-    def close(self) -> None:
-        self._sub.close()
-
-
-class SingleBatchEngine:
-    """The engine as seen by serving code that expects `subscribe(view).poll() -> batch`."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-
-    def subscribe(self, view: str) -> OneBatchFeed:
-        return OneBatchFeed(self.engine, view)
-
-
 def start_api_hook(engine: Any, dsn: str, port: int, data_dir: Path) -> Any:
     """Start the recommendation API in this process, following the engine's change feed."""
     from recommender.serving.runtime import start_api
 
-    return start_api(SingleBatchEngine(engine), dsn, port=port, data_dir=data_dir)
+    return start_api(engine, dsn, port=port, data_dir=data_dir)
 
 
 def register(app: typer.Typer) -> None:
