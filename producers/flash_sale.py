@@ -19,6 +19,12 @@ Model (each knob is a FlashSaleConfig field):
   keeps their device (mobile / desktop / tablet).
 - Bots (`bot_share` of sessions): 50-400 views, about `bot_gap_s` apart, uniformly random
   products, desktop.
+- Purchase-intent patterns (`intent_patterns`, off by default): the session's device and
+  purchase probability follow producers/intent_patterns.py (`SessionPatterns`): sessions
+  in the evening (18-22 UTC) are mostly on desktop and buy more, daytime sessions are mostly
+  on mobile and buy less (browse by day on mobile, buy in the evening on desktop); recent
+  visits and an open cart raise the odds, a purchase in the last 2 days lowers them. Only
+  visible over hours of event time (e.g. `start` at 08:00, `duration_s` 12 h or more).
 - Flash sale from `sale_start`: sessions that start after it are "sale sessions" with a
   probability that ramps up to `sale_strength` over `sale_ramp_s`; sale sessions view sale
   products (chosen in `sale_categories` categories) with probability `sale_focus`, so
@@ -74,6 +80,9 @@ class FlashSaleConfig:
     bot_gap_s: float = 0.3
     malformed_share: float = 0.0  # extra malformed messages per valid event
     warmup_s: float = 1200.0  # sessions begun up to this long before `start` are running
+    # plant the purchase-intent patterns of producers/intent_patterns.py (time of day, device,
+    # customer history); off: the events are exactly those of earlier versions
+    intent_patterns: bool = False
 
 
     @property
@@ -174,6 +183,11 @@ def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dic
     session_rate_ms = cfg.rate / mean_len / 1000.0
     prefix = f"{cfg.seed}"
     users: list[tuple[str, str]] = []  # (user_id, device)
+    patterns = None
+    if cfg.intent_patterns:
+        from producers.intent_patterns import SessionPatterns
+
+        patterns = SessionPatterns()
 
     def new_session(
         t: int, n: int, times: list[int] | None = None, bot: bool = False
@@ -208,7 +222,13 @@ def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dic
             if len(users) < MAX_USERS:
                 users.append((user, device))
             else:  # endless runs: a new user takes a random old one's place in the pool
-                users[int(rand() * MAX_USERS)] = (user, device)
+                slot = int(rand() * MAX_USERS)
+                if patterns is not None:
+                    patterns.forget(users[slot][0])
+                users[slot] = (user, device)
+        buy_prob = cfg.purchase_prob
+        if patterns is not None:  # device and purchase odds from time of day and history
+            device, buy_prob = patterns.start(user, t / 1000, rand(), cfg.purchase_prob)
         in_sale = t >= sale_ms and rand() < cfg.sale_strength * min(
             1.0, (t - sale_ms) / (cfg.sale_ramp_s * 1000 or 1)
         )
@@ -221,7 +241,7 @@ def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dic
                 action, product = "add_to_cart", last
                 cart.append(last)
                 last = None
-            elif i == length - 1 and cart and rand() < cfg.purchase_prob:
+            elif i == length - 1 and cart and rand() < buy_prob:
                 action, product = "purchase", cart[int(rand() * len(cart))]
             else:
                 r = rand()
@@ -233,6 +253,8 @@ def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dic
                     product = shop.all.pick(rand())
                 action, last = "view", product
             clicks.append((product, action))
+        if patterns is not None:
+            patterns.finish(user, times[-1] / 1000, bool(cart), clicks[-1][1] == "purchase")
         return times, clicks, (session_id, user, device)
 
     heap: list[tuple[Any, ...]] = []  # (next click ms, session no, click index, session...)

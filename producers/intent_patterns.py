@@ -211,7 +211,12 @@ def _iso(t: float) -> str:
 class SessionPatterns:
     """The planted intent patterns for another generator's sessions (producers/flash_sale.py
     with `intent_patterns=True`): the device and purchase probability of a new session from
-    its start time and the customer's history, and that history's upkeep."""
+    its start time and the customer's history, and that history's upkeep.
+
+    The generator's own purchase probability is shifted on the log-odds scale by the same
+    effects as `purchase_logit` (evening +-`evening_effect`/2 around the day average, desktop,
+    visits in the last 7 days, an open cart, a recent purchase); users have no hidden
+    affinity here."""
 
     def __init__(self, cfg: IntentConfig | None = None) -> None:
         self.cfg = cfg or IntentConfig()
@@ -224,10 +229,14 @@ class SessionPatterns:
         user = self.users.setdefault(user_id, _User(user_id, 0.0, 0.0))
         evening = 18 <= int((t_s % DAY_S) // 3600) <= 22
         device = _device(_Fixed(r_device), evening)
-        visits_7d = sum(1 for v in user.visits if t_s - v <= 7 * DAY_S)
-        open_cart = (user.last_cart is not None and t_s - user.last_cart <= 14 * DAY_S
-                     and (user.last_buy is None or user.last_buy < user.last_cart))
-        bought_2d = user.last_buy is not None and t_s - user.last_buy <= 2 * DAY_S
+        user.visits = [v for v in user.visits if t_s - v <= 7 * DAY_S]
+        visits_7d = len(user.visits)
+        # a session still running (finished later in event time) is not history yet
+        cart = user.last_cart if user.last_cart is not None and user.last_cart <= t_s else None
+        buy = user.last_buy if user.last_buy is not None and user.last_buy <= t_s else None
+        open_cart = (cart is not None and t_s - cart <= 14 * DAY_S
+                     and (buy is None or buy < cart))
+        bought_2d = buy is not None and t_s - buy <= 2 * DAY_S
         shift = purchase_logit(self.cfg, evening, device == "desktop", visits_7d, open_cart,
                                bought_2d, 0.0) - self.cfg.base_logit
         base = min(max(base_prob, 1e-6), 1 - 1e-6)
@@ -236,12 +245,18 @@ class SessionPatterns:
         return device, 1.0 / (1.0 + math.exp(-logit))
 
     def finish(self, user_id: str, t_s: float, carted: bool, bought: bool) -> None:
-        """Record the end of a session (cart add, purchase) in the customer's history."""
+        """Record the end of a session (cart add, purchase at `t_s`, its last event) in the
+        customer's history. A generator that plans whole sessions at their start calls it
+        then: `start` ignores history that lies after its own start time."""
         user = self.users.setdefault(user_id, _User(user_id, 0.0, 0.0))
         if carted:
             user.last_cart = t_s
         if bought:
             user.last_buy = t_s
+
+    def forget(self, user_id: str) -> None:
+        """Drop a customer who will not come back (bounded memory in endless runs)."""
+        self.users.pop(user_id, None)
 
 
 class _Fixed:

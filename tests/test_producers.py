@@ -151,6 +151,37 @@ def test_generation_is_deterministic_per_seed() -> None:
     assert plan(cfg).sale_products == plan(cfg).sale_products
 
 
+def _shares(events: list[dict], action: str) -> tuple[float, float]:
+    """Share of `action` events in the evening (18-22 UTC) and on desktop."""
+    xs = [e for e in events if e["action"] == action]
+    evening = sum(18 <= int(e["ts"][11:13]) <= 22 for e in xs) / len(xs)
+    return evening, sum(e["device"] == "desktop" for e in xs) / len(xs)
+
+
+def test_intent_patterns_put_purchases_in_the_evening_and_on_desktop() -> None:
+    """With intent_patterns one day of traffic browses by day on mobile and buys in the
+    evening on desktop: purchases are far more evening/desktop than views; without them
+    (control, same seed) purchases are spread like views."""
+    day = dict(seed=11, events=None, start=parse_ts("2024-03-15T00:00:00Z"), duration_s=86_400,
+               rate=0.5)
+    on = _events(FlashSaleConfig(**day, intent_patterns=True))[0]
+    off = _events(FlashSaleConfig(**day))[0]
+    assert sum(e["action"] == "purchase" for e in on) > 300
+    on_views, on_buys = _shares(on, "view"), _shares(on, "purchase")
+    off_views, off_buys = _shares(off, "view"), _shares(off, "purchase")
+    assert on_buys[0] > 1.4 * on_views[0]  # evening
+    assert on_buys[1] > 1.3 * on_views[1]  # desktop
+    assert off_buys[0] < 1.2 * off_views[0] and off_buys[1] < 1.2 * off_views[1]
+    day_views = [e for e in on if e["action"] == "view" and 8 <= int(e["ts"][11:13]) <= 17]
+    evening_views = [e for e in on if e["action"] == "view" and 18 <= int(e["ts"][11:13]) <= 22]
+    assert statistics.mean(e["device"] == "mobile" for e in day_views) > 0.6
+    assert statistics.mean(e["device"] == "desktop" for e in evening_views) > 0.6
+    assert all(isinstance(validate_event(orjson.dumps(e)), dict) for e in on[:2000])
+    # off by default (the default's events are those of earlier versions)
+    assert _events(FlashSaleConfig(seed=3, events=2000, intent_patterns=False)) == _events(
+        FlashSaleConfig(seed=3, events=2000))
+
+
 def test_malformed_messages_are_rejected_and_cover_every_kind() -> None:
     cfg = FlashSaleConfig(seed=5, events=5000, malformed_share=0.05)
     valid, bad = _events(cfg)

@@ -209,6 +209,12 @@ def register(app: typer.Typer) -> None:
             0.0, "--malformed-share", min=0, max=1,
             help="Extra malformed messages per valid event (tests the dead-letter path).",
         ),
+        intent_patterns: bool = typer.Option(
+            False, "--intent-patterns",
+            help="Plant the purchase-intent patterns (browse by day on mobile, buy in the "
+            "evening on desktop, customer history; producers/intent_patterns.py). Visible "
+            "over hours of event time, e.g. --start 2024-03-15T08:00:00Z --duration 43200.",
+        ),
         out: Path | None = typer.Option(
             None, "--out", help="Write JSONL to this file instead of sending to Kafka."
         ),
@@ -237,6 +243,7 @@ def register(app: typer.Typer) -> None:
             sale_offset_s=sale_after, sale_strength=sale_strength, sale_ramp_s=sale_ramp,
             sale_categories=sale_categories, sale_products=sale_products, n_products=products,
             bot_share=bot_share, malformed_share=malformed_share,
+            intent_patterns=intent_patterns,
         )
         sale = plan(cfg)
         log.info("flash sale at %s on %d products in %s", sale.sale_start.isoformat(),

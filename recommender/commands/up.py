@@ -1,4 +1,5 @@
-"""`flashrec up`: the embedded runtime on one machine: broker, PostgreSQL, streaming engine."""
+"""`flashrec up`: the embedded runtime on one machine: broker, PostgreSQL, streaming engine
+(and, optionally, the recommendation API and the live purchase-intent scorer)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,16 @@ def register(app: typer.Typer) -> None:
             0, "--api-port", min=0, max=65535,
             help="Also serve the recommendation API on this port (0: do not).",
         ),
+        intent: bool = typer.Option(
+            True, "--intent/--no-intent", envvar=config.ENV_INTENT,
+            help="Score live sessions' purchase intent into session_intent with the promoted "
+            "model of --intent-model-dir (off when there is none).",
+        ),
+        intent_model_dir: Path | None = typer.Option(
+            None, "--intent-model-dir", envvar=config.ENV_INTENT_MODEL_DIR,
+            help="Folder of the intent models (default: DATA_DIR/intent_models, where "
+            "`flashrec intent train` puts them).",
+        ),
     ) -> None:
         """Start broker, PostgreSQL and the streaming engine on 127.0.0.1; Ctrl-C stops all."""
         from recommender.engine import CLOCKS
@@ -89,7 +100,8 @@ def register(app: typer.Typer) -> None:
         started: list[Any] = []
         try:
             _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval,
-                 topic, dlq_topic, group_id, api_port, stop, started)  # fmt: skip
+                 topic, dlq_topic, group_id, api_port, stop, started,
+                 intent, intent_model_dir)  # fmt: skip
         finally:
             for thing in reversed(started):
                 try:
@@ -99,8 +111,39 @@ def register(app: typer.Typer) -> None:
             typer.echo("flashrec up: stopped")
 
 
+def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: list[Any]
+                 ) -> str:
+    """Start the live intent scorer on the engine's session_features feed when a promoted
+    model exists; returns the status line to print."""
+    import psycopg
+
+    from recommender.intent.score import ScorerThread
+    from recommender.intent.train import current_version
+
+    version = current_version(model_dir)
+    if version is None:
+        hint = "" if model_dir == config.data_dir() / "intent_models" else (
+            f" --model-dir {model_dir}")
+        log.info("no promoted intent model in %s: train one with "
+                 "`flashrec intent train --data generated%s`", model_dir, hint)
+        return f"intent: off (no promoted model in {model_dir})"
+    try:
+        feed = engine.subscribe("session_features")
+    except KeyError:
+        return "intent: off (no session_features view)"
+    try:
+        scorer = ScorerThread(dsn, model_dir, feed, clock=clock)
+    except (FileNotFoundError, psycopg.Error) as exc:
+        feed.close()
+        log.warning("intent scorer not started: %s", exc)
+        return f"intent: off ({exc})"
+    started.append(scorer.start())
+    return f"intent: scoring sessions with model {scorer.version} (from {model_dir})"
+
+
 def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval, topic,
-         dlq_topic, group_id, api_port, stop, started) -> None:  # fmt: skip
+         dlq_topic, group_id, api_port, stop, started, intent=False,
+         intent_model_dir=None) -> None:  # fmt: skip
     from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
     from recommender.engine import Engine, EngineConfig
     from recommender.pgserve import LocalPostgres, PostgresUnavailable
@@ -133,6 +176,10 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
     started.append(engine)
     if api_port:
         started.append(start_api_hook(engine, pg_dsn, api_port, data_dir))
+    intent_line = "intent: off (--no-intent)"
+    if intent:
+        intent_line = start_intent(engine, pg_dsn, Path(intent_model_dir or data_dir /
+                                                        "intent_models"), clock, started)
     typer.echo(f"broker: {bootstrap} (topic {topic}, dead letters {dlq_topic})")
     typer.echo(f"views: {', '.join(engine.runner.names)} (clock {clock}, every "
                f"{refresh_interval:g} s)")  # fmt: skip
@@ -141,6 +188,7 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
         typer.echo(f"psql: {psql}")
     if api_port:
         typer.echo(f"API: http://127.0.0.1:{api_port}")
+    typer.echo(intent_line)
     typer.echo("flashrec up: running (Ctrl-C to stop)", err=False)
     while not stop.wait(0.5):
         if engine.error is not None:

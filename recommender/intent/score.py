@@ -184,6 +184,60 @@ class IntentScorer:
         self.conn.close()
 
 
+class ScorerThread:
+    """An `IntentScorer` following a change feed in a background thread (`flashrec up`).
+
+    After an error (PostgreSQL restarting, a model being replaced) it logs, waits `retry_s`,
+    reconnects and starts again with a full pass. `stop()` ends the thread, then closes the
+    feed and the connection. The constructor fails like `IntentScorer` (no promoted model:
+    FileNotFoundError; PostgreSQL unusable: psycopg.Error).
+    """
+
+    def __init__(self, dsn: str, model_dir: Path, feed: Any, clock: str = "wall",
+                 poll_s: float = 1.0, retry_s: float = 5.0) -> None:
+        self.dsn, self.model_dir, self.clock = dsn, model_dir, clock
+        self.feed = feed
+        self.poll_s, self.retry_s = poll_s, retry_s
+        self.scorer = IntentScorer(dsn, model_dir, clock=clock)
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="intent-scorer", daemon=True)
+
+    @property
+    def version(self) -> str | None:
+        return self.scorer.handle.version
+
+    def start(self) -> ScorerThread:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.scorer.follow(self.feed, self.poll_s)
+                return  # stopped
+            except Exception as exc:
+                self.errors += 1
+                log.warning("intent scoring failed (%s); retrying in %g s", exc, self.retry_s)
+            if self._stop.wait(self.retry_s):
+                return
+            try:
+                old, self.scorer = self.scorer, IntentScorer(self.dsn, self.model_dir,
+                                                             clock=self.clock)
+                old.close()
+            except Exception as exc:
+                log.warning("intent scorer cannot restart yet: %s", exc)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self.scorer.stop()
+        self._thread.join(timeout)
+        close = getattr(self.feed, "close", None)
+        if close is not None:
+            close()
+        self.scorer.close()
+
+
 def session_probability(session_id: str, dsn: str | None = None, conn: Any = None
                         ) -> dict[str, Any] | None:
     """The session's row of `session_intent` as a dict (None: not scored / unknown).

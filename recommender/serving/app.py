@@ -297,6 +297,15 @@ def create_app(state: ServingState) -> FastAPI:
             }
         )
 
+    @app.get("/v1/sessions/{session_id}/intent", tags=["sessions"])
+    def session_intent(session_id: IdPath) -> Response:
+        """Purchase intent: the session's session_intent row (probability, model version)."""
+        row = views.intent(session_id)
+        if row is None:
+            return _json({"detail": f"session {session_id!r} has no intent score (unknown, "
+                          "a bot, or not scored yet)"}, 404)
+        return _json(row)
+
     # --- products and categories -----------------------------------------------------------
     @app.get("/v1/products/{product_id}/also-viewed", tags=["products"])
     def also_viewed(

@@ -79,7 +79,7 @@ def _plain(value: Any) -> Any:
 
 
 class Views:
-    """Queries of co_view_pairs, trending_by_category and flashrec_status."""
+    """Queries of co_view_pairs, trending_by_category, session_intent and flashrec_status."""
 
     def __init__(
         self, dsn: str | None, pool_size: int = 4, cache_s: float = 0.5, raw_events: bool = True
@@ -162,6 +162,14 @@ class Views:
             return out
 
         return self._cached("trending", load)
+
+    def intent(self, session_id: str) -> dict[str, Any] | None:
+        """The session's purchase-intent row (session_intent), or None when the session has
+        not been scored or the table does not exist yet (no scorer has run)."""
+        from recommender.intent.score import session_probability
+
+        with self._conn() as conn:
+            return session_probability(session_id, conn=conn)
 
     def status(self) -> list[dict[str, Any]]:
         """Per view freshness as the engine reports it (flashrec_status)."""
