@@ -31,9 +31,6 @@ from recommender.engine import Engine, EngineConfig
 from recommender.kafka_io import make_producer
 from recommender.pgserve import LocalPostgres
 
-SLOW_VIEWS = {"session_features": 5.0, "vmis_history": 5.0, "customer_features": 30.0,
-              "customer_hours": 30.0}  # fmt: skip
-
 
 def free_port() -> int:
     import socket
@@ -143,7 +140,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
             produce_s = produce_all(broker.bootstrap, values)
             engine = Engine(EngineConfig(
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
-                clock="wall", refresh_interval=refresh, view_intervals=SLOW_VIEWS,
+                clock="wall", refresh_interval=refresh,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()

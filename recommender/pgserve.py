@@ -7,8 +7,9 @@ user `pgserver` when running as root) listening on 127.0.0.1:PORT, so
 - one per view of sql/, same name and columns as on RisingWave;
 - `clickstream`: the raw events of the last `raw_retention` (event time);
 - `flashrec_status`: per view epoch, last refresh time, event-time watermark, rows, duration;
-- `flashrec_changes(id, view, epoch, op, row jsonb, committed_at)`: the change feed, last
-  `change_epochs` epochs kept; each refresh ends with NOTIFY flashrec_changes;
+- `flashrec_changes(id, view, epoch, op, row jsonb, committed_at)`: the change feed of the
+  views in `feed_views` (default: those other processes follow), last `change_epochs` epochs
+  kept; each refresh ends with NOTIFY flashrec_changes;
 - `flashrec_meta`: the last epoch and the last raw event sequence published.
 """
 
@@ -161,11 +162,19 @@ CREATE TABLE IF NOT EXISTS flashrec_changes (
     id bigserial PRIMARY KEY, view text NOT NULL, epoch bigint NOT NULL, op text NOT NULL,
     row jsonb NOT NULL, committed_at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS flashrec_changes_view_epoch ON flashrec_changes (view, epoch);
+CREATE INDEX IF NOT EXISTS flashrec_changes_epoch ON flashrec_changes (epoch);
 CREATE TABLE IF NOT EXISTS flashrec_meta (key text PRIMARY KEY, value text);
 """
 
 
-# Columns that identify a row of each view (an index in PostgreSQL; deletes find rows by them).
+# Views whose changes go to flashrec_changes by default: the ones other processes follow
+# (`flashrec serve`: vmis_history; `flashrec intent score --follow`: session_features) and the
+# small trending view. co_view_pairs and customer_* change by the hundred thousand per minute
+# at flash-sale rates; their feed stays in process (engine.subscribe).
+DEFAULT_FEED_VIEWS = ("session_features", "vmis_history", "trending_by_category")
+
+# Columns that identify a row of each view: unique in the view's result (an index in
+# PostgreSQL; deletes find rows by them). Views not listed are matched on the whole row.
 VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "co_view_pairs": ("product_a", "product_b"),
     "trending_by_category": ("category", "window_start", "rank"),
@@ -187,11 +196,14 @@ def _jsonable(value: Any) -> Any:
 class Publisher:
     """Writes engine refreshes into PostgreSQL, each one in one transaction."""
 
-    def __init__(self, dsn: str, change_epochs: int = 600) -> None:
+    def __init__(self, dsn: str, change_epochs: int = 600,
+                 feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS) -> None:
+        """`feed_views`: views whose changes go to flashrec_changes (None: all)."""
         import psycopg
 
         self.dsn = dsn
         self.change_epochs = change_epochs
+        self.feed_views = None if feed_views is None else set(feed_views)
         self.conn = psycopg.connect(dsn, connect_timeout=10)
         self.conn.execute("SET TIME ZONE 'UTC'")
         with self.conn.transaction():
@@ -243,49 +255,13 @@ class Publisher:
         for r in results:
             self.ensure_view(r.name, r.columns, r.types)
         with conn.transaction():
-            for r in results:
-                cols = ", ".join(r.columns)
-                if r.deletes:
-                    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{r.name} "
-                                 f"(LIKE {r.name}) ON COMMIT DELETE ROWS")  # fmt: skip
-                    with conn.cursor().copy(f"COPY _del_{r.name} ({cols}) FROM STDIN") as cp:
-                        for row in r.deletes:
-                            cp.write_row(row)
-                    keys = [k for k in VIEW_KEYS.get(r.name, ()) if k in r.columns]
-                    on = "".join(f"v.{k} = d.{k} AND " for k in keys)
-                    conn.execute(
-                        f"DELETE FROM {r.name} v USING _del_{r.name} d "
-                        f"WHERE {on}md5(v::text) = md5(d::text)"
-                    )
-                if r.inserts:
-                    with conn.cursor().copy(f"COPY {r.name} ({cols}) FROM STDIN") as cp:
-                        for row in r.inserts:
-                            cp.write_row(row)
-                if (r.inserts or r.deletes) and not getattr(r, "initial", False):
-                    with conn.cursor().copy(
-                        "COPY flashrec_changes (view, epoch, op, row) FROM STDIN"
-                    ) as cp:
-                        for op, rows in (("delete", r.deletes), ("insert", r.inserts)):
-                            for row in rows:
-                                doc = {c: _jsonable(v) for c, v in zip(r.columns, row, strict=True)}
-                                cp.write_row((r.name, epoch, op, _dumps(doc)))
-                conn.execute(
-                    "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (view) DO UPDATE SET epoch = EXCLUDED.epoch, "
-                    "last_refresh_at = EXCLUDED.last_refresh_at, watermark = EXCLUDED.watermark,"
-                    " row_count = EXCLUDED.row_count, refresh_ms = EXCLUDED.refresh_ms, "
-                    "inserted = EXCLUDED.inserted, deleted = EXCLUDED.deleted",
-                    (r.name, epoch, now, watermark, r.row_count, r.refresh_ms,
-                     len(r.inserts), len(r.deletes)),
-                )  # fmt: skip
+            self._write_views(epoch, results, now, watermark)
             if raw is not None and raw.num_rows:
                 names = [n for n, _ in RAW_COLUMNS]
                 with conn.cursor().copy(
-                    f"COPY clickstream ({', '.join(names)}) FROM STDIN"
+                    f"COPY clickstream ({', '.join(names)}) FROM STDIN (FORMAT csv)"
                 ) as cp:
-                    columns = [raw.column(n).to_pylist() for n in names]
-                    for row in zip(*columns, strict=True):
-                        cp.write_row(row)
+                    cp.write(_csv(raw.select(names)))
             if raw_keep_after is not None:
                 conn.execute("DELETE FROM clickstream WHERE ts <= %s", (raw_keep_after,))
             conn.execute(
@@ -300,8 +276,78 @@ class Publisher:
                 )
             conn.execute("SELECT pg_notify('flashrec_changes', %s)", (str(epoch),))
 
+    def publish_views(self, results: list[Any], watermark: datetime | None,
+                      epoch: int) -> None:
+        """Only view changes and their status rows, in one transaction (background tier)."""
+        for r in results:
+            self.ensure_view(r.name, r.columns, r.types)
+        with self.conn.transaction():
+            self._write_views(epoch, results, datetime.now(UTC), watermark)
+
+    def _write_views(self, epoch: int, results: list[Any], now: datetime,
+                     watermark: datetime | None) -> None:
+        conn = self.conn
+        for r in results:
+            cols = ", ".join(r.columns)
+            if r.deletes:
+                self._delete(r.name, r.columns, r.deletes)
+            if r.inserts:
+                with conn.cursor().copy(f"COPY {r.name} ({cols}) FROM STDIN") as cp:
+                    for row in r.inserts:
+                        cp.write_row(row)
+            followed = self.feed_views is None or r.name in self.feed_views
+            if (r.inserts or r.deletes) and followed and not getattr(r, "initial", False):
+                with conn.cursor().copy(
+                    "COPY flashrec_changes (view, epoch, op, row) FROM STDIN"
+                ) as cp:
+                    for op, rows in (("delete", r.deletes), ("insert", r.inserts)):
+                        for row in rows:
+                            doc = {c: _jsonable(v) for c, v in zip(r.columns, row, strict=True)}
+                            cp.write_row((r.name, epoch, op, _dumps(doc)))
+            conn.execute(
+                "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (view) DO UPDATE SET epoch = EXCLUDED.epoch, "
+                "last_refresh_at = EXCLUDED.last_refresh_at, watermark = EXCLUDED.watermark,"
+                " row_count = EXCLUDED.row_count, refresh_ms = EXCLUDED.refresh_ms, "
+                "inserted = EXCLUDED.inserted, deleted = EXCLUDED.deleted",
+                (r.name, epoch, now, watermark, r.row_count, r.refresh_ms,
+                 len(r.inserts), len(r.deletes)),
+            )  # fmt: skip
+
+    def _delete(self, name: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Delete `rows` from view table `name`: by its key columns where it has them (COPY
+        only those), else by whole-row match."""
+        conn = self.conn
+        keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
+        if keys:
+            at = [columns.index(k) for k in keys]
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkey_{name} ON COMMIT DELETE ROWS "
+                         f"AS SELECT {', '.join(keys)} FROM {name} LIMIT 0")  # fmt: skip
+            with conn.cursor().copy(f"COPY _delkey_{name} FROM STDIN") as cp:
+                for row in rows:
+                    cp.write_row([row[i] for i in at])
+            on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
+            conn.execute(f"DELETE FROM {name} v USING _delkey_{name} d WHERE {on}")
+            return
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{name} "
+                     f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip
+        with conn.cursor().copy(f"COPY _del_{name} ({', '.join(columns)}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+        conn.execute(f"DELETE FROM {name} v USING _del_{name} d WHERE md5(v::text) = md5(d::text)")
+
     def close(self) -> None:
         self.conn.close()
+
+
+def _csv(table: Any) -> bytes:
+    """An Arrow table as CSV for COPY ... (FORMAT csv): strings quoted, NULL as nothing."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
+    return sink.getvalue().to_pybytes()
 
 
 def _naive(value: Any) -> Any:

@@ -92,7 +92,7 @@ def test_drop_removes_everything_newest_first(objects) -> None:
 
 def test_a_failing_statement_names_its_file(objects) -> None:
     rw = FakeRisingWave(fail_on="co_view_pairs")
-    with pytest.raises(deploy.DeployError, match=r"020_co_view_pairs\.sql: creating co_view_pairs"):
+    with pytest.raises(deploy.DeployError, match=r"045_co_view_pairs\.sql: creating co_view_pairs"):
         deploy.apply(deploy.plan(objects, "b:9092", "t", None), rw.query, rw.execute)
 
 

@@ -15,7 +15,7 @@ from engine_support import Msg, pg_meta, pg_rows, raw, valid_events
 from producers.flash_sale import FlashSaleConfig, generate
 from producers.replay import read_dataset
 from recommender.engine import Engine, EngineConfig, PgSubscription, evaluate
-from recommender.pgserve import LocalPostgres
+from recommender.pgserve import DEFAULT_FEED_VIEWS, LocalPostgres
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def make_engine(dsn: str, state: Path, letters: list[bytes]) -> Engine:
 
 def assert_views_equal(engine: Engine, dsn: str, items: list) -> None:
     expected = evaluate(valid_events(items), engine.clock())
-    assert set(expected) == set(engine.runner.names)
+    assert set(expected) == set(engine.view_names)
     for view, rows in expected.items():
         assert pg_rows(dsn, view) == rows, view
 
@@ -64,7 +64,7 @@ def test_flash_sale_refreshes_equal_batch_sql(dsn: str, tmp_path: Path) -> None:
         engine.refresh()
         seen = [x for x in items[: start + 1500]]
         assert_views_equal(engine, dsn, seen)
-    rows = {v: len(pg_rows(dsn, v)) for v in engine.runner.names}
+    rows = {v: len(pg_rows(dsn, v)) for v in engine.view_names}
     assert rows["co_view_pairs"] > 0 and rows["trending_by_category"] > 0
     counts = engine.store.counters()
     valid = valid_events(items)
@@ -128,6 +128,12 @@ def test_change_feed_replays_into_the_view(dsn: str, tmp_path: Path) -> None:
     assert remote_mirror == {r[0]: tuple(r[1]) for r in pg_rows(dsn, "vmis_history")}
     assert remote_mirror
     remote.close()
+    # co_view_pairs changes stay in process: PostgreSQL's feed has only the followed views
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        logged = {v for (v,) in conn.execute("SELECT DISTINCT view FROM flashrec_changes")}
+    assert "vmis_history" in logged and logged <= set(DEFAULT_FEED_VIEWS)
     engine.stop()
 
 

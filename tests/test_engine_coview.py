@@ -1,5 +1,6 @@
 """The Numba co-view maintainer equals the SQL of co_view_pairs at every refresh, as events
-enter and leave the 30-minute window (including late events and repeated views)."""
+enter and leave the 30-minute window (including late events, repeated views, bot sessions and
+sessions that turn bot and back)."""
 
 from __future__ import annotations
 
@@ -14,24 +15,43 @@ from recommender.engine.store import StateStore
 T0 = datetime(2024, 3, 15, 14, 0)
 
 
+def _event(i: int, session: str, p: int, t: datetime, action: str = "view",
+           mark: str = "") -> dict:
+    return {
+        "event_id": f"e{i}", "session_id": session, "user_id": "u", "product_id": f"p{p}",
+        "product_name": f"name {p}{mark}", "category": "c", "action": action,
+        "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "device": None, "price": None,
+    }  # fmt: skip
+
+
 def _events(n: int, seed: int) -> list[dict]:
+    """Human sessions, plus every 700 events a bot burst (clicks 0.3 s apart) and a session
+    that clicks fast (a bot) and comes back 10 minutes later (human again)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         t = T0 + timedelta(seconds=i * 1.5 + rng.uniform(-120, 0))  # some arrive late
         p = rng.randrange(25)
-        out.append({
-            "event_id": f"e{i}", "session_id": f"s{rng.randrange(150)}", "user_id": "u",
-            "product_id": f"p{p}", "product_name": f"name {p}" + ("!" if rng.random() < 0.05
-                                                                  else ""),
-            "category": "c", "action": rng.choice(["view", "view", "view", "add_to_cart"]),
-            "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "device": None, "price": None,
-        })  # fmt: skip
+        action = rng.choice(["view", "view", "view", "add_to_cart"])
+        mark = "!" if rng.random() < 0.05 else ""
+        out.append(_event(i, f"s{rng.randrange(150)}", p, t, action, mark))
+        if i % 700 == 350:
+            for k in range(30):
+                out.append(_event(n + i * 100 + k, f"bot{i}", rng.randrange(25),
+                                  t + timedelta(seconds=0.3 * k)))  # fmt: skip
+            for k in range(6):
+                out.append(_event(n + i * 100 + 50 + k, f"flip{i}", k, t + timedelta(seconds=k)))
+        if i % 700 == 650:  # the fast session of 300 events ago comes back, slowly
+            j = i - 300
+            out.append(_event(n + j * 100 + 60, f"flip{j}", 7, t + timedelta(minutes=10)))
     return out
 
 
+OBJECTS = [o for o in sqlfiles.load() if o.name in ("session_features", "co_view_pairs")]
+
+
 def test_incremental_equals_sql() -> None:
-    objects = [o for o in sqlfiles.load() if o.name == "co_view_pairs"]
+    objects = OBJECTS
     store = StateStore(None)
     sql_runner = ViewRunner(store.con, objects)
     maintainer = CoViewMaintainer(timedelta(minutes=30))
@@ -46,9 +66,11 @@ def test_incremental_equals_sql() -> None:
         fast_runner.refresh(now, diff=False)
         assert sorted(fast_runner.rows("co_view_pairs")) == expected_rows
         checked += len(expected_rows)
-        assert expected[0].row_count == len(expected_rows)
-    # the window slid well past the first events: pairs entered and left
+        assert expected[-1].row_count == len(expected_rows)
+    # the window slid well past the first events: pairs entered and left; bots were seen
     assert checked > 100 and maintainer.chunks
+    assert maintainer.bots and store.con.execute(
+        "SELECT count(*) FROM session_features WHERE is_bot").fetchall()[0][0] > 0
     later = store.max_event_time() + timedelta(minutes=31)
     fast_runner.refresh(later, diff=False)
     assert fast_runner.rows("co_view_pairs") == []
@@ -56,7 +78,7 @@ def test_incremental_equals_sql() -> None:
 
 
 def test_deltas_replay_into_the_sql_result() -> None:
-    objects = [o for o in sqlfiles.load() if o.name == "co_view_pairs"]
+    objects = OBJECTS
     store = StateStore(None)
     sql_runner = ViewRunner(store.con, objects)
     fast = ViewRunner(store.con, objects, {"co_view_pairs": CoViewMaintainer()})
@@ -65,7 +87,7 @@ def test_deltas_replay_into_the_sql_result() -> None:
     for start in range(0, len(events), 500):
         store.apply(events[start : start + 500], {})
         now = store.max_event_time()
-        (result,) = fast.refresh(now)
+        _features, result = fast.refresh(now)
         fast.commit()
         mirror -= set(result.deletes)
         mirror |= set(result.inserts)

@@ -50,13 +50,18 @@ def wait_counted(dsn: str, total: int, proc: subprocess.Popen, timeout: float = 
     raise AssertionError(f"engine did not count {total} messages in time: {pg_meta(dsn)}")
 
 
-def assert_equal_batch(dsn: str, items: list) -> None:
+def assert_equal_batch(dsn: str, items: list, timeout: float = 30) -> None:
+    """Each view equals the batch SQL, once its tier has refreshed (the background tier of
+    the customer views runs every 5 s)."""
     valid = valid_events(items)
     clock = max(valid, key=lambda e: e["ts"])["ts"]
     from recommender.engine.store import parse_naive
 
     expected = evaluate(valid, parse_naive(clock))
+    deadline = time.monotonic() + timeout
     for view, rows in expected.items():
+        while pg_rows(dsn, view) != rows and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert pg_rows(dsn, view) == rows, view
 
 

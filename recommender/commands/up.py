@@ -62,6 +62,12 @@ def register(app: typer.Typer) -> None:
             1.0, "--refresh-interval", min=0.05, envvar=config.ENV_REFRESH_INTERVAL,
             help="Seconds between view refreshes (each one PostgreSQL transaction).",
         ),
+        background_interval: float = typer.Option(
+            5.0, "--background-interval", min=0.0, envvar=config.ENV_BACKGROUND_INTERVAL,
+            help="Seconds between refreshes of the heavy 30-day customer views, which run in "
+            "their own thread and transaction so they never delay the others (0: refresh them "
+            "with every other view).",
+        ),
         topic: str = typer.Option(
             config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC, help="Clickstream topic."
         ),
@@ -101,7 +107,7 @@ def register(app: typer.Typer) -> None:
         try:
             _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval,
                  topic, dlq_topic, group_id, api_port, stop, started,
-                 intent, intent_model_dir)  # fmt: skip
+                 intent, intent_model_dir, background_interval)  # fmt: skip
         finally:
             for thing in reversed(started):
                 try:
@@ -143,7 +149,7 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
 
 def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval, topic,
          dlq_topic, group_id, api_port, stop, started, intent=False,
-         intent_model_dir=None) -> None:  # fmt: skip
+         intent_model_dir=None, background_interval=5.0) -> None:  # fmt: skip
     from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
     from recommender.engine import Engine, EngineConfig
     from recommender.pgserve import LocalPostgres, PostgresUnavailable
@@ -172,6 +178,7 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
     engine = Engine(EngineConfig(
         pg_dsn=pg_dsn, state_path=data_dir / "engine.duckdb", bootstrap=bootstrap, topic=topic,
         dlq_topic=dlq_topic, group_id=group_id, clock=clock, refresh_interval=refresh_interval,
+        background_interval=background_interval,
     )).start()  # fmt: skip
     started.append(engine)
     if api_port:
@@ -181,7 +188,7 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
         intent_line = start_intent(engine, pg_dsn, Path(intent_model_dir or data_dir /
                                                         "intent_models"), clock, started)
     typer.echo(f"broker: {bootstrap} (topic {topic}, dead letters {dlq_topic})")
-    typer.echo(f"views: {', '.join(engine.runner.names)} (clock {clock}, every "
+    typer.echo(f"views: {', '.join(engine.view_names)} (clock {clock}, every "
                f"{refresh_interval:g} s)")  # fmt: skip
     typer.echo(f"PostgreSQL: {pg_dsn}")
     if psql:

@@ -1,10 +1,12 @@
-"""co_view_pairs maintained incrementally (Numba), equal to the SQL of sql/020_co_view_pairs.sql.
+"""co_view_pairs maintained incrementally (Numba), equal to the SQL of sql/045_co_view_pairs.sql.
 
 State: the view events inside the window, in chunks sorted by time; per (session, product)
 the number of those events; per session the products it viewed; per product pair the number
-of sessions that viewed both. A (session, product) entering the window adds one to its pair
-with every other product of the session; leaving removes it. Work per refresh is
+of human sessions that viewed both. A (session, product) entering the window adds one to its
+pair with every other product of the session; leaving removes it. Work per refresh is
 proportional to the events that enter or leave the window, not to the window's size.
+Bots: the sessions `session_features.is_bot` flags (as of that view's last refresh) count for
+no pair; a session that turns bot (or back) removes (or adds) all its pairs at once.
 Product names: the greatest name among the window's view events of the product (as the SQL).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import duckdb
 import numba as nb
 import numpy as np
 import pyarrow as pa
@@ -23,8 +26,10 @@ MIN_SESSIONS = 3
 
 
 @nb.njit(cache=True)
-def _apply(sessions, products, sign, sp_count, session_products, pair_count, changed):
-    """Add (sign=+1) or remove (-1) view events; pair keys touched go to `changed`."""
+def _apply(sessions, products, sign, sp_count, session_products, pair_count, changed, bots):
+    """Add (sign=+1) or remove (-1) view events; pair keys touched go to `changed`.
+
+    Sessions in `bots` keep their products but count for no pair."""
     for i in range(sessions.shape[0]):
         s = sessions[i]
         p = products[i]
@@ -39,10 +44,11 @@ def _apply(sessions, products, sign, sp_count, session_products, pair_count, cha
             if s not in session_products:
                 session_products[s] = List.empty_list(types.int64)
             items = session_products[s]
-            for q in items:
-                pk = min(p, q) * PAIR_SHIFT + max(p, q)
-                pair_count[pk] = pair_count.get(pk, 0) + 1
-                changed[pk] = True
+            if s not in bots:
+                for q in items:
+                    pk = min(p, q) * PAIR_SHIFT + max(p, q)
+                    pair_count[pk] = pair_count.get(pk, 0) + 1
+                    changed[pk] = True
             items.append(p)
         elif before == 1 and after == 0:  # product p leaves session s
             items = session_products[s]
@@ -51,16 +57,38 @@ def _apply(sessions, products, sign, sp_count, session_products, pair_count, cha
                     items[j] = items[len(items) - 1]
                     items.pop()
                     break
-            for q in items:
-                pk = min(p, q) * PAIR_SHIFT + max(p, q)
-                n = pair_count[pk] - 1
-                if n == 0:
-                    del pair_count[pk]
-                else:
-                    pair_count[pk] = n
-                changed[pk] = True
+            if s not in bots:
+                for q in items:
+                    _add_pair(pair_count, changed, p, q, -1)
             if len(items) == 0:
                 del session_products[s]
+
+
+@nb.njit(cache=True)
+def _add_pair(pair_count, changed, p, q, sign):
+    pk = min(p, q) * PAIR_SHIFT + max(p, q)
+    n = pair_count.get(pk, 0) + sign
+    if n == 0:
+        del pair_count[pk]
+    else:
+        pair_count[pk] = n
+    changed[pk] = True
+
+
+@nb.njit(cache=True)
+def _set_bots(sessions, to_bot, bots, session_products, pair_count, changed):
+    """Mark sessions as bots (to_bot) or humans again, removing or adding all their pairs."""
+    sign = -1 if to_bot else 1
+    for s in sessions:
+        if to_bot:
+            bots[s] = True
+        else:
+            del bots[s]
+        if s in session_products:
+            items = session_products[s]
+            for i in range(len(items)):
+                for j in range(i + 1, len(items)):
+                    _add_pair(pair_count, changed, items[i], items[j], sign)
 
 
 @nb.njit(cache=True)
@@ -139,6 +167,7 @@ class CoViewMaintainer:
         self.session_products = Dict.empty(types.int64, types.ListType(types.int64))
         self.pair_count = Dict.empty(types.int64, types.int64)
         self.changed = Dict.empty(types.int64, types.boolean)
+        self.bots = Dict.empty(types.int64, types.boolean)
         self.chunks: list[tuple[np.ndarray, ...]] = []  # (ts_us, session, product, name) sorted
         self.last_seq = 0
         self.published: dict[int, tuple] = {}  # pair key -> row as last returned
@@ -147,7 +176,8 @@ class CoViewMaintainer:
         if not len(s):
             return
         signs = np.full(len(s), sign, np.int64)
-        _apply(s, p, signs, self.sp_count, self.session_products, self.pair_count, self.changed)
+        _apply(s, p, signs, self.sp_count, self.session_products, self.pair_count, self.changed,
+               self.bots)  # fmt: skip
         keys, counts = np.unique(n, return_counts=True)
         for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
             left = self.name_count.get(k, 0) + sign * c
@@ -187,6 +217,22 @@ class CoViewMaintainer:
             if cut < len(ts):
                 kept.append((ts[cut:], s[cut:], p[cut:], n[cut:]))
         self.chunks = kept
+        self._sync_bots(con)
+
+    def _sync_bots(self, con) -> None:
+        """Follow session_features.is_bot as the runner last computed it (none: no bots)."""
+        try:
+            ids = con.execute(
+                "SELECT session_id FROM session_features WHERE is_bot"
+            ).fetchnumpy()["session_id"]
+        except duckdb.CatalogException:
+            ids = np.empty(0, object)
+        now_bots = set(self.sessions(ids.tolist()).tolist())
+        was = set(self.bots.keys())
+        for to_bot, flip in ((True, now_bots - was), (False, was - now_bots)):
+            if flip:
+                _set_bots(np.array(sorted(flip), np.int64), to_bot, self.bots,
+                          self.session_products, self.pair_count, self.changed)  # fmt: skip
 
     def _name(self, product: int) -> str | None:
         live = [self.name_keys.names[k] for k in self.product_names.get(product, ())

@@ -22,10 +22,12 @@ import orjson
 
 from recommender import sqlfiles
 from recommender.config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
+from recommender.engine.background import BackgroundTier, split_views
 from recommender.engine.feed import ChangeBatch, FeedHub, Subscription
 from recommender.engine.refresh import ViewRunner
 from recommender.engine.store import StateStore
 from recommender.events import Rejected, validate_event
+from recommender.pgserve import DEFAULT_FEED_VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,14 @@ class EngineConfig:
     view_intervals: dict[str, float] = field(default_factory=dict)  # slower cadence per view
     incremental: bool = True  # co_view_pairs by the Numba maintainer instead of recompute
     overrides: dict[str, Any] = field(default_factory=dict)
+    # views whose changes also go to PostgreSQL's flashrec_changes (None: all of them)
+    feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS
+    # views refreshed in a background thread every background_interval s (0: in every refresh)
+    background_views: tuple[str, ...] = ("customer_features", "customer_hours")
+    background_interval: float = 5.0
+    # while behind (consumer batches come back full) refresh at most this often: fewer,
+    # larger refreshes let a backlog drain faster
+    catchup_refresh: float = 5.0
 
 
 def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
@@ -91,12 +101,23 @@ class Engine:
         overrides = dict(config.overrides)
         if config.incremental:
             overrides.update(incremental_overrides(objects))
+        self.view_names = [v.name for v in sqlfiles.views(objects)]  # all, in sql/ order
+        background: list[sqlfiles.SqlObject] = []
+        if config.background_interval > 0:
+            objects, background = split_views(objects, config.background_views)
         self.runner = ViewRunner(self.store.con, objects, overrides)
-        self.publisher = Publisher(config.pg_dsn)
+        self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views)
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
-        self.horizon = self.runner.horizon()
+        self.background: BackgroundTier | None = None
+        if background:
+            self.background = BackgroundTier(
+                self.store.con, background, config.pg_dsn, config.background_interval,
+                self.clock, self.hub, lambda: self.epoch,
+            )  # fmt: skip
+        self.horizon = max(self.runner.horizon(),
+                           self.background.runner.horizon() if self.background else timedelta(0))
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
         self.last_refresh_ms = 0.0
@@ -107,7 +128,7 @@ class Engine:
         self._producer = None
         self.error: BaseException | None = None
         log.info("engine ready: views %s, epoch %d, %d events stored",
-                 ", ".join(self.runner.names), self.epoch, self.store.count())  # fmt: skip
+                 ", ".join(self.view_names), self.epoch, self.store.count())  # fmt: skip
 
     # --- clock and change feed ------------------------------------------------------------
     def clock(self) -> datetime | None:
@@ -118,8 +139,8 @@ class Engine:
 
     def subscribe(self, view: str) -> Subscription:
         """Follow a view's changes from the next refresh on (in process)."""
-        if view not in self.runner.names:
-            raise KeyError(f"unknown view {view!r} (views: {', '.join(self.runner.names)})")
+        if view not in self.view_names:
+            raise KeyError(f"unknown view {view!r} (views: {', '.join(self.view_names)})")
         return self.hub.subscribe(view)
 
     # --- ingest ---------------------------------------------------------------------------
@@ -172,7 +193,16 @@ class Engine:
 
     # --- refresh --------------------------------------------------------------------------
     def refresh(self) -> list[ChangeBatch]:
-        """Recompute the views at the clock and publish the changes; returns them."""
+        """Recompute the views at the clock and publish the changes; returns them.
+
+        The background tier's views are refreshed here too while its thread is not running
+        (an engine driven by hand, as in tests), each tier in its own transaction."""
+        batches = self._refresh_main()
+        if self.background is not None and not self.background.running:
+            batches += self.background.refresh()
+        return batches
+
+    def _refresh_main(self) -> list[ChangeBatch]:
         now = self.clock()
         if now is None:
             return []
@@ -224,6 +254,7 @@ class Engine:
         consumer.subscribe([self.config.topic], on_assign=self._on_assign)
         self._consumer = consumer
         next_refresh = time.monotonic() + self.config.refresh_interval
+        last_refresh = time.monotonic()
         try:
             while not self._stop.is_set():
                 wait = max(0.0, min(0.1, next_refresh - time.monotonic()))
@@ -231,10 +262,17 @@ class Engine:
                 if messages:
                     with self.store.lock:
                         self.ingest(messages)
-                if time.monotonic() >= next_refresh:
-                    next_refresh = time.monotonic() + self.config.refresh_interval
+                behind = len(messages) >= self.config.max_batch // 5
+                tick = time.monotonic()
+                if tick >= next_refresh and (
+                    not behind or tick - last_refresh >= self.config.catchup_refresh
+                ):
                     with self.store.lock:
-                        self.refresh()
+                        self._refresh_main()
+                    last_refresh = time.monotonic()
+                    next_refresh = last_refresh + self.config.refresh_interval
+                if self.background is not None and self.background.error is not None:
+                    raise self.background.error
         except BaseException as exc:
             self.error = exc
             log.exception("engine stopped on an error")
@@ -248,6 +286,8 @@ class Engine:
         """Run the loop in a background thread."""
         self._thread = threading.Thread(target=self._run_quietly, name="engine", daemon=True)
         self._thread.start()
+        if self.background is not None:
+            self.background.start()
         return self
 
     def _run_quietly(self) -> None:
@@ -258,6 +298,8 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.background is not None:
+            self.background.stop()
         if self._thread is not None:
             self._thread.join(timeout=300)  # let a running refresh finish
         self.publisher.close()

@@ -1,0 +1,121 @@
+"""The background tier: heavy views refreshed on their own cadence, off the ingest loop.
+
+The 30-day customer views cost hundreds of milliseconds per refresh at flash-sale rates, and
+a backlog of touched users makes one refresh take seconds; refreshed in the engine loop they
+would hold back every event's way into PostgreSQL. Here they run in their own thread, with
+their own DuckDB cursor (temp tables are per connection; the stored events are shared) and
+their own PostgreSQL connection: each of their refreshes is still one transaction, at the
+engine clock of that moment. Their changes go to in-process subscribers, not to
+flashrec_changes (their commits would interleave with the main tier's epochs).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlglot import exp
+
+from recommender import sqlfiles
+from recommender.engine.feed import ChangeBatch, FeedHub
+from recommender.engine.refresh import ViewRunner
+
+log = logging.getLogger(__name__)
+
+
+def split_views(
+    objects: list[sqlfiles.SqlObject], background: tuple[str, ...]
+) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:
+    """(main, background) objects. A view may go to the background only if it reads no other
+    view (it cannot see the main tier's results); otherwise it stays in the main tier."""
+    names = {v.name for v in sqlfiles.views(objects)}
+    chosen = set()
+    for view in sqlfiles.views(objects):
+        if view.name not in background:
+            continue
+        tables = {t.name for t in sqlfiles.view_query(view).find_all(exp.Table)}
+        reads = tables & (names - {view.name})
+        if reads:
+            log.warning("%s reads %s: kept in the main refresh", view.name, ", ".join(reads))
+        else:
+            chosen.add(view.name)
+    main = [o for o in objects if o.name not in chosen]
+    return main, [o for o in objects if o.name in chosen]
+
+
+class BackgroundTier:
+    """Refreshes some views every `interval` seconds in a thread; each refresh one
+    PostgreSQL transaction of their changes and status rows."""
+
+    def __init__(self, con, objects: list[sqlfiles.SqlObject], dsn: str, interval: float,
+                 clock: Callable[[], datetime | None], hub: FeedHub,
+                 epoch: Callable[[], int]) -> None:  # fmt: skip
+        from recommender.pgserve import Publisher
+
+        self.con = con.cursor()
+        self.runner = ViewRunner(self.con, objects)
+        self.publisher = Publisher(dsn, feed_views=())
+        for name in self.runner.names:
+            self.runner.seed(name, self.publisher.current_rows(name))
+        self.interval = interval
+        self.clock = clock
+        self.hub = hub
+        self.epoch = epoch
+        self.last_refresh_ms = 0.0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return self.runner.names
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def refresh(self) -> list[ChangeBatch]:
+        """One refresh of the tier's views at the engine clock; returns the changes."""
+        with self._lock:
+            now = self.clock()
+            if now is None:
+                return []
+            started = time.perf_counter()
+            results = self.runner.refresh(now)
+            epoch = self.epoch()
+            self.publisher.publish_views(results, watermark=now, epoch=epoch)
+            self.runner.commit([r.name for r in results])
+            committed = time.time()
+            batches = []
+            for r in results:
+                batch = ChangeBatch(r.name, epoch, r.columns, r.inserts, r.deletes, committed)
+                batches.append(batch)
+                if r.inserts or r.deletes:
+                    self.hub.publish(batch)
+            self.last_refresh_ms = (time.perf_counter() - started) * 1000
+            return batches
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.refresh()
+            except BaseException as exc:
+                self.error = exc
+                log.exception("background refresh failed")
+                return
+
+    def start(self) -> BackgroundTier:
+        self._thread = threading.Thread(target=self._run, name="engine-background", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=300)
+        self.publisher.close()
+        self.con.close()
