@@ -150,8 +150,10 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
                 time.sleep(0.05)
             catch_up = time.perf_counter() - started
             rss_after_history = proc.memory_info().rss
+            before = len(engine.refresh_ms)
             lags = live(broker.bootstrap, pg.dsn, rate, live_seconds, seed=2)
-            refresh_ms = engine.last_refresh_ms
+            live_refresh = list(engine.refresh_ms)[before:]
+            background_ms = engine.background.last_refresh_ms if engine.background else 0.0
             stats = engine.stats()
             engine.stop()
             state_mb = (work / "engine.duckdb").stat().st_size / 2**20
@@ -167,7 +169,10 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
         "freshness_p50_s": round(statistics.median(lags), 3) if lags else None,
         "freshness_p90_s": round(pct(lags, 0.90), 3) if lags else None,
         "freshness_p99_s": round(pct(lags, 0.99), 3) if lags else None,
-        "last_refresh_ms": round(refresh_ms, 1),
+        "live_refreshes": len(live_refresh),
+        "live_refresh_ms_p50": round(statistics.median(live_refresh)) if live_refresh else None,
+        "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
+        "background_refresh_ms_last": round(background_ms),
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
         "state_file_mb": round(state_mb),

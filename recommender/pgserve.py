@@ -168,7 +168,7 @@ CREATE TABLE IF NOT EXISTS flashrec_meta (key text PRIMARY KEY, value text);
 
 
 # Views whose changes go to flashrec_changes by default: the ones other processes follow
-# (`flashrec serve`: vmis_history; `flashrec intent score --follow`: session_features) and the
+# (`flashrec serve`: vmis_history; `flashrec intent score`: session_features) and the
 # small trending view. co_view_pairs and customer_* change by the hundred thousand per minute
 # at flash-sale rates; their feed stays in process (engine.subscribe).
 DEFAULT_FEED_VIEWS = ("session_features", "vmis_history", "trending_by_category")

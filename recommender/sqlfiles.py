@@ -153,7 +153,24 @@ def _interval_seconds(node: exp.Expression) -> float | None:
     return value * scale[unit] if unit in scale else None
 
 
-def _tumble_subquery(node: exp.Anonymous, alias: str | None) -> exp.Expression:
+def window_start_sql(column: str, micros: int) -> str:
+    """DuckDB expression of the epoch-aligned tumbling window start of `column`."""
+    return f"make_timestamp(CAST(floor(epoch_us({column}) / {micros}) AS BIGINT) * {micros})"
+
+
+def tumble_micros(query: exp.Expression) -> int | None:
+    """The window size of the query's TUMBLE in microseconds (None: no TUMBLE)."""
+    for node in query.find_all(exp.Anonymous):
+        if node.name.upper() == "TUMBLE" and len(node.expressions) >= 3:
+            seconds = _interval_seconds(node.expressions[2])
+            if seconds is not None:
+                return int(seconds * 1_000_000)
+    return None
+
+
+def _tumble_subquery(
+    node: exp.Anonymous, alias: str | None, restrict: str | None = None
+) -> exp.Expression:
     relation, column, size = node.expressions[:3]
     seconds = _interval_seconds(size)
     if seconds is None:
@@ -161,21 +178,23 @@ def _tumble_subquery(node: exp.Anonymous, alias: str | None) -> exp.Expression:
     micros = int(seconds * 1_000_000)
     rel = relation.sql(dialect="duckdb")
     col = column.sql(dialect="duckdb")
-    start = (
-        f"make_timestamp(CAST(floor(epoch_us({col}) / {micros}) AS BIGINT) * {micros})"
-    )
+    start = window_start_sql(col, micros)
+    where = f" WHERE {restrict}" if restrict else ""
     sql = (
         f"(SELECT *, {start} AS window_start, "
-        f"{start} + INTERVAL '{micros} microseconds' AS window_end FROM {rel})"
+        f"{start} + INTERVAL '{micros} microseconds' AS window_end FROM {rel}{where})"
     )
     sub = sqlglot.parse_one(f"SELECT * FROM {sql} AS {alias or rel}", read="duckdb")
     return sub.args["from_"].this
 
 
-def to_duckdb(query: exp.Expression, restrict: str | None = None) -> str:
+def to_duckdb(
+    query: exp.Expression, restrict: str | None = None, tumble_restrict: str | None = None
+) -> str:
     """DuckDB SQL of a view query; NOW() is left as the identifier NOW_MARKER.
 
-    `restrict`: a WHERE condition applied to every read of `clickstream` (partial recompute).
+    `restrict`: a WHERE condition applied to every read of `clickstream` (partial recompute);
+    `tumble_restrict`: one applied to the rows a TUMBLE reads (columns of its relation).
     """
     query = query.copy()
     if restrict:
@@ -189,7 +208,7 @@ def to_duckdb(query: exp.Expression, restrict: str | None = None) -> str:
                 node.replace(sub.args["from_"].this)
     for node in list(query.find_all(exp.Table)):
         if isinstance(node.this, exp.Anonymous) and node.this.name.upper() in ("TUMBLE",):
-            node.replace(_tumble_subquery(node.this, node.alias or None))
+            node.replace(_tumble_subquery(node.this, node.alias or None, tumble_restrict))
     for node in list(query.find_all(exp.CurrentTimestamp)):
         node.replace(exp.column(NOW_MARKER))
     for node in list(query.find_all(exp.Anonymous)):

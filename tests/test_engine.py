@@ -165,3 +165,44 @@ def test_windows_expire_as_the_clock_jumps(dsn: str, tmp_path: Path) -> None:
         assert_views_equal(engine, dsn, items[: i + 1])
     assert len(pg_rows(dsn, "session_features")) == 1
     engine.stop()
+
+
+def test_session_turning_bot_leaves_earlier_windows(dsn: str, tmp_path: Path) -> None:
+    """Trending is recomputed per 5-minute window: a session whose fast clicks began in an
+    earlier window and that is flagged a bot later must leave that window too, and the
+    co-view pairs it made must go."""
+    from datetime import datetime, timedelta
+
+    from recommender.events import format_ts
+
+    t0 = datetime(2026, 3, 1, 14, 4, 57)
+
+    def click(i: int, session: str, product: str, at: datetime) -> dict:
+        return {"event_id": f"b{i}", "session_id": session, "user_id": session,
+                "product_id": product, "product_name": product, "category": "shoes",
+                "action": "view", "ts": format_ts(at)}  # fmt: skip
+
+    humans = [click(100 + i, f"h{i % 3}", f"p{i % 2}", t0 - timedelta(minutes=3, seconds=i * 20))
+              for i in range(9)]  # fmt: skip
+    fast = [click(i, "crawler", f"p{5 + i}", t0 + timedelta(seconds=0.6 * i)) for i in range(4)]
+    later = [click(10 + i, "crawler", f"p{5 + i}", t0 + timedelta(seconds=3 + 0.4 * i))
+             for i in range(4)]  # fmt: skip
+    items = humans + fast + [dict(h, event_id=f"x{i}", session_id=f"y{i}")
+                             for i, h in enumerate(fast * 3)]  # fmt: skip
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    engine.ingest([Msg(raw(x), i) for i, x in enumerate(items)])
+    engine.refresh()
+    assert_views_equal(engine, dsn, items)
+    window = datetime(2026, 3, 1, 14, 0)
+    before = {r[2] for r in pg_rows(dsn, "trending_by_category") if r[7].replace(tzinfo=None)
+              == window}  # fmt: skip
+    assert "p5" in before  # 4 clicks in 1.8 s: not yet a bot (5 events needed)
+    engine.ingest([Msg(raw(x), len(items) + i) for i, x in enumerate(later)])
+    engine.refresh()
+    assert_views_equal(engine, dsn, items + later)
+    flags = {r[0]: r[-1] for r in pg_rows(dsn, "session_features")}
+    assert flags["crawler"] is True
+    views = {r[2]: r[5] for r in pg_rows(dsn, "trending_by_category")
+             if r[7].replace(tzinfo=None) == window}  # fmt: skip
+    assert views["p5"] == 3  # the crawler's view left the 14:00 window; the three others stay
+    engine.stop()

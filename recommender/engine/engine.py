@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,6 +122,7 @@ class Engine:
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
         self.last_refresh_ms = 0.0
+        self.refresh_ms: deque[float] = deque(maxlen=10_000)  # main refreshes, newest last
         self._due: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -233,6 +235,7 @@ class Engine:
         if self.epoch % 60 == 0:
             self.store.prune(now - self.horizon - timedelta(minutes=1))
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
+        self.refresh_ms.append(self.last_refresh_ms)
         return batches
 
     # --- the loop -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -30,6 +30,15 @@ PARTITION_KEYS = {
     "customer_features": "user_id",
     "customer_hours": "user_id",
 }
+
+# Views whose rows each belong to one TUMBLE window of `ts` (window_start) and depend only on
+# that window's events and on session_features.is_bot of their sessions: after the first
+# refresh they are recomputed for the windows touched since the last one (windows of new
+# events, windows leaving the horizon, windows holding events of sessions whose bot flag
+# changed).
+WINDOW_PARTITIONED = ("trending_by_category",)
+
+LO_MARKER, HI_MARKER = "__FLASHREC_LO__", "__FLASHREC_HI__"
 
 # A view computed by code instead of SQL: (connection, clock) -> SQL of a relation to store.
 Override = Callable[[duckdb.DuckDBPyConnection, datetime], str]
@@ -75,6 +84,18 @@ class ViewRunner:
             )
             for n, k in self.partitioned.items()
         }
+        self.windowed: dict[str, int] = {}  # view -> window size (microseconds)
+        for n in WINDOW_PARTITIONED:
+            query = sqlfiles.view_query(next((v for v in self.views if v.name == n), None)
+                                        ) if n in self.sql and n not in self.overrides else None
+            micros = sqlfiles.tumble_micros(query) if query is not None else None
+            if micros:
+                self.windowed[n] = micros
+                self.partitioned[n] = "window_start"
+                start = sqlfiles.window_start_sql("ts", micros)
+                self.part_sql[n] = sqlfiles.to_duckdb(query, tumble_restrict=(
+                    f"ts >= {LO_MARKER} AND ts < {HI_MARKER} "
+                    f"AND {start} IN (SELECT k FROM __touched)"))  # fmt: skip
         self.part_horizons = {
             n: sqlfiles.horizons(sqlfiles.view_query(next(v for v in self.views if v.name == n)))
             for n in self.partitioned
@@ -127,6 +148,7 @@ class ViewRunner:
                 continue
             self.compute(now, name)
             self._pending_state[name] = (self._last_seq(), now)
+            self._track_bots(name)
             rel = self.con.execute(f"SELECT * FROM {name} LIMIT 0")
             columns = [d[0] for d in rel.description]
             types = [str(d[1]) for d in rel.description]
@@ -155,8 +177,49 @@ class ViewRunner:
         return int(self.con.execute(
             "SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])  # fmt: skip
 
+    def _touch_windows(self, name: str, now: datetime) -> str:
+        """__touched = the windows of a window-partitioned view to recompute; returns the
+        view's partial SQL bound to their time range."""
+        micros = self.windowed[name]
+        last_seq, _ = self.part_state[name]
+        start = sqlfiles.window_start_sql("ts", micros)
+        horizon = max(self.part_horizons[name])
+        parts = [f"SELECT {start} AS k FROM flashrec_events WHERE seq > {last_seq}",
+                 f"SELECT window_start FROM {name} WHERE window_start <= ?"]  # fmt: skip
+        params: list[Any] = [now - horizon]
+        if self._track_bots(name):
+            now_bots, was_bots = f"__bots_next_{name}", f"__bots_{name}"
+            flips = (f"(SELECT session_id FROM {now_bots} EXCEPT SELECT session_id FROM "
+                     f"{was_bots}) UNION (SELECT session_id FROM {was_bots} EXCEPT "
+                     f"SELECT session_id FROM {now_bots})")  # fmt: skip
+            parts.append(f"SELECT {start} FROM flashrec_events WHERE ts > ? "
+                         f"AND session_id IN ({flips})")  # fmt: skip
+            params.append(now - horizon - timedelta(microseconds=micros))
+        self.con.execute("CREATE OR REPLACE TEMP TABLE __touched AS SELECT DISTINCT k FROM ("
+                         + " UNION ALL ".join(parts) + ")", params)  # fmt: skip
+        lo, hi = self.con.execute("SELECT min(k), max(k) FROM __touched").fetchall()[0]
+        if lo is None:
+            lo = hi = now
+        hi = hi + timedelta(microseconds=micros)
+        sql = sqlfiles.bind_now(self.part_sql[name], now)
+        return sql.replace(LO_MARKER, _literal(lo)).replace(HI_MARKER, _literal(hi))
+
+    def _track_bots(self, name: str) -> bool:
+        """Snapshot the bot sessions for a window-partitioned view (committed with it)."""
+        if name not in self.windowed or "session_features" not in self.names:
+            return False
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __bots_next_{name} AS "
+                         "SELECT session_id FROM session_features WHERE is_bot")  # fmt: skip
+        self.con.execute(f"CREATE TEMP TABLE IF NOT EXISTS __bots_{name} "
+                         f"AS FROM __bots_next_{name} LIMIT 0")  # fmt: skip
+        return True
+
     def _partial(self, name: str, now: datetime, started: float) -> ViewResult:
         """Recompute a partitioned view for the keys touched since its last refresh."""
+        if name in self.windowed:
+            seq = self._last_seq()
+            part = self._touch_windows(name, now)
+            return self._replace_touched(name, now, started, seq, part)
         key = self.partitioned[name]
         last_seq, last_now = self.part_state[name]
         windows = " ".join(
@@ -172,8 +235,14 @@ class ViewRunner:
             f"SELECT {key} AS k FROM flashrec_events WHERE seq > {last_seq} {windows})",
             params,
         )
-        self.con.execute("CREATE OR REPLACE TEMP TABLE __part AS "
-                         + sqlfiles.bind_now(self.part_sql[name], now))  # fmt: skip
+        part = sqlfiles.bind_now(self.part_sql[name], now)
+        return self._replace_touched(name, now, started, seq, part)
+
+    def _replace_touched(self, name: str, now: datetime, started: float, seq: int,
+                         part: str) -> ViewResult:
+        """Diff and replace the view's rows of the keys in __touched by `part`'s rows."""
+        key = self.partitioned[name]
+        self.con.execute("CREATE OR REPLACE TEMP TABLE __part AS " + part)
         old = f"(SELECT * FROM {name} WHERE {key} IN (SELECT k FROM __touched))"
         rel = self.con.execute(f"SELECT * FROM {name} LIMIT 0")
         columns = [d[0] for d in rel.description]
@@ -201,6 +270,9 @@ class ViewRunner:
                 self.part_state[name] = self._pending_state.pop(name)
             if name in self.delta_ready:
                 continue
+            if name in self.windowed and "session_features" in self.names:
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE __bots_{name} AS "
+                                 f"FROM __bots_next_{name}")  # fmt: skip
             if name in self.partitioned:
                 self.part_ready.add(name)  # the view's table is now the published state
                 self.con.execute(f"DROP TABLE IF EXISTS __prev_{name}")
@@ -225,6 +297,10 @@ class ViewRunner:
 
     def rows(self, name: str) -> list[tuple[Any, ...]]:
         return self.con.execute(f"SELECT * FROM {name}").fetchall()
+
+
+def _literal(ts: datetime) -> str:
+    return f"TIMESTAMP '{ts.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
 def evaluate(
