@@ -6,7 +6,10 @@ clock) and time how fast it ingests that backlog while maintaining the views (su
 ingest, events/s); then produce live events at the offered rate for --live-seconds and measure
 freshness: from the moment an event is handed to the producer to the moment its row is
 visible in PostgreSQL's `clickstream` table (published in the same transaction as the views
-of that refresh). Memory: peak RSS of this process (engine in process) and the state file.
+of that refresh). Generating and producing run in child processes, so this process is the
+engine (plus a thread that polls PostgreSQL): its RSS and the state file are the memory
+figures; the refresh durations are the engine's own (main tier; the customer views refresh
+in the background tier's thread).
 
     .venv/bin/python bench/pipeline.py --rates 1000 5000 --window-minutes 30 --live-seconds 30
 """
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import queue
 import statistics
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -75,57 +80,70 @@ def produce_all(bootstrap: str, values: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def live(bootstrap: str, dsn: str, rate: float, seconds: float, seed: int) -> list[float]:
-    """Produce at `rate` events/s with current timestamps; freshness of every 20th event."""
-    import psycopg
+def _produce_history(bootstrap: str, rate: float, minutes: float, out: Any) -> None:
+    """Child process: generate and produce the history; sends (events, seconds) back."""
+    values = history(rate, minutes, seed=1)
+    out.put((len(values), produce_all(bootstrap, values)))
 
+
+def _produce_live(bootstrap: str, rate: float, seconds: float, out: Any) -> None:
+    """Child process: produce at `rate` events/s with current timestamps; every 20th event's
+    (event_id, wall time handed to the producer) goes to `out`, then None."""
     producer = make_producer(bootstrap, linger_ms=2)
-    cfg = FlashSaleConfig(seed=seed, start=datetime.now(UTC), events=None, duration_s=None,
+    cfg = FlashSaleConfig(seed=2, start=datetime.now(UTC), events=None, duration_s=None,
                           rate=rate, bot_share=0.02)  # fmt: skip
     events = (e for e in generate(cfg) if isinstance(e, dict))
-    pending: dict[str, float] = {}
-    lock = threading.Lock()
-    lags: list[float] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while not done.is_set() or pending:
-                with lock:
-                    ids = list(pending)
-                if ids:
-                    seen = conn.execute(
-                        "SELECT event_id FROM clickstream WHERE ts > now() - interval '2 minutes'"
-                        " AND event_id = ANY(%s)", (ids,),
-                    ).fetchall()  # fmt: skip
-                    now = time.perf_counter()
-                    with lock:
-                        for (event_id,) in seen:
-                            lags.append(now - pending.pop(event_id))
-                if done.is_set() and time.perf_counter() > deadline + 30:
-                    break
-                time.sleep(0.01)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     started = time.perf_counter()
-    deadline = started + seconds
     sent = 0
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < started + seconds:
         due = int((time.perf_counter() - started) * rate)
         while sent < due:
             e = next(events)
             e["ts"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             producer.produce("clickstream", orjson.dumps(e))
             if sent % 20 == 0:
-                with lock:
-                    pending[e["event_id"]] = time.perf_counter()
+                out.put((e["event_id"], time.time()))
             sent += 1
         producer.poll(0)
         time.sleep(0.002)
     producer.flush(30)
-    done.set()
-    watcher.join(timeout=60)
+    out.put(None)
+
+
+def live(bootstrap: str, dsn: str, rate: float, seconds: float) -> list[float]:
+    """Freshness of every 20th live event: handed to the producer (in a child process, so
+    the engine's process does not share its CPU time) -> visible in PostgreSQL."""
+    import psycopg
+
+    ctx = mp.get_context("spawn")
+    sent = ctx.Queue()
+    child = ctx.Process(target=_produce_live, args=(bootstrap, rate, seconds, sent))
+    child.start()
+    pending: dict[str, float] = {}
+    lags: list[float] = []
+    finished = False
+    deadline = time.time() + seconds + 60
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while (not finished or pending) and time.time() < deadline:
+            while True:
+                try:
+                    item = sent.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    finished = True
+                else:
+                    pending[item[0]] = item[1]
+            if pending:
+                seen = conn.execute(
+                    "SELECT event_id FROM clickstream WHERE ts > now() - interval '2 minutes'"
+                    " AND event_id = ANY(%s)", (list(pending),),
+                ).fetchall()  # fmt: skip
+                now = time.time()
+                for (event_id,) in seen:
+                    lags.append(now - pending.pop(event_id))
+            time.sleep(0.01)
+    child.join(timeout=30)
     return lags
 
 
@@ -136,22 +154,27 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
         broker = LocalBroker(port=free_port(), log_path=work / "broker.log").start()
         pg = LocalPostgres(work / "pg", free_port()).start()
         try:
-            values = history(rate, minutes, seed=1)
-            produce_s = produce_all(broker.bootstrap, values)
+            ctx = mp.get_context("spawn")  # generation's memory stays out of this process
+            done = ctx.Queue()
+            child = ctx.Process(target=_produce_history,
+                                args=(broker.bootstrap, rate, minutes, done))  # fmt: skip
+            child.start()
+            n_history, produce_s = done.get()
+            child.join()
             engine = Engine(EngineConfig(
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
-            while engine.store.counters()["accepted"] < len(values):
+            while engine.store.counters()["accepted"] < n_history:
                 if engine.error is not None:
                     raise engine.error
                 time.sleep(0.05)
             catch_up = time.perf_counter() - started
             rss_after_history = proc.memory_info().rss
             before = len(engine.refresh_ms)
-            lags = live(broker.bootstrap, pg.dsn, rate, live_seconds, seed=2)
+            lags = live(broker.bootstrap, pg.dsn, rate, live_seconds)
             live_refresh = list(engine.refresh_ms)[before:]
             background_ms = engine.background.last_refresh_ms if engine.background else 0.0
             stats = engine.stats()
@@ -161,9 +184,9 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
             pg.stop()
             broker.stop()
     return {
-        "offered_rate": rate, "window_minutes": minutes, "history_events": len(values),
+        "offered_rate": rate, "window_minutes": minutes, "history_events": n_history,
         "produce_s": round(produce_s, 1),
-        "ingest_events_per_s": round(len(values) / catch_up),
+        "ingest_events_per_s": round(n_history / catch_up),
         "catch_up_s": round(catch_up, 1),
         "freshness_samples": len(lags),
         "freshness_p50_s": round(statistics.median(lags), 3) if lags else None,
@@ -181,6 +204,9 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
 
 
 def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[1000, 5000])
     parser.add_argument("--window-minutes", type=float, default=30.0)

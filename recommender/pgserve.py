@@ -290,7 +290,7 @@ class Publisher:
         for r in results:
             cols = ", ".join(r.columns)
             if r.deletes:
-                self._delete(r.name, r.columns, r.deletes)
+                self._delete(r.name, r.columns, r.types, r.deletes)
             if r.inserts:
                 with conn.cursor().copy(f"COPY {r.name} ({cols}) FROM STDIN") as cp:
                     for row in r.inserts:
@@ -314,20 +314,19 @@ class Publisher:
                  len(r.inserts), len(r.deletes)),
             )  # fmt: skip
 
-    def _delete(self, name: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        """Delete `rows` from view table `name`: by its key columns where it has them (COPY
-        only those), else by whole-row match."""
+    def _delete(self, name: str, columns: list[str], types: list[str],
+                rows: list[tuple[Any, ...]]) -> None:
+        """Delete `rows` from view table `name`: by its key columns where it has them (sent
+        as arrays: an index nested loop), else by whole-row match."""
         conn = self.conn
         keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
         if keys:
             at = [columns.index(k) for k in keys]
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkey_{name} ON COMMIT DELETE ROWS "
-                         f"AS SELECT {', '.join(keys)} FROM {name} LIMIT 0")  # fmt: skip
-            with conn.cursor().copy(f"COPY _delkey_{name} FROM STDIN") as cp:
-                for row in rows:
-                    cp.write_row([row[i] for i in at])
+            arrays = [[row[i] for row in rows] for i in at]
+            unnest = ", ".join(f"%s::{pg_type(types[i])}[]" for i in at)
             on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
-            conn.execute(f"DELETE FROM {name} v USING _delkey_{name} d WHERE {on}")
+            conn.execute(f"DELETE FROM {name} v USING unnest({unnest}) AS d({', '.join(keys)}) "
+                         f"WHERE {on}", arrays)  # fmt: skip
             return
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{name} "
                      f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip

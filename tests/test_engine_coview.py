@@ -74,6 +74,9 @@ def test_incremental_equals_sql() -> None:
     later = store.max_event_time() + timedelta(minutes=31)
     fast_runner.refresh(later, diff=False)
     assert fast_runner.rows("co_view_pairs") == []
+    # every session left the window: none is remembered (memory follows the window)
+    assert not maintainer.sessions.ids and not maintainer.bots and not maintainer.sp_count
+    assert len(maintainer.sessions.free) == len(maintainer.sessions.names)
     store.close()
 
 

@@ -26,10 +26,12 @@ MIN_SESSIONS = 3
 
 
 @nb.njit(cache=True)
-def _apply(sessions, products, sign, sp_count, session_products, pair_count, changed, bots):
+def _apply(sessions, products, sign, sp_count, session_products, pair_count, changed, bots,
+           emptied):
     """Add (sign=+1) or remove (-1) view events; pair keys touched go to `changed`.
 
-    Sessions in `bots` keep their products but count for no pair."""
+    Sessions in `bots` keep their products but count for no pair. Sessions left with no
+    event in the window go to `emptied`."""
     for i in range(sessions.shape[0]):
         s = sessions[i]
         p = products[i]
@@ -62,6 +64,7 @@ def _apply(sessions, products, sign, sp_count, session_products, pair_count, cha
                     _add_pair(pair_count, changed, p, q, -1)
             if len(items) == 0:
                 del session_products[s]
+                emptied[s] = True
 
 
 @nb.njit(cache=True)
@@ -135,22 +138,40 @@ def _drain(changed) -> np.ndarray:
 
 
 class Interner:
-    """Strings to dense int ids and back."""
+    """Strings to dense int ids and back; released ids are given out again."""
 
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
-        self.names: list[str] = []
+        self.names: list[str | None] = []
+        self.free: list[int] = []
 
     def __call__(self, values: list[str]) -> np.ndarray:
-        ids, names = self.ids, self.names
+        ids, names, free = self.ids, self.names, self.free
         out = np.empty(len(values), np.int64)
         for i, v in enumerate(values):
             x = ids.get(v)
             if x is None:
-                x = ids[v] = len(names)
-                names.append(v)
+                if free:
+                    x = free.pop()
+                    names[x] = v
+                else:
+                    x = len(names)
+                    names.append(v)
+                ids[v] = x
             out[i] = x
         return out
+
+    def known(self, values: list[str]) -> np.ndarray:
+        """Ids of the values already interned (others left out)."""
+        ids = self.ids
+        return np.array([ids[v] for v in values if v in ids], np.int64)
+
+    def release(self, x: int) -> None:
+        name = self.names[x]
+        if name is not None:
+            del self.ids[name]
+            self.names[x] = None
+            self.free.append(x)
 
 
 class CoViewMaintainer:
@@ -168,6 +189,7 @@ class CoViewMaintainer:
         self.pair_count = Dict.empty(types.int64, types.int64)
         self.changed = Dict.empty(types.int64, types.boolean)
         self.bots = Dict.empty(types.int64, types.boolean)
+        self.emptied = Dict.empty(types.int64, types.boolean)
         self.chunks: list[tuple[np.ndarray, ...]] = []  # (ts_us, session, product, name) sorted
         self.last_seq = 0
         self.published: dict[int, tuple] = {}  # pair key -> row as last returned
@@ -177,7 +199,7 @@ class CoViewMaintainer:
             return
         signs = np.full(len(s), sign, np.int64)
         _apply(s, p, signs, self.sp_count, self.session_products, self.pair_count, self.changed,
-               self.bots)  # fmt: skip
+               self.bots, self.emptied)  # fmt: skip
         keys, counts = np.unique(n, return_counts=True)
         for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
             left = self.name_count.get(k, 0) + sign * c
@@ -194,6 +216,7 @@ class CoViewMaintainer:
             "SELECT seq, epoch_us(ts) AS t_us, session_id, product_id, product_name "
             f"FROM flashrec_events WHERE seq > {self.last_seq} AND action = 'view' ORDER BY seq"
         ).fetchnumpy()
+        chunk = None
         if len(rows["seq"]):
             self.last_seq = int(rows["seq"][-1])
             ts = rows["t_us"].astype(np.int64)
@@ -207,6 +230,9 @@ class CoViewMaintainer:
                 self.product_names.setdefault(prod, set()).add(name)
             order = np.argsort(ts, kind="stable")
             chunk = (ts[order], sessions[order], products[order], names[order])
+        # bot flags first: the new views of a session already flagged make no pair at all
+        self._sync_bots(con)
+        if chunk is not None:
             self._update(chunk[1], chunk[2], chunk[3], +1)
             self.chunks.append(chunk)
         kept = []
@@ -217,7 +243,7 @@ class CoViewMaintainer:
             if cut < len(ts):
                 kept.append((ts[cut:], s[cut:], p[cut:], n[cut:]))
         self.chunks = kept
-        self._sync_bots(con)
+        self._release_sessions()
 
     def _sync_bots(self, con) -> None:
         """Follow session_features.is_bot as the runner last computed it (none: no bots)."""
@@ -227,12 +253,23 @@ class CoViewMaintainer:
             ).fetchnumpy()["session_id"]
         except duckdb.CatalogException:
             ids = np.empty(0, object)
-        now_bots = set(self.sessions(ids.tolist()).tolist())
+        # only sessions with events in the window (or arriving now) matter
+        now_bots = set(self.sessions.known(ids.tolist()).tolist())
         was = set(self.bots.keys())
         for to_bot, flip in ((True, now_bots - was), (False, was - now_bots)):
             if flip:
                 _set_bots(np.array(sorted(flip), np.int64), to_bot, self.bots,
                           self.session_products, self.pair_count, self.changed)  # fmt: skip
+
+    def _release_sessions(self) -> None:
+        """Forget sessions with no view left in the window: memory follows the window, not
+        the number of sessions ever seen."""
+        for s in list(self.emptied.keys()):
+            if s not in self.session_products:
+                if s in self.bots:
+                    del self.bots[s]
+                self.sessions.release(s)
+        self.emptied.clear()
 
     def _name(self, product: int) -> str | None:
         live = [self.name_keys.names[k] for k in self.product_names.get(product, ())

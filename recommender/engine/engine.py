@@ -217,12 +217,14 @@ class Engine:
         raw = self.store.events_since(self.raw_seq)
         raw_seq = self.store.last_seq
         self.epoch += 1
+        publish_started = time.perf_counter()
         self.publisher.publish(
             self.epoch, results, raw, raw_seq,
             watermark=self.store.max_event_time(),
             raw_keep_after=now - self.config.raw_retention,
             counters=self.store.counters(),
         )  # fmt: skip
+        publish_ms = (time.perf_counter() - publish_started) * 1000
         self.runner.commit([r.name for r in results])
         self.raw_seq = raw_seq
         committed = time.time()
@@ -236,6 +238,12 @@ class Engine:
             self.store.prune(now - self.horizon - timedelta(minutes=1))
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)
+        if self.last_refresh_ms > max(1000.0, 2000 * self.config.refresh_interval):
+            parts = ", ".join(f"{r.name} {r.refresh_ms:.0f} ms ({len(r.inserts)}+/"
+                              f"{len(r.deletes)}-)" for r in results)  # fmt: skip
+            log.warning("slow refresh %d: %.0f ms (%s; publish %.0f ms, %d raw events)",
+                        self.epoch, self.last_refresh_ms, parts, publish_ms,
+                        0 if raw is None else raw.num_rows)  # fmt: skip
         return batches
 
     # --- the loop -------------------------------------------------------------------------
