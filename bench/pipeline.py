@@ -11,7 +11,8 @@ engine (plus a thread that polls PostgreSQL): its RSS and the state file are the
 figures; the refresh durations are the engine's own (main tier; the customer views refresh
 in the background tier's thread).
 
-    .venv/bin/python bench/pipeline.py --rates 1000 5000 --window-minutes 30 --live-seconds 30
+    .venv/bin/python bench/pipeline.py --rates 1000 5000 --window-minutes 30 --live-seconds 30 \
+        --settle-seconds 30
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import multiprocessing as mp
 import queue
 import statistics
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,22 +88,23 @@ def _produce_history(bootstrap: str, rate: float, minutes: float, out: Any) -> N
     out.put((len(values), produce_all(bootstrap, values)))
 
 
-def _produce_live(bootstrap: str, rate: float, seconds: float, out: Any) -> None:
-    """Child process: produce at `rate` events/s with current timestamps; every 20th event's
-    (event_id, wall time handed to the producer) goes to `out`, then None."""
+def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, out: Any) -> None:
+    """Child process: produce at `rate` events/s with current timestamps for settle + seconds;
+    after `settle`, every 20th event's (event_id, wall time handed to the producer) goes to
+    `out`, then None."""
     producer = make_producer(bootstrap, linger_ms=2)
     cfg = FlashSaleConfig(seed=2, start=datetime.now(UTC), events=None, duration_s=None,
                           rate=rate, bot_share=0.02)  # fmt: skip
     events = (e for e in generate(cfg) if isinstance(e, dict))
     started = time.perf_counter()
     sent = 0
-    while time.perf_counter() < started + seconds:
+    while time.perf_counter() < started + settle + seconds:
         due = int((time.perf_counter() - started) * rate)
         while sent < due:
             e = next(events)
             e["ts"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             producer.produce("clickstream", orjson.dumps(e))
-            if sent % 20 == 0:
+            if sent % 20 == 0 and time.perf_counter() >= started + settle:
                 out.put((e["event_id"], time.time()))
             sent += 1
         producer.poll(0)
@@ -110,19 +113,20 @@ def _produce_live(bootstrap: str, rate: float, seconds: float, out: Any) -> None
     out.put(None)
 
 
-def live(bootstrap: str, dsn: str, rate: float, seconds: float) -> list[float]:
-    """Freshness of every 20th live event: handed to the producer (in a child process, so
-    the engine's process does not share its CPU time) -> visible in PostgreSQL."""
+def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float) -> list[float]:
+    """Freshness of every 20th live event after the first `settle` seconds: handed to the
+    producer (in a child process, so the engine's process does not share its CPU time) ->
+    visible in PostgreSQL."""
     import psycopg
 
     ctx = mp.get_context("spawn")
     sent = ctx.Queue()
-    child = ctx.Process(target=_produce_live, args=(bootstrap, rate, seconds, sent))
+    child = ctx.Process(target=_produce_live, args=(bootstrap, rate, seconds, settle, sent))
     child.start()
     pending: dict[str, float] = {}
     lags: list[float] = []
     finished = False
-    deadline = time.time() + seconds + 60
+    deadline = time.time() + settle + seconds + 60
     with psycopg.connect(dsn, autocommit=True) as conn:
         while (not finished or pending) and time.time() < deadline:
             while True:
@@ -147,7 +151,8 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float) -> list[float]:
     return lags
 
 
-def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dict:
+def run(rate: float, minutes: float, live_seconds: float, refresh: float,
+        settle: float) -> dict:
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -173,9 +178,11 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
                 time.sleep(0.05)
             catch_up = time.perf_counter() - started
             rss_after_history = proc.memory_info().rss
-            before = len(engine.refresh_ms)
-            lags = live(broker.bootstrap, pg.dsn, rate, live_seconds)
-            live_refresh = list(engine.refresh_ms)[before:]
+            mark: list[int] = []  # refreshes done when the measured part of the live phase began
+            timer = threading.Timer(settle, lambda: mark.append(len(engine.refresh_ms)))
+            timer.start()
+            lags = live(broker.bootstrap, pg.dsn, rate, live_seconds, settle)
+            live_refresh = list(engine.refresh_ms)[mark[0] if mark else 0 :]
             background_ms = engine.background.last_refresh_ms if engine.background else 0.0
             stats = engine.stats()
             engine.stop()
@@ -185,6 +192,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float) -> dic
             broker.stop()
     return {
         "offered_rate": rate, "window_minutes": minutes, "history_events": n_history,
+        "settle_s": settle, "live_s": live_seconds,
         "produce_s": round(produce_s, 1),
         "ingest_events_per_s": round(n_history / catch_up),
         "catch_up_s": round(catch_up, 1),
@@ -211,12 +219,15 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[1000, 5000])
     parser.add_argument("--window-minutes", type=float, default=30.0)
     parser.add_argument("--live-seconds", type=float, default=30.0)
+    parser.add_argument("--settle-seconds", type=float, default=30.0,
+                        help="live traffic before measuring (the engine finishes the backlog)")
     parser.add_argument("--refresh-interval", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
     for rate in args.rates:
-        result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval)
+        result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
+                     args.settle_seconds)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

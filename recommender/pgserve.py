@@ -185,14 +185,6 @@ VIEW_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat() + ("Z" if value.tzinfo is None else "")
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 class Publisher:
     """Writes engine refreshes into PostgreSQL, each one in one transaction."""
 
@@ -302,7 +294,7 @@ class Publisher:
                 ) as cp:
                     for op, rows in (("delete", r.deletes), ("insert", r.inserts)):
                         for row in rows:
-                            doc = {c: _jsonable(v) for c, v in zip(r.columns, row, strict=True)}
+                            doc = dict(zip(r.columns, row, strict=True))
                             cp.write_row((r.name, epoch, op, _dumps(doc)))
             conn.execute(
                 "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
@@ -358,6 +350,15 @@ def _naive(value: Any) -> Any:
 
 
 def _dumps(doc: dict[str, Any]) -> str:
+    """JSON of a row: naive timestamps as UTC ISO-8601 (+00:00), decimals as numbers."""
     import orjson
 
-    return orjson.dumps(doc).decode()
+    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
+
+
+def _json_default(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
