@@ -138,15 +138,16 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float) -
                     finished = True
                 else:
                     pending[item[0]] = item[1]
-            if pending:
+            if pending:  # rows since the oldest pending event only (ts = its send time)
+                since = datetime.fromtimestamp(min(pending.values()) - 1.0, UTC)
                 seen = conn.execute(
-                    "SELECT event_id FROM clickstream WHERE ts > now() - interval '2 minutes'"
-                    " AND event_id = ANY(%s)", (list(pending),),
+                    "SELECT event_id FROM clickstream WHERE ts >= %s AND event_id = ANY(%s)",
+                    (since, list(pending)),
                 ).fetchall()  # fmt: skip
                 now = time.time()
                 for (event_id,) in seen:
                     lags.append(now - pending.pop(event_id))
-            time.sleep(0.01)
+            time.sleep(0.02)
     child.join(timeout=30)
     return lags
 

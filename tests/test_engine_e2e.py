@@ -52,7 +52,7 @@ def wait_counted(dsn: str, total: int, proc: subprocess.Popen, timeout: float = 
 
 def assert_equal_batch(dsn: str, items: list, timeout: float = 30) -> None:
     """Each view equals the batch SQL, once its tier has refreshed (the background tier of
-    the customer views runs every 5 s)."""
+    the customer views runs every 2 s here)."""
     valid = valid_events(items)
     clock = max(valid, key=lambda e: e["ts"])["ts"]
     from recommender.engine.store import parse_naive
@@ -66,8 +66,10 @@ def assert_equal_batch(dsn: str, items: list, timeout: float = 30) -> None:
 
 
 def start_up(args: list[str], log: Path) -> subprocess.Popen:
+    """`flashrec up` with the background tier refreshing every 2 s (default 30 s)."""
     return subprocess.Popen(
-        [*FLASHREC, "up", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        [*FLASHREC, "up", "--background-interval", "2", *args], stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
         env={**os.environ, "FLASHREC_LOG_LEVEL": "INFO"},
     )  # fmt: skip
 

@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
             help="Seconds between view refreshes (each one PostgreSQL transaction).",
         ),
         background_interval: float = typer.Option(
-            5.0, "--background-interval", min=0.0, envvar=config.ENV_BACKGROUND_INTERVAL,
+            30.0, "--background-interval", min=0.0, envvar=config.ENV_BACKGROUND_INTERVAL,
             help="Seconds between refreshes of the heavy 30-day customer views, which run in "
             "their own thread and transaction so they never delay the others (0: refresh them "
             "with every other view).",
@@ -149,7 +149,7 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
 
 def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval, topic,
          dlq_topic, group_id, api_port, stop, started, intent=False,
-         intent_model_dir=None, background_interval=5.0) -> None:  # fmt: skip
+         intent_model_dir=None, background_interval=30.0) -> None:  # fmt: skip
     from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
     from recommender.engine import Engine, EngineConfig
     from recommender.pgserve import LocalPostgres, PostgresUnavailable

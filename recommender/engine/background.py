@@ -100,12 +100,14 @@ class BackgroundTier:
             return batches
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:  # at once (a restart brings the views up to date), then every interval
             try:
                 self.refresh()
             except BaseException as exc:
                 self.error = exc
                 log.exception("background refresh failed")
+                return
+            if self._stop.wait(self.interval):
                 return
 
     def start(self) -> BackgroundTier:

@@ -57,7 +57,7 @@ class EngineConfig:
     feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
-    background_interval: float = 5.0
+    background_interval: float = 30.0
     # while behind (consumer batches come back full) refresh at most this often: fewer,
     # larger refreshes let a backlog drain faster
     catchup_refresh: float = 5.0
