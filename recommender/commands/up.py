@@ -182,7 +182,10 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
     )).start()  # fmt: skip
     started.append(engine)
     if api_port:
-        started.append(start_api_hook(engine, pg_dsn, api_port, data_dir))
+        try:
+            started.append(start_api_hook(engine, pg_dsn, api_port, data_dir))
+        except RuntimeError as exc:  # e.g. the port is taken
+            _fail(f"{exc} (is port {api_port} free?)")
     intent_line = "intent: off (--no-intent)"
     if intent:
         intent_line = start_intent(engine, pg_dsn, Path(intent_model_dir or data_dir /

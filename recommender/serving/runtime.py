@@ -139,8 +139,16 @@ class ApiThread:
         self.url = f"http://{host}:{port}"
         self._thread = threading.Thread(target=self.server.run, name="api", daemon=True)
 
-    def start(self) -> ApiThread:
+    def start(self, timeout: float = 30.0) -> ApiThread:
+        """Start serving; returns once the socket listens (raises if it never does)."""
+        import time
+
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start listening on {self.url}")
+            time.sleep(0.02)
         return self
 
     def stop(self) -> None:
