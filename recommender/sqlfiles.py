@@ -217,12 +217,16 @@ def to_duckdb(
     return query.sql(dialect="duckdb")
 
 
+def timestamp_literal(ts: datetime) -> str:
+    """A DuckDB TIMESTAMP literal of `ts` (naive UTC or aware)."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return f"TIMESTAMP '{ts.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
 def bind_now(duck_sql: str, now: datetime) -> str:
     """The DuckDB SQL with NOW() fixed at `now` (naive UTC or aware)."""
-    if now.tzinfo is not None:
-        now = now.astimezone(UTC).replace(tzinfo=None)
-    literal = f"TIMESTAMP '{now.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-    return duck_sql.replace(NOW_MARKER, literal)
+    return duck_sql.replace(NOW_MARKER, timestamp_literal(now))
 
 
 def horizons(query: exp.Expression) -> list[timedelta]:

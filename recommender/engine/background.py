@@ -71,10 +71,6 @@ class BackgroundTier:
         self._lock = threading.Lock()
 
     @property
-    def names(self) -> list[str]:
-        return self.runner.names
-
-    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -89,13 +85,7 @@ class BackgroundTier:
             epoch = self.epoch()
             self.publisher.publish_views(results, watermark=now, epoch=epoch)
             self.runner.commit([r.name for r in results])
-            committed = time.time()
-            batches = []
-            for r in results:
-                batch = ChangeBatch(r.name, epoch, r.columns, r.inserts, r.deletes, committed)
-                batches.append(batch)
-                if r.inserts or r.deletes:
-                    self.hub.publish(batch)
+            batches = self.hub.publish_refresh(results, epoch)
             self.last_refresh_ms = (time.perf_counter() - started) * 1000
             return batches
 

@@ -48,9 +48,7 @@ def _apply(sessions, products, sign, sp_count, session_products, pair_count, cha
             items = session_products[s]
             if s not in bots:
                 for q in items:
-                    pk = min(p, q) * PAIR_SHIFT + max(p, q)
-                    pair_count[pk] = pair_count.get(pk, 0) + 1
-                    changed[pk] = True
+                    _add_pair(pair_count, changed, p, q, 1)
             items.append(p)
         elif before == 1 and after == 0:  # product p leaves session s
             items = session_products[s]

@@ -227,13 +227,7 @@ class Engine:
         publish_ms = (time.perf_counter() - publish_started) * 1000
         self.runner.commit([r.name for r in results])
         self.raw_seq = raw_seq
-        committed = time.time()
-        batches = []
-        for r in results:
-            batch = ChangeBatch(r.name, self.epoch, r.columns, r.inserts, r.deletes, committed)
-            batches.append(batch)
-            if r.inserts or r.deletes:
-                self.hub.publish(batch)
+        batches = self.hub.publish_refresh(results, self.epoch)
         if self.epoch % 60 == 0:
             self.store.prune(now - self.horizon - timedelta(minutes=1))
         self.last_refresh_ms = (time.perf_counter() - started) * 1000

@@ -73,6 +73,18 @@ class FeedHub:
             self._subs.setdefault(view, []).append(sub)
         return sub
 
+    def publish_refresh(self, results: Sequence[Any], epoch: int) -> list[ChangeBatch]:
+        """The change batches of one committed refresh (ViewResults); those with changes go
+        to the subscribers."""
+        committed = time.time()
+        batches = []
+        for r in results:
+            batch = ChangeBatch(r.name, epoch, r.columns, r.inserts, r.deletes, committed)
+            batches.append(batch)
+            if r.inserts or r.deletes:
+                self.publish(batch)
+        return batches
+
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             if sub in self._subs.get(sub.view, []):

@@ -85,10 +85,12 @@ class ViewRunner:
             for n, k in self.partitioned.items()
         }
         self.windowed: dict[str, int] = {}  # view -> window size (microseconds)
-        for n in WINDOW_PARTITIONED:
-            query = sqlfiles.view_query(next((v for v in self.views if v.name == n), None)
-                                        ) if n in self.sql and n not in self.overrides else None
-            micros = sqlfiles.tumble_micros(query) if query is not None else None
+        for view in self.views:
+            n = view.name
+            if n not in WINDOW_PARTITIONED or n in self.overrides:
+                continue
+            query = sqlfiles.view_query(view)
+            micros = sqlfiles.tumble_micros(query)
             if micros:
                 self.windowed[n] = micros
                 self.partitioned[n] = "window_start"
@@ -202,11 +204,15 @@ class ViewRunner:
             lo = hi = now
         hi = hi + timedelta(microseconds=micros)
         sql = sqlfiles.bind_now(self.part_sql[name], now)
-        return sql.replace(LO_MARKER, _literal(lo)).replace(HI_MARKER, _literal(hi))
+        return (sql.replace(LO_MARKER, sqlfiles.timestamp_literal(lo))
+                .replace(HI_MARKER, sqlfiles.timestamp_literal(hi)))
+
+    def _tracks_bots(self, name: str) -> bool:
+        return name in self.windowed and "session_features" in self.names
 
     def _track_bots(self, name: str) -> bool:
         """Snapshot the bot sessions for a window-partitioned view (committed with it)."""
-        if name not in self.windowed or "session_features" not in self.names:
+        if not self._tracks_bots(name):
             return False
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE __bots_next_{name} AS "
                          "SELECT session_id FROM session_features WHERE is_bot")  # fmt: skip
@@ -270,7 +276,7 @@ class ViewRunner:
                 self.part_state[name] = self._pending_state.pop(name)
             if name in self.delta_ready:
                 continue
-            if name in self.windowed and "session_features" in self.names:
+            if self._tracks_bots(name):
                 self.con.execute(f"CREATE OR REPLACE TEMP TABLE __bots_{name} AS "
                                  f"FROM __bots_next_{name}")  # fmt: skip
             if name in self.partitioned:
@@ -297,10 +303,6 @@ class ViewRunner:
 
     def rows(self, name: str) -> list[tuple[Any, ...]]:
         return self.con.execute(f"SELECT * FROM {name}").fetchall()
-
-
-def _literal(ts: datetime) -> str:
-    return f"TIMESTAMP '{ts.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
 def evaluate(
