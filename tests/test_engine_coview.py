@@ -99,3 +99,28 @@ def test_deltas_replay_into_the_sql_result() -> None:
         assert result.row_count == len(mirror)
     assert "co_view_pairs" in fast.delta_ready
     store.close()
+
+
+def test_bot_flagged_before_its_first_view() -> None:
+    """A session flagged while it has no view in the window (fast cart adds) counts for no
+    pair when its views arrive later."""
+    store = StateStore(None)
+    maintainer = CoViewMaintainer()
+    fast = ViewRunner(store.con, OBJECTS, {"co_view_pairs": maintainer})
+    sql_runner = ViewRunner(store.con, OBJECTS)
+    t = T0
+    carts = [_event(i, "cartbot", i, t + timedelta(seconds=0.2 * i), "add_to_cart")
+             for i in range(6)]  # fmt: skip
+    humans = [_event(10 + i, f"h{i}", p, t + timedelta(seconds=i * 30 + p))
+              for i in range(2) for p in (1, 2)]  # fmt: skip
+    store.apply(carts + humans, {})
+    fast.refresh(store.max_event_time())
+    fast.commit()
+    views = [_event(20 + p, "cartbot", p, t + timedelta(seconds=1.5 + 0.1 * p)) for p in (1, 2)]
+    store.apply(views, {})
+    now = store.max_event_time()
+    result = fast.refresh(now)[-1]
+    sql_runner.refresh(now, diff=False)
+    assert sql_runner.rows("co_view_pairs") == []  # the bot's views make no third session
+    assert result.inserts == [] and result.row_count == 0
+    store.close()

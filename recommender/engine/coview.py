@@ -182,15 +182,21 @@ class CoViewMaintainer:
         self.name_keys = Interner()  # "product_id\x00product_name"
         self.name_count: dict[int, int] = {}  # name key -> view events in window
         self.product_names: dict[int, set[int]] = {}
+        self.name_product: dict[int, int] = {}  # name key -> product
+        self.live_name: dict[int, str] = {}  # product -> its greatest name in the window
+        self.renamed: set[int] = set()  # products whose live name changed since delta()
+        self._names_touched: set[int] = set()  # products whose names entered or left
         self.sp_count = Dict.empty(types.int64, types.int64)
         self.session_products = Dict.empty(types.int64, types.ListType(types.int64))
         self.pair_count = Dict.empty(types.int64, types.int64)
         self.changed = Dict.empty(types.int64, types.boolean)
         self.bots = Dict.empty(types.int64, types.boolean)
+        self.bot_names: set[str] = set()  # session_features' bots at the last sync
         self.emptied = Dict.empty(types.int64, types.boolean)
         self.chunks: list[tuple[np.ndarray, ...]] = []  # (ts_us, session, product, name) sorted
         self.last_seq = 0
         self.published: dict[int, tuple] = {}  # pair key -> row as last returned
+        self.pub_by_product: dict[int, set[int]] = {}  # product -> its published pair keys
 
     def _update(self, s: np.ndarray, p: np.ndarray, n: np.ndarray, sign: int) -> None:
         if not len(s):
@@ -199,12 +205,16 @@ class CoViewMaintainer:
         _apply(s, p, signs, self.sp_count, self.session_products, self.pair_count, self.changed,
                self.bots, self.emptied)  # fmt: skip
         keys, counts = np.unique(n, return_counts=True)
+        name_count, touched = self.name_count, self._names_touched
         for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
-            left = self.name_count.get(k, 0) + sign * c
+            before = name_count.get(k, 0)
+            left = before + sign * c
             if left:
-                self.name_count[k] = left
+                name_count[k] = left
             else:
-                self.name_count.pop(k, None)
+                name_count.pop(k, None)
+            if not before or not left:
+                touched.add(self.name_product[k])
 
     def advance(self, con, now: datetime) -> None:
         """Take the new view events from the store, then expire those out of the window."""
@@ -214,22 +224,24 @@ class CoViewMaintainer:
             "SELECT seq, epoch_us(ts) AS t_us, session_id, product_id, product_name "
             f"FROM flashrec_events WHERE seq > {self.last_seq} AND action = 'view' ORDER BY seq"
         ).fetchnumpy()
-        chunk = None
+        chunk, arrived = None, []
         if len(rows["seq"]):
             self.last_seq = int(rows["seq"][-1])
             ts = rows["t_us"].astype(np.int64)
             keep = ts > cutoff_us
             ts = ts[keep]
-            sessions = self.sessions(rows["session_id"][keep].tolist())
+            arrived = rows["session_id"][keep].tolist()
+            sessions = self.sessions(arrived)
             products = self.products(rows["product_id"][keep].tolist())
             pid, pname = rows["product_id"][keep].tolist(), rows["product_name"][keep].tolist()
             names = self.name_keys([f"{a}\x00{b}" for a, b in zip(pid, pname, strict=True)])
             for prod, name in zip(products.tolist(), names.tolist(), strict=True):
                 self.product_names.setdefault(prod, set()).add(name)
+                self.name_product[name] = prod
             order = np.argsort(ts, kind="stable")
             chunk = (ts[order], sessions[order], products[order], names[order])
         # bot flags first: the new views of a session already flagged make no pair at all
-        self._sync_bots(con)
+        self._sync_bots(con, arrived)
         if chunk is not None:
             self._update(chunk[1], chunk[2], chunk[3], +1)
             self.chunks.append(chunk)
@@ -242,19 +254,43 @@ class CoViewMaintainer:
                 kept.append((ts[cut:], s[cut:], p[cut:], n[cut:]))
         self.chunks = kept
         self._release_sessions()
+        self._follow_names()
 
-    def _sync_bots(self, con) -> None:
-        """Follow session_features.is_bot as the runner last computed it (none: no bots)."""
+    def _follow_names(self) -> None:
+        """Update the live names of products whose name keys entered or left the window."""
+        for product in self._names_touched:
+            name = self._name(product)
+            if name == self.live_name.get(product):
+                continue
+            if product in self.live_name:  # its published pairs carry the old name
+                self.renamed.add(product)
+            if name is None:
+                del self.live_name[product]
+            else:
+                self.live_name[product] = name
+        self._names_touched.clear()
+
+    def _sync_bots(self, con, arrived: list[str]) -> None:
+        """Follow session_features.is_bot as the runner last computed it (none: no bots).
+
+        Checked: sessions whose flag changed since the last sync, and sessions with views
+        arriving now (one flagged while it had no view in the window is not marked yet)."""
         try:
             ids = con.execute(
                 "SELECT session_id FROM session_features WHERE is_bot"
             ).fetchnumpy()["session_id"]
         except duckdb.CatalogException:
             ids = np.empty(0, object)
-        # only sessions with events in the window (or arriving now) matter
-        now_bots = set(self.sessions.known(ids.tolist()).tolist())
-        was = set(self.bots.keys())
-        for to_bot, flip in ((True, now_bots - was), (False, was - now_bots)):
+        now_bots = set(ids.tolist())
+        check = (now_bots ^ self.bot_names) | (now_bots.intersection(arrived))
+        self.bot_names = now_bots
+        known = self.sessions.ids
+        flips: dict[bool, list[int]] = {True: [], False: []}
+        for name in check:
+            x = known.get(name)
+            if x is not None and (x in self.bots) != (name in now_bots):
+                flips[name in now_bots].append(x)
+        for to_bot, flip in flips.items():
             if flip:
                 _set_bots(np.array(sorted(flip), np.int64), to_bot, self.bots,
                           self.session_products, self.pair_count, self.changed)  # fmt: skip
@@ -279,20 +315,29 @@ class CoViewMaintainer:
         x, y = self.products.names[i], self.products.names[j]
         if x > y:
             i, j, x, y = j, i, y, x
-        return (x, self._name(i), y, self._name(j), count)
+        return (x, self.live_name.get(i), y, self.live_name.get(j), count)
+
+    def _publish(self, key: int, row: tuple | None) -> None:
+        """Record `row` (None: no row) as the published row of pair `key`."""
+        i, j = divmod(key, int(PAIR_SHIFT))
+        if row is None:
+            del self.published[key]
+            for p in (i, j):
+                self.pub_by_product[p].discard(key)
+        else:
+            if key not in self.published:
+                for p in (i, j):
+                    self.pub_by_product.setdefault(p, set()).add(key)
+            self.published[key] = row
 
     def delta(self, con, now: datetime) -> tuple[list[tuple], list[tuple], int]:
         """Advance, then (inserts, deletes, rows) against the rows published last time."""
-        names_before = self._live_names()
         self.advance(con, now)
         keys = _drain(self.changed)
-        names_after = self._live_names()
-        renamed = {p for p, n in names_after.items() if names_before.get(p) != n}
-        renamed |= {p for p in names_before if p not in names_after}
-        if renamed:  # a product's greatest name changed: its published pairs change too
-            shift = int(PAIR_SHIFT)
-            extra = [k for k in self.published if k // shift in renamed or k % shift in renamed]
+        if self.renamed:  # a product's greatest name changed: its published pairs change too
+            extra = [k for p in self.renamed for k in self.pub_by_product.get(p, ())]
             keys = np.unique(np.concatenate([keys, np.array(extra, np.int64)]))
+            self.renamed.clear()
         inserts, deletes = [], []
         counts = _counts(self.pair_count, keys)
         for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
@@ -302,39 +347,23 @@ class CoViewMaintainer:
                 continue
             if old is not None:
                 deletes.append(old)
-                del self.published[key]
             if new is not None:
                 inserts.append(new)
-                self.published[key] = new
+            self._publish(key, new)
         return inserts, deletes, len(self.published)
-
-    def _live_names(self) -> dict[int, str | None]:
-        out: dict[int, str | None] = {}
-        for key, count in self.name_count.items():
-            if count > 0:
-                product, name = self.name_keys.names[key].split("\x00", 1)
-                pid = self.products.ids[product]
-                if out.get(pid) is None or name > out[pid]:
-                    out[pid] = name
-        return out
 
     def table(self) -> pa.Table:
         """The view's rows: product_a, product_a_name, product_b, product_b_name, count."""
         a, b, c = _pairs_at_least(self.pair_count, MIN_SESSIONS)
         _drain(self.changed)
-        self.published = {
-            int(k): self._row(int(k), int(n))
-            for k, n in zip((a * PAIR_SHIFT + b).tolist(), c.tolist(), strict=True)
-        }
+        self.renamed.clear()
+        self.published, self.pub_by_product = {}, {}
+        for k, n in zip((a * PAIR_SHIFT + b).tolist(), c.tolist(), strict=True):
+            self._publish(k, self._row(k, n))
         names = self.products.names
         ids_a = [names[i] for i in a.tolist()]
         ids_b = [names[i] for i in b.tolist()]
-        cache: dict[int, str | None] = {}
-
-        def name(i: int) -> str | None:
-            if i not in cache:
-                cache[i] = self._name(i)
-            return cache[i]
+        name = self.live_name.get
 
         # product ids compare as strings in SQL: order each pair by its strings
         swap = [x > y for x, y in zip(ids_a, ids_b, strict=True)]

@@ -18,6 +18,9 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from recommender.engine.event_ids import EventIdIndex
 
 EVENT_COLUMNS = (
     "event_id", "session_id", "user_id", "product_id", "product_name", "category",
@@ -77,6 +80,8 @@ class StateStore:
         self._counters = {k: int(self.meta(k) or 0) for k in ("accepted", "rejected", "duplicates")}
         max_ts = self.meta("max_ts")
         self._max_ts = None if max_ts is None else datetime.fromisoformat(max_ts)
+        self.ids = EventIdIndex()  # hashes of the stored event_ids (duplicate checks)
+        self.ids.rebuild(self.con)
 
     # meta ------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -117,25 +122,29 @@ class StateStore:
             con.execute("BEGIN TRANSACTION")
             try:
                 dups: list[str] = []
+                hashes = np.empty(0, np.uint64)
                 if events:
                     batch = events_table(events, self.last_seq + 1)
                     con.register("incoming", batch)
-                    dups = [
-                        r[0]
-                        for r in con.execute(
-                            "SELECT i.event_id FROM incoming i SEMI JOIN flashrec_events e "
-                            "ON i.event_id = e.event_id"
-                        ).fetchall()
-                    ]
-                    con.execute(
-                        "INSERT INTO flashrec_events SELECT i.* FROM incoming i "
-                        "ANTI JOIN flashrec_events e ON i.event_id = e.event_id"
-                    )
+                    hashes = con.execute(
+                        "SELECT hash(event_id) AS h FROM incoming").fetchnumpy()["h"]  # fmt: skip
+                    maybe = np.flatnonzero(self.ids.maybe_present(hashes))
+                    if len(maybe):  # confirm by id: a hash match alone refuses nothing
+                        ids = [events[i]["event_id"] for i in maybe.tolist()]
+                        dups = [r[0] for r in con.execute(
+                            "SELECT DISTINCT event_id FROM flashrec_events "
+                            "WHERE event_id IN (SELECT unnest(?))", [ids]).fetchall()]  # fmt: skip
+                    if dups:
+                        con.execute("INSERT INTO flashrec_events SELECT * FROM incoming "
+                                    "WHERE event_id NOT IN (SELECT unnest(?))", [dups])  # fmt: skip
+                    else:
+                        con.execute("INSERT INTO flashrec_events SELECT * FROM incoming")
                     refused = set(dups)
-                    newest = max(
-                        (parse_naive(e["ts"]) for e in events if e["event_id"] not in refused),
-                        default=None,
-                    )
+                    ts = batch["ts"]
+                    if refused:
+                        keep = [e["event_id"] not in refused for e in events]
+                        ts = ts.filter(pa.array(keep))
+                    newest = pc.max(ts).as_py()
                     con.unregister("incoming")
                     self.last_seq += len(events)
                     self._set_meta("last_seq", str(self.last_seq))
@@ -159,6 +168,7 @@ class StateStore:
                         [topic, part, nxt],
                     )
                 con.execute("COMMIT")
+                self.ids.add(hashes)
                 self._counters = counts
                 if events:
                     self._max_ts = new_max
@@ -170,10 +180,11 @@ class StateStore:
     def prune(self, before: datetime) -> int:
         """Forget events older than `before` (outside every view's horizon)."""
         with self.lock:
-            n = self.con.execute(
-                "DELETE FROM flashrec_events WHERE ts < ?", [before]
-            ).fetchall()[0][0]
-            return int(n)
+            n = int(self.con.execute(
+                "DELETE FROM flashrec_events WHERE ts < ?", [before]).fetchall()[0][0])  # fmt: skip
+            if n:
+                self.ids.pruned(self.con, n)
+            return n
 
     def events_since(self, seq: int, limit: int | None = None) -> pa.Table:
         """Events with an ingest sequence number above `seq`, in order."""

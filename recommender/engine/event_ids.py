@@ -1,0 +1,84 @@
+"""Which event_ids the store already holds, answered without scanning the store.
+
+Duplicate detection used to join each batch with every stored event (a scan of millions of
+ids per batch). This index keeps DuckDB's 64-bit `hash(event_id)` of every stored event in
+sorted numpy arrays: a batch asks which of its hashes are present (a binary search each), and
+only those candidates are checked against the store by id, so a hash collision never refuses
+a valid event. Entries of pruned events stay until a rebuild: they only cost a check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+MERGE_CHUNKS = 32  # recent batches kept apart before they are merged into the main array
+
+
+@njit(cache=True)
+def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two sorted arrays as one sorted array."""
+    out = np.empty(len(a) + len(b), a.dtype)
+    i = j = k = 0
+    while i < len(a) and j < len(b):
+        if a[i] <= b[j]:
+            out[k] = a[i]
+            i += 1
+        else:
+            out[k] = b[j]
+            j += 1
+        k += 1
+    out[k : k + len(a) - i] = a[i:]
+    k += len(a) - i
+    out[k : k + len(b) - j] = b[j:]
+    return out
+
+
+def _contains(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    if not len(sorted_values):
+        return np.zeros(len(values), bool)
+    at = np.searchsorted(sorted_values, values)
+    at[at == len(sorted_values)] = 0
+    return sorted_values[at] == values
+
+
+class EventIdIndex:
+    """Hashes of the stored event_ids: a main sorted array and a few recent sorted chunks."""
+
+    def __init__(self) -> None:
+        self.main = np.empty(0, np.uint64)
+        self.recent: list[np.ndarray] = []
+        self.stale = 0  # entries whose events were pruned from the store
+
+    def __len__(self) -> int:
+        return len(self.main) + sum(len(c) for c in self.recent)
+
+    def rebuild(self, con) -> None:
+        """Read the hashes of every stored event (start-up, or after many were pruned)."""
+        hashes = con.execute("SELECT hash(event_id) AS h FROM flashrec_events").fetchnumpy()["h"]
+        self.main = np.sort(np.asarray(hashes, np.uint64))
+        self.recent = []
+        self.stale = 0
+
+    def maybe_present(self, hashes: np.ndarray) -> np.ndarray:
+        """Per hash: True when an event with that hash may be stored (check by id)."""
+        found = _contains(self.main, hashes)
+        for chunk in self.recent:
+            found |= _contains(chunk, hashes)
+        return found
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Record the hashes of newly stored events."""
+        if not len(hashes):
+            return
+        self.recent.append(np.sort(np.asarray(hashes, np.uint64)))
+        if len(self.recent) > MERGE_CHUNKS:
+            merged = np.sort(np.concatenate(self.recent))
+            self.main = _merge(self.main, merged)
+            self.recent = []
+
+    def pruned(self, con, count: int) -> None:
+        """`count` events left the store; rebuild once the stale entries outnumber the rest."""
+        self.stale += count
+        if self.stale > max(len(self) - self.stale, 1_000_000):
+            self.rebuild(con)
