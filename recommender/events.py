@@ -4,18 +4,24 @@
 the constraints read from that file (a hand-written check, ~20x faster than a generic JSON
 Schema validator; tests prove it agrees with `jsonschema` on the same file) plus the checks a
 schema cannot express: a real calendar timestamp inside the accepted time range.
+
+`validate_batch` gives the same answers for many messages at once, faster: a msgspec type built
+from the same schema file checks each parsed event in C, and whatever it refuses goes through
+`validate_event`, so reasons stay word for word the same.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 ACTIONS = ("view", "add_to_cart", "purchase")
@@ -114,3 +120,80 @@ def validate_event(raw: bytes | str, now: datetime | None = None) -> dict[str, A
     if when > (now or datetime.now(UTC)) + MAX_FUTURE:
         return Rejected(f"field 'ts' is more than {MAX_FUTURE} in the future: {ts}")
     return event
+
+
+# --- batch validation: a msgspec fast path, validate_event for anything it refuses ------------
+
+_RULE_KEYS = {"type", "minLength", "maxLength", "enum", "pattern", "minimum", "maximum",
+              "description"}
+
+
+def _field_type(rule: dict[str, Any]) -> Any:
+    """A msgspec type at least as strict as `_check_field` on `rule`."""
+    unknown = set(rule) - _RULE_KEYS
+    if unknown:  # a new kind of constraint: teach _check_field and this function first
+        raise ValueError(f"no fast-path rule for schema keyword(s) {sorted(unknown)}")
+    types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+    low, high = rule.get("minLength", 0), rule.get("maxLength", 1 << 30)
+    choices: list[Any] = []
+    if "string" in types and "enum" in rule:
+        words = tuple(v for v in rule["enum"] if isinstance(v, str) and low <= len(v) <= high)
+        if words:
+            choices.append(Literal[words])  # type: ignore[valid-type]
+    elif "string" in types:
+        choices.append(Annotated[str, msgspec.Meta(min_length=low, max_length=high)])
+    if "number" in types:  # float takes ints too; bools, NaN and inf are refused
+        bounds = {k: rule[j] for k, j in (("ge", "minimum"), ("le", "maximum")) if j in rule}
+        choices.append(Annotated[float, msgspec.Meta(**bounds)] if bounds else float)
+    if "null" in types:
+        choices.append(None)
+    if not choices or set(types) - {"string", "number", "null"}:
+        raise ValueError(f"no fast-path type for schema rule {rule}")
+    result = choices[0]
+    for choice in choices[1:]:
+        result = result | choice
+    return result
+
+
+@lru_cache(maxsize=1)
+def _event_type() -> type[msgspec.Struct]:
+    """A Struct of the schema's properties: required ones without default, unknown keys ignored
+    (additional properties stay in the parsed dict, which is what gets returned)."""
+    required, props, _ = _rules()
+    if set(required) - set(props):
+        raise ValueError("a required field has no properties rule")
+    fields = [(name, _field_type(rule)) if name in required
+              else (name, _field_type(rule), None) for name, rule in props.items()]
+    fields.sort(key=len)  # msgspec wants the fields without default first
+    return msgspec.defstruct("FastEvent", fields, gc=False)
+
+
+def validate_batch(
+    values: Sequence[bytes | None], now: datetime | None = None
+) -> list[dict[str, Any] | Rejected]:
+    """`validate_event(value, now)` for each value (one `now` for the batch, default: the wall
+    clock once), and `Rejected("empty message (no value)")` for None or empty values."""
+    now = now or datetime.now(UTC)
+    latest = now + MAX_FUTURE
+    event_type = _event_type()
+    ts_match = _rules()[2].match
+    loads, convert = orjson.loads, msgspec.convert
+    out: list[dict[str, Any] | Rejected] = []
+    append = out.append
+    for value in values:
+        if not value:
+            append(Rejected("empty message (no value)"))
+            continue
+        # The fast path only accepts; every doubt goes to validate_event for its exact reason.
+        if len(value) <= MAX_EVENT_BYTES:
+            try:
+                event = loads(value)
+                convert(event, event_type)
+                ts = event["ts"]
+                if ts_match(ts) and EARLIEST_TS <= parse_ts(ts) <= latest:
+                    append(event)
+                    continue
+            except (orjson.JSONDecodeError, msgspec.ValidationError, ValueError):
+                pass
+        append(validate_event(value, now))
+    return out

@@ -5,6 +5,7 @@ malformed message with a reason."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -14,14 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from producers.flash_sale import FlashSaleConfig, generate
+from recommender import events as events_module
 from recommender.events import (
     EARLIEST_TS,
     MAX_EVENT_BYTES,
     MAX_FUTURE,
     Rejected,
+    _field_type,
     format_ts,
     parse_ts,
     schema,
+    validate_batch,
     validate_event,
 )
 
@@ -213,3 +218,165 @@ def test_future_bound_is_one_day_after_now() -> None:
                       dict)
     assert isinstance(validate_event(mutated(ts=format_ts(NOW + timedelta(hours=25))), now=NOW),
                       Rejected)
+
+
+# --- validate_batch: the fast path gives exactly validate_event's answers --------------------
+
+
+def one_by_one(values: list, now: datetime | None = NOW) -> list:
+    """What the engine did per message before validate_batch."""
+    return [Rejected("empty message (no value)") if not v else validate_event(v, now)
+            for v in values]
+
+
+def assert_same(values: list, now: datetime = NOW) -> list:
+    got = validate_batch(values, now)
+    want = one_by_one(values, now)
+    assert len(got) == len(want)
+    for value, g, w in zip(values, got, want, strict=True):
+        assert g == w, (value[:200] if value else value, g, w)
+        assert type(g) is type(w)
+    return got
+
+
+def test_batch_matches_on_the_malformed_table() -> None:
+    values = [r for _, r, _ in MALFORMED] + [None, b"", orjson.dumps(good()), json.dumps(good())]
+    got = assert_same(values)
+    assert got[-4] == got[-3] == Rejected("empty message (no value)")
+    assert got[-2] == good() and got[-1] == good()
+
+
+def test_batch_matches_on_flash_sale_traffic() -> None:
+    cfg = FlashSaleConfig(seed=5, events=3000, malformed_share=0.05, bot_share=0.05)
+    values = [v if isinstance(v, bytes) else orjson.dumps(v) for v in generate(cfg)]
+    got = assert_same(values)
+    assert sum(isinstance(g, dict) for g in got) == 3000
+    assert sum(isinstance(g, Rejected) for g in got) > 50
+    # a clock a day before the middle event: the later half is now "in the future"
+    middle = [v for v in got if isinstance(v, dict)][1500]["ts"]
+    got = assert_same(values, now=parse_ts(middle) - MAX_FUTURE)
+    assert 0 < sum(isinstance(g, dict) for g in got) < 3000
+
+
+def test_valid_events_take_the_fast_path(monkeypatch) -> None:
+    """The agreement tests mean something only if valid events skip validate_event."""
+    calls: list = []
+    monkeypatch.setattr(events_module, "validate_event", lambda *a: calls.append(a))
+    values = [orjson.dumps(e) for e in generate(FlashSaleConfig(seed=6, events=500))]
+    got = validate_batch(values, NOW)
+    assert calls == [] and all(isinstance(g, dict) for g in got)
+
+
+def test_batch_uses_one_wall_clock_when_now_is_none() -> None:
+    soon = mutated(ts=format_ts(datetime.now(UTC) + timedelta(hours=23)))
+    late = mutated(ts=format_ts(datetime.now(UTC) + timedelta(hours=25)))
+    got = validate_batch([soon, late])
+    assert isinstance(got[0], dict) and isinstance(got[1], Rejected)
+
+
+def test_fast_path_types_come_from_the_schema() -> None:
+    """No limit is restated: the msgspec type is built from the schema file, and a schema
+    keyword the fast path does not know stops it instead of being skipped."""
+    fast = events_module._event_type()
+    props = schema()["properties"]
+    assert set(fast.__struct_fields__) == set(props)
+    defaults = dict(zip(fast.__struct_fields__[-len(fast.__struct_defaults__):],
+                        fast.__struct_defaults__, strict=True))
+    assert set(props) - set(defaults) == set(REQUIRED)
+    for rule in ({"type": "string", "format": "email"}, {"type": "integer"},
+                 {"type": "array"}, {"type": ["string", "object"]}):
+        with pytest.raises(ValueError):
+            _field_type(rule)
+
+
+STRING_FIELDS = [n for n, r in schema()["properties"].items() if "string" in r["type"]]
+ODD_VALUES = [None, True, False, 0, -1, 1.5, 2**63, "", [], {}, [1, "a"], {"a": 1}, "null",
+              "x" * 20_000]
+
+
+def random_value(rng: random.Random, name: str, rule: dict) -> object:
+    """A value for field `name`: near its limits, of another type, or odd."""
+    kind = rng.randrange(8)
+    if kind == 0:
+        return rng.choice(ODD_VALUES)
+    if kind == 1 and "maxLength" in rule:  # lengths at the limit, counted in characters
+        n = rule["maxLength"] + rng.choice([-1, 0, 0, 1])
+        return "".join(rng.choice("aé€😀") for _ in range(n))
+    if kind == 2 and name == "ts":
+        return rng.choice([
+            "2024-03-15 14:01:12.000Z", "2024-03-15T14:01:12+00:00", "2024-03-15T14:01:12z",
+            "2024-03-15T14:01:12.000Z\n", "2024-03-15T14:01:12.0000000Z", "2024-02-29T10:00:00Z",
+            "2023-02-29T10:00:00Z", "2024-13-01T00:00:00Z", "2024-03-15T24:00:00Z",
+            "2024-03-15T14:01:60Z", "1999-12-31T23:59:59.999999Z", "2000-01-01T00:00:00Z",
+            format_ts(NOW + MAX_FUTURE), format_ts(NOW + MAX_FUTURE + timedelta(milliseconds=1)),
+            "0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "２０２４-03-15T14:01:12Z",
+            "2024-03-15T14:01:12.Z", "2024-03-15T14:01:12.123456Z"])
+    if kind == 3 and "enum" in rule:
+        return rng.choice([*rule["enum"], "VIEW", "click", " view", "view\u0000", "mobile",
+                           "view", "purchase"])
+    if kind == 4 and "number" in rule["type"]:
+        return rng.choice([0, -0.0, -1e-9, 1e7, 1e7 + 0.01, 10_000_000, 10_000_001, 2**53,
+                           2**64, 1e308, 129.99, 5, True, "12.5"])
+    if kind == 5 and name in STRING_FIELDS:
+        return rng.choice(["", "a", " ", "\u0000", "a\nb", "\ud7ff", "x" * 129, "x" * 513])
+    return good()[name] if name in good() else "v"
+
+
+def dumps(rng: random.Random, event: dict) -> bytes:
+    """JSON with or without \\u escapes for non-ASCII (json: ints beyond 64 bits too)."""
+    return json.dumps(event, ensure_ascii=rng.random() < 0.3).encode()
+
+
+def raw_mutation(rng: random.Random, raw: bytes) -> bytes:
+    """Byte-level damage: invalid UTF-8, duplicate keys, truncation, size, non-objects."""
+    kind = rng.randrange(8)
+    if kind == 0:
+        at = rng.randrange(len(raw))
+        return raw[:at] + rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00"]) + raw[at:]
+    if kind == 1:  # duplicate key: the last one wins in orjson
+        name = rng.choice(sorted(schema()["properties"]))
+        dup = dumps(rng, {name: random_value(rng, name, schema()["properties"][name])})[1:-1]
+        return (raw[:-1] + b"," + dup + b"}") if rng.random() < 0.5 else (b"{" + dup + b","
+                                                                          + raw[1:])
+    if kind == 2:
+        return raw[: rng.randrange(len(raw))]
+    if kind == 3:  # right around the size limit
+        pad = MAX_EVENT_BYTES - len(raw) - len(b',"pad":""') + rng.choice([-1, 0, 1, 2])
+        return raw[:-1] + b',"pad":"' + b"p" * max(pad, 0) + b'"}'
+    if kind == 4:
+        return rng.choice([b"[" + raw + b"]", b"null", b"1", b'"x"', b" ", raw + b" x",
+                           b" " + raw + b"\n", raw.replace(b":", b" : "), b"{}",
+                           raw[:-1] + b',"x":NaN}', raw[:-1] + b',"x":1e400}',
+                           raw[:-1] + b',"x":99999999999999999999999}'])
+    return raw
+
+
+def random_events(seed: int, n: int) -> list[bytes]:
+    rng = random.Random(seed)
+    props = schema()["properties"]
+    out = []
+    for _ in range(n):
+        event = good()
+        if rng.random() < 0.3:
+            event = {k: v for k, v in event.items() if k in REQUIRED or rng.random() < 0.5}
+        for _ in range(rng.choice([0, 1, 1, 2, 3])):
+            name = rng.choice(sorted(props))
+            if rng.random() < 0.15:
+                event.pop(name, None)  # drop a field
+            else:
+                event[name] = random_value(rng, name, props[name])
+        for _ in range(rng.choice([0, 0, 1, 3])):  # additional properties stay in the dict
+            event[rng.choice(["extra", "x", "", "é", "price2", "ts ", "Action"])] = rng.choice(
+                ODD_VALUES[:-1])
+        raw = dumps(rng, event)
+        out.append(raw_mutation(rng, raw) if rng.random() < 0.25 else raw)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batch_matches_on_random_mutations(seed: int) -> None:
+    values = random_events(seed, 2000)
+    got = assert_same(values)
+    accepted = sum(isinstance(g, dict) for g in got)
+    assert 300 < accepted < 1700, accepted  # both outcomes well represented
+    assert_same(values, now=datetime(2024, 3, 15, 14, tzinfo=UTC))  # another clock

@@ -27,7 +27,7 @@ from recommender.engine.background import BackgroundTier, split_views
 from recommender.engine.feed import ChangeBatch, FeedHub, Subscription
 from recommender.engine.refresh import ViewRunner
 from recommender.engine.store import StateStore
-from recommender.events import Rejected, validate_event
+from recommender.events import Rejected, validate_batch
 from recommender.pgserve import DEFAULT_FEED_VIEWS
 
 log = logging.getLogger(__name__)
@@ -152,15 +152,16 @@ class Engine:
         where: dict[str, tuple[str, int, int, bytes]] = {}
         letters: list[bytes] = []
         offsets: dict[tuple[str, int], int] = {}
+        good = []
         for msg in messages:
             if msg.error() is not None:
                 log.warning("consumer error: %s", msg.error())
-                continue
-            topic, part, off, value = msg.topic(), msg.partition(), msg.offset(), msg.value()
+            else:
+                good.append(msg)
+        values = [m.value() for m in good]
+        for msg, value, checked in zip(good, values, validate_batch(values), strict=True):
+            topic, part, off = msg.topic(), msg.partition(), msg.offset()
             offsets[(topic, part)] = off + 1
-            checked = (
-                Rejected("empty message (no value)") if not value else validate_event(value)
-            )
             if not isinstance(checked, Rejected) and checked["event_id"] in where:
                 checked = Rejected(f"duplicate event_id {checked['event_id']!r}")
             if isinstance(checked, Rejected):
