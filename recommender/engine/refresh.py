@@ -77,10 +77,17 @@ class ViewRunner:
         self.partitioned = {
             n: k for n, k in PARTITION_KEYS.items() if n in self.sql and n not in self.overrides
         }
+        # views per session read only events from the earliest start of a touched session
+        # on (session_features.session_start): the scan skips older row groups
+        self.session_bound = {
+            n for n, k in self.partitioned.items()
+            if k == "session_id" and "session_features" in self.partitioned
+        }  # fmt: skip
         self.part_sql = {
             n: sqlfiles.to_duckdb(
                 sqlfiles.view_query(next(v for v in self.views if v.name == n)),
-                restrict=f"{k} IN (SELECT k FROM __touched)",
+                restrict=f"{k} IN (SELECT k FROM __touched)"
+                + (f" AND ts >= {LO_MARKER}" if n in self.session_bound else ""),
             )
             for n, k in self.partitioned.items()
         }
@@ -103,6 +110,8 @@ class ViewRunner:
             for n in self.partitioned
         }
         self.part_state: dict[str, tuple[int, datetime]] = {}  # view -> (last seq, clock)
+        self.row_counts: dict[str, int] = {}  # rows of each view after its last refresh
+        self._seq: int | None = None
         self.part_ready: set[str] = set()
         self._pending_state: dict[str, tuple[int, datetime]] = {}
 
@@ -134,6 +143,7 @@ class ViewRunner:
         A view left out keeps its previous result, which later views still read.
         """
         results = []
+        self._seq = None
         for name in self.names:
             if only is not None and name not in only:
                 continue
@@ -170,14 +180,17 @@ class ViewRunner:
                     result.initial = True
                 result.initial = result.initial or name in self.seeded_empty
             count = self.con.execute(f"SELECT count(*) FROM {name}").fetchall()
-            result.row_count = int(count[0][0])
+            result.row_count = self.row_counts[name] = int(count[0][0])
             result.refresh_ms = (time.perf_counter() - started) * 1000
             results.append(result)
         return results
 
     def _last_seq(self) -> int:
-        return int(self.con.execute(
-            "SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])  # fmt: skip
+        """The newest stored event's seq (read once per refresh: views run in one thread)."""
+        if self._seq is None:
+            self._seq = int(self.con.execute(
+                "SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])  # fmt: skip
+        return self._seq
 
     def _touch_windows(self, name: str, now: datetime) -> str:
         """__touched = the windows of a window-partitioned view to recompute; returns the
@@ -242,7 +255,25 @@ class ViewRunner:
             params,
         )
         part = sqlfiles.bind_now(self.part_sql[name], now)
+        if name in self.session_bound:
+            lo = self._session_lower_bound(last_seq, now - max(self.part_horizons[name]))
+            part = part.replace(LO_MARKER, sqlfiles.timestamp_literal(lo))
         return self._replace_touched(name, now, started, seq, part)
+
+    def _session_lower_bound(self, last_seq: int, floor: datetime) -> datetime:
+        """No event of a session in __touched that the view reads is older than this.
+
+        The events stored since the view's (or session_features') last refresh, and for the
+        others the touched sessions' session_start in session_features as last computed."""
+        state = self._pending_state.get("session_features") or self.part_state[
+            "session_features"]  # fmt: skip
+        since = min(last_seq, state[0])
+        lo = self.con.execute(
+            f"SELECT least((SELECT min(ts) FROM flashrec_events WHERE seq > {since}), "
+            "(SELECT min(session_start) FROM session_features "
+            " WHERE session_id IN (SELECT k FROM __touched)))"
+        ).fetchall()[0][0]
+        return floor if lo is None else max(lo, floor)
 
     def _replace_touched(self, name: str, now: datetime, started: float, seq: int,
                          part: str) -> ViewResult:
@@ -262,8 +293,8 @@ class ViewRunner:
         self.con.execute(f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched)")
         self.con.execute(f"INSERT INTO {name} SELECT * FROM __part")
         self._pending_state[name] = (seq, now)
-        count = self.con.execute(f"SELECT count(*) FROM {name}").fetchall()
-        result.row_count = int(count[0][0])
+        result.row_count = self.row_counts[name] = (
+            self.row_counts[name] + len(result.inserts) - len(result.deletes))  # fmt: skip
         result.refresh_ms = (time.perf_counter() - started) * 1000
         return result
 
