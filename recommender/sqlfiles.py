@@ -189,11 +189,13 @@ def _tumble_subquery(
 
 
 def to_duckdb(
-    query: exp.Expression, restrict: str | None = None, tumble_restrict: str | None = None
+    query: exp.Expression, restrict: str | None = None, tumble_restrict: str | None = None,
+    source: str = "clickstream",
 ) -> str:
     """DuckDB SQL of a view query; NOW() is left as the identifier NOW_MARKER.
 
-    `restrict`: a WHERE condition applied to every read of `clickstream` (partial recompute);
+    `restrict`: a WHERE condition applied to every read of `clickstream` (partial recompute),
+    which then reads relation `source` (same columns) instead;
     `tumble_restrict`: one applied to the rows a TUMBLE reads (columns of its relation).
     """
     query = query.copy()
@@ -202,7 +204,7 @@ def to_duckdb(
             if node.name == "clickstream" and not isinstance(node.this, exp.Anonymous):
                 alias = node.alias or "clickstream"
                 sub = sqlglot.parse_one(
-                    f"SELECT * FROM (SELECT * FROM clickstream WHERE {restrict}) AS {alias}",
+                    f"SELECT * FROM (SELECT * FROM {source} WHERE {restrict}) AS {alias}",
                     read="duckdb",
                 )
                 node.replace(sub.args["from_"].this)

@@ -77,8 +77,9 @@ class ViewRunner:
         self.partitioned = {
             n: k for n, k in PARTITION_KEYS.items() if n in self.sql and n not in self.overrides
         }
-        # views per session read only events from the earliest start of a touched session
-        # on (session_features.session_start): the scan skips older row groups
+        # Views per session (with session_features among the partitioned views) read the
+        # events of their touched sessions from one shared scan per refresh, __session_events,
+        # which starts at the earliest start of a touched session (older row groups skipped).
         self.session_bound = {
             n for n, k in self.partitioned.items()
             if k == "session_id" and "session_features" in self.partitioned
@@ -86,8 +87,8 @@ class ViewRunner:
         self.part_sql = {
             n: sqlfiles.to_duckdb(
                 sqlfiles.view_query(next(v for v in self.views if v.name == n)),
-                restrict=f"{k} IN (SELECT k FROM __touched)"
-                + (f" AND ts >= {LO_MARKER}" if n in self.session_bound else ""),
+                restrict=f"{k} IN (SELECT k FROM __touched_{n})",
+                source="__session_events" if n in self.session_bound else "clickstream",
             )
             for n, k in self.partitioned.items()
         }
@@ -104,7 +105,7 @@ class ViewRunner:
                 start = sqlfiles.window_start_sql("ts", micros)
                 self.part_sql[n] = sqlfiles.to_duckdb(query, tumble_restrict=(
                     f"ts >= {LO_MARKER} AND ts < {HI_MARKER} "
-                    f"AND {start} IN (SELECT k FROM __touched)"))  # fmt: skip
+                    f"AND {start} IN (SELECT k FROM __touched_{n})"))  # fmt: skip
         self.part_horizons = {
             n: sqlfiles.horizons(sqlfiles.view_query(next(v for v in self.views if v.name == n)))
             for n in self.partitioned
@@ -144,6 +145,8 @@ class ViewRunner:
         """
         results = []
         self._seq = None
+        if diff:
+            self._scan_sessions(now, only)
         for name in self.names:
             if only is not None and name not in only:
                 continue
@@ -193,7 +196,7 @@ class ViewRunner:
         return self._seq
 
     def _touch_windows(self, name: str, now: datetime) -> str:
-        """__touched = the windows of a window-partitioned view to recompute; returns the
+        """__touched_{name} = the windows of a window-partitioned view to recompute; returns the
         view's partial SQL bound to their time range."""
         micros = self.windowed[name]
         last_seq, _ = self.part_state[name]
@@ -210,9 +213,9 @@ class ViewRunner:
             parts.append(f"SELECT {start} FROM flashrec_events WHERE ts > ? "
                          f"AND session_id IN ({flips})")  # fmt: skip
             params.append(now - horizon - timedelta(microseconds=micros))
-        self.con.execute("CREATE OR REPLACE TEMP TABLE __touched AS SELECT DISTINCT k FROM ("
-                         + " UNION ALL ".join(parts) + ")", params)  # fmt: skip
-        lo, hi = self.con.execute("SELECT min(k), max(k) FROM __touched").fetchall()[0]
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __touched_{name} AS SELECT DISTINCT k "
+                         "FROM (" + " UNION ALL ".join(parts) + ")", params)  # fmt: skip
+        lo, hi = self.con.execute(f"SELECT min(k), max(k) FROM __touched_{name}").fetchall()[0]
         if lo is None:
             lo = hi = now
         hi = hi + timedelta(microseconds=micros)
@@ -239,6 +242,15 @@ class ViewRunner:
             seq = self._last_seq()
             part = self._touch_windows(name, now)
             return self._replace_touched(name, now, started, seq, part)
+        seq = self._last_seq()
+        if name not in self.session_bound:
+            self._touch_keys(name, now)
+        part = sqlfiles.bind_now(self.part_sql[name], now)
+        return self._replace_touched(name, now, started, seq, part)
+
+    def _touch_keys(self, name: str, now: datetime) -> None:
+        """__touched_{name} = the keys with events stored since the view's last refresh or
+        events leaving one of its time filters."""
         key = self.partitioned[name]
         last_seq, last_now = self.part_state[name]
         windows = " ".join(
@@ -248,20 +260,32 @@ class ViewRunner:
         params: list[Any] = []
         for h in self.part_horizons[name]:
             params += [last_now - h, now - h]
-        seq = self._last_seq()
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE __touched AS SELECT DISTINCT k FROM ("
+            f"CREATE OR REPLACE TEMP TABLE __touched_{name} AS SELECT DISTINCT k FROM ("
             f"SELECT {key} AS k FROM flashrec_events WHERE seq > {last_seq} {windows})",
             params,
         )
-        part = sqlfiles.bind_now(self.part_sql[name], now)
-        if name in self.session_bound:
-            lo = self._session_lower_bound(last_seq, now - max(self.part_horizons[name]))
-            part = part.replace(LO_MARKER, sqlfiles.timestamp_literal(lo))
-        return self._replace_touched(name, now, started, seq, part)
 
-    def _session_lower_bound(self, last_seq: int, floor: datetime) -> datetime:
-        """No event of a session in __touched that the view reads is older than this.
+    def _scan_sessions(self, now: datetime, only: set[str] | None) -> None:
+        """One scan for all session views refreshed by key: __session_events holds every
+        event of their touched sessions from the earliest one any of them reads on."""
+        names = [n for n in self.session_bound
+                 if n in self.part_ready and (only is None or n in only)]  # fmt: skip
+        if not names:
+            return
+        self._last_seq()  # fixed before the scan: events stored later are read next time
+        lows = []
+        for name in names:
+            self._touch_keys(name, now)
+            floor = now - max(self.part_horizons[name])
+            lows.append(self._session_lower_bound(name, self.part_state[name][0], floor))
+        union = " UNION ".join(f"SELECT k FROM __touched_{n}" for n in names)
+        self.con.execute("CREATE OR REPLACE TEMP TABLE __session_events AS SELECT * FROM "
+                         f"clickstream WHERE ts >= ? AND session_id IN ({union})",
+                         [min(lows)])  # fmt: skip
+
+    def _session_lower_bound(self, name: str, last_seq: int, floor: datetime) -> datetime:
+        """No event of a session in __touched_{name} that the view reads is older than this.
 
         The events stored since the view's (or session_features') last refresh, and for the
         others the touched sessions' session_start in session_features as last computed."""
@@ -271,16 +295,16 @@ class ViewRunner:
         lo = self.con.execute(
             f"SELECT least((SELECT min(ts) FROM flashrec_events WHERE seq > {since}), "
             "(SELECT min(session_start) FROM session_features "
-            " WHERE session_id IN (SELECT k FROM __touched)))"
+            f" WHERE session_id IN (SELECT k FROM __touched_{name})))"
         ).fetchall()[0][0]
         return floor if lo is None else max(lo, floor)
 
     def _replace_touched(self, name: str, now: datetime, started: float, seq: int,
                          part: str) -> ViewResult:
-        """Diff and replace the view's rows of the keys in __touched by `part`'s rows."""
+        """Diff and replace the view's rows of the keys in __touched_{name} by `part`'s rows."""
         key = self.partitioned[name]
         self.con.execute("CREATE OR REPLACE TEMP TABLE __part AS " + part)
-        old = f"(SELECT * FROM {name} WHERE {key} IN (SELECT k FROM __touched))"
+        old = f"(SELECT * FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name}))"
         rel = self.con.execute(f"SELECT * FROM {name} LIMIT 0")
         columns = [d[0] for d in rel.description]
         types = [str(d[1]) for d in rel.description]
@@ -290,7 +314,7 @@ class ViewRunner:
             f"SELECT * FROM __part EXCEPT ALL SELECT * FROM {old}").fetchall()  # fmt: skip
         result.deletes = self.con.execute(
             f"SELECT * FROM {old} EXCEPT ALL SELECT * FROM __part").fetchall()  # fmt: skip
-        self.con.execute(f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched)")
+        self.con.execute(f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name})")
         self.con.execute(f"INSERT INTO {name} SELECT * FROM __part")
         self._pending_state[name] = (seq, now)
         result.row_count = self.row_counts[name] = (
