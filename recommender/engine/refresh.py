@@ -112,6 +112,9 @@ class ViewRunner:
         }
         self.part_state: dict[str, tuple[int, datetime]] = {}  # view -> (last seq, clock)
         self.row_counts: dict[str, int] = {}  # rows of each view after its last refresh
+        self._call = 0  # refresh() calls; the call that last committed each view:
+        self._commit_call: dict[str, int] = {}
+        self._scanned: set[str] = set()  # views whose touched sessions __session_events holds
         self._seq: int | None = None
         self.part_ready: set[str] = set()
         self._pending_state: dict[str, tuple[int, datetime]] = {}
@@ -145,6 +148,8 @@ class ViewRunner:
         """
         results = []
         self._seq = None
+        self._call += 1
+        self._scanned: set[str] = set()
         if diff:
             self._scan_sessions(now, only)
         for name in self.names:
@@ -210,7 +215,7 @@ class ViewRunner:
             flips = (f"(SELECT session_id FROM {now_bots} EXCEPT SELECT session_id FROM "
                      f"{was_bots}) UNION (SELECT session_id FROM {was_bots} EXCEPT "
                      f"SELECT session_id FROM {now_bots})")  # fmt: skip
-            parts.append(f"SELECT {start} FROM flashrec_events WHERE ts > ? "
+            parts.append(f"SELECT {start} FROM {self._flip_source(name)} WHERE ts > ? "
                          f"AND session_id IN ({flips})")  # fmt: skip
             params.append(now - horizon - timedelta(microseconds=micros))
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE __touched_{name} AS SELECT DISTINCT k "
@@ -222,6 +227,14 @@ class ViewRunner:
         sql = sqlfiles.bind_now(self.part_sql[name], now)
         return (sql.replace(LO_MARKER, sqlfiles.timestamp_literal(lo))
                 .replace(HI_MARKER, sqlfiles.timestamp_literal(hi)))
+
+    def _flip_source(self, name: str) -> str:
+        """Where the events of sessions whose bot flag flipped are read: this refresh's
+        __session_events when every flip since the view's last refresh comes from this
+        refresh of session_features (its touched sessions are all there), else the store."""
+        same_call = self._commit_call.get(name) == self._commit_call.get("session_features")
+        return "__session_events" if same_call and "session_features" in self._scanned else (
+            "flashrec_events")
 
     def _tracks_bots(self, name: str) -> bool:
         return name in self.windowed and "session_features" in self.names
@@ -283,6 +296,7 @@ class ViewRunner:
         self.con.execute("CREATE OR REPLACE TEMP TABLE __session_events AS SELECT * FROM "
                          f"clickstream WHERE ts >= ? AND session_id IN ({union})",
                          [min(lows)])  # fmt: skip
+        self._scanned = set(names)
 
     def _session_lower_bound(self, name: str, last_seq: int, floor: datetime) -> datetime:
         """No event of a session in __touched_{name} that the view reads is older than this.
@@ -329,6 +343,7 @@ class ViewRunner:
             self.seeded_empty.discard(name)
             if name in self._pending_state:
                 self.part_state[name] = self._pending_state.pop(name)
+            self._commit_call[name] = self._call
             if name in self.delta_ready:
                 continue
             if self._tracks_bots(name):
