@@ -14,7 +14,9 @@ at the end (the ratio is what the incremental paths save).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import statistics
 import sys
 import tempfile
@@ -60,7 +62,8 @@ def stats(values: list[float]) -> dict[str, float]:
             "p99": round(pct(values, 0.99), 1)}  # fmt: skip
 
 
-def run(rate: float, minutes: float, steps: int, step_s: float, batch: int) -> dict[str, Any]:
+def run(rate: float, minutes: float, steps: int, step_s: float, batch: int,
+        profile: bool = False) -> dict[str, Any]:
     from rich.progress import track
 
     work = Path(tempfile.mkdtemp(prefix="flashrec-refresh-"))
@@ -101,15 +104,16 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int) -> d
             chunk = values[i : i + batch]
             engine.ingest([Message(v, offset + j) for j, v in enumerate(chunk)])
             offset += len(chunk)
-            engine.refresh()
+        engine.refresh()  # the views of the whole history at once, as after a restart
         history_s = time.perf_counter() - started
         cfg = FlashSaleConfig(seed=2, start=datetime.now(UTC), events=None, rate=rate,
                               bot_share=0.02)  # fmt: skip
         events = (e for e in generate(cfg) if isinstance(e, dict))
-        live, ingest_ms, total_ms = True, [], []
+        live, ingest_ms, total_ms, scan_ms = True, [], [], []
         publish_ms.clear()
         if engine.background is not None:  # its own thread, as in the engine loop
             engine.background.start()
+        profiler = cProfile.Profile() if profile else None
         for _ in track(range(steps), description="live steps", transient=True):
             msgs = []
             for _ in range(int(rate * step_s)):
@@ -117,12 +121,19 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int) -> d
                 e["ts"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
                 msgs.append(Message(orjson.dumps(e), offset))
                 offset += 1
+            if profiler is not None:
+                profiler.enable()
             t0 = time.perf_counter()
             engine.ingest(msgs)
             t1 = time.perf_counter()
             engine.refresh()
+            if profiler is not None:
+                profiler.disable()
+            scan_ms.append(engine.runner.scan_ms)
             ingest_ms.append((t1 - t0) * 1000)
             total_ms.append((time.perf_counter() - t1) * 1000)
+        if profiler is not None:  # the live steps' engine thread, to stderr
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
         # baseline: every view recomputed in full from its SQL, same events, same process
         now = engine.clock()
         full = ViewRunner(engine.store.con)
@@ -146,7 +157,7 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int) -> d
         "history_ingest_events_per_s": round(len(values) / history_s),
         "stored_events": stored, "step_events": int(rate * step_s), "steps": steps,
         "ingest_ms": stats(ingest_ms), "refresh_ms": stats(total_ms),
-        "publish_ms": stats(publish_ms), "views": views,
+        "publish_ms": stats(publish_ms), "session_scan_ms": stats(scan_ms), "views": views,
     }  # fmt: skip
 
 
@@ -157,8 +168,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="live steps measured")
     parser.add_argument("--step-seconds", type=float, default=0.5, help="events per step")
     parser.add_argument("--batch", type=int, default=50_000, help="history batch size")
+    parser.add_argument("--profile", action="store_true",
+                        help="print a cProfile of the live steps to stderr")  # fmt: skip
     args = parser.parse_args()
-    result = run(args.rate, args.window_minutes, args.steps, args.step_seconds, args.batch)
+    result = run(args.rate, args.window_minutes, args.steps, args.step_seconds, args.batch,
+                 args.profile)  # fmt: skip
     print(json.dumps(result, indent=2))
 
 

@@ -49,6 +49,7 @@ class EventIdIndex:
         self.main = np.empty(0, np.uint64)
         self.recent: list[np.ndarray] = []
         self.stale = 0  # entries whose events were pruned from the store
+        _merge(self.main, self.main)  # compiled (or loaded) now, not at the first merge
 
     def __len__(self) -> int:
         return len(self.main) + sum(len(c) for c in self.recent)

@@ -77,9 +77,10 @@ class ViewRunner:
         self.partitioned = {
             n: k for n, k in PARTITION_KEYS.items() if n in self.sql and n not in self.overrides
         }
-        # Views per session (with session_features among the partitioned views) read the
-        # events of their touched sessions from one shared scan per refresh, __session_events,
-        # which starts at the earliest start of a touched session (older row groups skipped).
+        # Views partitioned by a key read the events of their touched keys from one shared
+        # scan per key and refresh, __events_by_{key}. Per session (with session_features
+        # among the partitioned views) it starts at the earliest start of a touched session:
+        # older row groups are skipped.
         self.session_bound = {
             n for n, k in self.partitioned.items()
             if k == "session_id" and "session_features" in self.partitioned
@@ -87,8 +88,7 @@ class ViewRunner:
         self.part_sql = {
             n: sqlfiles.to_duckdb(
                 sqlfiles.view_query(next(v for v in self.views if v.name == n)),
-                restrict=f"{k} IN (SELECT k FROM __touched_{n})",
-                source="__session_events" if n in self.session_bound else "clickstream",
+                restrict=f"{k} IN (SELECT k FROM __touched_{n})", source=f"__events_by_{k}",
             )
             for n, k in self.partitioned.items()
         }
@@ -114,7 +114,8 @@ class ViewRunner:
         self.row_counts: dict[str, int] = {}  # rows of each view after its last refresh
         self._call = 0  # refresh() calls; the call that last committed each view:
         self._commit_call: dict[str, int] = {}
-        self._scanned: set[str] = set()  # views whose touched sessions __session_events holds
+        self._scanned: set[str] = set()  # views whose touched keys' events were scanned
+        self.scan_ms = 0.0  # time of this refresh's shared scans
         self._seq: int | None = None
         self.part_ready: set[str] = set()
         self._pending_state: dict[str, tuple[int, datetime]] = {}
@@ -149,9 +150,10 @@ class ViewRunner:
         results = []
         self._seq = None
         self._call += 1
-        self._scanned: set[str] = set()
+        self._scanned = set()
+        self.scan_ms = 0.0
         if diff:
-            self._scan_sessions(now, only)
+            self._scan_keys(now, only)
         for name in self.names:
             if only is not None and name not in only:
                 continue
@@ -230,11 +232,11 @@ class ViewRunner:
 
     def _flip_source(self, name: str) -> str:
         """Where the events of sessions whose bot flag flipped are read: this refresh's
-        __session_events when every flip since the view's last refresh comes from this
+        __events_by_session_id when every flip since the view's last refresh comes from this
         refresh of session_features (its touched sessions are all there), else the store."""
         same_call = self._commit_call.get(name) == self._commit_call.get("session_features")
-        return "__session_events" if same_call and "session_features" in self._scanned else (
-            "flashrec_events")
+        scanned = same_call and "session_features" in self._scanned
+        return "__events_by_session_id" if scanned else "flashrec_events"
 
     def _tracks_bots(self, name: str) -> bool:
         return name in self.windowed and "session_features" in self.names
@@ -256,8 +258,6 @@ class ViewRunner:
             part = self._touch_windows(name, now)
             return self._replace_touched(name, now, started, seq, part)
         seq = self._last_seq()
-        if name not in self.session_bound:
-            self._touch_keys(name, now)
         part = sqlfiles.bind_now(self.part_sql[name], now)
         return self._replace_touched(name, now, started, seq, part)
 
@@ -279,24 +279,30 @@ class ViewRunner:
             params,
         )
 
-    def _scan_sessions(self, now: datetime, only: set[str] | None) -> None:
-        """One scan for all session views refreshed by key: __session_events holds every
-        event of their touched sessions from the earliest one any of them reads on."""
-        names = [n for n in self.session_bound
-                 if n in self.part_ready and (only is None or n in only)]  # fmt: skip
+    def _scan_keys(self, now: datetime, only: set[str] | None) -> None:
+        """One scan per key for the views refreshed by key: __events_by_{key} holds every
+        event of their touched keys from the earliest one any of them reads on."""
+        names = [n for n in self.partitioned
+                 if n not in self.windowed and n in self.part_ready
+                 and (only is None or n in only)]  # fmt: skip
         if not names:
             return
+        started = time.perf_counter()
         self._last_seq()  # fixed before the scan: events stored later are read next time
-        lows = []
-        for name in names:
-            self._touch_keys(name, now)
-            floor = now - max(self.part_horizons[name])
-            lows.append(self._session_lower_bound(name, self.part_state[name][0], floor))
-        union = " UNION ".join(f"SELECT k FROM __touched_{n}" for n in names)
-        self.con.execute("CREATE OR REPLACE TEMP TABLE __session_events AS SELECT * FROM "
-                         f"clickstream WHERE ts >= ? AND session_id IN ({union})",
-                         [min(lows)])  # fmt: skip
+        for key in sorted({self.partitioned[n] for n in names}):
+            lows, union = [], []
+            for name in (n for n in names if self.partitioned[n] == key):
+                self._touch_keys(name, now)
+                floor = now - max(self.part_horizons[name])
+                if name in self.session_bound:
+                    floor = self._session_lower_bound(name, self.part_state[name][0], floor)
+                lows.append(floor)
+                union.append(f"SELECT k FROM __touched_{name}")
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE __events_by_{key} AS SELECT * FROM "
+                             f"clickstream WHERE ts >= ? AND {key} IN ({' UNION '.join(union)})",
+                             [min(lows)])  # fmt: skip
         self._scanned = set(names)
+        self.scan_ms = (time.perf_counter() - started) * 1000
 
     def _session_lower_bound(self, name: str, last_seq: int, floor: datetime) -> datetime:
         """No event of a session in __touched_{name} that the view reads is older than this.
