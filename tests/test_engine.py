@@ -206,3 +206,34 @@ def test_session_turning_bot_leaves_earlier_windows(dsn: str, tmp_path: Path) ->
              if r[7].replace(tzinfo=None) == window}  # fmt: skip
     assert views["p5"] == 3  # the crawler's view left the 14:00 window; the three others stay
     engine.stop()
+
+
+def test_gc_freezes_after_refresh_and_collects_each_interval(dsn: str, tmp_path: Path) -> None:
+    """Objects alive after a refresh are frozen (no full GC walks them); cycles frozen that
+    way are freed at the next full collection, once per gc_full_interval."""
+    import gc
+    import weakref
+
+    items = [i for i in flash_sale(300) if isinstance(i, dict)]
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    try:
+        engine.ingest([Msg(raw(e), n) for n, e in enumerate(items[:200])])
+
+        class Node:
+            pass
+
+        cycle = Node()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        alive = weakref.ref(cycle)
+        engine.refresh()
+        assert gc.get_freeze_count() > 0
+        del cycle
+        gc.collect()
+        assert alive() is not None  # frozen: left alone by collections
+        engine._gc_full_due = 0.0  # the interval has passed
+        engine.ingest([Msg(raw(e), 200 + n) for n, e in enumerate(items[200:])])
+        engine.refresh()
+        assert alive() is None
+    finally:
+        engine.stop()
+    assert gc.get_freeze_count() == 0

@@ -10,6 +10,7 @@ event time seen (deterministic replays).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -61,6 +62,10 @@ class EngineConfig:
     # while behind (consumer batches come back full) refresh at most this often: fewer,
     # larger refreshes let a backlog drain faster
     catchup_refresh: float = 5.0
+    # Python's full GC collections walk the whole state (0.2-1.2 s pauses measured at 5,000
+    # events/s): objects alive after a refresh are frozen (gc.freeze); every this many
+    # seconds they are unfrozen and collected once (0: Python's default GC)
+    gc_full_interval: float = 600.0
 
 
 def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
@@ -124,6 +129,7 @@ class Engine:
         self.last_refresh_ms = 0.0
         self.refresh_ms: deque[float] = deque(maxlen=10_000)  # main refreshes, newest last
         self._due: dict[str, float] = {}
+        self._gc_full_due = time.monotonic() + config.gc_full_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer = None
@@ -231,6 +237,7 @@ class Engine:
         batches = self.hub.publish_refresh(results, self.epoch)
         if self.epoch % 60 == 0:
             self.store.prune(now - self.horizon - timedelta(minutes=1))
+        self._settle_gc()
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)
         if self.last_refresh_ms > max(1000.0, 2000 * self.config.refresh_interval):
@@ -240,6 +247,20 @@ class Engine:
                         "%d raw events)", self.epoch, self.last_refresh_ms, self.runner.scan_ms,
                         parts, publish_ms, 0 if raw is None else raw.num_rows)  # fmt: skip
         return batches
+
+    def _settle_gc(self) -> None:
+        """Freeze what is alive now (GC pauses stay short); a full collection once per
+        gc_full_interval frees cycles frozen meanwhile."""
+        if self.config.gc_full_interval <= 0:
+            return
+        tick = time.monotonic()
+        if tick >= self._gc_full_due:
+            gc.unfreeze()
+            found = gc.collect()
+            log.info("full GC collection: %d objects freed in %.0f ms", found,
+                     (time.monotonic() - tick) * 1000)  # fmt: skip
+            self._gc_full_due = time.monotonic() + self.config.gc_full_interval
+        gc.freeze()
 
     # --- the loop -------------------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
@@ -310,6 +331,8 @@ class Engine:
             self._thread.join(timeout=300)  # let a running refresh finish
         self.publisher.close()
         self.store.close()
+        if self.config.gc_full_interval > 0:
+            gc.unfreeze()  # the process may go on without this engine
 
     def stats(self) -> dict[str, Any]:
         return {"epoch": self.epoch, **self.store.counters(), "stored": self.store.count(),
