@@ -237,3 +237,27 @@ def test_gc_freezes_after_refresh_and_collects_each_interval(dsn: str, tmp_path:
     finally:
         engine.stop()
     assert gc.get_freeze_count() == 0
+
+
+def test_publish_in_its_own_thread(dsn: str, tmp_path: Path) -> None:
+    """The loop publishes while it goes on: the views land after wait_published(), in epoch
+    order; a failed publish is raised by the next wait."""
+    items = [i for i in flash_sale(600) if isinstance(i, dict)]
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    try:
+        for start in (0, 300):
+            chunk = items[start : start + 300]
+            engine.ingest([Msg(raw(e), start + n) for n, e in enumerate(chunk)])
+            assert engine._refresh_main(wait=False) == []
+        engine.wait_published()
+        assert pg_meta(dsn)["epoch"] == str(engine.epoch) == "2"
+        if engine.background is not None:  # the customer views: their own tier
+            engine.background.refresh()
+        assert_views_equal(engine, dsn, items)
+        engine.publisher.conn.close()  # PostgreSQL gone
+        engine.ingest([Msg(raw(items[0] | {"event_id": "late"}), 600)])
+        engine._refresh_main(wait=False)
+        with pytest.raises(Exception, match="closed"):
+            engine.wait_published()
+    finally:
+        engine.stop()

@@ -10,6 +10,7 @@ event time seen (deterministic replays).
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -130,6 +131,8 @@ class Engine:
         self.refresh_ms: deque[float] = deque(maxlen=10_000)  # main refreshes, newest last
         self._due: dict[str, float] = {}
         self._gc_full_due = time.monotonic() + config.gc_full_interval
+        self._publishing: threading.Thread | None = None
+        self._publish_error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer = None
@@ -211,7 +214,9 @@ class Engine:
             batches += self.background.refresh()
         return batches
 
-    def _refresh_main(self) -> list[ChangeBatch]:
+    def _refresh_main(self, wait: bool = True) -> list[ChangeBatch]:
+        """Compute the main views; publish them here (wait) or in a publish thread while the
+        loop goes on (one publish in flight, in epoch order; returns [] then)."""
         now = self.clock()
         if now is None:
             return []
@@ -223,30 +228,59 @@ class Engine:
         results = self.runner.refresh(now, only=only)
         raw = self.store.events_since(self.raw_seq)
         raw_seq = self.store.last_seq
+        self.wait_published()
         self.epoch += 1
-        publish_started = time.perf_counter()
-        self.publisher.publish(
-            self.epoch, results, raw, raw_seq,
-            watermark=self.store.max_event_time(),
-            raw_keep_after=now - self.config.raw_retention,
-            counters=self.store.counters(),
+        job = functools.partial(
+            self._publish, self.epoch, results, raw, raw_seq, now, self.store.max_event_time(),
+            self.store.counters(), started, self.runner.scan_ms,
         )  # fmt: skip
-        publish_ms = (time.perf_counter() - publish_started) * 1000
         self.runner.commit([r.name for r in results])
         self.raw_seq = raw_seq
-        batches = self.hub.publish_refresh(results, self.epoch)
         if self.epoch % 60 == 0:
             self.store.prune(now - self.horizon - timedelta(minutes=1))
         self._settle_gc()
+        if wait:
+            return job()
+        self._publishing = threading.Thread(target=self._publish_quietly, args=(job,),
+                                            name="publish", daemon=True)  # fmt: skip
+        self._publishing.start()
+        return []
+
+    def _publish(self, epoch: int, results: list[Any], raw: Any, raw_seq: int, now: datetime,
+                 watermark: datetime | None, counters: dict[str, int], started: float,
+                 scan_ms: float) -> list[ChangeBatch]:
+        """One refresh into PostgreSQL (one transaction), then to in-process subscribers."""
+        publish_started = time.perf_counter()
+        self.publisher.publish(
+            epoch, results, raw, raw_seq, watermark=watermark,
+            raw_keep_after=now - self.config.raw_retention, counters=counters,
+        )  # fmt: skip
+        publish_ms = (time.perf_counter() - publish_started) * 1000
+        batches = self.hub.publish_refresh(results, epoch)
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)
         if self.last_refresh_ms > max(1000.0, 2000 * self.config.refresh_interval):
             parts = ", ".join(f"{r.name} {r.refresh_ms:.0f} ms ({len(r.inserts)}+/"
                               f"{len(r.deletes)}-)" for r in results)  # fmt: skip
             log.warning("slow refresh %d: %.0f ms (session scan %.0f ms, %s; publish %.0f ms, "
-                        "%d raw events)", self.epoch, self.last_refresh_ms, self.runner.scan_ms,
-                        parts, publish_ms, 0 if raw is None else raw.num_rows)  # fmt: skip
+                        "%d raw events)", epoch, self.last_refresh_ms, scan_ms, parts,
+                        publish_ms, 0 if raw is None else raw.num_rows)  # fmt: skip
         return batches
+
+    def _publish_quietly(self, job: Any) -> None:
+        try:
+            job()
+        except BaseException as exc:  # raised in the loop by wait_published()
+            self._publish_error = exc
+
+    def wait_published(self) -> None:
+        """Wait for the publish in flight; raise its error if it failed."""
+        if self._publishing is not None:
+            self._publishing.join()
+            self._publishing = None
+        if self._publish_error is not None:
+            error, self._publish_error = self._publish_error, None
+            raise error
 
     def _settle_gc(self) -> None:
         """Freeze what is alive now (GC pauses stay short); a full collection once per
@@ -295,16 +329,20 @@ class Engine:
                     not behind or tick - last_refresh >= self.config.catchup_refresh
                 ):
                     with self.store.lock:
-                        self._refresh_main()
+                        self._refresh_main(wait=False)
                     last_refresh = time.monotonic()
                     next_refresh = last_refresh + self.config.refresh_interval
                 if self.background is not None and self.background.error is not None:
                     raise self.background.error
+                if self._publish_error is not None:
+                    self.wait_published()
         except BaseException as exc:
             self.error = exc
             log.exception("engine stopped on an error")
             raise
         finally:
+            if self._publishing is not None:
+                self._publishing.join()  # the last refresh reaches PostgreSQL
             consumer.close()
             if self._producer is not None:
                 self._producer.flush(10)
