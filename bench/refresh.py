@@ -63,14 +63,15 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def run(rate: float, minutes: float, steps: int, step_s: float, batch: int,
-        profile: bool = False) -> dict[str, Any]:
+        profile: bool = False, background: float = 30.0) -> dict[str, Any]:
     from rich.progress import track
 
     work = Path(tempfile.mkdtemp(prefix="flashrec-refresh-"))
     pg = LocalPostgres(work / "pg", free_port()).start()
     try:
         values = history(rate, minutes, seed=1)
-        engine = Engine(EngineConfig(pg_dsn=pg.dsn, state_path=work / "engine.duckdb"))
+        engine = Engine(EngineConfig(pg_dsn=pg.dsn, state_path=work / "engine.duckdb",
+                                     background_interval=background))  # fmt: skip
         publish = engine.publisher.publish
         publish_ms: list[float] = []
 
@@ -168,11 +169,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="live steps measured")
     parser.add_argument("--step-seconds", type=float, default=0.5, help="events per step")
     parser.add_argument("--batch", type=int, default=50_000, help="history batch size")
+    parser.add_argument("--background-interval", type=float, default=30.0,
+                        help="seconds between customer-view refreshes (their own thread)")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of the live steps to stderr")  # fmt: skip
     args = parser.parse_args()
     result = run(args.rate, args.window_minutes, args.steps, args.step_seconds, args.batch,
-                 args.profile)  # fmt: skip
+                 args.profile, args.background_interval)  # fmt: skip
     print(json.dumps(result, indent=2))
 
 

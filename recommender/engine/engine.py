@@ -328,10 +328,12 @@ class Engine:
                 if tick >= next_refresh and (
                     not behind or tick - last_refresh >= self.config.catchup_refresh
                 ):
+                    # refreshes start every refresh_interval (back to back when one takes
+                    # longer); the publish of one overlaps the next
                     with self.store.lock:
                         self._refresh_main(wait=False)
-                    last_refresh = time.monotonic()
-                    next_refresh = last_refresh + self.config.refresh_interval
+                    last_refresh = tick
+                    next_refresh = tick + self.config.refresh_interval
                 if self.background is not None and self.background.error is not None:
                     raise self.background.error
                 if self._publish_error is not None:
