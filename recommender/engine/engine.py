@@ -329,10 +329,11 @@ class Engine:
                     not behind or tick - last_refresh >= self.config.catchup_refresh
                 ):
                     # refreshes start every refresh_interval (back to back when one takes
-                    # longer); the publish of one overlaps the next
+                    # longer); the publish of one overlaps the next. While behind, at least
+                    # catchup_refresh s of ingest lie between the end of one and the next.
                     with self.store.lock:
                         self._refresh_main(wait=False)
-                    last_refresh = tick
+                    last_refresh = time.monotonic()
                     next_refresh = tick + self.config.refresh_interval
                 if self.background is not None and self.background.error is not None:
                     raise self.background.error
