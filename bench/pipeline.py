@@ -153,7 +153,7 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float) -
 
 
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
-        settle: float) -> dict:
+        settle: float, background: float = 30.0) -> dict:
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -169,7 +169,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             child.join()
             engine = Engine(EngineConfig(
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
-                clock="wall", refresh_interval=refresh,
+                clock="wall", refresh_interval=refresh, background_interval=background,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -192,7 +192,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             pg.stop()
             broker.stop()
     return {
-        "offered_rate": rate, "window_minutes": minutes, "history_events": n_history,
+        "offered_rate": rate, "window_minutes": minutes, "background_interval_s": background,
+        "history_events": n_history,
         "settle_s": settle, "live_s": live_seconds,
         "produce_s": round(produce_s, 1),
         "ingest_events_per_s": round(n_history / catch_up),
@@ -223,12 +224,14 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=30.0,
                         help="live traffic before measuring (the engine finishes the backlog)")
     parser.add_argument("--refresh-interval", type=float, default=0.5)
+    parser.add_argument("--background-interval", type=float, default=30.0,
+                        help="seconds between customer-view refreshes (engine default 30)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
     for rate in args.rates:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
-                     args.settle_seconds)
+                     args.settle_seconds, args.background_interval)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
