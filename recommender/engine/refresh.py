@@ -253,12 +253,11 @@ class ViewRunner:
 
     def _partial(self, name: str, now: datetime, started: float) -> ViewResult:
         """Recompute a partitioned view for the keys touched since its last refresh."""
-        if name in self.windowed:
-            seq = self._last_seq()
-            part = self._touch_windows(name, now)
-            return self._replace_touched(name, now, started, seq, part)
         seq = self._last_seq()
-        part = sqlfiles.bind_now(self.part_sql[name], now)
+        if name in self.windowed:
+            part = self._touch_windows(name, now)
+        else:  # its touched keys and their events: _scan_keys
+            part = sqlfiles.bind_now(self.part_sql[name], now)
         return self._replace_touched(name, now, started, seq, part)
 
     def _touch_keys(self, name: str, now: datetime) -> None:
