@@ -159,11 +159,6 @@ class Interner:
             out[i] = x
         return out
 
-    def known(self, values: list[str]) -> np.ndarray:
-        """Ids of the values already interned (others left out)."""
-        ids = self.ids
-        return np.array([ids[v] for v in values if v in ids], np.int64)
-
     def release(self, x: int) -> None:
         name = self.names[x]
         if name is not None:
@@ -360,24 +355,10 @@ class CoViewMaintainer:
         self.published, self.pub_by_product = {}, {}
         for k, n in zip((a * PAIR_SHIFT + b).tolist(), c.tolist(), strict=True):
             self._publish(k, self._row(k, n))
-        names = self.products.names
-        ids_a = [names[i] for i in a.tolist()]
-        ids_b = [names[i] for i in b.tolist()]
-        name = self.live_name.get
-
-        # product ids compare as strings in SQL: order each pair by its strings
-        swap = [x > y for x, y in zip(ids_a, ids_b, strict=True)]
-        pa_ids = [y if sw else x for x, y, sw in zip(ids_a, ids_b, swap, strict=True)]
-        pb_ids = [x if sw else y for x, y, sw in zip(ids_a, ids_b, swap, strict=True)]
-        ia = [j if sw else i for i, j, sw in zip(a.tolist(), b.tolist(), swap, strict=True)]
-        ib = [i if sw else j for i, j, sw in zip(a.tolist(), b.tolist(), swap, strict=True)]
-        return pa.table({
-            "product_a": pa.array(pa_ids, pa.string()),
-            "product_a_name": pa.array([name(i) for i in ia], pa.string()),
-            "product_b": pa.array(pb_ids, pa.string()),
-            "product_b_name": pa.array([name(i) for i in ib], pa.string()),
-            "co_view_count": pa.array(c, pa.int64()),
-        })  # fmt: skip
+        columns = list(zip(*self.published.values(), strict=True)) or [()] * len(self.COLUMNS)
+        arrow = (pa.string(), pa.string(), pa.string(), pa.string(), pa.int64())
+        return pa.table({name: pa.array(col, kind)
+                         for name, col, kind in zip(self.COLUMNS, columns, arrow, strict=True)})
 
     COLUMNS = ["product_a", "product_a_name", "product_b", "product_b_name", "co_view_count"]
     TYPES = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT"]
