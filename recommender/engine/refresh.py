@@ -81,10 +81,6 @@ class ViewRunner:
         # scan per key and refresh, __events_by_{key}. Per session (with session_features
         # among the partitioned views) it starts at the earliest start of a touched session:
         # older row groups are skipped.
-        self.session_bound = {
-            n for n, k in self.partitioned.items()
-            if k == "session_id" and "session_features" in self.partitioned
-        }  # fmt: skip
         self.part_sql = {
             n: sqlfiles.to_duckdb(
                 sqlfiles.view_query(next(v for v in self.views if v.name == n)),
@@ -289,32 +285,30 @@ class ViewRunner:
         started = time.perf_counter()
         self._last_seq()  # fixed before the scan: events stored later are read next time
         for key in sorted({self.partitioned[n] for n in names}):
-            lows, union = [], []
-            for name in (n for n in names if self.partitioned[n] == key):
+            group = [n for n in names if self.partitioned[n] == key]
+            for name in group:
                 self._touch_keys(name, now)
-                floor = now - max(self.part_horizons[name])
-                if name in self.session_bound:
-                    floor = self._session_lower_bound(name, self.part_state[name][0], floor)
-                lows.append(floor)
-                union.append(f"SELECT k FROM __touched_{name}")
+            union = " UNION ".join(f"SELECT k FROM __touched_{n}" for n in group)
+            lo = now - max(h for n in group for h in self.part_horizons[n])
+            if key == "session_id" and "session_features" in self.partitioned:
+                since = min(self.part_state[n][0] for n in group)
+                lo = self._session_lower_bound(union, since, lo)
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE __events_by_{key} AS SELECT * FROM "
-                             f"clickstream WHERE ts >= ? AND {key} IN ({' UNION '.join(union)})",
-                             [min(lows)])  # fmt: skip
+                             f"clickstream WHERE ts >= ? AND {key} IN ({union})", [lo])
         self._scanned = set(names)
         self.scan_ms = (time.perf_counter() - started) * 1000
 
-    def _session_lower_bound(self, name: str, last_seq: int, floor: datetime) -> datetime:
-        """No event of a session in __touched_{name} that the view reads is older than this.
-
-        The events stored since the view's (or session_features') last refresh, and for the
-        others the touched sessions' session_start in session_features as last computed."""
+    def _session_lower_bound(self, touched: str, last_seq: int, floor: datetime) -> datetime:
+        """No event of a session in `touched` (a query of session ids) that a session view
+        reads is older than this: the events stored since `last_seq` (or session_features'
+        last refresh), and for the others the sessions' session_start in session_features
+        as last computed."""
         state = self._pending_state.get("session_features") or self.part_state[
             "session_features"]  # fmt: skip
         since = min(last_seq, state[0])
         lo = self.con.execute(
             f"SELECT least((SELECT min(ts) FROM flashrec_events WHERE seq > {since}), "
-            "(SELECT min(session_start) FROM session_features "
-            f" WHERE session_id IN (SELECT k FROM __touched_{name})))"
+            f"(SELECT min(session_start) FROM session_features WHERE session_id IN ({touched})))"
         ).fetchall()[0][0]
         return floor if lo is None else max(lo, floor)
 
