@@ -344,8 +344,11 @@ class Engine:
             log.exception("engine stopped on an error")
             raise
         finally:
-            if self._publishing is not None:
-                self._publishing.join()  # the last refresh reaches PostgreSQL
+            try:
+                self.wait_published()  # the last refresh reaches PostgreSQL
+            except BaseException as exc:  # it failed after the loop had ended
+                self.error = self.error or exc
+                log.exception("the last publish failed")
             consumer.close()
             if self._producer is not None:
                 self._producer.flush(10)
