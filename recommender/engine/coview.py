@@ -130,6 +130,31 @@ def _counts(pair_count, keys):
     return out
 
 
+@nb.njit(cache=True)
+def _member(d, keys):
+    """keys[i] in d, for each i (typed-dict lookups from Python compile on first use and
+    cost microseconds each)."""
+    out = np.zeros(keys.shape[0], np.bool_)
+    for i in range(keys.shape[0]):
+        out[i] = keys[i] in d
+    return out
+
+
+@nb.njit(cache=True)
+def _release_emptied(emptied, session_products, bots):
+    """The sessions of `emptied` left with no product (unmarked as bots); clears `emptied`."""
+    out = np.empty(len(emptied), np.int64)
+    n = 0
+    for s in emptied.keys():
+        if s not in session_products:
+            if s in bots:
+                del bots[s]
+            out[n] = s
+            n += 1
+    emptied.clear()
+    return out[:n]
+
+
 def _drain(changed) -> np.ndarray:
     """The pair keys touched since the last call (and forget them)."""
     return _drain_keys(changed) if len(changed) else np.empty(0, np.int64)
@@ -280,10 +305,12 @@ class CoViewMaintainer:
         check = (now_bots ^ self.bot_names) | (now_bots.intersection(arrived))
         self.bot_names = now_bots
         known = self.sessions.ids
+        names = [n for n in check if n in known]
+        xs = np.array([known[n] for n in names], np.int64)
+        flagged = _member(self.bots, xs).tolist() if len(xs) else []
         flips: dict[bool, list[int]] = {True: [], False: []}
-        for name in check:
-            x = known.get(name)
-            if x is not None and (x in self.bots) != (name in now_bots):
+        for name, x, was in zip(names, xs.tolist(), flagged, strict=True):
+            if was != (name in now_bots):
                 flips[name in now_bots].append(x)
         for to_bot, flip in flips.items():
             if flip:
@@ -293,12 +320,10 @@ class CoViewMaintainer:
     def _release_sessions(self) -> None:
         """Forget sessions with no view left in the window: memory follows the window, not
         the number of sessions ever seen."""
-        for s in list(self.emptied.keys()):
-            if s not in self.session_products:
-                if s in self.bots:
-                    del self.bots[s]
-                self.sessions.release(s)
-        self.emptied.clear()
+        if not len(self.emptied):
+            return
+        for s in _release_emptied(self.emptied, self.session_products, self.bots).tolist():
+            self.sessions.release(s)
 
     def _name(self, product: int) -> str | None:
         live = [self.name_keys.names[k] for k in self.product_names.get(product, ())
