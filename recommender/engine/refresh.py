@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -317,18 +318,18 @@ class ViewRunner:
         """Diff and replace the view's rows of the keys in __touched_{name} by `part`'s rows."""
         key = self.partitioned[name]
         self.con.execute("CREATE OR REPLACE TEMP TABLE __part AS " + part)
-        old = f"(SELECT * FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name}))"
-        rel = self.con.execute(f"SELECT * FROM {name} LIMIT 0")
+        rel = self.con.execute("SELECT * FROM __part")
         columns = [d[0] for d in rel.description]
         types = [str(d[1]) for d in rel.description]
-        rel.fetchall()
-        result = ViewResult(name, columns, types)
-        result.inserts = self.con.execute(
-            f"SELECT * FROM __part EXCEPT ALL SELECT * FROM {old}").fetchall()  # fmt: skip
-        result.deletes = self.con.execute(
-            f"SELECT * FROM {old} EXCEPT ALL SELECT * FROM __part").fetchall()  # fmt: skip
-        self.con.execute(f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name})")
+        new = rel.fetchall()
+        # one scan finds, deletes and returns the touched keys' old rows
+        old = self.con.execute(
+            f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name}) RETURNING *"
+        ).fetchall()  # fmt: skip
         self.con.execute(f"INSERT INTO {name} SELECT * FROM __part")
+        result = ViewResult(name, columns, types)
+        nested = any("[" in t or t.startswith(("STRUCT", "MAP", "UNION")) for t in types)
+        result.inserts, result.deletes = bag_diff(new, old, nested)
         self._pending_state[name] = (seq, now)
         result.row_count = self.row_counts[name] = (
             self.row_counts[name] + len(result.inserts) - len(result.deletes))  # fmt: skip
@@ -372,6 +373,33 @@ class ViewRunner:
 
     def rows(self, name: str) -> list[tuple[Any, ...]]:
         return self.con.execute(f"SELECT * FROM {name}").fetchall()
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    return value
+
+
+def bag_diff(new: list[tuple[Any, ...]], old: list[tuple[Any, ...]], lists: bool = False
+             ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(new EXCEPT ALL old, old EXCEPT ALL new): rows compared by value (`lists`: some
+    columns hold lists or structs, compared as tuples)."""
+    def key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(_frozen(v) for v in row) if lists else row
+
+    first: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    counts: Counter[tuple[Any, ...]] = Counter()
+    for rows, sign in ((new, 1), (old, -1)):
+        for row in rows:
+            k = key(row)
+            first.setdefault(k, row)
+            counts[k] += sign
+    inserts = [first[k] for k, n in counts.items() for _ in range(n)]
+    deletes = [first[k] for k, n in counts.items() for _ in range(-n)]
+    return inserts, deletes
 
 
 def evaluate(
