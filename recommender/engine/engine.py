@@ -85,12 +85,20 @@ def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, of
 def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
     """Views maintained incrementally rather than recomputed (same result as their SQL)."""
     from recommender.engine.coview import CoViewMaintainer
+    from recommender.engine.trending import TrendingMaintainer
 
     out: dict[str, Any] = {}
     for view in sqlfiles.views(objects):
         if view.name == "co_view_pairs":
             window = sqlfiles.horizon(sqlfiles.view_query(view))
             out[view.name] = CoViewMaintainer(window or timedelta(minutes=30))
+        elif view.name == "trending_by_category":
+            trending = TrendingMaintainer.for_view(view)
+            if trending is None:
+                log.warning("trending_by_category's SQL is not the query "
+                            "recommender/engine/trending.py reproduces: refreshed by its SQL")
+            else:
+                out[view.name] = trending
     return out
 
 

@@ -1,0 +1,176 @@
+"""trending_by_category maintained incrementally, equal to the SQL of
+sql/040_trending_by_category.sql.
+
+State: per (category, window) group and product, the human events' counts per action and per
+product name, for the windows that start within the horizon. A refresh adds the events
+stored since the last one (sessions that session_features flags bot now left out), moves the
+earlier events of sessions whose bot flag flipped out of (or back into) the counts, drops the
+windows that left the horizon, and ranks again only the groups that changed. Its work follows
+the events that arrived; the SQL path aggregates every event of each touched window again.
+
+The weights, top 10 and tie order are those of the SQL text this was written for: the engine
+uses this class only while the view's query has that text (`FINGERPRINT`), else the SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from recommender import sqlfiles
+
+# sha256 of the normalized query of sql/040 this class reproduces (first 16 hex digits)
+FINGERPRINT = "d5383a1bd3ec6f92"
+TOP = 10
+
+Group = tuple[str, datetime]  # (category, window_start)
+# product -> [views, cart adds, purchases, {product_name: events}]
+Products = dict[str, list[Any]]
+
+
+def fingerprint(query: Any) -> str:
+    return hashlib.sha256(query.sql().encode()).hexdigest()[:16]
+
+
+class TrendingMaintainer:
+    """The trending_by_category view over the engine's stored events, updated per refresh."""
+
+    COLUMNS = ["category", "rank", "product_id", "product_name", "engagement_score",
+               "view_count", "cart_adds", "window_start"]  # fmt: skip
+    TYPES = ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "HUGEINT", "HUGEINT", "HUGEINT",
+             "TIMESTAMP"]  # fmt: skip
+
+    def __init__(self, window: timedelta, horizon: timedelta) -> None:
+        self.window_us = int(window / timedelta(microseconds=1))
+        self.horizon = horizon
+        self.groups: dict[Group, Products] = {}
+        self.published: dict[Group, list[tuple[Any, ...]]] = {}
+        self.bots: set[str] = set()  # session_features' bots at the last refresh
+        self.last_seq = 0
+        self.row_count = 0
+
+    @classmethod
+    def for_view(cls, view: sqlfiles.SqlObject) -> TrendingMaintainer | None:
+        """A maintainer for the view when its query is the one this class reproduces."""
+        query = sqlfiles.view_query(view)
+        window, horizon = sqlfiles.tumble_micros(query), sqlfiles.horizon(query)
+        if fingerprint(query) != FINGERPRINT or not window or horizon is None:
+            return None
+        return cls(timedelta(microseconds=window), horizon)
+
+    def _bots_now(self, con: duckdb.DuckDBPyConnection) -> set[str]:
+        try:
+            rows = con.execute("SELECT session_id FROM session_features WHERE is_bot")
+        except duckdb.CatalogException:  # no session_features: no bots (COALESCE in the SQL)
+            return set()
+        return set(rows.fetchnumpy()["session_id"].tolist())
+
+    def _fetch(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any],
+               since: datetime) -> list[tuple[Any, ...]]:  # fmt: skip
+        """Events matching `where` in windows starting after `since`, counted per session,
+        group, product and name."""
+        start = sqlfiles.window_start_sql("ts", self.window_us)
+        return con.execute(
+            f"SELECT session_id, category, {start} AS window_start, product_id, product_name, "
+            "count(*) FILTER (WHERE action = 'view'), "
+            "count(*) FILTER (WHERE action = 'add_to_cart'), "
+            "count(*) FILTER (WHERE action = 'purchase') "
+            f"FROM flashrec_events WHERE {where} AND ts >= ? AND {start} > ? "
+            "GROUP BY ALL", [*params, since, since],
+        ).fetchall()  # fmt: skip
+
+    def _add(self, rows: list[tuple[Any, ...]], sign: int, touched: set[Group]) -> None:
+        for _session, category, start, product, name, views, carts, buys in rows:
+            group = (category, start)
+            products = self.groups.setdefault(group, {})
+            counts = products.get(product)
+            if counts is None:
+                counts = products[product] = [0, 0, 0, {}]
+            counts[0] += sign * views
+            counts[1] += sign * carts
+            counts[2] += sign * buys
+            names = counts[3]
+            left = names.get(name, 0) + sign * (views + carts + buys)
+            if left:
+                names[name] = left
+            else:
+                names.pop(name, None)
+            if not names:
+                del products[product]
+                if not products:
+                    del self.groups[group]
+            touched.add(group)
+
+    def advance(self, con: duckdb.DuckDBPyConnection, now: datetime) -> set[Group]:
+        """Bring the counts to clock `now`; returns the groups whose counts changed."""
+        seq = int(con.execute(
+            "SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])  # fmt: skip
+        since = now - self.horizon
+        touched = {g for g in self.published if g[1] <= since}
+        for group in [g for g in self.groups if g[1] <= since]:
+            del self.groups[group]
+        bots = self._bots_now(con)
+        flips = bots ^ self.bots
+        if flips and self.last_seq:  # their counted events move out of / into the counts
+            rows = self._fetch(con, "seq <= ? AND list_contains(?, session_id)",
+                               [self.last_seq, sorted(flips)], since)  # fmt: skip
+            for to_bot in (True, False):
+                part = [r for r in rows if (r[0] in bots) == to_bot]
+                self._add(part, -1 if to_bot else 1, touched)
+        rows = self._fetch(con, "seq > ? AND seq <= ?", [self.last_seq, seq], since)
+        self._add([r for r in rows if r[0] not in bots], 1, touched)
+        self.bots, self.last_seq = bots, seq
+        return touched
+
+    def _top(self, group: Group) -> list[tuple[Any, ...]]:
+        """The group's rows: its TOP products by engagement, ties by product_id."""
+        products = self.groups.get(group)
+        if not products:
+            return []
+
+        def order(item: tuple[str, list[Any]]) -> tuple[int, str]:
+            c = item[1]
+            return (-(c[0] + 3 * c[1] + 5 * c[2]), item[0])
+
+        category, start = group
+        return [(category, rank, product, max(c[3]), c[0] + 3 * c[1] + 5 * c[2], c[0], c[1],
+                 start)
+                for rank, (product, c) in enumerate(heapq.nsmallest(TOP, products.items(),
+                                                                    key=order), 1)]  # fmt: skip
+
+    def delta(self, con: duckdb.DuckDBPyConnection,
+              now: datetime) -> tuple[list[tuple], list[tuple], int]:  # fmt: skip
+        """Advance, then (inserts, deletes, rows) against the rows published last time."""
+        inserts: list[tuple[Any, ...]] = []
+        deletes: list[tuple[Any, ...]] = []
+        for group in self.advance(con, now):
+            new = self._top(group)
+            old = self.published.pop(group, [])
+            if new:
+                self.published[group] = new
+            kept = set(old) & set(new)
+            deletes += [r for r in old if r not in kept]
+            inserts += [r for r in new if r not in kept]
+            self.row_count += len(new) - len(old)
+        return inserts, deletes, self.row_count
+
+    def override(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
+        """ViewRunner override: the view built from scratch, as a registered Arrow table."""
+        self.groups, self.published, self.bots = {}, {}, set()
+        self.last_seq, self.row_count = 0, 0
+        self.delta(con, now)
+        rows = [r for group in sorted(self.published) for r in self.published[group]]
+        columns = list(zip(*rows, strict=True)) or [()] * len(self.COLUMNS)
+        arrow = (pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.int64(),
+                 pa.int64(), pa.timestamp("us"))  # fmt: skip
+        con.register("__trending_arrow", pa.table({
+            name: pa.array(col, kind)
+            for name, col, kind in zip(self.COLUMNS, columns, arrow, strict=True)}))  # fmt: skip
+        casts = ", ".join(f"CAST({c} AS {t}) AS {c}"
+                          for c, t in zip(self.COLUMNS, self.TYPES, strict=True))  # fmt: skip
+        return f"SELECT {casts} FROM __trending_arrow"
