@@ -98,25 +98,69 @@ def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, ou
     events = (e for e in generate(cfg) if isinstance(e, dict))
     started = time.perf_counter()
     sent = 0
+    cpu_at_settle = None
     while time.perf_counter() < started + settle + seconds:
         due = int((time.perf_counter() - started) * rate)
+        if cpu_at_settle is None and time.perf_counter() >= started + settle:
+            cpu_at_settle = time.process_time()
         while sent < due:
             e = next(events)
             e["ts"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             producer.produce("clickstream", orjson.dumps(e))
-            if sent % 20 == 0 and time.perf_counter() >= started + settle:
+            if sent % 20 == 0 and cpu_at_settle is not None:
                 out.put((e["event_id"], time.time()))
             sent += 1
         producer.poll(0)
         time.sleep(0.002)
     producer.flush(30)
+    out.put(("", time.process_time() - (cpu_at_settle or 0.0)))  # its CPU while measured
     out.put(None)
 
 
-def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float) -> list[float]:
+def _processes(broker: LocalBroker, pg_dir: Path) -> dict[str, list[psutil.Process]]:
+    """The processes of each role now: engine (this process: engine threads and the
+    freshness poller), broker, PostgreSQL (postmaster and backends)."""
+    me = psutil.Process()
+    broker_pid = broker.process.pid if broker.process else -1
+    pg: list[psutil.Process] = []
+    for p in psutil.process_iter(["cmdline"]):
+        if str(pg_dir) in " ".join(p.info["cmdline"] or ()):
+            pg += [p, *p.children(recursive=True)]
+    broker_procs = [psutil.Process(broker_pid)] if broker_pid > 0 else []
+    return {"engine": [me], "broker": broker_procs, "postgres": pg}
+
+
+def _cpu(groups: dict[str, list[psutil.Process]]) -> dict[str, dict[int, float]]:
+    """CPU seconds (user + system) of each process, by role and pid."""
+    out: dict[str, dict[int, float]] = {}
+    for role, procs in groups.items():
+        out[role] = {}
+        for p in procs:
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            out[role][p.pid] = t.user + t.system
+    return out
+
+
+def cpu_cores(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]],
+              seconds: float) -> dict[str, float]:
+    """Cores used per role between two `_cpu` snapshots (processes seen in the second;
+    one that started in between counts from zero)."""
+    used = {role: sum(t - before.get(role, {}).get(pid, 0.0) for pid, t in pids.items())
+            for role, pids in after.items()}  # fmt: skip
+    cores = {role: round(v / seconds, 2) for role, v in used.items()}
+    cores["total"] = round(sum(used.values()) / seconds, 2)
+    return cores
+
+
+def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
+         on_produced: Any = None) -> tuple[list[float], float]:
     """Freshness of every 20th live event after the first `settle` seconds: handed to the
     producer (in a child process, so the engine's process does not share its CPU time) ->
-    visible in PostgreSQL."""
+    visible in PostgreSQL; and the producer's CPU seconds in that time. `on_produced()` is
+    called when the producer has sent its last event."""
     import psycopg
 
     ctx = mp.get_context("spawn")
@@ -125,6 +169,7 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float) -
     child.start()
     pending: dict[str, float] = {}
     lags: list[float] = []
+    producer_cpu = 0.0
     finished = False
     deadline = time.time() + settle + seconds + 60
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -136,6 +181,10 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float) -
                     break
                 if item is None:
                     finished = True
+                    if on_produced is not None:
+                        on_produced()
+                elif not item[0]:
+                    producer_cpu = item[1]
                 else:
                     pending[item[0]] = item[1]
             if pending:  # rows since the oldest pending event only (ts = its send time)
@@ -149,7 +198,7 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float) -
                     lags.append(now - pending.pop(event_id))
             time.sleep(0.02)
     child.join(timeout=30)
-    return lags
+    return lags, producer_cpu
 
 
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
@@ -180,9 +229,25 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             catch_up = time.perf_counter() - started
             rss_after_history = proc.memory_info().rss
             mark: list[int] = []  # refreshes done when the measured part of the live phase began
-            timer = threading.Timer(settle, lambda: mark.append(len(engine.refresh_ms)))
+            cpu_marks: list[tuple[float, Any]] = []  # (time, CPU per process) at settle
+
+            def measure_from_here() -> None:
+                mark.append(len(engine.refresh_ms))
+                cpu_marks.append((time.perf_counter(), _cpu(_processes(broker, work / "pg"))))
+
+            timer = threading.Timer(settle, measure_from_here)
             timer.start()
-            lags = live(broker.bootstrap, pg.dsn, rate, live_seconds, settle)
+            def produced() -> None:
+                cpu_marks.append((time.perf_counter(), _cpu(_processes(broker, work / "pg"))))
+
+            lags, producer_cpu = live(broker.bootstrap, pg.dsn, rate, live_seconds, settle,
+                                      produced)  # fmt: skip
+            cores: dict[str, float] = {}
+            if len(cpu_marks) == 2:  # from the end of settling to the last event produced
+                (t0, before), (t1, after) = cpu_marks
+                after["producer"] = {0: producer_cpu}
+                before["producer"] = {}
+                cores = cpu_cores(before, after, t1 - t0)
             live_refresh = list(engine.refresh_ms)[mark[0] if mark else 0 :]
             background_ms = engine.background.last_refresh_ms if engine.background else 0.0
             stats = engine.stats()
@@ -206,6 +271,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p50": round(statistics.median(live_refresh)) if live_refresh else None,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
+        "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
         "state_file_mb": round(state_mb),

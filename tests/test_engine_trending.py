@@ -87,6 +87,8 @@ def test_incremental_equals_sql() -> None:
         flipped += len(before ^ maintainer.bots)
         unflagged += len(before - maintainer.bots)
     assert checked > 1000 and flipped > 20 and unflagged > 2 and maintainer.bots
+    # flipped sessions' events came from the refresh's shared scan of touched sessions
+    assert maintainer.flip_source == "__events_by_session_id"
     # an hour and a window later every window has left the view
     later = now + timedelta(hours=1, minutes=5)
     _features, result = fast.refresh(later)

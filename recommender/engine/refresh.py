@@ -79,13 +79,14 @@ class ViewRunner:
             n: k for n, k in PARTITION_KEYS.items() if n in self.sql and n not in self.overrides
         }
         # Views partitioned by a key read the events of their touched keys from one shared
-        # scan per key and refresh, __events_by_{key}. Per session (with session_features
-        # among the partitioned views) it starts at the earliest start of a touched session:
-        # older row groups are skipped.
+        # scan per key and refresh, __events_by_{key} (stored columns and seq). Per session
+        # (with session_features among the partitioned views) it starts at the earliest start
+        # of a touched session: older row groups are skipped.
         self.part_sql = {
             n: sqlfiles.to_duckdb(
                 sqlfiles.view_query(next(v for v in self.views if v.name == n)),
-                restrict=f"{k} IN (SELECT k FROM __touched_{n})", source=f"__events_by_{k}",
+                restrict=f"{k} IN (SELECT k FROM __touched_{n})",
+                source=f"(SELECT * EXCLUDE (seq) FROM __events_by_{k})",
             )
             for n, k in self.partitioned.items()
         }
@@ -157,6 +158,8 @@ class ViewRunner:
             started = time.perf_counter()
             override = self.overrides.get(name)
             if diff and name in self.delta_ready:
+                if hasattr(override, "flip_source"):
+                    override.flip_source = self._flip_source(name)
                 inserts, deletes, count = override.delta(self.con, now)
                 ms = (time.perf_counter() - started) * 1000
                 results.append(ViewResult(name, list(override.COLUMNS), list(override.TYPES),
@@ -230,7 +233,8 @@ class ViewRunner:
     def _flip_source(self, name: str) -> str:
         """Where the events of sessions whose bot flag flipped are read: this refresh's
         __events_by_session_id when every flip since the view's last refresh comes from this
-        refresh of session_features (its touched sessions are all there), else the store."""
+        refresh of session_features (its touched sessions are all there), else the store.
+        Both have the columns of flashrec_events."""
         same_call = self._commit_call.get(name) == self._commit_call.get("session_features")
         scanned = same_call and "session_features" in self._scanned
         return "__events_by_session_id" if scanned else "flashrec_events"
@@ -295,7 +299,7 @@ class ViewRunner:
                 since = min(self.part_state[n][0] for n in group)
                 lo = self._session_lower_bound(union, since, lo)
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE __events_by_{key} AS SELECT * FROM "
-                             f"clickstream WHERE ts >= ? AND {key} IN ({union})", [lo])
+                             f"flashrec_events WHERE ts >= ? AND {key} IN ({union})", [lo])
         self._scanned = set(names)
         self.scan_ms = (time.perf_counter() - started) * 1000
 

@@ -53,6 +53,9 @@ class TrendingMaintainer:
         self.bots: set[str] = set()  # session_features' bots at the last refresh
         self.last_seq = 0
         self.row_count = 0
+        # where the events of sessions whose bot flag flipped are read (set by the runner:
+        # its shared scan of the touched sessions when it holds them all)
+        self.flip_source = "flashrec_events"
 
     @classmethod
     def for_view(cls, view: sqlfiles.SqlObject) -> TrendingMaintainer | None:
@@ -71,16 +74,16 @@ class TrendingMaintainer:
         return set(rows.fetchnumpy()["session_id"].tolist())
 
     def _fetch(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any],
-               since: datetime) -> list[tuple[Any, ...]]:  # fmt: skip
-        """Events matching `where` in windows starting after `since`, counted per session,
-        group, product and name."""
+               since: datetime, source: str = "flashrec_events") -> list[tuple[Any, ...]]:
+        """Events of `source` matching `where` in windows starting after `since`, counted per
+        session, group, product and name."""
         start = sqlfiles.window_start_sql("ts", self.window_us)
         return con.execute(
             f"SELECT session_id, category, {start} AS window_start, product_id, product_name, "
             "count(*) FILTER (WHERE action = 'view'), "
             "count(*) FILTER (WHERE action = 'add_to_cart'), "
             "count(*) FILTER (WHERE action = 'purchase') "
-            f"FROM flashrec_events WHERE {where} AND ts >= ? AND {start} > ? "
+            f"FROM {source} WHERE {where} AND ts >= ? AND {start} > ? "
             "GROUP BY ALL", [*params, since, since],
         ).fetchall()  # fmt: skip
 
@@ -108,8 +111,8 @@ class TrendingMaintainer:
 
     def advance(self, con: duckdb.DuckDBPyConnection, now: datetime) -> set[Group]:
         """Bring the counts to clock `now`; returns the groups whose counts changed."""
-        seq = int(con.execute(
-            "SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])  # fmt: skip
+        seq = int(con.execute("SELECT coalesce(max(seq), ?) FROM flashrec_events WHERE "
+                              f"seq > {self.last_seq}", [self.last_seq]).fetchall()[0][0])
         since = now - self.horizon
         touched = {g for g in self.published if g[1] <= since}
         for group in [g for g in self.groups if g[1] <= since]:
@@ -118,7 +121,7 @@ class TrendingMaintainer:
         flips = bots ^ self.bots
         if flips and self.last_seq:  # their counted events move out of / into the counts
             rows = self._fetch(con, "seq <= ? AND list_contains(?, session_id)",
-                               [self.last_seq, sorted(flips)], since)  # fmt: skip
+                               [self.last_seq, sorted(flips)], since, self.flip_source)
             for to_bot in (True, False):
                 part = [r for r in rows if (r[0] in bots) == to_bot]
                 self._add(part, -1 if to_bot else 1, touched)
