@@ -17,6 +17,7 @@ import argparse
 import cProfile
 import json
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -147,6 +148,7 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int,
         engine.stop()
     finally:
         pg.stop()
+        shutil.rmtree(work, ignore_errors=True)  # GBs: the state file and PostgreSQL's data
     views = {}
     for name, ms in sorted(per_view.items()):
         median = statistics.median(ms)
