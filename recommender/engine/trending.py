@@ -120,12 +120,12 @@ class TrendingMaintainer:
         bots = self._bots_now(con)
         flips = bots ^ self.bots
         if flips and self.last_seq:  # their counted events move out of / into the counts
-            rows = self._fetch(con, "seq <= ? AND list_contains(?, session_id)",
-                               [self.last_seq, sorted(flips)], since, self.flip_source)
+            rows = self._fetch(con, f"seq <= {self.last_seq} AND list_contains(?, session_id)",
+                               [sorted(flips)], since, self.flip_source)
             for to_bot in (True, False):
                 part = [r for r in rows if (r[0] in bots) == to_bot]
                 self._add(part, -1 if to_bot else 1, touched)
-        rows = self._fetch(con, "seq > ? AND seq <= ?", [self.last_seq, seq], since)
+        rows = self._fetch(con, f"seq > {self.last_seq} AND seq <= {seq}", [], since)
         self._add([r for r in rows if r[0] not in bots], 1, touched)
         self.bots, self.last_seq = bots, seq
         return touched
