@@ -11,6 +11,7 @@ window_end (epoch-aligned, like RisingWave's), and NOW() becomes the engine cloc
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -134,6 +135,12 @@ def view_query(obj: SqlObject) -> exp.Expression:
     if query is None:
         raise ValueError(f"{obj.name} has no query")
     return query.copy()
+
+
+def fingerprint(query: exp.Expression) -> str:
+    """Short hash of a parsed query (comments and layout do not count): code that
+    reproduces a view's SQL by hand checks it still has the text it was written for."""
+    return hashlib.sha256(query.sql().encode()).hexdigest()[:16]
 
 
 def _interval_seconds(node: exp.Expression) -> float | None:

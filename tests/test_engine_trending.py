@@ -118,5 +118,5 @@ def test_used_only_for_the_sql_it_reproduces() -> None:
     assert "trending_by_category" in incremental_overrides(sqlfiles.load())
     view = next(o for o in sqlfiles.load() if o.name == "trending_by_category")
     changed = sqlfiles.check_statement(view.file, view.sql.replace("THEN 3", "THEN 2"))
-    assert changed.status == "ok"
+    assert changed.status == "ok" and changed.sql != view.sql
     assert "trending_by_category" not in incremental_overrides([changed])

@@ -23,6 +23,9 @@ from numba.typed import Dict, List
 
 PAIR_SHIFT = np.int64(1 << 31)
 MIN_SESSIONS = 3
+# sqlfiles.fingerprint of the sql/045 query this module reproduces (the engine uses the SQL
+# when the view's query differs)
+FINGERPRINT = "06aa2a2d21f070a7"
 
 
 @nb.njit(cache=True)

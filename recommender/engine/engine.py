@@ -84,21 +84,26 @@ def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, of
 
 def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
     """Views maintained incrementally rather than recomputed (same result as their SQL)."""
-    from recommender.engine.coview import CoViewMaintainer
+    from recommender.engine import coview
     from recommender.engine.trending import TrendingMaintainer
 
     out: dict[str, Any] = {}
     for view in sqlfiles.views(objects):
+        maintainer: Any = None
         if view.name == "co_view_pairs":
-            window = sqlfiles.horizon(sqlfiles.view_query(view))
-            out[view.name] = CoViewMaintainer(window or timedelta(minutes=30))
+            query = sqlfiles.view_query(view)
+            window = sqlfiles.horizon(query)
+            if sqlfiles.fingerprint(query) == coview.FINGERPRINT and window:
+                maintainer = coview.CoViewMaintainer(window)
         elif view.name == "trending_by_category":
-            trending = TrendingMaintainer.for_view(view)
-            if trending is None:
-                log.warning("trending_by_category's SQL is not the query "
-                            "recommender/engine/trending.py reproduces: refreshed by its SQL")
-            else:
-                out[view.name] = trending
+            maintainer = TrendingMaintainer.for_view(view)
+        else:
+            continue
+        if maintainer is None:
+            log.warning("%s's SQL is not the query its incremental maintainer reproduces: "
+                        "refreshed by its SQL", view.name)  # fmt: skip
+        else:
+            out[view.name] = maintainer
     return out
 
 

@@ -14,7 +14,6 @@ uses this class only while the view's query has that text (`FINGERPRINT`), else 
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,17 +23,13 @@ import pyarrow as pa
 
 from recommender import sqlfiles
 
-# sha256 of the normalized query of sql/040 this class reproduces (first 16 hex digits)
+# sqlfiles.fingerprint of the sql/040 query this class reproduces
 FINGERPRINT = "d5383a1bd3ec6f92"
 TOP = 10
 
 Group = tuple[str, datetime]  # (category, window_start)
 # product -> [views, cart adds, purchases, {product_name: events}]
 Products = dict[str, list[Any]]
-
-
-def fingerprint(query: Any) -> str:
-    return hashlib.sha256(query.sql().encode()).hexdigest()[:16]
 
 
 class TrendingMaintainer:
@@ -62,7 +57,7 @@ class TrendingMaintainer:
         """A maintainer for the view when its query is the one this class reproduces."""
         query = sqlfiles.view_query(view)
         window, horizon = sqlfiles.tumble_micros(query), sqlfiles.horizon(query)
-        if fingerprint(query) != FINGERPRINT or not window or horizon is None:
+        if sqlfiles.fingerprint(query) != FINGERPRINT or not window or horizon is None:
             return None
         return cls(timedelta(microseconds=window), horizon)
 
