@@ -69,6 +69,7 @@ class BackgroundTier:
         self.hub = hub
         self.epoch = epoch
         self.last_refresh_ms = 0.0
+        self.refresh_count = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,6 +92,8 @@ class BackgroundTier:
             self.runner.commit([r.name for r in results])
             batches = self.hub.publish_refresh(results, epoch)
             self.last_refresh_ms = (time.perf_counter() - started) * 1000
+            self.refresh_count += 1
+            log.info("background refresh: %.0f ms", self.last_refresh_ms)
             return batches
 
     def _run(self) -> None:
