@@ -291,33 +291,3 @@ def test_bag_diff_equals_except_all() -> None:
         assert sorted(inserts, key=repr) == sorted(want_ins, key=repr)
         assert sorted(deletes, key=repr) == sorted(want_del, key=repr)
 
-
-def test_background_refresh_waits_while_the_main_refresh_catches_up() -> None:
-    """A background refresh waits past its interval while busy() holds, at most
-    max_defer seconds, and goes at once when not busy; stop() ends the wait."""
-    import threading
-    import time
-
-    from recommender.engine.background import BackgroundTier
-
-    def tier(busy, max_defer: float) -> BackgroundTier:
-        t = object.__new__(BackgroundTier)  # the waiting alone: no DuckDB, no PostgreSQL
-        t.interval, t.busy, t.max_defer, t._stop = 0.05, busy, max_defer, threading.Event()
-        return t
-
-    def waited(t: BackgroundTier) -> tuple[bool, float]:
-        started = time.monotonic()
-        go = t._wait_turn()
-        return go, time.monotonic() - started
-
-    go, spent = waited(tier(lambda: False, 5.0))
-    assert go and spent < 0.5
-    go, spent = waited(tier(lambda: True, 0.6))  # busy all along: the deferral is capped
-    assert go and 0.6 <= spent < 1.5
-    calls = iter([True, True, False])
-    go, spent = waited(tier(lambda: next(calls), 30.0))  # busy, then caught up
-    assert go and spent < 2.0
-    stopping = tier(lambda: True, 30.0)
-    threading.Timer(0.3, stopping._stop.set).start()
-    go, spent = waited(stopping)
-    assert not go and spent < 2.0

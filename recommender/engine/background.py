@@ -52,8 +52,7 @@ class BackgroundTier:
 
     def __init__(self, con, objects: list[sqlfiles.SqlObject], dsn: str, interval: float,
                  clock: Callable[[], datetime | None], hub: FeedHub,
-                 epoch: Callable[[], int], busy: Callable[[], bool] | None = None,
-                 max_defer: float = 0.0) -> None:  # fmt: skip
+                 epoch: Callable[[], int]) -> None:  # fmt: skip
         from recommender.pgserve import Publisher
 
         self.con = con.cursor()
@@ -62,9 +61,6 @@ class BackgroundTier:
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
         self.interval = interval
-        # while busy() (the main refresh catches up) a refresh waits, at most max_defer s
-        self.busy = busy
-        self.max_defer = max_defer
         self.clock = clock
         self.hub = hub
         self.epoch = epoch
@@ -104,23 +100,8 @@ class BackgroundTier:
                 self.error = exc
                 log.exception("background refresh failed")
                 return
-            if not self._wait_turn():
+            if self._stop.wait(self.interval):
                 return
-
-    def _wait_turn(self) -> bool:
-        """Wait the interval, then while the main refresh catches up at most max_defer s
-        more (the views that reach PostgreSQL within a second go first); False if stopped."""
-        if self._stop.wait(self.interval):
-            return False
-        started = time.monotonic()
-        deadline = started + self.max_defer
-        while self.busy is not None and self.busy() and time.monotonic() < deadline:
-            if self._stop.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-                return False
-        if time.monotonic() - started >= 1.0:
-            log.info("background refresh deferred %.0f s while the main refresh caught up",
-                     time.monotonic() - started)  # fmt: skip
-        return True
 
     def start(self) -> BackgroundTier:
         self._thread = threading.Thread(target=self._run, name="engine-background", daemon=True)

@@ -60,9 +60,6 @@ class EngineConfig:
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
     background_interval: float = 30.0
-    # while the main refresh is behind, a background refresh waits up to this many seconds
-    # past its interval (under overload the views that must be fresh within a second go first)
-    background_max_defer: float = 120.0
     # while behind (consumer batches come back full) refresh at most this often: fewer,
     # larger refreshes let a backlog drain faster
     catchup_refresh: float = 5.0
@@ -132,14 +129,12 @@ class Engine:
         self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views)
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
-        self.behind = False  # the loop's last batch came back (nearly) full: a backlog
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
         self.background: BackgroundTier | None = None
         if background:
             self.background = BackgroundTier(
                 self.store.con, background, config.pg_dsn, config.background_interval,
-                self.clock, self.hub, lambda: self.epoch, lambda: self.behind,
-                config.background_max_defer,
+                self.clock, self.hub, lambda: self.epoch,
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))
@@ -341,7 +336,7 @@ class Engine:
                 if messages:
                     with self.store.lock:
                         self.ingest(messages)
-                behind = self.behind = len(messages) >= self.config.max_batch // 5
+                behind = len(messages) >= self.config.max_batch // 5
                 tick = time.monotonic()
                 if tick >= next_refresh and (
                     not behind or tick - last_refresh >= self.config.catchup_refresh
