@@ -147,6 +147,9 @@ class ViewRunner:
         """
         results = []
         self._seq = None
+        # fixed before any view reads the store: events stored meanwhile (the background
+        # tier refreshes while the loop ingests) have a higher seq and are read next time
+        self._last_seq()
         self._call += 1
         self._scanned = set()
         self.scan_ms = 0.0
@@ -288,7 +291,6 @@ class ViewRunner:
         if not names:
             return
         started = time.perf_counter()
-        self._last_seq()  # fixed before the scan: events stored later are read next time
         for key in sorted({self.partitioned[n] for n in names}):
             group = [n for n in names if self.partitioned[n] == key]
             for name in group:
