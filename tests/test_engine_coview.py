@@ -125,13 +125,3 @@ def test_bot_flagged_before_its_first_view() -> None:
     assert result.inserts == [] and result.row_count == 0
     store.close()
 
-
-def test_used_only_for_the_sql_it_reproduces() -> None:
-    """Another co-view query (pairs of 2 sessions) is left to its SQL: no silent divergence."""
-    from recommender.engine.engine import incremental_overrides
-
-    assert "co_view_pairs" in incremental_overrides(sqlfiles.load())
-    view = next(o for o in sqlfiles.load() if o.name == "co_view_pairs")
-    changed = sqlfiles.check_statement(view.file, view.sql.replace(">= 3", ">= 2"))
-    assert changed.status == "ok" and changed.sql != view.sql
-    assert "co_view_pairs" not in incremental_overrides([changed])

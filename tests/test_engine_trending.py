@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+import pytest
+
 from recommender import sqlfiles
 from recommender.engine.engine import incremental_overrides
 from recommender.engine.refresh import ViewRunner
@@ -113,10 +115,16 @@ def test_first_refresh_builds_the_view() -> None:
     store.close()
 
 
-def test_used_only_for_the_sql_it_reproduces() -> None:
-    """Another trending query (other weights) is left to its SQL: no silent divergence."""
-    assert "trending_by_category" in incremental_overrides(sqlfiles.load())
-    view = next(o for o in sqlfiles.load() if o.name == "trending_by_category")
-    changed = sqlfiles.check_statement(view.file, view.sql.replace("THEN 3", "THEN 2"))
+
+@pytest.mark.parametrize(("view_name", "edit"), [
+    ("trending_by_category", ("THEN 3", "THEN 2")),  # other weights
+    ("co_view_pairs", (">= 3", ">= 2")),  # pairs of 2 sessions
+])  # fmt: skip
+def test_used_only_for_the_sql_it_reproduces(view_name: str, edit: tuple[str, str]) -> None:
+    """An incremental maintainer (trending here, co-view in coview.py) serves its view only
+    while the view's query is the one it reproduces; after an edit the SQL path does."""
+    assert view_name in incremental_overrides(sqlfiles.load())
+    view = next(o for o in sqlfiles.load() if o.name == view_name)
+    changed = sqlfiles.check_statement(view.file, view.sql.replace(*edit))
     assert changed.status == "ok" and changed.sql != view.sql
-    assert "trending_by_category" not in incremental_overrides([changed])
+    assert view_name not in incremental_overrides([changed])
