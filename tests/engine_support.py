@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import random
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -76,3 +77,46 @@ def pg_meta(dsn: str) -> dict[str, str]:
             return dict(conn.execute("SELECT key, value FROM flashrec_meta").fetchall())
     except psycopg.Error:
         return {}
+
+
+def click(i: int, session: str, p: int, t: datetime, action: str = "view", mark: str = "",
+          category: str = "c") -> dict[str, Any]:
+    """Event `e{i}` of `session` on product `p{p}` (named "name {p}{mark}") at `t`."""
+    return {
+        "event_id": f"e{i}", "session_id": session, "user_id": "u", "product_id": f"p{p}",
+        "product_name": f"name {p}{mark}", "category": category, "action": action,
+        "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "device": None, "price": None,
+    }  # fmt: skip
+
+
+def bot_mix(n: int, seed: int, t0: datetime, *, spacing: float, late: float, products: int,
+            sessions: int, actions: list[str], period: int, burst: int, burst_gap: float,
+            comeback: timedelta, categories: int = 1) -> list[dict[str, Any]]:
+    """`n` human clicks `spacing` s apart (each up to `late` s early: late arrivals), and every
+    `period` clicks a bot burst (`burst` clicks `burst_gap` s apart) and a session of six
+    clicks 0.5 s apart (a bot) that clicks again `comeback` later (human again)."""
+    rng = random.Random(seed)
+
+    def category(p: int) -> str:
+        return f"c{p % categories}" if categories > 1 else "c"
+
+    out = []
+    for i in range(n):
+        t = t0 + timedelta(seconds=i * spacing + rng.uniform(-late, 0))
+        p = rng.randrange(products)
+        mark = "!" if rng.random() < 0.05 else ""
+        out.append(click(i, f"s{rng.randrange(sessions)}", p, t, rng.choice(actions), mark,
+                         category(p)))  # fmt: skip
+        if i % period == period // 2:
+            for k in range(burst):
+                q = rng.randrange(products)
+                out.append(click(n + i * 100 + k, f"bot{i}", q,
+                                 t + timedelta(seconds=burst_gap * k), category=category(q)))
+            for k in range(6):
+                out.append(click(n + i * 100 + 50 + k, f"flip{i}", k,
+                                 t + timedelta(seconds=0.5 * k), category=category(k)))
+        if i % period == period - period // 10:  # a fast session comes back, slowly
+            j = i - period + period // 10 + period // 2
+            out.append(click(n + j * 100 + 60, f"flip{j}", 8, t + comeback, "purchase",
+                             category=category(8)))  # fmt: skip
+    return out

@@ -4,8 +4,9 @@ sessions that turn bot and back)."""
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
+
+from engine_support import bot_mix, click
 
 from recommender import sqlfiles
 from recommender.engine.coview import CoViewMaintainer
@@ -15,36 +16,12 @@ from recommender.engine.store import StateStore
 T0 = datetime(2024, 3, 15, 14, 0)
 
 
-def _event(i: int, session: str, p: int, t: datetime, action: str = "view",
-           mark: str = "") -> dict:
-    return {
-        "event_id": f"e{i}", "session_id": session, "user_id": "u", "product_id": f"p{p}",
-        "product_name": f"name {p}{mark}", "category": "c", "action": action,
-        "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "device": None, "price": None,
-    }  # fmt: skip
-
-
 def _events(n: int, seed: int) -> list[dict]:
-    """Human sessions, plus every 700 events a bot burst (clicks 0.3 s apart) and a session
-    that clicks fast (a bot) and comes back 10 minutes later (human again)."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        t = T0 + timedelta(seconds=i * 1.5 + rng.uniform(-120, 0))  # some arrive late
-        p = rng.randrange(25)
-        action = rng.choice(["view", "view", "view", "add_to_cart"])
-        mark = "!" if rng.random() < 0.05 else ""
-        out.append(_event(i, f"s{rng.randrange(150)}", p, t, action, mark))
-        if i % 700 == 350:
-            for k in range(30):
-                out.append(_event(n + i * 100 + k, f"bot{i}", rng.randrange(25),
-                                  t + timedelta(seconds=0.3 * k)))  # fmt: skip
-            for k in range(6):
-                out.append(_event(n + i * 100 + 50 + k, f"flip{i}", k, t + timedelta(seconds=k)))
-        if i % 700 == 650:  # the fast session of 300 events ago comes back, slowly
-            j = i - 300
-            out.append(_event(n + j * 100 + 60, f"flip{j}", 7, t + timedelta(minutes=10)))
-    return out
+    """Human sessions (some late), bot bursts (clicks 0.3 s apart), fast sessions that come
+    back 10 minutes later (human again)."""
+    return bot_mix(n, seed, T0, spacing=1.5, late=120, products=25, sessions=150,
+                   actions=["view", "view", "view", "add_to_cart"], period=700, burst=30,
+                   burst_gap=0.3, comeback=timedelta(minutes=10))  # fmt: skip
 
 
 OBJECTS = [o for o in sqlfiles.load() if o.name in ("session_features", "co_view_pairs")]
@@ -109,14 +86,14 @@ def test_bot_flagged_before_its_first_view() -> None:
     fast = ViewRunner(store.con, OBJECTS, {"co_view_pairs": maintainer})
     sql_runner = ViewRunner(store.con, OBJECTS)
     t = T0
-    carts = [_event(i, "cartbot", i, t + timedelta(seconds=0.2 * i), "add_to_cart")
+    carts = [click(i, "cartbot", i, t + timedelta(seconds=0.2 * i), "add_to_cart")
              for i in range(6)]  # fmt: skip
-    humans = [_event(10 + i, f"h{i}", p, t + timedelta(seconds=i * 30 + p))
+    humans = [click(10 + i, f"h{i}", p, t + timedelta(seconds=i * 30 + p))
               for i in range(2) for p in (1, 2)]  # fmt: skip
     store.apply(carts + humans, {})
     fast.refresh(store.max_event_time())
     fast.commit()
-    views = [_event(20 + p, "cartbot", p, t + timedelta(seconds=1.5 + 0.1 * p)) for p in (1, 2)]
+    views = [click(20 + p, "cartbot", p, t + timedelta(seconds=1.5 + 0.1 * p)) for p in (1, 2)]
     store.apply(views, {})
     now = store.max_event_time()
     result = fast.refresh(now)[-1]

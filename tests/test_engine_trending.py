@@ -4,10 +4,10 @@ boundaries), bot sessions, sessions that turn bot and back, ties and renamed pro
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 
 import pytest
+from engine_support import bot_mix
 
 from recommender import sqlfiles
 from recommender.engine.engine import incremental_overrides
@@ -20,39 +20,13 @@ FIVE = timedelta(minutes=5)
 OBJECTS = [o for o in sqlfiles.load() if o.name in ("session_features", "trending_by_category")]
 
 
-def _event(i: int, session: str, p: int, t: datetime, action: str = "view",
-           mark: str = "", category: str = "") -> dict:  # fmt: skip
-    return {
-        "event_id": f"e{i}", "session_id": session, "user_id": "u", "product_id": f"p{p}",
-        "product_name": f"name {p}{mark}", "category": category or f"c{p % 3}",
-        "action": action, "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-        "device": None, "price": None,
-    }  # fmt: skip
-
-
 def _events(n: int, seed: int) -> list[dict]:
-    """Human sessions (some events late), every 500 events a bot burst and a session that
-    clicks fast (a bot) and comes back 8 minutes later (human again)."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        t = T0 + timedelta(seconds=i * 2.0 + rng.uniform(-600, 0))
-        p = rng.randrange(30)
-        action = rng.choice(["view", "view", "view", "add_to_cart", "purchase"])
-        mark = "!" if rng.random() < 0.05 else ""
-        out.append(_event(i, f"s{rng.randrange(200)}", p, t, action, mark))
-        if i % 500 == 250:
-            for k in range(25):
-                out.append(_event(n + i * 100 + k, f"bot{i}", rng.randrange(30),
-                                  t + timedelta(seconds=0.2 * k)))  # fmt: skip
-            for k in range(6):
-                out.append(_event(n + i * 100 + 50 + k, f"flip{i}", k,
-                                  t + timedelta(seconds=0.5 * k)))  # fmt: skip
-        if i % 500 == 450:  # the fast session of 200 events ago comes back, slowly
-            j = i - 200
-            out.append(_event(n + j * 100 + 60, f"flip{j}", 8, t + timedelta(minutes=8),
-                              "purchase"))  # fmt: skip
-    return out
+    """Human sessions (some events up to 10 minutes late) over 3 categories, bot bursts,
+    fast sessions that come back 8 minutes later (human again)."""
+    return bot_mix(n, seed, T0, spacing=2.0, late=600, products=30, sessions=200,
+                   actions=["view", "view", "view", "add_to_cart", "purchase"], period=500,
+                   burst=25, burst_gap=0.2, comeback=timedelta(minutes=8),
+                   categories=3)  # fmt: skip
 
 
 def _boundary(now: datetime) -> datetime:
