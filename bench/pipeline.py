@@ -202,7 +202,7 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
 
 
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
-        settle: float, background: float = 30.0) -> dict:
+        settle: float, background: float = 30.0, publish_thread: bool = True) -> dict:
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -219,6 +219,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             engine = Engine(EngineConfig(
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh, background_interval=background,
+                publish_thread=publish_thread,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -272,7 +273,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p50": round(statistics.median(live_refresh)) if live_refresh else None,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
-        "background_refreshes": background_runs,
+        "background_refreshes": background_runs, "publish_thread": publish_thread,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -295,12 +296,14 @@ def main() -> None:
     parser.add_argument("--refresh-interval", type=float, default=0.5)
     parser.add_argument("--background-interval", type=float, default=30.0,
                         help="seconds between customer-view refreshes (engine default 30)")
+    parser.add_argument("--inline-publish", action="store_true",
+                        help="publish each refresh in the loop, not in the publish thread")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
     for rate in args.rates:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
-                     args.settle_seconds, args.background_interval)
+                     args.settle_seconds, args.background_interval, not args.inline_publish)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,8 @@ class EngineConfig:
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
     background_interval: float = 30.0
+    # the loop publishes each refresh in a thread while it computes the next (False: inline)
+    publish_thread: bool = True
     # while behind (consumer batches come back full) refresh at most this often: fewer,
     # larger refreshes let a backlog drain faster
     catchup_refresh: float = 5.0
@@ -345,7 +347,7 @@ class Engine:
                     # longer); the publish of one overlaps the next. While behind, at least
                     # catchup_refresh s of ingest lie between the end of one and the next.
                     with self.store.lock:
-                        self._refresh_main(wait=False)
+                        self._refresh_main(wait=not self.config.publish_thread)
                     last_refresh = time.monotonic()
                     next_refresh = tick + self.config.refresh_interval
                 if self.background is not None and self.background.error is not None:
