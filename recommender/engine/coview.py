@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import duckdb
 import numba as nb
 import numpy as np
 import pyarrow as pa
 from numba import types
 from numba.typed import Dict, List
+
+from recommender import sqlfiles
+from recommender.engine.refresh import bot_sessions, rows_table
 
 PAIR_SHIFT = np.int64(1 << 31)
 MIN_SESSIONS = 3
@@ -221,6 +223,15 @@ class CoViewMaintainer:
         self.published: dict[int, tuple] = {}  # pair key -> row as last returned
         self.pub_by_product: dict[int, set[int]] = {}  # product -> its published pair keys
 
+    @classmethod
+    def for_view(cls, view: sqlfiles.SqlObject) -> CoViewMaintainer | None:
+        """A maintainer for the view when its query is the one this module reproduces."""
+        query = sqlfiles.view_query(view)
+        window = sqlfiles.horizon(query)
+        if sqlfiles.fingerprint(query) != FINGERPRINT or not window:
+            return None
+        return cls(window)
+
     def _update(self, s: np.ndarray, p: np.ndarray, n: np.ndarray, sign: int) -> None:
         if not len(s):
             return
@@ -298,13 +309,7 @@ class CoViewMaintainer:
 
         Checked: sessions whose flag changed since the last sync, and sessions with views
         arriving now (one flagged while it had no view in the window is not marked yet)."""
-        try:
-            ids = con.execute(
-                "SELECT session_id FROM session_features WHERE is_bot"
-            ).fetchnumpy()["session_id"]
-        except duckdb.CatalogException:
-            ids = np.empty(0, object)
-        now_bots = set(ids.tolist())
+        now_bots = bot_sessions(con)
         check = (now_bots ^ self.bot_names) | (now_bots.intersection(arrived))
         self.bot_names = now_bots
         known = self.sessions.ids
@@ -383,10 +388,8 @@ class CoViewMaintainer:
         self.published, self.pub_by_product = {}, {}
         for k, n in zip((a * PAIR_SHIFT + b).tolist(), c.tolist(), strict=True):
             self._publish(k, self._row(k, n))
-        columns = list(zip(*self.published.values(), strict=True)) or [()] * len(self.COLUMNS)
-        arrow = (pa.string(), pa.string(), pa.string(), pa.string(), pa.int64())
-        return pa.table({name: pa.array(col, kind)
-                         for name, col, kind in zip(self.COLUMNS, columns, arrow, strict=True)})
+        arrow = [pa.string(), pa.string(), pa.string(), pa.string(), pa.int64()]
+        return rows_table(self.COLUMNS, arrow, list(self.published.values()))
 
     COLUMNS = ["product_a", "product_a_name", "product_b", "product_b_name", "co_view_count"]
     TYPES = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT"]

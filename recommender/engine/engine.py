@@ -86,21 +86,16 @@ def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, of
 
 def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
     """Views maintained incrementally rather than recomputed (same result as their SQL)."""
-    from recommender.engine import coview
+    from recommender.engine.coview import CoViewMaintainer
     from recommender.engine.trending import TrendingMaintainer
 
+    kinds: dict[str, Any] = {"co_view_pairs": CoViewMaintainer,
+                             "trending_by_category": TrendingMaintainer}  # fmt: skip
     out: dict[str, Any] = {}
     for view in sqlfiles.views(objects):
-        maintainer: Any = None
-        if view.name == "co_view_pairs":
-            query = sqlfiles.view_query(view)
-            window = sqlfiles.horizon(query)
-            if sqlfiles.fingerprint(query) == coview.FINGERPRINT and window:
-                maintainer = coview.CoViewMaintainer(window)
-        elif view.name == "trending_by_category":
-            maintainer = TrendingMaintainer.for_view(view)
-        else:
+        if view.name not in kinds:
             continue
+        maintainer = kinds[view.name].for_view(view)
         if maintainer is None:
             log.warning("%s's SQL is not the query its incremental maintainer reproduces: "
                         "refreshed by its SQL", view.name)  # fmt: skip

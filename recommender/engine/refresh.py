@@ -381,6 +381,25 @@ class ViewRunner:
         return self.con.execute(f"SELECT * FROM {name}").fetchall()
 
 
+def bot_sessions(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The sessions session_features flags as bots, as last computed (none without the view:
+    the SQL reads a missing flag as not bot)."""
+    try:
+        rows = con.execute("SELECT session_id FROM session_features WHERE is_bot")
+    except duckdb.CatalogException:
+        return set()
+    return set(rows.fetchnumpy()["session_id"].tolist())
+
+
+def rows_table(columns: list[str], kinds: list[Any], rows: list[tuple[Any, ...]]) -> Any:
+    """Rows (tuples in column order) as an Arrow table of the given column types."""
+    import pyarrow as pa
+
+    values = list(zip(*rows, strict=True)) or [()] * len(columns)
+    return pa.table({name: pa.array(col, kind)
+                     for name, col, kind in zip(columns, values, kinds, strict=True)})
+
+
 def _frozen(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_frozen(v) for v in value)

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from recommender import sqlfiles
+from recommender.engine.refresh import bot_sessions, rows_table
 
 # sqlfiles.fingerprint of the sql/040 query this class reproduces
 FINGERPRINT = "d5383a1bd3ec6f92"
@@ -60,13 +61,6 @@ class TrendingMaintainer:
         if sqlfiles.fingerprint(query) != FINGERPRINT or not window or horizon is None:
             return None
         return cls(timedelta(microseconds=window), horizon)
-
-    def _bots_now(self, con: duckdb.DuckDBPyConnection) -> set[str]:
-        try:
-            rows = con.execute("SELECT session_id FROM session_features WHERE is_bot")
-        except duckdb.CatalogException:  # no session_features: no bots (COALESCE in the SQL)
-            return set()
-        return set(rows.fetchnumpy()["session_id"].tolist())
 
     def _fetch(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any],
                since: datetime, source: str = "flashrec_events") -> list[tuple[Any, ...]]:
@@ -112,7 +106,7 @@ class TrendingMaintainer:
         touched = {g for g in self.published if g[1] <= since}
         for group in [g for g in self.groups if g[1] <= since]:
             del self.groups[group]
-        bots = self._bots_now(con)
+        bots = bot_sessions(con)
         flips = bots ^ self.bots
         if flips and self.last_seq:  # their counted events move out of / into the counts
             rows = self._fetch(con, f"seq <= {self.last_seq} AND list_contains(?, session_id)",
@@ -163,12 +157,9 @@ class TrendingMaintainer:
         self.last_seq, self.row_count = 0, 0
         self.delta(con, now)
         rows = [r for group in sorted(self.published) for r in self.published[group]]
-        columns = list(zip(*rows, strict=True)) or [()] * len(self.COLUMNS)
-        arrow = (pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.int64(),
-                 pa.int64(), pa.timestamp("us"))  # fmt: skip
-        con.register("__trending_arrow", pa.table({
-            name: pa.array(col, kind)
-            for name, col, kind in zip(self.COLUMNS, columns, arrow, strict=True)}))  # fmt: skip
+        arrow = [pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.int64(),
+                 pa.int64(), pa.timestamp("us")]  # fmt: skip
+        con.register("__trending_arrow", rows_table(self.COLUMNS, arrow, rows))
         casts = ", ".join(f"CAST({c} AS {t}) AS {c}"
                           for c, t in zip(self.COLUMNS, self.TYPES, strict=True))  # fmt: skip
         return f"SELECT {casts} FROM __trending_arrow"
