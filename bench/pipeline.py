@@ -230,19 +230,19 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             catch_up = time.perf_counter() - started
             rss_after_history = proc.memory_info().rss
             mark: list[int] = []  # refreshes done when the measured part of the live phase began
-            cpu_marks: list[tuple[float, Any]] = []  # (time, CPU per process) at settle
+            cpu_marks: list[tuple[float, Any]] = []  # (time, CPU per process): start, end
+
+            def cpu_mark() -> None:
+                cpu_marks.append((time.perf_counter(), _cpu(_processes(broker, work / "pg"))))
 
             def measure_from_here() -> None:
                 mark.append(len(engine.refresh_ms))
-                cpu_marks.append((time.perf_counter(), _cpu(_processes(broker, work / "pg"))))
+                cpu_mark()
 
             timer = threading.Timer(settle, measure_from_here)
             timer.start()
-            def produced() -> None:
-                cpu_marks.append((time.perf_counter(), _cpu(_processes(broker, work / "pg"))))
-
             lags, producer_cpu = live(broker.bootstrap, pg.dsn, rate, live_seconds, settle,
-                                      produced)  # fmt: skip
+                                      cpu_mark)  # fmt: skip
             cores: dict[str, float] = {}
             if len(cpu_marks) == 2:  # from the end of settling to the last event produced
                 (t0, before), (t1, after) = cpu_marks

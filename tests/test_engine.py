@@ -292,14 +292,13 @@ def test_bag_diff_equals_except_all() -> None:
         assert sorted(deletes, key=repr) == sorted(want_del, key=repr)
 
 
-
 def test_events_stored_during_a_refresh_are_read_by_the_next() -> None:
     """The background tier refreshes while the loop keeps storing events: events stored
     while a view is computed (after the refresh began) are read by the next refresh, not
     marked as done (they were lost to the customer views until their users came back)."""
     from recommender import sqlfiles
     from recommender.engine.refresh import ViewRunner
-    from recommender.engine.store import StateStore
+    from recommender.engine.store import StateStore, parse_naive
 
     events = valid_events(flash_sale(1200))
     first, later = events[:400], events[400:]
@@ -307,10 +306,7 @@ def test_events_stored_during_a_refresh_are_read_by_the_next() -> None:
     objects = [o for o in sqlfiles.load() if o.name == "customer_features"]
     runner = ViewRunner(store.con, objects)
     store.apply(first, {})
-    now = max(e["ts"] for e in events)
-    from recommender.engine.store import parse_naive
-
-    clock = parse_naive(now)
+    clock = parse_naive(max(e["ts"] for e in events))
     compute = runner.compute
 
     def compute_then_store(at, name):  # another thread's ingest lands meanwhile
