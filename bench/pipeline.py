@@ -35,6 +35,7 @@ import psutil
 from producers.flash_sale import FlashSaleConfig, generate
 from recommender.broker import LocalBroker
 from recommender.engine import Engine, EngineConfig
+from recommender.events import format_ts
 from recommender.kafka_io import make_producer
 from recommender.pgserve import LocalPostgres
 
@@ -62,7 +63,7 @@ def history(rate: float, minutes: float, seed: int) -> list[bytes]:
     step = minutes * 60 / max(1, len(events))
     for i, e in enumerate(events):
         t = start + timedelta(seconds=i * step)
-        e["ts"] = t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        e["ts"] = format_ts(t)
     return [orjson.dumps(e) for e in events]
 
 
@@ -105,7 +106,7 @@ def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, ou
             cpu_at_settle = time.process_time()
         while sent < due:
             e = next(events)
-            e["ts"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            e["ts"] = format_ts(datetime.now(UTC))
             producer.produce("clickstream", orjson.dumps(e))
             if sent % 20 == 0 and cpu_at_settle is not None:
                 out.put((e["event_id"], time.time()))

@@ -33,6 +33,7 @@ from pipeline import free_port, history, pct  # noqa: E402
 
 from producers.flash_sale import FlashSaleConfig, generate  # noqa: E402
 from recommender.engine import Engine, EngineConfig, ViewRunner  # noqa: E402
+from recommender.events import format_ts  # noqa: E402
 from recommender.pgserve import LocalPostgres  # noqa: E402
 
 
@@ -120,7 +121,7 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int,
             msgs = []
             for _ in range(int(rate * step_s)):
                 e = next(events)
-                e["ts"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                e["ts"] = format_ts(datetime.now(UTC))
                 msgs.append(Message(orjson.dumps(e), offset))
                 offset += 1
             if profiler is not None:

@@ -322,6 +322,7 @@ def pipeline_lag(trials: int, seed_sessions: int = 2000) -> dict:
 
     import orjson
 
+    from recommender.events import format_ts
     from recommender.kafka_io import make_producer
 
     folder = Path(tempfile.mkdtemp(prefix="flashrec-up-"))
@@ -334,7 +335,7 @@ def pipeline_lag(trials: int, seed_sessions: int = 2000) -> dict:
     counter = iter(range(1 << 62))
 
     def event(session: str, product: str) -> bytes:
-        ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        ts = format_ts(datetime.now(UTC))
         return orjson.dumps({
             "event_id": f"lag-{next(counter)}", "session_id": session, "user_id": session,
             "product_id": product, "product_name": f"Product {product}", "category": "bench",

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from recommender.events import Rejected, validate_event
+from recommender.events import Rejected, format_ts, validate_event
 
 
 class Msg:
@@ -85,7 +85,7 @@ def click(i: int, session: str, p: int, t: datetime, action: str = "view", mark:
     return {
         "event_id": f"e{i}", "session_id": session, "user_id": "u", "product_id": f"p{p}",
         "product_name": f"name {p}{mark}", "category": category, "action": action,
-        "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "device": None, "price": None,
+        "ts": format_ts(t), "device": None, "price": None,
     }  # fmt: skip
 
 

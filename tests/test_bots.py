@@ -17,6 +17,7 @@ from producers.flash_sale import FlashSaleConfig, generate, plan
 from recommender import sqlfiles
 from recommender.config import SQL_DIR
 from recommender.engine import evaluate
+from recommender.events import format_ts
 
 T0 = datetime(2024, 3, 15, 14, 0)
 NOW = T0 + timedelta(minutes=10)
@@ -27,7 +28,7 @@ def ev(n: int, session: str, product: str, sec: float, action: str = "view") -> 
     t = T0 + timedelta(seconds=sec)
     return {"event_id": f"e{n}", "session_id": session, "user_id": f"u-{session}",
             "product_id": product, "product_name": f"name {product}", "category": "shoes",
-            "action": action, "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "action": action, "ts": format_ts(t),
             "device": "desktop", "price": 10.0}  # fmt: skip
 
 

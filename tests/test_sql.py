@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from recommender import sqlfiles
 from recommender.cli import app
 from recommender.engine import evaluate
+from recommender.events import format_ts
 
 T0 = datetime(2024, 3, 15, 14, 0)
 EXPECTED_VIEWS = ["co_view_pairs", "session_features", "trending_by_category", "vmis_history"]
@@ -22,7 +23,7 @@ def ev(i: int, session: str, product: str, action: str = "view", sec: float = 0.
     t = T0 + timedelta(seconds=sec)
     return {"event_id": event_id or f"e{i}", "session_id": session, "user_id": f"u-{session}",
             "product_id": product, "product_name": f"name {product}", "category": category,
-            "action": action, "ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "action": action, "ts": format_ts(t),
             "device": "mobile", "price": 10.0}  # fmt: skip
 
 
