@@ -1,0 +1,331 @@
+"""The publisher's bulk COPY text (one write per statement) stores exactly what psycopg's
+per-row write_row stored: awkward strings, arrays, numbers, timestamps, NULLs, the change
+feed JSON, and whole `Publisher._write_views` refreshes, compared in the same test against
+the old row-by-row path on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from conftest import free_port
+
+from recommender import pgserve
+from recommender.pgserve import (
+    VIEW_KEYS,
+    LocalPostgres,
+    Publisher,
+    _arrow_table,
+    _copy_rows,
+    _dumps,
+    _feed_parts,
+    pg_type,
+)
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
+        yield pg
+
+
+def new_db(postgres: LocalPostgres) -> str:
+    """A fresh database on the module's server."""
+    import psycopg
+
+    name = f"t{free_port()}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _feed_text(*args: Any) -> bytes:
+    return b"".join(_feed_parts(*args))
+
+
+@pytest.fixture(autouse=True)
+def bulk_always(monkeypatch) -> None:
+    """The bulk path even for the few rows of some tests (the publisher sends fewer than
+    _BULK_MIN_ROWS rows row by row)."""
+    monkeypatch.setattr(pgserve, "_BULK_MIN_ROWS", 1)
+
+
+@pytest.fixture(params=[None, 7, 100_000], ids=["default-parts", "parts-of-7", "one-part"])
+def chunk(request, monkeypatch) -> int:
+    """Rows per COPY write: the default, small parts, one part for all rows."""
+    if request.param is not None:
+        monkeypatch.setattr(pgserve, "_CHUNK_ROWS", request.param)
+    return pgserve._CHUNK_ROWS
+
+
+@pytest.fixture
+def conn(postgres):
+    import psycopg
+
+    with psycopg.connect(new_db(postgres)) as c:
+        c.execute("SET TIME ZONE 'UTC'")
+        yield c
+
+
+STRINGS = [
+    "", "plain", "tab\there", "new\nline", "cr\rx", "crlf\r\n", "back\\slash", "\\N", "\\.",
+    "a\\tb", 'q"uote', "'single'", "comma,brace{}", "NULL", "null", " lead and trail ",
+    "\b\v\f", "ünïcødé ✓ 🚀 中文", "\\", '"', "{", "}", ",", "\t", "\n", "end\\",
+    "a\n\\.\nb", "\\.\n", "\n\\.", '""', '"a""b"', "\x01", "\x7f", "\u2028",
+]  # fmt: skip
+ARRAYS = [
+    [], [None], [""], ["NULL"], ["null", "Null"], ["a,b", 'q"uote', "{brace}", "}", None, "",
+    "back\\slash", "tab\t", "new\nline", " sp ", "\\N", 'x\\"y'], ["ünï", "✓"], ["x"] * 40,
+    ['q"uote', 'x\\"y', "a,b", "{}", "", "NULL", "\\", '"', " ", "tab\t", "nl\n", "\\N"],
+]  # fmt: skip
+INTS = [0, -1, 1, 2**63 - 1, -(2**63), 12345678901]
+FLOATS = [0.1, 1e300, -1e-300, -0.0, 0.0, float("inf"), float("-inf"), float("nan"), 5e-324,
+          1 / 3, 2.0**53 + 1, 123456789.123456789, 1.0]  # fmt: skip
+TIMES = [
+    datetime(2024, 3, 1, 12, 0, 0, 1), datetime(2024, 3, 1, 12, 0, 0), datetime(1, 1, 1),
+    datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(2000, 2, 29, 0, 0, 0, 500000),
+    datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+    datetime(2024, 3, 1, 12, 0, 0, 654321, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+]  # fmt: skip
+DECIMALS = [Decimal("1.50"), Decimal("-0.000001"), Decimal("1E+3"), Decimal("NaN"),
+            Decimal("12345678901234567890.123"), Decimal("0"), Decimal("-0.0")]  # fmt: skip
+
+COLUMNS = ["n", "s", "i", "f", "b", "ts", "day", "arr", "iarr", "num"]  # no "d", "v": _delete
+TYPES = ["BIGINT", "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMP", "DATE", "VARCHAR[]",
+         "BIGINT[]", "DECIMAL(18,3)"]  # fmt: skip
+
+
+def awkward_rows(n: int, nulls: bool = True) -> list[tuple[Any, ...]]:
+    """Rows cycling through the awkward values (lists of different lengths, so they mix)."""
+
+    def cycle(values: list[Any]) -> Any:
+        return itertools.cycle(values + [None] if nulls else values)
+
+    cols = [cycle(STRINGS), cycle(INTS), cycle(FLOATS), cycle([True, False]), cycle(TIMES),
+            cycle([date(2024, 1, 2), date(1, 1, 1)]), cycle(ARRAYS),
+            cycle([[1, 2**63 - 1, None, -5], [], [None]]), cycle(DECIMALS)]  # fmt: skip
+    rows = [(k, *(next(c) for c in cols)) for k in range(n)]
+    if nulls:
+        rows.append((n, *([None] * (len(COLUMNS) - 1))))
+    return rows
+
+
+def make_table(conn: Any, name: str, columns: list[str], types: list[str]) -> None:
+    cols = ", ".join(f"{c} {pg_type(t)}" for c, t in zip(columns, types, strict=True))
+    conn.execute(f"CREATE TABLE {name} ({cols})")
+
+
+def copy_old(conn: Any, name: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """The publisher's former path: one write_row per row."""
+    with conn.cursor().copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
+
+
+def copy_new(conn: Any, name: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    _copy_rows(conn, name, columns, rows)
+
+
+def table_text(conn: Any, name: str, order: str = "n") -> list[str]:
+    """Each row as PostgreSQL's text of it (exact: floats shortest round-trip, -0, NaN)."""
+    return [r[0] for r in conn.execute(f"SELECT t::text FROM {name} t ORDER BY {order}")]
+
+
+def compare_paths(conn: Any, rows: list[tuple[Any, ...]]) -> list[str]:
+    make_table(conn, "old_t", COLUMNS, TYPES)
+    make_table(conn, "new_t", COLUMNS, TYPES)
+    copy_old(conn, "old_t", COLUMNS, rows)
+    copy_new(conn, "new_t", COLUMNS, rows)
+    old, new = table_text(conn, "old_t"), table_text(conn, "new_t")
+    assert len(old) == len(rows)
+    assert new == old
+    return new
+
+
+def test_awkward_values_bulk_equals_write_row(conn, chunk: int) -> None:
+    rows = awkward_rows(600)
+    assert _arrow_table(rows, len(COLUMNS)) is not None  # the bulk path, not the fallback
+    assert conn.info.encoding == "utf-8"  # (CSV only then)
+    compare_paths(conn, rows)
+    # spot checks that the awkward values did arrive as themselves
+    back = {r[0]: r for r in conn.execute("SELECT n, s, arr, f FROM new_t")}
+    assert [back[k][1] for k in range(len(STRINGS))] == STRINGS
+    assert [back[k][2] for k in range(len(ARRAYS))] == ARRAYS
+    assert [repr(back[k][3]) for k in range(len(FLOATS))] == [repr(f) for f in FLOATS]
+    assert back[len(rows) - 1][1:] == (None, None, None)
+
+
+def test_no_nulls_and_single_column(conn) -> None:
+    compare_paths(conn, awkward_rows(200, nulls=False))
+    make_table(conn, "old_s", ["s"], ["VARCHAR"])
+    make_table(conn, "new_s", ["s"], ["VARCHAR"])
+    rows = [(s,) for s in STRINGS] + [(None,)]
+    copy_old(conn, "old_s", ["s"], rows)
+    copy_new(conn, "new_s", ["s"], rows)
+    assert table_text(conn, "new_s", "s") == table_text(conn, "old_s", "s")
+
+
+def test_unusual_values_fall_back(conn) -> None:
+    """Values without a bulk form (a UUID, a nested list) go row by row, same result."""
+    import uuid
+
+    rows = awkward_rows(50)
+    rows += [(1000, uuid.UUID(int=5), 1, 1.0, True, TIMES[0], None, ["x"], [[1, 2], [3, 4]], None),
+             (1001, "x", 2, 2.0, False, None, None, None, [[None, 5]], None)]  # fmt: skip
+    assert _arrow_table(rows, len(COLUMNS)) is None
+    compare_paths(conn, rows)
+    # mixed types in a column: text built here, still in bulk
+    mixed = [(k, None, None, [1.5, 2][k % 2], None, None, None, None, None,
+              [Decimal("2.5"), 2**70, 1.25][k % 3]) for k in range(9)]  # fmt: skip
+    assert _arrow_table(mixed, len(COLUMNS)) is not None
+    with conn.transaction():
+        conn.execute("DROP TABLE old_t, new_t")
+    compare_paths(conn, mixed)
+
+
+def test_nul_is_refused_as_before(conn) -> None:
+    import psycopg
+
+    make_table(conn, "new_t", COLUMNS, TYPES)
+    for row in [(1, "a\x00b", *[None] * 8), (2, None, *[None] * 5, ["a\x00b", "c"], None, None)]:
+        with pytest.raises(psycopg.Error):  # noqa: PT012
+            with conn.transaction():
+                copy_new(conn, "new_t", COLUMNS, [row])
+
+
+def feed_old(conn: Any, table: str, name: str, epoch: int, columns: list[str],
+             deletes: list[tuple[Any, ...]], inserts: list[tuple[Any, ...]]) -> None:  # fmt: skip
+    with conn.cursor().copy(f"COPY {table} (view, epoch, op, row) FROM STDIN") as cp:
+        for op, rows in (("delete", deletes), ("insert", inserts)):
+            for row in rows:
+                doc = dict(zip(columns, row, strict=True))
+                cp.write_row((name, epoch, op, _dumps(doc)))
+
+
+@pytest.mark.parametrize("brace", [False, True])
+def test_change_feed_json_identical(conn, chunk: int, brace: bool) -> None:
+    """brace: a value holding "},{" (the feed then dumps JSON row by row)."""
+    rows = [r for r in awkward_rows(300) if not (isinstance(r[9], Decimal) and r[9].is_nan())]
+    if brace:
+        rows[7] = (7, 'x"},{"y', *rows[7][2:])
+    deletes, inserts = rows[:120], rows[120:]
+    for kind in ("jsonb", "text"):  # text: the JSON exactly as sent
+        for table in (f"old_{kind}", f"new_{kind}"):
+            conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, view text, "
+                         f"epoch bigint, op text, row {kind})")  # fmt: skip
+        feed_old(conn, f"old_{kind}", "vmis_history", 7, COLUMNS, deletes, inserts)
+        with conn.cursor().copy(f"COPY new_{kind} (view, epoch, op, row) FROM STDIN") as cp:
+            cp.write(_feed_text("vmis_history", 7, COLUMNS, deletes, inserts))
+        query = "SELECT id, view, epoch, op, row::text FROM {} ORDER BY id"
+        old = conn.execute(query.format(f"old_{kind}")).fetchall()
+        new = conn.execute(query.format(f"new_{kind}")).fetchall()
+        assert len(old) == len(rows)
+        assert new == old
+    texts = [r[0] for r in conn.execute("SELECT row FROM new_text ORDER BY id")]
+    assert texts == [_dumps(dict(zip(COLUMNS, r, strict=True))) for r in deletes + inserts]
+    # only deletes, only inserts
+    assert _feed_text("v", 1, ["a"], [], [("x",)]) == b'v\t1\tinsert\t{"a":"x"}\n'
+    assert _feed_text("v", 1, ["a"], [("\\",)], []) == b'v\t1\tdelete\t{"a":"\\\\\\\\"}\n'
+
+
+class OldPublisher(Publisher):
+    """Publisher with the former row-by-row `_write_views` and `_delete` whole-row path."""
+
+    def _write_views(self, epoch: int, results: list[Any], now: datetime,
+                     watermark: datetime | None) -> None:  # fmt: skip
+        conn = self.conn
+        for r in results:
+            cols = ", ".join(r.columns)
+            if r.deletes:
+                self._delete(r.name, r.columns, r.types, r.deletes)
+            if r.inserts:
+                with conn.cursor().copy(f"COPY {r.name} ({cols}) FROM STDIN") as cp:
+                    for row in r.inserts:
+                        cp.write_row(row)
+            followed = self.feed_views is None or r.name in self.feed_views
+            if (r.inserts or r.deletes) and followed and not getattr(r, "initial", False):
+                with conn.cursor().copy(
+                    "COPY flashrec_changes (view, epoch, op, row) FROM STDIN"
+                ) as cp:
+                    for op, rows in (("delete", r.deletes), ("insert", r.inserts)):
+                        for row in rows:
+                            doc = dict(zip(r.columns, row, strict=True))
+                            cp.write_row((r.name, epoch, op, _dumps(doc)))
+            conn.execute(
+                "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (view) DO UPDATE SET epoch = EXCLUDED.epoch, "
+                "last_refresh_at = EXCLUDED.last_refresh_at, watermark = EXCLUDED.watermark,"
+                " row_count = EXCLUDED.row_count, refresh_ms = EXCLUDED.refresh_ms, "
+                "inserted = EXCLUDED.inserted, deleted = EXCLUDED.deleted",
+                (r.name, epoch, now, watermark, r.row_count, r.refresh_ms,
+                 len(r.inserts), len(r.deletes)),
+            )  # fmt: skip
+
+    def _delete(self, name: str, columns: list[str], types: list[str],
+                rows: list[tuple[Any, ...]]) -> None:  # fmt: skip
+        if any(k in columns for k in VIEW_KEYS.get(name, ())):
+            return super()._delete(name, columns, types, rows)
+        conn = self.conn
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{name} "
+                     f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip
+        with conn.cursor().copy(f"COPY _del_{name} ({', '.join(columns)}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+        conn.execute(f"DELETE FROM {name} v USING _del_{name} d WHERE md5(v::text) = md5(d::text)")
+
+
+def result(name: str, columns: list[str], types: list[str], inserts: list[tuple[Any, ...]],
+           deletes: list[tuple[Any, ...]], initial: bool = False) -> SimpleNamespace:  # fmt: skip
+    return SimpleNamespace(name=name, columns=columns, types=types, inserts=inserts,
+                           deletes=deletes, row_count=len(inserts), refresh_ms=1.5,
+                           initial=initial)  # fmt: skip
+
+
+def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
+    """Three refreshes of a keyed view (vmis_history), a feed view and a view matched on the
+    whole row, old publisher vs new one: every table ends up the same."""
+    vmis_cols = ["session_id", "items", "last_ts"]
+    vmis_types = ["VARCHAR", "VARCHAR[]", "TIMESTAMP"]
+    misc_types = [t for t in TYPES if t != "DECIMAL(18,3)"]
+    misc_cols = COLUMNS[: len(misc_types)]
+    rows = awkward_rows(240)
+    vmis = [(f"s{k}\t{STRINGS[k % len(STRINGS)]}", ARRAYS[k % len(ARRAYS)], TIMES[k % 5])
+            for k in range(200)]  # fmt: skip
+    misc = [r[: len(misc_cols)] for r in rows]
+    refreshes = [
+        [result("vmis_history", vmis_cols, vmis_types, vmis[:150], [], initial=True),
+         result("misc_view", misc_cols, misc_types, misc[:150], [], initial=True)],
+        [result("vmis_history", vmis_cols, vmis_types, vmis[150:], vmis[:40]),
+         result("misc_view", misc_cols, misc_types, misc[150:], misc[:60])],
+        [result("vmis_history", vmis_cols, vmis_types, vmis[:10], vmis[150:170]),
+         result("misc_view", misc_cols, misc_types, misc[:5], misc[100:200])],
+    ]  # fmt: skip
+    dumps = []
+    for cls in (OldPublisher, Publisher):
+        pub = cls(new_db(postgres), feed_views=("vmis_history", "misc_view"))
+        try:
+            for epoch, results in enumerate(refreshes, 1):
+                pub.publish_views(results, datetime(2024, 3, 1, 12, epoch), epoch)
+            conn = pub.conn
+            dumps.append({
+                "vmis": sorted(r[0] for r in conn.execute("SELECT t::text FROM vmis_history t")),
+                "misc": sorted(r[0] for r in conn.execute("SELECT t::text FROM misc_view t")),
+                "feed": conn.execute("SELECT id, view, epoch, op, row::text "
+                                     "FROM flashrec_changes ORDER BY id").fetchall(),
+                "status": conn.execute("SELECT view, epoch, watermark, row_count, refresh_ms, "
+                                       "inserted, deleted FROM flashrec_status "
+                                       "ORDER BY view").fetchall(),
+            })  # fmt: skip
+            conn.commit()
+        finally:
+            pub.close()
+    old, new = dumps
+    assert len(old["vmis"]) == 150 + 50 - 40 + 10 - 20
+    changes = sum(len(r.inserts) + len(r.deletes) for rs in refreshes[1:] for r in rs)
+    assert len(old["feed"]) == changes
+    assert old["misc"] and old["status"]
+    assert new == old
