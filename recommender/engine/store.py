@@ -88,8 +88,11 @@ class StateStore:
         rows = self.con.execute("SELECT value FROM flashrec_meta WHERE key = ?", [key]).fetchall()
         return rows[0][0] if rows else None
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self.con.execute("INSERT OR REPLACE INTO flashrec_meta VALUES (?, ?)", [key, value])
+    def _set_meta(self, values: dict[str, str]) -> None:
+        """Write meta keys in one statement (one per key cost ~3 ms each batch)."""
+        marks = ", ".join(["(?, ?)"] * len(values))
+        params = [x for item in values.items() for x in item]
+        self.con.execute(f"INSERT OR REPLACE INTO flashrec_meta VALUES {marks}", params)
 
     def max_event_time(self) -> datetime | None:
         """The newest event time stored (naive UTC)."""
@@ -122,6 +125,7 @@ class StateStore:
             con.execute("BEGIN TRANSACTION")
             try:
                 dups: list[str] = []
+                meta: dict[str, str] = {}
                 hashes = np.empty(0, np.uint64)
                 if events:
                     batch = events_table(events, self.last_seq + 1)
@@ -147,10 +151,10 @@ class StateStore:
                     newest = pc.max(ts).as_py()
                     con.unregister("incoming")
                     self.last_seq += len(events)
-                    self._set_meta("last_seq", str(self.last_seq))
+                    meta["last_seq"] = str(self.last_seq)
                     known = self._max_ts
                     if newest is not None and (known is None or newest > known):
-                        self._set_meta("max_ts", newest.isoformat())
+                        meta["max_ts"] = newest.isoformat()
                         new_max = newest
                     else:
                         new_max = known
@@ -158,8 +162,8 @@ class StateStore:
                 counts["accepted"] += len(events) - len(dups)
                 counts["duplicates"] += len(dups)
                 counts["rejected"] += rejected + len(dups)
-                for key, value in counts.items():
-                    self._set_meta(key, str(value))
+                meta.update((key, str(value)) for key, value in counts.items())
+                self._set_meta(meta)
                 if before_commit is not None:
                     before_commit(dups)
                 for (topic, part), nxt in offsets.items():
