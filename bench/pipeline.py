@@ -89,32 +89,42 @@ def _produce_history(bootstrap: str, rate: float, minutes: float, out: Any) -> N
     out.put((len(values), produce_all(bootstrap, values)))
 
 
-def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, out: Any) -> None:
-    """Child process: produce at `rate` events/s with current timestamps for settle + seconds;
-    after `settle`, every 20th event's (event_id, wall time handed to the producer) goes to
-    `out`, then None."""
-    producer = make_producer(bootstrap, linger_ms=2)
+def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, out: Any,
+                  linger_ms: float | None) -> None:
+    """Child process: produce at `rate` events/s with current timestamps for settle + seconds.
+
+    The events are generated before the clock starts (the load generator stands for shop
+    fronts on other machines: its Python work is not the pipeline's); each send stamps `ts`.
+    Messages to `out`: ("ready",) once generated; after `settle`, every 20th event's
+    ("sent", event_id, wall time handed to the producer); ("cpu", seconds used while
+    measured); then None."""
+    overrides = {} if linger_ms is None else {"linger_ms": linger_ms}
+    producer = make_producer(bootstrap, **overrides)
     cfg = FlashSaleConfig(seed=2, start=datetime.now(UTC), events=None, duration_s=None,
                           rate=rate, bot_share=0.02)  # fmt: skip
-    events = (e for e in generate(cfg) if isinstance(e, dict))
+    wanted = int(rate * (settle + seconds)) + int(rate)
+    generated = (e for e in generate(cfg) if isinstance(e, dict))
+    events = [next(generated) for _ in range(wanted)]
+    out.put(("ready",))
     started = time.perf_counter()
     sent = 0
     cpu_at_settle = None
-    while time.perf_counter() < started + settle + seconds:
-        due = int((time.perf_counter() - started) * rate)
+    while time.perf_counter() < started + settle + seconds and sent < wanted:
+        due = min(wanted, int((time.perf_counter() - started) * rate))
         if cpu_at_settle is None and time.perf_counter() >= started + settle:
             cpu_at_settle = time.process_time()
+        stamp = format_ts(datetime.now(UTC))  # one stamp per tick (ticks are ~2 ms apart)
         while sent < due:
-            e = next(events)
-            e["ts"] = format_ts(datetime.now(UTC))
+            e = events[sent]
+            e["ts"] = stamp
             producer.produce("clickstream", orjson.dumps(e))
             if sent % 20 == 0 and cpu_at_settle is not None:
-                out.put((e["event_id"], time.time()))
+                out.put(("sent", e["event_id"], time.time()))
             sent += 1
         producer.poll(0)
         time.sleep(0.002)
     producer.flush(30)
-    out.put(("", time.process_time() - (cpu_at_settle or 0.0)))  # its CPU while measured
+    out.put(("cpu", time.process_time() - (cpu_at_settle or 0.0)))
     out.put(None)
 
 
@@ -157,22 +167,25 @@ def cpu_cores(before: dict[str, dict[int, float]], after: dict[str, dict[int, fl
 
 
 def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
-         on_produced: Any = None) -> tuple[list[float], float]:
+         on_ready: Any = None, on_produced: Any = None,
+         linger_ms: float | None = None) -> tuple[list[float], float]:  # fmt: skip
     """Freshness of every 20th live event after the first `settle` seconds: handed to the
     producer (in a child process, so the engine's process does not share its CPU time) ->
-    visible in PostgreSQL; and the producer's CPU seconds in that time. `on_produced()` is
-    called when the producer has sent its last event."""
+    visible in PostgreSQL; and the producer's CPU seconds in that time. `on_ready()` is
+    called when the producer starts sending, `on_produced()` when it has sent its last
+    event. `linger_ms`: the producer's linger (None: the project's producer default)."""
     import psycopg
 
     ctx = mp.get_context("spawn")
     sent = ctx.Queue()
-    child = ctx.Process(target=_produce_live, args=(bootstrap, rate, seconds, settle, sent))
+    child = ctx.Process(target=_produce_live,
+                        args=(bootstrap, rate, seconds, settle, sent, linger_ms))  # fmt: skip
     child.start()
     pending: dict[str, float] = {}
     lags: list[float] = []
     producer_cpu = 0.0
     finished = False
-    deadline = time.time() + settle + seconds + 60
+    deadline = time.time() + settle + seconds + 300  # generating comes first
     with psycopg.connect(dsn, autocommit=True) as conn:
         while (not finished or pending) and time.time() < deadline:
             while True:
@@ -184,10 +197,13 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
                     finished = True
                     if on_produced is not None:
                         on_produced()
-                elif not item[0]:
+                elif item[0] == "ready":
+                    if on_ready is not None:
+                        on_ready()
+                elif item[0] == "cpu":
                     producer_cpu = item[1]
                 else:
-                    pending[item[0]] = item[1]
+                    pending[item[1]] = item[2]
             if pending:  # rows since the oldest pending event only (ts = its send time)
                 since = datetime.fromtimestamp(min(pending.values()) - 1.0, UTC)
                 seen = conn.execute(
@@ -203,7 +219,8 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
 
 
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
-        settle: float, background: float = 30.0, publish_thread: bool = True) -> dict:
+        settle: float, background: float = 30.0, publish_thread: bool = True,
+        linger_ms: float | None = None) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -241,9 +258,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 cpu_mark()
 
             timer = threading.Timer(settle, measure_from_here)
-            timer.start()
             lags, producer_cpu = live(broker.bootstrap, pg.dsn, rate, live_seconds, settle,
-                                      cpu_mark)  # fmt: skip
+                                      timer.start, cpu_mark, linger_ms)  # fmt: skip
             cores: dict[str, float] = {}
             if len(cpu_marks) == 2:  # from the end of settling to the last event produced
                 (t0, before), (t1, after) = cpu_marks
@@ -275,6 +291,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
         "background_refreshes": background_runs, "publish_thread": publish_thread,
+        "producer_linger_ms": linger_ms,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -299,12 +316,16 @@ def main() -> None:
                         help="seconds between customer-view refreshes (engine default 30)")
     parser.add_argument("--inline-publish", action="store_true",
                         help="publish each refresh in the loop, not in the publish thread")
+    parser.add_argument("--producer-linger-ms", type=float, default=None,
+                        help="the live producer's linger.ms (default: the project's producer "
+                        "default, 20 ms; earlier runs used 2)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
     for rate in args.rates:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
-                     args.settle_seconds, args.background_interval, not args.inline_publish)
+                     args.settle_seconds, args.background_interval, not args.inline_publish,
+                     args.producer_linger_ms)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
