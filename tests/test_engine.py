@@ -100,7 +100,9 @@ def test_real_data_and_restart(dsn: str, tmp_path: Path, shared_data: Path) -> N
 def test_change_feed_replays_into_the_view(dsn: str, tmp_path: Path) -> None:
     items = flash_sale(4000)
     engine = make_engine(dsn, tmp_path / "state.duckdb", [])
-    subs = {v: engine.subscribe(v) for v in ("co_view_pairs", "vmis_history")}
+    # customer_features (background tier) and session_features: changes as ArrowRows
+    followed = ("co_view_pairs", "vmis_history", "customer_features", "session_features")
+    subs = {v: engine.subscribe(v) for v in followed}
     mirror: dict[str, set] = {v: set() for v in subs}
     msgs = [Msg(raw(x), i) for i, x in enumerate(items)]
     remote = None

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import duckdb
 
@@ -52,8 +52,9 @@ class ViewResult:
     name: str
     columns: list[str]
     types: list[str]
-    inserts: list[tuple[Any, ...]] = field(default_factory=list)
-    deletes: list[tuple[Any, ...]] = field(default_factory=list)
+    # lists, or ArrowRows (partial refreshes of flat views)
+    inserts: Sequence[tuple[Any, ...]] = field(default_factory=list)
+    deletes: Sequence[tuple[Any, ...]] = field(default_factory=list)
     row_count: int = 0
     refresh_ms: float = 0.0
     initial: bool = False  # first load of the view into an empty baseline
@@ -324,18 +325,28 @@ class ViewRunner:
         """Diff and replace the view's rows of the keys in __touched_{name} by `part`'s rows."""
         key = self.partitioned[name]
         self.con.execute("CREATE OR REPLACE TEMP TABLE __part AS " + part)
-        rel = self.con.execute("SELECT * FROM __part")
+        rel = self.con.execute("SELECT * FROM __part LIMIT 0")
         columns = [d[0] for d in rel.description]
         types = [str(d[1]) for d in rel.description]
-        new = rel.fetchall()
+        rel.fetchall()
         # one scan finds, deletes and returns the touched keys' old rows
-        old = self.con.execute(
-            f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name}) RETURNING *"
-        ).fetchall()  # fmt: skip
-        self.con.execute(f"INSERT INTO {name} SELECT * FROM __part")
+        delete = f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name}) RETURNING *"
         result = ViewResult(name, columns, types)
-        nested = any("[" in t or t.startswith(("STRUCT", "MAP", "UNION")) for t in types)
-        result.inserts, result.deletes = bag_diff(new, old, nested)
+        if any("[" in t or t.startswith(("STRUCT", "MAP", "UNION")) for t in types):
+            new = self.con.execute("SELECT * FROM __part").fetchall()
+            old = self.con.execute(delete).fetchall()
+            result.inserts, result.deletes = bag_diff(new, old, lists=True)
+        else:  # flat rows: the diff in DuckDB, the changes as Arrow (no tuple unless read)
+            old_table = self.con.sql(delete).to_arrow_table()
+            self.con.register("__old", old_table)
+            try:
+                result.inserts = ArrowRows(self.con.sql(
+                    "SELECT * FROM __part EXCEPT ALL SELECT * FROM __old").to_arrow_table(), types)
+                result.deletes = ArrowRows(self.con.sql(
+                    "SELECT * FROM __old EXCEPT ALL SELECT * FROM __part").to_arrow_table(), types)
+            finally:
+                self.con.unregister("__old")
+        self.con.execute(f"INSERT INTO {name} SELECT * FROM __part")
         self._pending_state[name] = (seq, now)
         result.row_count = self.row_counts[name] = (
             self.row_counts[name] + len(result.inserts) - len(result.deletes))  # fmt: skip
@@ -398,6 +409,49 @@ def rows_table(columns: list[str], kinds: list[Any], rows: list[tuple[Any, ...]]
     values = list(zip(*rows, strict=True)) or [()] * len(columns)
     return pa.table({name: pa.array(col, kind)
                      for name, col, kind in zip(columns, values, kinds, strict=True)})
+
+
+class ArrowRows(Sequence[tuple[Any, ...]]):
+    """Inserted or deleted rows of a refresh kept as an Arrow table: tuples (as DuckDB's
+    fetchall gives them) are made only when read; the publisher writes the table itself."""
+
+    def __init__(self, table: Any, types: list[str]) -> None:
+        self.table = table
+        self.types = types
+        self._rows: list[tuple[Any, ...]] | None = None
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            cols = [self._values(col, kind) for col, kind in
+                    zip(self.table.columns, self.types, strict=True)]  # fmt: skip
+            self._rows = list(zip(*cols, strict=True)) if cols else []
+        return self._rows
+
+    @staticmethod
+    def _values(col: Any, kind: str) -> list[Any]:
+        values = col.to_pylist()
+        if kind == "HUGEINT":  # Arrow holds it as decimal128(38, 0); fetchall gives an int
+            return [None if v is None else int(v) for v in values]
+        return values
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Any, ...]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[Any, ...]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self.rows()[index]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and self.rows() == list(other)
+
+    def __repr__(self) -> str:
+        return f"ArrowRows({self.rows()!r})"
 
 
 def _frozen(value: Any) -> Any:
