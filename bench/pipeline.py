@@ -226,7 +226,7 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
 
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
-        linger_ms: float | None = None) -> dict:  # fmt: skip
+        linger_ms: float | None = None, nice: int = 10) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -243,7 +243,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             engine = Engine(EngineConfig(
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh, background_interval=background,
-                publish_thread=publish_thread,
+                publish_thread=publish_thread, background_nice=nice,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -297,7 +297,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
         "background_refreshes": background_runs, "publish_thread": publish_thread,
-        "producer_linger_ms": linger_ms,
+        "producer_linger_ms": linger_ms, "background_nice": nice,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -325,13 +325,15 @@ def main() -> None:
     parser.add_argument("--producer-linger-ms", type=float, default=None,
                         help="the live producer's linger.ms (default: the project's producer "
                         "default, 20 ms; earlier runs used 2)")
+    parser.add_argument("--background-nice", type=int, default=10,
+                        help="nice value added to the background tier (engine default 10)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
     for rate in args.rates:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
                      args.settle_seconds, args.background_interval, not args.inline_publish,
-                     args.producer_linger_ms)
+                     args.producer_linger_ms, args.background_nice)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

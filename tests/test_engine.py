@@ -6,6 +6,8 @@ into the view."""
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -261,6 +263,38 @@ def test_publish_in_its_own_thread(dsn: str, tmp_path: Path) -> None:
         engine._refresh_main(wait=False)
         with pytest.raises(Exception, match="closed"):
             engine.wait_published()
+    finally:
+        engine.stop()
+
+
+def test_background_tier_runs_nicer(dsn: str, tmp_path: Path) -> None:
+    """The background tier's thread and its PostgreSQL backend run at background_nice above
+    the engine (the main tier gets the CPU first); the main tier's backend does not."""
+    import os
+
+    def nice(pid: int) -> int:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+
+    def backend(conn) -> int:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.commit()
+        return pid
+
+    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
+                                 background_nice=7))  # fmt: skip
+    try:
+        assert engine.background is not None
+        base = nice(os.getpid())
+        assert nice(backend(engine.background.publisher.conn)) == nice(
+            backend(engine.publisher.conn)) + 7  # fmt: skip
+        engine.background.start()
+        thread = engine.background._thread
+        assert thread is not None and thread.native_id is not None
+        deadline = time.monotonic() + 10
+        while nice(thread.native_id) != base + 7 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert nice(thread.native_id) == base + 7
+        assert nice(threading.get_native_id()) == base  # the caller's thread unchanged
     finally:
         engine.stop()
 

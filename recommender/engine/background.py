@@ -12,6 +12,7 @@ flashrec_changes (their commits would interleave with the main tier's epochs).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +53,7 @@ class BackgroundTier:
 
     def __init__(self, con, objects: list[sqlfiles.SqlObject], dsn: str, interval: float,
                  clock: Callable[[], datetime | None], hub: FeedHub,
-                 epoch: Callable[[], int]) -> None:  # fmt: skip
+                 epoch: Callable[[], int], nice: int = 0) -> None:  # fmt: skip
         from recommender.pgserve import Publisher
 
         self.con = con.cursor()
@@ -61,6 +62,9 @@ class BackgroundTier:
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
         self.interval = interval
+        self.nice = nice
+        if nice:  # its PostgreSQL backend writes ~10^5 rows per refresh at flash-sale rates
+            _lower_priority(_local_backend(self.publisher.conn), nice, "its PostgreSQL backend")
         self.clock = clock
         self.hub = hub
         self.epoch = epoch
@@ -93,6 +97,8 @@ class BackgroundTier:
             return batches
 
     def _run(self) -> None:
+        if self.nice:
+            _lower_priority(threading.get_native_id(), self.nice, "the background thread")
         while True:  # at once (a restart brings the views up to date), then every interval
             try:
                 self.refresh()
@@ -114,3 +120,29 @@ class BackgroundTier:
             self._thread.join(timeout=300)
         self.publisher.close()
         self.con.close()
+
+
+def _local_backend(conn) -> int | None:
+    """The pid of a connection's PostgreSQL backend when the server runs on this machine."""
+    host = conn.info.host or ""
+    if not (host.startswith("/") or host in ("127.0.0.1", "localhost", "::1")):
+        return None
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    conn.commit()
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return pid if f.read().startswith("postgres") else None
+    except OSError:
+        return None
+
+
+def _lower_priority(pid: int | None, nice: int, what: str) -> None:
+    """Raise the nice value of a thread or process by `nice` (Linux: a thread id works as a
+    pid), so that the main tier gets the CPU first when both want it; best effort."""
+    if pid is None or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + nice)
+        log.info("%s runs at nice +%d", what, nice)
+    except OSError as exc:
+        log.info("could not lower the priority of %s: %s", what, exc)

@@ -60,6 +60,9 @@ class EngineConfig:
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
     background_interval: float = 30.0
+    # the background thread and its PostgreSQL backend (local servers) run this much nicer
+    # than the engine, so the main tier's freshness comes first when the CPU is short
+    background_nice: int = 10
     # the loop publishes each refresh in a thread while it computes the next (False: inline)
     publish_thread: bool = True
     # while behind (consumer batches come back full) refresh at most this often: fewer,
@@ -131,7 +134,7 @@ class Engine:
         if background:
             self.background = BackgroundTier(
                 self.store.con, background, config.pg_dsn, config.background_interval,
-                self.clock, self.hub, lambda: self.epoch,
+                self.clock, self.hub, lambda: self.epoch, config.background_nice,
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))
