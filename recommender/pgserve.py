@@ -316,32 +316,20 @@ class Publisher:
         conn = self.conn
         keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
         given = getattr(rows, "table", None)
-        if len(keys) == 1:
-            # one key column: its values as one array parameter, so PostgreSQL probes the
-            # view's index (a join with them was planned as a scan of the whole table: 116 ms
-            # vs 19 ms for 3,000 of 300,000 sessions, measured)
-            at = columns.index(keys[0])
-            values = (given.column(at).to_pylist() if given is not None
-                      else [row[at] for row in rows])  # fmt: skip
-            # not prepared: a generic plan would not see the array (psycopg prepares a query
-            # after five runs)
-            conn.execute(f"DELETE FROM {name} WHERE {keys[0]} = ANY(%s::{pg_type(types[at])}[])",
-                         [values], prepare=False)  # fmt: skip
-            return
-        if keys:  # several: a join with them (an array of the first key is no help there:
-            # co_view_pairs' product_a values repeat, and a filter on an array that is not a
-            # constant is searched linearly for every row)
+        if keys and given is not None and conn.info.encoding == "utf-8":
             at = [columns.index(k) for k in keys]
+            defs = ", ".join(f"{k} {pg_type(types[i])}" for k, i in zip(keys, at, strict=True))
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkeys_{name} ({defs}) "
+                         "ON COMMIT DELETE ROWS")  # fmt: skip
+            _copy_table(conn, f"_delkeys_{name}", keys, given.select(at))
             on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
-            if given is not None and conn.info.encoding == "utf-8":  # COPY of the keys
-                defs = ", ".join(f"{k} {pg_type(types[i])}" for k, i in zip(keys, at, strict=True))
-                conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkeys_{name} ({defs}) "
-                             "ON COMMIT DELETE ROWS")  # fmt: skip
-                _copy_table(conn, f"_delkeys_{name}", keys, given.select(at))
-                conn.execute(f"DELETE FROM {name} v USING _delkeys_{name} d WHERE {on}")
-                return
+            conn.execute(f"DELETE FROM {name} v USING _delkeys_{name} d WHERE {on}")
+            return
+        if keys:
+            at = [columns.index(k) for k in keys]
             arrays = [[row[i] for row in rows] for i in at]
             unnest = ", ".join(f"%s::{pg_type(types[i])}[]" for i in at)
+            on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
             conn.execute(f"DELETE FROM {name} v USING unnest({unnest}) AS d({', '.join(keys)}) "
                          f"WHERE {on}", arrays)  # fmt: skip
             return
