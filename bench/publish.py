@@ -7,7 +7,7 @@ Writes `--rows` session_features-like rows and as many vmis_history-like rows (a
 product ids) plus their flashrec_changes JSON rows, one transaction per view and path, the
 tables truncated before each; the paths alternate. Prints per view the median over `--runs`
 runs of the wall time (client and server) and of this process's CPU time (the client side
-alone) and of the PostgreSQL backend's CPU time (the server side, from /proc), in ms, and
+alone) and of the PostgreSQL backend's CPU time (the server side), in ms, and
 the old/new ratios.
 
     .venv/bin/python bench/publish.py --rows 20000 --runs 5
@@ -16,9 +16,7 @@ the old/new ratios.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,7 +25,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import free_port  # noqa: E402
+
 from recommender import pgserve  # noqa: E402
 from recommender.pgserve import (  # noqa: E402
     LocalPostgres,
@@ -140,15 +143,9 @@ def main() -> None:
 
 
 def process_cpu_ms(pid: int) -> float:
-    """CPU time (user + system) a process has used, in ms (Linux /proc; 10 ms ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """CPU time (user + system) a process has used, in ms."""
+    times = psutil.Process(pid).cpu_times()
+    return (times.user + times.system) * 1000
 
 
 if __name__ == "__main__":
