@@ -315,21 +315,19 @@ class Publisher:
         whole-row match."""
         conn = self.conn
         keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
-        given = getattr(rows, "table", None)
-        if keys and given is not None and conn.info.encoding == "utf-8":
-            at = [columns.index(k) for k in keys]
-            defs = ", ".join(f"{k} {pg_type(types[i])}" for k, i in zip(keys, at, strict=True))
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkeys_{name} ({defs}) "
-                         "ON COMMIT DELETE ROWS")  # fmt: skip
-            _copy_table(conn, f"_delkeys_{name}", keys, given.select(at))
-            on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
-            conn.execute(f"DELETE FROM {name} v USING _delkeys_{name} d WHERE {on}")
-            return
         if keys:
             at = [columns.index(k) for k in keys]
+            on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
+            given = getattr(rows, "table", None)
+            if given is not None and _csv_ok(conn):
+                defs = ", ".join(f"{k} {pg_type(types[i])}" for k, i in zip(keys, at, strict=True))
+                conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkeys_{name} ({defs}) "
+                             "ON COMMIT DELETE ROWS")  # fmt: skip
+                _copy_table(conn, f"_delkeys_{name}", keys, given.select(at))
+                conn.execute(f"DELETE FROM {name} v USING _delkeys_{name} d WHERE {on}")
+                return
             arrays = [[row[i] for row in rows] for i in at]
             unnest = ", ".join(f"%s::{pg_type(types[i])}[]" for i in at)
-            on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
             conn.execute(f"DELETE FROM {name} v USING unnest({unnest}) AS d({', '.join(keys)}) "
                          f"WHERE {on}", arrays)  # fmt: skip
             return
@@ -373,7 +371,7 @@ def _copy_rows(conn: Any, table: str, columns: list[str], rows: Sequence[tuple[A
                ) -> None:  # fmt: skip
     """Rows into `table` with one COPY: Arrow-built CSV, or row by row (write_row). Rows
     that come as an Arrow table (`rows.table`, the engine's ArrowRows) are written as such."""
-    utf8 = conn.info.encoding == "utf-8"
+    utf8 = _csv_ok(conn)
     given = getattr(rows, "table", None)
     if given is not None and utf8:
         _copy_table(conn, table, columns, given)
@@ -386,6 +384,11 @@ def _copy_rows(conn: Any, table: str, columns: list[str], rows: Sequence[tuple[A
                 cp.write_row(row)
         return
     _copy_table(conn, table, columns, arrow)
+
+
+def _csv_ok(conn: Any) -> bool:
+    """Whether Arrow's CSV (UTF-8) can be COPYed on this connection."""
+    return conn.info.encoding == "utf-8"
 
 
 def _copy_table(conn: Any, table: str, columns: list[str], arrow: Any) -> None:

@@ -175,11 +175,7 @@ class ViewRunner:
             self.compute(now, name)
             self._pending_state[name] = (self._last_seq(), now)
             self._track_bots(name)
-            rel = self.con.execute(f"SELECT * FROM {name} LIMIT 0")
-            columns = [d[0] for d in rel.description]
-            types = [str(d[1]) for d in rel.description]
-            rel.fetchall()
-            result = ViewResult(name, columns, types)
+            result = ViewResult(name, *self._describe(name))
             if diff:
                 prev = f"__prev_{name}"
                 if name in self.has_prev:
@@ -198,6 +194,14 @@ class ViewRunner:
             result.refresh_ms = (time.perf_counter() - started) * 1000
             results.append(result)
         return results
+
+    def _describe(self, table: str) -> tuple[list[str], list[str]]:
+        """A table's column names and DuckDB types."""
+        rel = self.con.execute(f"SELECT * FROM {table} LIMIT 0")
+        columns = [d[0] for d in rel.description]
+        types = [str(d[1]) for d in rel.description]
+        rel.fetchall()
+        return columns, types
 
     def _last_seq(self) -> int:
         """The newest stored event's seq (read once per refresh: views run in one thread)."""
@@ -325,10 +329,7 @@ class ViewRunner:
         """Diff and replace the view's rows of the keys in __touched_{name} by `part`'s rows."""
         key = self.partitioned[name]
         self.con.execute("CREATE OR REPLACE TEMP TABLE __part AS " + part)
-        rel = self.con.execute("SELECT * FROM __part LIMIT 0")
-        columns = [d[0] for d in rel.description]
-        types = [str(d[1]) for d in rel.description]
-        rel.fetchall()
+        columns, types = self._describe("__part")
         # one scan finds, deletes and returns the touched keys' old rows
         delete = f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name}) RETURNING *"
         result = ViewResult(name, columns, types)
