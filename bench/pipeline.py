@@ -7,9 +7,10 @@ ingest, events/s); then produce live events at the offered rate for --live-secon
 freshness: from the moment an event is handed to the producer to the moment its row is
 visible in PostgreSQL's `clickstream` table (published in the same transaction as the views
 of that refresh). Generating and producing run in child processes, so this process is the
-engine (plus a thread that polls PostgreSQL): its RSS and the state file are the memory
-figures; the refresh durations are the engine's own (main tier; the customer views refresh
-in the background tier's thread).
+engine (plus a thread that polls PostgreSQL) and its child, the background process of the
+customer views (as `flashrec up` runs them; `--background-thread` for a thread instead):
+their RSS and state files are the memory figures; the refresh durations are the engine's
+own (main tier).
 
     .venv/bin/python bench/pipeline.py --rates 1000 5000 --window-minutes 30 --live-seconds 30 \
         --settle-seconds 30
@@ -130,15 +131,18 @@ def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, ou
 
 def _processes(broker: LocalBroker, pg_dir: Path) -> dict[str, list[psutil.Process]]:
     """The processes of each role now: engine (this process: engine threads and the
-    freshness poller), broker, PostgreSQL (postmaster and backends)."""
+    freshness poller), background (the customer views' child process, when there is one),
+    broker, PostgreSQL (postmaster and backends)."""
     me = psutil.Process()
+    worker = [p for p in me.children()
+              if "recommender.engine.worker" in " ".join(p.cmdline())]  # fmt: skip
     broker_pid = broker.process.pid if broker.process else -1
     pg: list[psutil.Process] = []
     for p in psutil.process_iter(["cmdline"]):
         if str(pg_dir) in " ".join(p.info["cmdline"] or ()):
             pg += [p, *p.children(recursive=True)]
     broker_procs = [psutil.Process(broker_pid)] if broker_pid > 0 else []
-    return {"engine": [me], "broker": broker_procs, "postgres": pg}
+    return {"engine": [me], "background": worker, "broker": broker_procs, "postgres": pg}
 
 
 def _cpu(groups: dict[str, list[psutil.Process]]) -> dict[str, dict[int, float]]:
@@ -224,9 +228,20 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
     return lags, producer_cpu
 
 
+def _status_ms(dsn: str, views: list[str]) -> tuple[float, None]:
+    """The last refresh's compute time of `views` (summed), as flashrec_status has it."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT refresh_ms FROM flashrec_status WHERE view = ANY(%s)",
+                            (views,)).fetchall()  # fmt: skip
+    return sum(r[0] or 0.0 for r in rows), None
+
+
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
-        linger_ms: float | None = None, nice: int = 10) -> dict:  # fmt: skip
+        linger_ms: float | None = None, nice: int = 10,
+        background_process: bool = True) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -244,6 +259,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh, background_interval=background,
                 publish_thread=publish_thread, background_nice=nice,
+                background_process=background_process,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -273,11 +289,16 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 before["producer"] = {}
                 cores = cpu_cores(before, after, t1 - t0)
             live_refresh = list(engine.refresh_ms)[mark[0] if mark else 0 :]
-            background_ms = engine.background.last_refresh_ms if engine.background else 0.0
-            background_runs = engine.background.refresh_count if engine.background else 0
+            if engine.background is not None:
+                background_ms = engine.background.last_refresh_ms
+                background_runs: int | None = engine.background.refresh_count
+            else:  # the child process: its views' last compute time, from flashrec_status
+                background_ms, background_runs = _status_ms(pg.dsn, engine.background_names)
             stats = engine.stats()
+            worker = _processes(broker, work / "pg")["background"]
+            rss_worker = sum(p.memory_info().rss for p in worker)
             engine.stop()
-            state_mb = (work / "engine.duckdb").stat().st_size / 2**20
+            state_mb = sum(f.stat().st_size for f in work.glob("engine*.duckdb")) / 2**20
         finally:
             pg.stop()
             broker.stop()
@@ -296,11 +317,13 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p50": round(statistics.median(live_refresh)) if live_refresh else None,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
-        "background_refreshes": background_runs, "publish_thread": publish_thread,
+        "background_refreshes": background_runs, "background_process": background_process,
+        "publish_thread": publish_thread,
         "producer_linger_ms": linger_ms, "background_nice": nice,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
+        "rss_mb_background_end": round(rss_worker / 2**20),
         "state_file_mb": round(state_mb),
         "stored_events": stats["stored"],
     }  # fmt: skip
@@ -327,13 +350,17 @@ def main() -> None:
                         "default, 20 ms; earlier runs used 2)")
     parser.add_argument("--background-nice", type=int, default=10,
                         help="nice value added to the background tier (engine default 10)")
+    parser.add_argument("--background-thread", action="store_true",
+                        help="the customer views in a thread of the engine's process, not "
+                        "in their own process (as `flashrec up` runs them)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
     for rate in args.rates:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
                      args.settle_seconds, args.background_interval, not args.inline_publish,
-                     args.producer_linger_ms, args.background_nice)
+                     args.producer_linger_ms, args.background_nice,
+                     not args.background_thread)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

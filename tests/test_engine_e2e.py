@@ -74,6 +74,32 @@ def start_up(args: list[str], log: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def worker_children(pid: int) -> list[int]:
+    """Child processes of `pid` running the engine's background worker."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (_stat(int(entry.name)) or ["", ""])[1] == str(pid):
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"recommender.engine.worker" in cmdline:
+                out.append(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
 def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 20) -> list[dict]:
     from recommender.kafka_io import make_consumer
 
@@ -147,8 +173,14 @@ def test_kill_9_and_restart_equals_batch(tmp_path: Path, broker) -> None:
         proc = start_up(args, tmp_path / "up1.log")
         produce(broker.bootstrap, topic, items[:6000])
         wait_counted(pg.dsn, 2000, proc)
+        workers = worker_children(proc.pid)
+        assert len(workers) == 1, "the customer views' background process"
         proc.send_signal(signal.SIGKILL)  # mid-replay, no clean shutdown
         proc.wait(timeout=10)
+        deadline = time.monotonic() + 15  # it notices within 1 s, exits within 5 s more
+        while alive(workers[0]):
+            assert time.monotonic() < deadline, "the background process outlived the engine"
+            time.sleep(0.2)
         produce(broker.bootstrap, topic, items[6000:])
         proc = start_up(args, tmp_path / "up2.log")
         try:

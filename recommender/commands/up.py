@@ -65,8 +65,8 @@ def register(app: typer.Typer) -> None:
         background_interval: float = typer.Option(
             30.0, "--background-interval", min=0.0, envvar=config.ENV_BACKGROUND_INTERVAL,
             help="Seconds between refreshes of the heavy 30-day customer views, which run in "
-            "their own thread and transaction so they never delay the others (0: refresh them "
-            "with every other view).",
+            "their own process (state file engine-background.duckdb) so they never delay the "
+            "others (0: refresh them with every other view, in the engine).",
         ),
         topic: str = typer.Option(
             config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC, help="Clickstream topic."
@@ -178,7 +178,7 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
     engine = Engine(EngineConfig(
         pg_dsn=pg_dsn, state_path=data_dir / "engine.duckdb", bootstrap=bootstrap, topic=topic,
         dlq_topic=dlq_topic, group_id=group_id, clock=clock, refresh_interval=refresh_interval,
-        background_interval=background_interval,
+        background_interval=background_interval, background_process=True,
     )).start()  # fmt: skip
     started.append(engine)
     if api_port:

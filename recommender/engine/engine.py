@@ -60,6 +60,9 @@ class EngineConfig:
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
     background_interval: float = 30.0
+    # run them in a child process (start() only: see engine/worker.py) instead of a thread
+    # of this one; an engine driven by hand (refresh()) then does not maintain them
+    background_process: bool = False
     # the background thread and its PostgreSQL backend (local servers) run this much nicer
     # than the engine, so the main tier's freshness comes first when the CPU is short
     background_nice: int = 10
@@ -121,17 +124,23 @@ class Engine:
         overrides = dict(config.overrides)
         if config.incremental:
             overrides.update(incremental_overrides(objects))
-        self.view_names = [v.name for v in sqlfiles.views(objects)]  # all, in sql/ order
-        background: list[sqlfiles.SqlObject] = []
-        if config.background_interval > 0:
-            objects, background = split_views(objects, config.background_views)
+        ordered = [v.name for v in sqlfiles.views(objects)]
+        objects, background = self._split(objects)
+        self.background_names = [v.name for v in background]
+        own = {v.name for v in sqlfiles.views(objects)} | set(self.background_names)
+        self.view_names = [n for n in ordered if n in own]  # both tiers, in sql/ order
         self.runner = ViewRunner(self.store.con, objects, overrides)
         self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views)
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
         self.background: BackgroundTier | None = None
-        if background:
+        self.worker: Any = None  # worker.BackgroundProcess
+        if background and config.background_process:
+            from recommender.engine.worker import BackgroundProcess
+
+            self.worker = BackgroundProcess(config)
+        elif background:
             self.background = BackgroundTier(
                 self.store.con, background, config.pg_dsn, config.background_interval,
                 self.clock, self.hub, lambda: self.epoch, config.background_nice,
@@ -154,6 +163,15 @@ class Engine:
         log.info("engine ready: views %s, epoch %d, %d events stored",
                  ", ".join(self.view_names), self.epoch, self.store.count())  # fmt: skip
 
+    publishes_raw = True  # the raw clickstream table, counters and change feed rows
+
+    def _split(self, objects: list[sqlfiles.SqlObject]
+               ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
+        """(objects of this engine's main tier, views of its background tier)."""
+        if self.config.background_interval <= 0:
+            return objects, []
+        return split_views(objects, self.config.background_views)
+
     # --- clock and change feed ------------------------------------------------------------
     def clock(self) -> datetime | None:
         """NOW() for the views: wall time, or the newest event time seen (naive UTC)."""
@@ -165,6 +183,9 @@ class Engine:
         """Follow a view's changes from the next refresh on (in process)."""
         if view not in self.view_names:
             raise KeyError(f"unknown view {view!r} (views: {', '.join(self.view_names)})")
+        if self.worker is not None and view in self.background_names:
+            raise KeyError(f"{view} is maintained by the background process: follow it in "
+                           "PostgreSQL (flashrec_status, or the table itself)")
         return self.hub.subscribe(view)
 
     # --- ingest ---------------------------------------------------------------------------
@@ -239,7 +260,7 @@ class Engine:
         for name in only & set(self.config.view_intervals):
             self._due[name] = tick + self.config.view_intervals[name]
         results = self.runner.refresh(now, only=only)
-        raw = self.store.events_since(self.raw_seq)
+        raw = self.store.events_since(self.raw_seq) if self.publishes_raw else None
         raw_seq = self.store.last_seq
         self.wait_published()
         self.epoch += 1
@@ -348,8 +369,9 @@ class Engine:
                         self._refresh_main(wait=not self.config.publish_thread)
                     last_refresh = time.monotonic()
                     next_refresh = tick + self.config.refresh_interval
-                if self.background is not None and self.background.error is not None:
-                    raise self.background.error
+                for tier in (self.background, self.worker):
+                    if tier is not None and tier.error is not None:
+                        raise tier.error
                 if self._publish_error is not None:
                     self.wait_published()
         except BaseException as exc:
@@ -372,6 +394,8 @@ class Engine:
         self._thread.start()
         if self.background is not None:
             self.background.start()
+        if self.worker is not None:
+            self.worker.start()
         return self
 
     def _run_quietly(self) -> None:
@@ -384,6 +408,8 @@ class Engine:
         self._stop.set()
         if self.background is not None:
             self.background.stop()
+        if self.worker is not None:
+            self.worker.stop()
         if self._thread is not None:
             self._thread.join(timeout=300)  # let a running refresh finish
         self.publisher.close()

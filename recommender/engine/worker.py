@@ -1,0 +1,212 @@
+"""The background tier in its own process: the customer views off the engine's interpreter.
+
+The engine's process is the limit at flash-sale rates: its loop, its publish thread and a
+background thread share one Python interpreter, and a customer-view refresh (seconds of
+DuckDB and PostgreSQL work for ~50,000 touched users at 5,000 events/s) held back the main
+views' refreshes. Here those views run in a child process with its own consumer group, its
+own DuckDB state (events and offsets, as the engine keeps them, so kill -9 of either process
+loses nothing) and its own PostgreSQL connection, niced so that the main tier gets the CPU
+first. It does not send dead letters (the main engine does) nor write the raw `clickstream`
+table, the change feed or the counters; its status rows carry the main tier's epoch.
+
+`BackgroundProcess` starts and watches the child; `python -m recommender.engine.worker`
+is the child (its configuration comes in the environment variable FLASHREC_WORKER_SPEC).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from recommender import sqlfiles
+from recommender.engine.background import _local_backend, _lower_priority, split_views
+from recommender.engine.engine import Engine, EngineConfig
+from recommender.engine.feed import ChangeBatch
+
+log = logging.getLogger(__name__)
+
+SPEC_ENV = "FLASHREC_WORKER_SPEC"
+
+
+def worker_config(config: EngineConfig) -> EngineConfig:
+    """The child's configuration: the background views only, on their interval, with their
+    own consumer group and state file."""
+    state = config.state_path
+    if state is not None:
+        state = state.with_name(f"{state.stem}-background{state.suffix or '.duckdb'}")
+    return replace(
+        config, state_path=state, group_id=f"{config.group_id}-background",
+        refresh_interval=config.background_interval, feed_views=(), publish_thread=False,
+        background_process=False, view_intervals={}, overrides={},
+    )  # fmt: skip
+
+
+def _spec(config: EngineConfig) -> str:
+    doc: dict[str, Any] = {}
+    for key, value in vars(config).items():
+        if key == "overrides":
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, timedelta):
+            value = value.total_seconds()
+        doc[key] = value
+    return json.dumps(doc)
+
+
+def _from_spec(text: str) -> EngineConfig:
+    doc = json.loads(text)
+    for key in ("state_path", "sql_dir"):
+        if doc[key] is not None:
+            doc[key] = Path(doc[key])
+    doc["raw_retention"] = timedelta(seconds=doc["raw_retention"])
+    for key in ("background_views", "feed_views"):
+        if doc[key] is not None:
+            doc[key] = tuple(doc[key])
+    return EngineConfig(**doc)
+
+
+class BackgroundEngine(Engine):
+    """An engine that maintains only the background views and publishes only them."""
+
+    publishes_raw = False
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        if config.background_nice:
+            _lower_priority(_local_backend(self.publisher.conn), config.background_nice,
+                            "its PostgreSQL backend")  # fmt: skip
+
+    def _split(self, objects: list[sqlfiles.SqlObject]
+               ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
+        return split_views(objects, self.config.background_views)[1], []
+
+    def _send_dead_letters(self, letters: list[bytes]) -> None:
+        """The main engine sends them (it reads the same messages)."""
+
+    def _publish(self, epoch: int, results: list[Any], raw: Any, raw_seq: int, now: Any,
+                 watermark: Any, counters: dict[str, int], started: float,
+                 scan_ms: float) -> list[ChangeBatch]:  # fmt: skip
+        main_epoch = int(self.publisher.meta("epoch") or 0)
+        self.publisher.publish_views(results, watermark=now, epoch=main_epoch)
+        self.last_refresh_ms = (time.perf_counter() - started) * 1000
+        self.refresh_ms.append(self.last_refresh_ms)
+        log.info("background refresh: %.0f ms (%s)", self.last_refresh_ms, ", ".join(
+            f"{r.name} {len(r.inserts)}+/{len(r.deletes)}-" for r in results))  # fmt: skip
+        return self.hub.publish_refresh(results, main_epoch)
+
+
+class BackgroundProcess:
+    """Starts the child process for the background views and reports when it died."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = worker_config(config)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def error(self) -> BaseException | None:
+        """Set when the child exited while it should be running."""
+        if self.process is None or self._stopping:
+            return None
+        code = self.process.poll()
+        if code is None:
+            return None
+        return RuntimeError(f"the background process (views {', '.join(self.views())}) "
+                            f"exited with code {code}; its log lines say why")  # fmt: skip
+
+    def views(self) -> list[str]:
+        return list(self.config.background_views)
+
+    def start(self) -> BackgroundProcess:
+        env = {**os.environ, SPEC_ENV: _spec(self.config)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "recommender.engine.worker"], env=env,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.info("background process %d started (state %s, group %s)", self.process.pid,
+                 self.config.state_path, self.config.group_id)  # fmt: skip
+        return self
+
+    def stop(self, timeout: float = 300) -> None:
+        """SIGTERM, then wait for the refresh in progress; SIGKILL after `timeout` s (its
+        state and offsets stay consistent either way)."""
+        self._stopping = True
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("background process %d did not stop in %.0f s: killed",
+                        self.process.pid, timeout)  # fmt: skip
+            self.process.kill()
+            self.process.wait()
+
+
+def _watch_parent(parent: int, stop: threading.Event, grace: float = 5.0) -> None:
+    """Stop when the process that started this one is gone (kill -9 of the engine); exit
+    hard if a refresh in progress holds the stop up for `grace` s (a restarted engine
+    waits for this state file; state and offsets are consistent after a kill too)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    log.warning("the engine process %d is gone: stopping", parent)
+    stop.set()
+    time.sleep(grace)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _open(config: EngineConfig, wait: float = 120.0) -> BackgroundEngine:
+    """The engine on its state file, waiting for a previous child that still holds it."""
+    import duckdb
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return BackgroundEngine(config)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            log.info("state file %s is still held (a previous background process?): "
+                     "waiting", config.state_path)  # fmt: skip
+            time.sleep(1.0)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("FLASHREC_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)-7s background %(name)s: %(message)s",
+    )  # fmt: skip
+    text = os.environ.get(SPEC_ENV)
+    if not text:
+        sys.exit(f"{SPEC_ENV} is not set: this module is started by the engine")
+    config = _from_spec(text)
+    parent = os.getppid()
+    if config.background_nice:
+        os.nice(config.background_nice)  # threads started from here on inherit it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    engine = _open(config)
+    signal.signal(signal.SIGTERM, lambda *_: engine._stop.set())
+    threading.Thread(target=_watch_parent, args=(parent, engine._stop), daemon=True).start()
+    try:
+        engine.run()
+    finally:
+        engine.stop()
+
+
+if __name__ == "__main__":
+    main()
