@@ -241,7 +241,8 @@ def _status_ms(dsn: str, views: list[str]) -> tuple[float, None]:
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
         linger_ms: float | None = None, nice: int = 10,
-        background_process: bool = True) -> dict:  # fmt: skip
+        background_process: bool = True, duckdb_threads: int | None = None
+        ) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -259,7 +260,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh, background_interval=background,
                 publish_thread=publish_thread, background_nice=nice,
-                background_process=background_process,
+                background_process=background_process, duckdb_threads=duckdb_threads,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -318,6 +319,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
         "background_refreshes": background_runs, "background_process": background_process,
+        "duckdb_threads": duckdb_threads,
         "publish_thread": publish_thread,
         "producer_linger_ms": linger_ms, "background_nice": nice,
         "cpu_cores_after_settle": cores,
@@ -353,6 +355,8 @@ def main() -> None:
     parser.add_argument("--background-thread", action="store_true",
                         help="the customer views in a thread of the engine's process, not "
                         "in their own process (as `flashrec up` runs them)")
+    parser.add_argument("--duckdb-threads", type=int, default=None,
+                        help="DuckDB threads of the engine (default: one per core)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
@@ -360,7 +364,7 @@ def main() -> None:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
                      args.settle_seconds, args.background_interval, not args.inline_publish,
                      args.producer_linger_ms, args.background_nice,
-                     not args.background_thread)
+                     not args.background_thread, args.duckdb_threads)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,8 @@ class EngineConfig:
     # events/s): objects alive after a refresh are frozen (gc.freeze); every this many
     # seconds they are unfrozen and collected once (0: Python's default GC)
     gc_full_interval: float = 600.0
+    # DuckDB's worker threads (None: one per core, DuckDB's default)
+    duckdb_threads: int | None = None
 
 
 def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
@@ -119,7 +121,7 @@ class Engine:
         if config.clock not in CLOCKS:
             raise ValueError(f"unknown clock {config.clock!r} (expected wall or event)")
         self.config = config
-        self.store = StateStore(config.state_path)
+        self.store = StateStore(config.state_path, threads=config.duckdb_threads)
         objects = sqlfiles.load(config.sql_dir)
         overrides = dict(config.overrides)
         if config.incremental:

@@ -33,7 +33,7 @@ from recommender.engine.background import _local_backend, _lower_priority, split
 from recommender.engine.engine import Engine, EngineConfig
 from recommender.engine.feed import ChangeBatch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("recommender.engine.worker")  # also when run as __main__
 
 SPEC_ENV = "FLASHREC_WORKER_SPEC"
 
