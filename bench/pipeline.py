@@ -7,10 +7,9 @@ ingest, events/s); then produce live events at the offered rate for --live-secon
 freshness: from the moment an event is handed to the producer to the moment its row is
 visible in PostgreSQL's `clickstream` table (published in the same transaction as the views
 of that refresh). Generating and producing run in child processes, so this process is the
-engine (plus a thread that polls PostgreSQL) and its child, the background process of the
-customer views (as `flashrec up` runs them; `--background-thread` for a thread instead):
-their RSS and state files are the memory figures; the refresh durations are the engine's
-own (main tier).
+engine (plus a thread that polls PostgreSQL; with `--background-process` also its child,
+the customer views' process): their RSS and state files are the memory figures; the
+refresh durations are the engine's own (main tier).
 
     .venv/bin/python bench/pipeline.py --rates 1000 5000 --window-minutes 30 --live-seconds 30 \
         --settle-seconds 30
@@ -26,6 +25,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,23 +54,30 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def history(rate: float, minutes: float, seed: int) -> list[bytes]:
-    """rate x window events, their times spread evenly over [now - window, now]."""
+def history_stream(rate: float, minutes: float, seed: int) -> Iterator[bytes]:
+    """rate x window events, their times spread evenly over [now - window, now], one at a
+    time (a 30-minute window at 5,000/s is 9 million events: too many to hold)."""
     n = int(rate * minutes * 60)
     start = datetime.now(UTC) - timedelta(minutes=minutes)
     cfg = FlashSaleConfig(seed=seed, start=start, events=n, rate=rate,
                           sale_offset_s=minutes * 30, bot_share=0.02)  # fmt: skip
-    events = [e for e in generate(cfg) if isinstance(e, dict)]
-    step = minutes * 60 / max(1, len(events))
+    step = minutes * 60 / max(1, n)
+    events = (e for e in generate(cfg) if isinstance(e, dict))
     for i, e in enumerate(events):
-        t = start + timedelta(seconds=i * step)
-        e["ts"] = format_ts(t)
-    return [orjson.dumps(e) for e in events]
+        e["ts"] = format_ts(start + timedelta(seconds=i * step))
+        yield orjson.dumps(e)
 
 
-def produce_all(bootstrap: str, values: list[bytes]) -> float:
+def history(rate: float, minutes: float, seed: int) -> list[bytes]:
+    """`history_stream` as a list."""
+    return list(history_stream(rate, minutes, seed))
+
+
+def produce_all(bootstrap: str, values: Iterable[bytes]) -> tuple[int, float]:
+    """Produce every value; returns (count, seconds)."""
     producer = make_producer(bootstrap)
     started = time.perf_counter()
+    i = -1
     for i, v in enumerate(values):
         while True:
             try:
@@ -81,13 +88,13 @@ def produce_all(bootstrap: str, values: list[bytes]) -> float:
         if i % 10_000 == 0:
             producer.poll(0)
     producer.flush(120)
-    return time.perf_counter() - started
+    return i + 1, time.perf_counter() - started
 
 
 def _produce_history(bootstrap: str, rate: float, minutes: float, out: Any) -> None:
-    """Child process: generate and produce the history; sends (events, seconds) back."""
-    values = history(rate, minutes, seed=1)
-    out.put((len(values), produce_all(bootstrap, values)))
+    """Child process: generate and produce the history, streaming; sends (events, seconds
+    to generate and produce) back."""
+    out.put(produce_all(bootstrap, history_stream(rate, minutes, seed=1)))
 
 
 def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, out: Any,
@@ -241,7 +248,7 @@ def _status_ms(dsn: str, views: list[str]) -> tuple[float, None]:
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
         linger_ms: float | None = None, nice: int = 10,
-        background_process: bool = True, duckdb_threads: int | None = None
+        background_process: bool = False, duckdb_threads: int | None = None
         ) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +267,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh, background_interval=background,
                 publish_thread=publish_thread, background_nice=nice,
-                background_process=background_process, duckdb_threads=duckdb_threads,
+                background_process=background_process,
+                **({} if duckdb_threads is None else {"duckdb_threads": duckdb_threads or None}),
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -296,6 +304,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             else:  # the child process: its views' last compute time, from flashrec_status
                 background_ms, background_runs = _status_ms(pg.dsn, engine.background_names)
             stats = engine.stats()
+            threads = engine.config.duckdb_threads or 0
             worker = _processes(broker, work / "pg")["background"]
             rss_worker = sum(p.memory_info().rss for p in worker)
             engine.stop()
@@ -319,7 +328,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
         "background_refreshes": background_runs, "background_process": background_process,
-        "duckdb_threads": duckdb_threads,
+        "duckdb_threads": threads,
         "publish_thread": publish_thread,
         "producer_linger_ms": linger_ms, "background_nice": nice,
         "cpu_cores_after_settle": cores,
@@ -352,11 +361,12 @@ def main() -> None:
                         "default, 20 ms; earlier runs used 2)")
     parser.add_argument("--background-nice", type=int, default=10,
                         help="nice value added to the background tier (engine default 10)")
-    parser.add_argument("--background-thread", action="store_true",
-                        help="the customer views in a thread of the engine's process, not "
-                        "in their own process (as `flashrec up` runs them)")
+    parser.add_argument("--background-process", action="store_true",
+                        help="the customer views in their own process (flashrec up "
+                        "--background-process), not in a thread of the engine")
     parser.add_argument("--duckdb-threads", type=int, default=None,
-                        help="DuckDB threads of the engine (default: one per core)")
+                        help="DuckDB threads of the engine (default: the engine's, 1; "
+                        "0: one per core)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
@@ -364,7 +374,7 @@ def main() -> None:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
                      args.settle_seconds, args.background_interval, not args.inline_publish,
                      args.producer_linger_ms, args.background_nice,
-                     not args.background_thread, args.duckdb_threads)
+                     args.background_process, args.duckdb_threads)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -359,3 +359,20 @@ def test_events_stored_during_a_refresh_are_read_by_the_next() -> None:
     expected = evaluate(events, clock)["customer_features"]
     assert sorted(runner.rows("customer_features"), key=repr) == expected
     store.close()
+
+
+def test_duckdb_threads_follow_the_config(dsn: str) -> None:
+    """One DuckDB thread by default (measured fresher on 2 busy cores); None leaves DuckDB's
+    own default of one per core."""
+    import os
+
+    def threads(**kw) -> int:
+        engine = Engine(EngineConfig(pg_dsn=dsn, state_path=None, **kw))
+        try:
+            return int(engine.store.con.execute(
+                "SELECT current_setting('threads')").fetchall()[0][0])  # fmt: skip
+        finally:
+            engine.stop()
+
+    assert threads() == 1
+    assert threads(duckdb_threads=None) == os.cpu_count()

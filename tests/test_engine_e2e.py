@@ -169,7 +169,8 @@ def test_kill_9_and_restart_equals_batch(tmp_path: Path, broker) -> None:
     with LocalPostgres(tmp_path / "pg", free_port()) as pg:
         args = ["--bootstrap-servers", broker.bootstrap, "--pg-dsn", pg.dsn, "--topic", topic,
                 "--dlq-topic", dlq, "--group-id", f"g-{topic}", "--data-dir",
-                str(tmp_path / "d"), "--clock", "event", "--refresh-interval", "0.2"]  # fmt: skip
+                str(tmp_path / "d"), "--clock", "event", "--refresh-interval", "0.2",
+                "--background-process"]  # fmt: skip
         proc = start_up(args, tmp_path / "up1.log")
         produce(broker.bootstrap, topic, items[:6000])
         wait_counted(pg.dsn, 2000, proc)

@@ -64,9 +64,24 @@ def register(app: typer.Typer) -> None:
         ),
         background_interval: float = typer.Option(
             30.0, "--background-interval", min=0.0, envvar=config.ENV_BACKGROUND_INTERVAL,
-            help="Seconds between refreshes of the heavy 30-day customer views, which run in "
-            "their own process (state file engine-background.duckdb) so they never delay the "
-            "others (0: refresh them with every other view, in the engine).",
+            help="Seconds between refreshes of the heavy 30-day customer views, which run "
+            "apart from the other views so they never delay them (0: refresh them with every "
+            "other view).",
+        ),
+        background_process: bool = typer.Option(
+            False, "--background-process/--background-thread",
+            envvar=config.ENV_BACKGROUND_PROCESS,
+            help="Run the customer views in a child process (own interpreter, Kafka consumer "
+            "and state file engine-background.duckdb) instead of a thread of the engine. It "
+            "reads and stores every event a second time: on 2 cores the thread measured "
+            "fresher (docs/benchmarks.md); with cores to spare the process keeps the engine's "
+            "interpreter free.",
+        ),
+        duckdb_threads: int = typer.Option(
+            1, "--duckdb-threads", min=0, envvar=config.ENV_DUCKDB_THREADS,
+            help="Threads of the engine's DuckDB (0: one per core, DuckDB's default). One "
+            "measured fresher and faster on 2 cores, where the broker and PostgreSQL share "
+            "them (docs/benchmarks.md).",
         ),
         topic: str = typer.Option(
             config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC, help="Clickstream topic."
@@ -107,7 +122,8 @@ def register(app: typer.Typer) -> None:
         try:
             _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval,
                  topic, dlq_topic, group_id, api_port, stop, started,
-                 intent, intent_model_dir, background_interval)  # fmt: skip
+                 intent, intent_model_dir, background_interval,
+                 background_process, duckdb_threads)  # fmt: skip
         finally:
             for thing in reversed(started):
                 try:
@@ -149,7 +165,8 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
 
 def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval, topic,
          dlq_topic, group_id, api_port, stop, started, intent=False,
-         intent_model_dir=None, background_interval=30.0) -> None:  # fmt: skip
+         intent_model_dir=None, background_interval=30.0,
+         background_process=False, duckdb_threads=1) -> None:  # fmt: skip
     from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
     from recommender.engine import Engine, EngineConfig
     from recommender.pgserve import LocalPostgres, PostgresUnavailable
@@ -178,7 +195,8 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
     engine = Engine(EngineConfig(
         pg_dsn=pg_dsn, state_path=data_dir / "engine.duckdb", bootstrap=bootstrap, topic=topic,
         dlq_topic=dlq_topic, group_id=group_id, clock=clock, refresh_interval=refresh_interval,
-        background_interval=background_interval, background_process=True,
+        background_interval=background_interval, background_process=background_process,
+        duckdb_threads=duckdb_threads or None,
     )).start()  # fmt: skip
     started.append(engine)
     if api_port:

@@ -75,8 +75,9 @@ class EngineConfig:
     # events/s): objects alive after a refresh are frozen (gc.freeze); every this many
     # seconds they are unfrozen and collected once (0: Python's default GC)
     gc_full_interval: float = 600.0
-    # DuckDB's worker threads (None: one per core, DuckDB's default)
-    duckdb_threads: int | None = None
+    # DuckDB's threads (None: one per core, DuckDB's default). One measured fresher on 2
+    # busy cores (docs/benchmarks.md): DuckDB's parallel tasks wait for each other there
+    duckdb_threads: int | None = 1
 
 
 def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
@@ -343,12 +344,16 @@ class Engine:
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}"
                                          for tp in partitions))  # fmt: skip
 
+    def _attach(self, consumer: Any) -> None:
+        """Join the consumer group; partitions start at the stored offsets."""
+        consumer.subscribe([self.config.topic], on_assign=self._on_assign)
+
     def run(self) -> None:
         """Consume and refresh until stop() (blocking)."""
         from recommender.kafka_io import make_consumer
 
         consumer = make_consumer(self.config.group_id, bootstrap=self.config.bootstrap)
-        consumer.subscribe([self.config.topic], on_assign=self._on_assign)
+        self._attach(consumer)
         self._consumer = consumer
         next_refresh = time.monotonic() + self.config.refresh_interval
         last_refresh = time.monotonic()

@@ -1,13 +1,14 @@
 """The background tier in its own process: the customer views off the engine's interpreter.
 
-The engine's process is the limit at flash-sale rates: its loop, its publish thread and a
-background thread share one Python interpreter, and a customer-view refresh (seconds of
-DuckDB and PostgreSQL work for ~50,000 touched users at 5,000 events/s) held back the main
-views' refreshes. Here those views run in a child process with its own consumer group, its
-own DuckDB state (events and offsets, as the engine keeps them, so kill -9 of either process
-loses nothing) and its own PostgreSQL connection, niced so that the main tier gets the CPU
-first. It does not send dead letters (the main engine does) nor write the raw `clickstream`
-table, the change feed or the counters; its status rows carry the main tier's epoch.
+In a thread, the customer views share the engine's Python interpreter with its loop and
+publish thread (and, in `flashrec up`, the API and the intent scorer); a refresh of them is
+seconds of DuckDB and PostgreSQL work for ~50,000 touched users at 5,000 events/s. With
+`background_process` (`flashrec up --background-process`) they run in a child process
+instead, reading every partition by manual assignment, with its own DuckDB state (events and
+offsets, as the engine keeps them, so kill -9 of either process loses nothing) and its own
+PostgreSQL connection, niced so that the main tier gets the CPU first. It does not send dead
+letters (the main engine does) nor write the raw `clickstream` table, the change feed or the
+counters; its status rows carry the main tier's epoch.
 
 `BackgroundProcess` starts and watches the child; `python -m recommender.engine.worker`
 is the child (its configuration comes in the environment variable FLASHREC_WORKER_SPEC).
@@ -40,7 +41,7 @@ SPEC_ENV = "FLASHREC_WORKER_SPEC"
 
 def worker_config(config: EngineConfig) -> EngineConfig:
     """The child's configuration: the background views only, on their interval, with their
-    own consumer group and state file."""
+    own state file (and a group id of their own, which librdkafka requires; unused)."""
     state = config.state_path
     if state is not None:
         state = state.with_name(f"{state.stem}-background{state.suffix or '.duckdb'}")
@@ -90,6 +91,17 @@ class BackgroundEngine(Engine):
     def _split(self, objects: list[sqlfiles.SqlObject]
                ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
         return split_views(objects, self.config.background_views)[1], []
+
+    def _attach(self, consumer: Any) -> None:
+        """Read every partition, assigned by hand (no group membership: a restart after a
+        kill never waits for the group to give up the dead member's partitions)."""
+        from confluent_kafka import TopicPartition
+
+        topic = self.config.topic
+        meta = consumer.list_topics(topic, timeout=30).topics[topic]
+        if meta.error is not None:
+            raise RuntimeError(f"topic {topic!r}: {meta.error}")
+        self._on_assign(consumer, [TopicPartition(topic, p) for p in sorted(meta.partitions)])
 
     def _send_dead_letters(self, letters: list[bytes]) -> None:
         """The main engine sends them (it reads the same messages)."""
