@@ -230,6 +230,7 @@ class CoViewMaintainer:
         window = sqlfiles.horizon(query)
         if sqlfiles.fingerprint(query) != FINGERPRINT or not window:
             return None
+        warm_up()
         return cls(window)
 
     def _update(self, s: np.ndarray, p: np.ndarray, n: np.ndarray, sign: int) -> None:
@@ -399,3 +400,32 @@ class CoViewMaintainer:
         self.advance(con, now)
         con.register("__coview_arrow", self.table())
         return "SELECT * FROM __coview_arrow"
+
+
+_warmed = False
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) every kernel and typed-dict helper now, once per
+    process: one first needed mid-stream (the first session to leave the window comes 30
+    minutes in) would stall that refresh for about a second."""
+    global _warmed
+    if _warmed:
+        return
+    m = CoViewMaintainer()
+    s = np.array([0, 0, 1, 1], np.int64)
+    p = np.array([0, 1, 0, 1], np.int64)
+    signs = np.ones(4, np.int64)
+    state = (m.sp_count, m.session_products, m.pair_count, m.changed, m.bots, m.emptied)
+    _apply(s, p, signs, *state)
+    _member(m.bots, s)
+    _counts(m.pair_count, s)
+    one = np.array([1], np.int64)
+    for to_bot in (True, False):
+        _set_bots(one, to_bot, m.bots, m.session_products, m.pair_count, m.changed)
+    _pairs_at_least(m.pair_count, MIN_SESSIONS)
+    _apply(s, p, -signs, *state)  # every session leaves the window
+    len(m.emptied)
+    _release_emptied(m.emptied, m.session_products, m.bots)
+    _drain(m.changed)
+    _warmed = True
