@@ -120,3 +120,14 @@ def bot_mix(n: int, seed: int, t0: datetime, *, spacing: float, late: float, pro
             out.append(click(n + j * 100 + 60, f"flip{j}", 8, t + comeback, "purchase",
                              category=category(8)))  # fmt: skip
     return out
+
+
+def new_db(server_dsn: str) -> str:
+    """A fresh database on the PostgreSQL server of `server_dsn`; returns its DSN."""
+    import psycopg
+    from conftest import free_port
+
+    name = f"t{free_port()}"  # a free port number: unique among the tests' databases
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server_dsn.rsplit("/", 1)[0] + f"/{name}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
-from engine_support import Msg, pg_meta, pg_rows, raw, valid_events
+from engine_support import Msg, new_db, pg_meta, pg_rows, raw, valid_events
 
 from producers.flash_sale import FlashSaleConfig, generate
 from producers.replay import read_dataset
@@ -29,12 +29,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def dsn(postgres) -> str:
     """A fresh database on the module's server."""
-    import psycopg
-
-    name = f"t{free_port()}"
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    return new_db(postgres.dsn)
 
 
 def make_engine(dsn: str, state: Path, letters: list[bytes]) -> Engine:

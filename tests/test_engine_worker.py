@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import free_port, unique_topic
-from engine_support import pg_meta, pg_rows, raw, valid_events
+from engine_support import new_db, pg_meta, pg_rows, raw, valid_events
 
 from producers.flash_sale import FlashSaleConfig, generate
 from recommender.engine import Engine, EngineConfig, evaluate
@@ -27,15 +27,6 @@ pytestmark = pytest.mark.e2e
 def pg(tmp_path_factory: pytest.TempPathFactory):
     with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as server:
         yield server
-
-
-def fresh_db(pg: LocalPostgres) -> str:
-    import psycopg
-
-    name = f"w{free_port()}"
-    with psycopg.connect(pg.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 def start_engine(broker, dsn: str, state: Path, items: list) -> tuple[Engine, str]:
@@ -91,7 +82,7 @@ def test_worker_views_equal_batch_sql(broker, pg, tmp_path: Path) -> None:
     items = list(generate(FlashSaleConfig(seed=5, events=4000, rate=20.0, bot_share=0.05,
                                           malformed_share=0.03)))  # fmt: skip
     items += [items[3]]  # a repeated event_id
-    dsn = fresh_db(pg)
+    dsn = new_db(pg.dsn)
     engine, dlq = start_engine(broker, dsn, tmp_path / "state.duckdb", items)
     try:
         worker = engine.worker
@@ -116,7 +107,7 @@ def test_worker_views_equal_batch_sql(broker, pg, tmp_path: Path) -> None:
 
 def test_worker_death_stops_the_engine(broker, pg, tmp_path: Path) -> None:
     items = list(generate(FlashSaleConfig(seed=6, events=500, rate=20.0)))
-    engine, _ = start_engine(broker, fresh_db(pg), tmp_path / "state.duckdb", items)
+    engine, _ = start_engine(broker, new_db(pg.dsn), tmp_path / "state.duckdb", items)
     try:
         deadline = time.monotonic() + 60
         while engine.store.counters()["accepted"] < len(items):

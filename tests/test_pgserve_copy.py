@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port
+from engine_support import new_db
 
 from recommender import pgserve
 from recommender.pgserve import (
@@ -31,16 +32,6 @@ from recommender.pgserve import (
 def postgres(tmp_path_factory: pytest.TempPathFactory):
     with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
         yield pg
-
-
-def new_db(postgres: LocalPostgres) -> str:
-    """A fresh database on the module's server."""
-    import psycopg
-
-    name = f"t{free_port()}"
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _feed_text(*args: Any) -> bytes:
@@ -66,7 +57,7 @@ def chunk(request, monkeypatch) -> int:
 def conn(postgres):
     import psycopg
 
-    with psycopg.connect(new_db(postgres)) as c:
+    with psycopg.connect(new_db(postgres.dsn)) as c:
         c.execute("SET TIME ZONE 'UTC'")
         yield c
 
@@ -350,7 +341,7 @@ def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
     ]  # fmt: skip
     dumps = []
     for cls in (OldPublisher, Publisher):
-        pub = cls(new_db(postgres), feed_views=("vmis_history", "misc_view"))
+        pub = cls(new_db(postgres.dsn), feed_views=("vmis_history", "misc_view"))
         try:
             for epoch, results in enumerate(refreshes, 1):
                 pub.publish_views(results, datetime(2024, 3, 1, 12, epoch), epoch)
