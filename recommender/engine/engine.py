@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -31,6 +31,9 @@ from recommender.engine.refresh import ViewRunner
 from recommender.engine.store import StateStore
 from recommender.events import Rejected, validate_batch
 from recommender.pgserve import DEFAULT_FEED_VIEWS
+
+if TYPE_CHECKING:
+    from recommender.engine.worker import BackgroundProcess
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,7 @@ class Engine:
         self.epoch = int(self.publisher.meta("epoch") or 0)
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
         self.background: BackgroundTier | None = None
-        self.worker: Any = None  # worker.BackgroundProcess
+        self.worker: BackgroundProcess | None = None
         if background and config.background_process:
             from recommender.engine.worker import BackgroundProcess
 
@@ -166,7 +169,7 @@ class Engine:
         log.info("engine ready: views %s, epoch %d, %d events stored",
                  ", ".join(self.view_names), self.epoch, self.store.count())  # fmt: skip
 
-    publishes_raw = True  # the raw clickstream table, counters and change feed rows
+    publishes_raw = True  # reads each refresh's new events for the clickstream table
 
     def _split(self, objects: list[sqlfiles.SqlObject]
                ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
