@@ -253,10 +253,7 @@ class Publisher:
             self._write_views(epoch, results, now, watermark)
             if raw is not None and raw.num_rows:
                 names = [n for n, _ in RAW_COLUMNS]
-                with conn.cursor().copy(
-                    f"COPY clickstream ({', '.join(names)}) FROM STDIN (FORMAT csv)"
-                ) as cp:
-                    cp.write(_csv(raw.select(names)))
+                _copy_table(conn, "clickstream", names, raw.select(names))
             if raw_keep_after is not None:
                 conn.execute("DELETE FROM clickstream WHERE ts <= %s", (raw_keep_after,))
             conn.execute(
@@ -340,14 +337,15 @@ class Publisher:
         self.conn.close()
 
 
-def _csv(table: Any, quoting: str = "needed") -> bytes:
-    """An Arrow table as CSV for COPY ... (FORMAT csv): strings quoted ("all_valid": every
-    value), NULL as nothing."""
+def _csv(table: Any) -> bytes:
+    """An Arrow table as CSV for COPY ... (FORMAT csv): every non-null value quoted, NULL as
+    nothing."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style=quoting))
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    pacsv.write_csv(table, sink, options)
     return sink.getvalue().to_pybytes()
 
 
@@ -397,7 +395,7 @@ def _copy_table(conn: Any, table: str, columns: list[str], arrow: Any) -> None:
     cols = ", ".join(columns)
     with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as cp:
         for start in range(0, arrow.num_rows, _CHUNK_ROWS):
-            cp.write(_csv(arrow.slice(start, _CHUNK_ROWS), quoting="all_valid"))
+            cp.write(_csv(arrow.slice(start, _CHUNK_ROWS)))
 
 
 def _arrow_table(rows: list[tuple[Any, ...]], ncols: int) -> Any:

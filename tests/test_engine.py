@@ -371,3 +371,26 @@ def test_duckdb_threads_follow_the_config(dsn: str) -> None:
 
     assert threads() == 1
     assert threads(duckdb_threads=None) == os.cpu_count()
+
+
+def test_raw_clickstream_table_holds_the_stored_events(dsn: str, tmp_path: Path) -> None:
+    """PostgreSQL's clickstream table holds every accepted event as stored (awkward strings,
+    missing optional fields included), refresh after refresh."""
+    from recommender.engine.store import parse_naive
+
+    items = flash_sale(1200, malformed_share=0.02)
+    awkward = dict(valid_events(items)[0], event_id="e-awkward", product_name='a, "b"\nc',
+                   device=None, price=None)  # fmt: skip
+    items.append(awkward)
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    msgs = [Msg(raw(x), i) for i, x in enumerate(items)]
+    for start in range(0, len(msgs), 500):
+        engine.ingest(msgs[start : start + 500])
+        engine.refresh()
+    engine.stop()
+    names = ("event_id", "session_id", "user_id", "product_id", "product_name", "category",
+             "action")  # fmt: skip
+    expected = sorted(((*(e[n] for n in names), parse_naive(e["ts"]), e.get("device"),
+                        e.get("price")) for e in valid_events(items)), key=repr)  # fmt: skip
+    assert pg_rows(dsn, "clickstream") == expected
+    assert any(r[0] == "e-awkward" for r in expected)
