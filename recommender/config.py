@@ -43,11 +43,13 @@ def data_dir() -> Path:
     return Path(env(ENV_DATA_DIR, str(DEFAULT_DATA_DIR)))
 
 
-def setup_logging(level: str | None = None) -> None:
-    """Log lines with time, level and component to stderr."""
+def setup_logging(level: str | None = None, process: str = "") -> None:
+    """Log lines with time, level, `process` (a child's name, when given) and component to
+    stderr."""
     logging.basicConfig(
         level=(level or env(ENV_LOG_LEVEL, "INFO")).upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)-7s {process + ' ' if process else ''}%(name)s: "
+        "%(message)s",
     )
 
 # VMIS-kNN parameters and `flashrec evaluate` inputs (Serenade's defaults live in udfs.vmisknn)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from recommender import sqlfiles
+from recommender.config import setup_logging
 from recommender.engine.background import _local_backend, _lower_priority, split_views
 from recommender.engine.engine import Engine, EngineConfig
 from recommender.engine.feed import ChangeBatch
@@ -199,10 +200,7 @@ def _open(config: EngineConfig, wait: float = 120.0) -> BackgroundEngine:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("FLASHREC_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)-7s background %(name)s: %(message)s",
-    )  # fmt: skip
+    setup_logging(process="background")
     text = os.environ.get(SPEC_ENV)
     if not text:
         sys.exit(f"{SPEC_ENV} is not set: this module is started by the engine")
