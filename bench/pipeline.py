@@ -235,14 +235,14 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
     return lags, producer_cpu
 
 
-def _status_ms(dsn: str, views: list[str]) -> tuple[float, None]:
+def _status_ms(dsn: str, views: list[str]) -> float:
     """The last refresh's compute time of `views` (summed), as flashrec_status has it."""
     import psycopg
 
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT refresh_ms FROM flashrec_status WHERE view = ANY(%s)",
                             (views,)).fetchall()  # fmt: skip
-    return sum(r[0] or 0.0 for r in rows), None
+    return sum(r[0] or 0.0 for r in rows)
 
 
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
@@ -302,11 +302,13 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 background_ms = engine.background.last_refresh_ms
                 background_runs: int | None = engine.background.refresh_count
             else:  # the child process: its views' last compute time, from flashrec_status
-                background_ms, background_runs = _status_ms(pg.dsn, engine.background_names)
+                background_ms = _status_ms(pg.dsn, engine.background_names)
+                background_runs = None
             stats = engine.stats()
             threads = engine.config.duckdb_threads or 0
-            worker = _processes(broker, work / "pg")["background"]
-            rss_worker = sum(p.memory_info().rss for p in worker)
+            rss_worker = 0
+            if engine.worker is not None and engine.worker.running:
+                rss_worker = psutil.Process(engine.worker.process.pid).memory_info().rss
             engine.stop()
             state_mb = sum(f.stat().st_size for f in work.glob("engine*.duckdb")) / 2**20
         finally:
