@@ -64,7 +64,7 @@ class BackgroundTier:
         self.interval = interval
         self.nice = nice
         if nice:  # its PostgreSQL backend writes ~10^5 rows per refresh at flash-sale rates
-            _lower_priority(_local_backend(self.publisher.conn), nice, "its PostgreSQL backend")
+            lower_priority(local_backend(self.publisher.conn), nice, "its PostgreSQL backend")
         self.clock = clock
         self.hub = hub
         self.epoch = epoch
@@ -98,7 +98,7 @@ class BackgroundTier:
 
     def _run(self) -> None:
         if self.nice:
-            _lower_priority(threading.get_native_id(), self.nice, "the background thread")
+            lower_priority(threading.get_native_id(), self.nice, "the background thread")
         while True:  # at once (a restart brings the views up to date), then every interval
             try:
                 self.refresh()
@@ -122,7 +122,7 @@ class BackgroundTier:
         self.con.close()
 
 
-def _local_backend(conn) -> int | None:
+def local_backend(conn) -> int | None:
     """The pid of a connection's PostgreSQL backend when the server runs on this machine."""
     host = conn.info.host or ""
     if not (host.startswith("/") or host in ("127.0.0.1", "localhost", "::1")):
@@ -136,7 +136,7 @@ def _local_backend(conn) -> int | None:
         return None
 
 
-def _lower_priority(pid: int | None, nice: int, what: str) -> None:
+def lower_priority(pid: int | None, nice: int, what: str) -> None:
     """Raise the nice value of a thread or process by `nice` (Linux: a thread id works as a
     pid), so that the main tier gets the CPU first when both want it; best effort."""
     if pid is None or not hasattr(os, "setpriority"):

@@ -31,7 +31,7 @@ from typing import Any
 
 from recommender import sqlfiles
 from recommender.config import setup_logging
-from recommender.engine.background import _local_backend, _lower_priority, split_views
+from recommender.engine.background import local_backend, lower_priority, split_views
 from recommender.engine.engine import Engine, EngineConfig
 from recommender.engine.feed import ChangeBatch
 
@@ -86,7 +86,7 @@ class BackgroundEngine(Engine):
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         if config.background_nice:
-            _lower_priority(_local_backend(self.publisher.conn), config.background_nice,
+            lower_priority(local_backend(self.publisher.conn), config.background_nice,
                             "its PostgreSQL backend")  # fmt: skip
 
     def _split(self, objects: list[sqlfiles.SqlObject]
