@@ -323,11 +323,14 @@ def test_bag_diff_equals_except_all() -> None:
         assert sorted(deletes, key=repr) == sorted(want_del, key=repr)
 
 
-def test_events_stored_during_a_refresh_are_read_by_the_next() -> None:
+@pytest.mark.parametrize("maintained", [False, True])
+def test_events_stored_during_a_refresh_are_read_by_the_next(maintained: bool) -> None:
     """The background tier refreshes while the loop keeps storing events: events stored
     while a view is computed (after the refresh began) are read by the next refresh, not
-    marked as done (they were lost to the customer views until their users came back)."""
+    marked as done (they were lost to the customer views until their users came back);
+    by the SQL and by the incremental customer views."""
     from recommender import sqlfiles
+    from recommender.engine.customer import maintainers
     from recommender.engine.refresh import ViewRunner
     from recommender.engine.store import StateStore, parse_naive
 
@@ -335,7 +338,9 @@ def test_events_stored_during_a_refresh_are_read_by_the_next() -> None:
     first, later = events[:400], events[400:]
     store = StateStore(None)
     objects = [o for o in sqlfiles.load() if o.name == "customer_features"]
-    runner = ViewRunner(store.con, objects)
+    overrides = maintainers(sqlfiles.views(objects)) if maintained else {}
+    assert len(overrides) == int(maintained)
+    runner = ViewRunner(store.con, objects, overrides)
     store.apply(first, {})
     clock = parse_naive(max(e["ts"] for e in events))
     compute = runner.compute
@@ -354,6 +359,21 @@ def test_events_stored_during_a_refresh_are_read_by_the_next() -> None:
     expected = evaluate(events, clock)["customer_features"]
     assert sorted(runner.rows("customer_features"), key=repr) == expected
     store.close()
+
+
+def test_prune_waits_for_the_background_tier(dsn: str, tmp_path: Path) -> None:
+    """Events are pruned a horizon behind the older clock of the two tiers: the customer
+    views take out the events leaving their 30-day window at their own next refresh."""
+    from datetime import datetime, timedelta
+
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    assert engine.background is not None and engine.horizon >= timedelta(days=30)
+    now = datetime(2024, 5, 1, 12, 0)
+    margin = engine.horizon + timedelta(minutes=1)
+    assert engine._prune_before(now) == now - margin  # no background refresh yet
+    engine.background.last_now = now - timedelta(minutes=5)
+    assert engine._prune_before(now) == now - timedelta(minutes=5) - margin
+    engine.stop()
 
 
 def test_duckdb_threads_follow_the_config(dsn: str) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlglot import exp
 
@@ -53,11 +54,12 @@ class BackgroundTier:
 
     def __init__(self, con, objects: list[sqlfiles.SqlObject], dsn: str, interval: float,
                  clock: Callable[[], datetime | None], hub: FeedHub,
-                 epoch: Callable[[], int], nice: int = 0) -> None:  # fmt: skip
+                 epoch: Callable[[], int], nice: int = 0,
+                 overrides: dict[str, Any] | None = None) -> None:  # fmt: skip
         from recommender.pgserve import Publisher
 
         self.con = con.cursor()
-        self.runner = ViewRunner(self.con, objects)
+        self.runner = ViewRunner(self.con, objects, overrides)
         self.publisher = Publisher(dsn, feed_views=())
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
@@ -69,6 +71,7 @@ class BackgroundTier:
         self.hub = hub
         self.epoch = epoch
         self.last_refresh_ms = 0.0
+        self.last_now: datetime | None = None  # the clock of the last refresh
         self.refresh_count = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -87,6 +90,7 @@ class BackgroundTier:
                 return []
             started = time.perf_counter()
             results = self.runner.refresh(now)
+            self.last_now = now
             epoch = self.epoch()
             self.publisher.publish_views(results, watermark=now, epoch=epoch)
             self.runner.commit([r.name for r in results])

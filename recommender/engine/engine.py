@@ -99,20 +99,22 @@ def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, of
 def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
     """Views maintained incrementally rather than recomputed (same result as their SQL)."""
     from recommender.engine.coview import CoViewMaintainer
+    from recommender.engine.customer import FINGERPRINTS, maintainers
     from recommender.engine.trending import TrendingMaintainer
 
     kinds: dict[str, Any] = {"co_view_pairs": CoViewMaintainer,
                              "trending_by_category": TrendingMaintainer}  # fmt: skip
+    views = sqlfiles.views(objects)
     out: dict[str, Any] = {}
-    for view in sqlfiles.views(objects):
-        if view.name not in kinds:
-            continue
-        maintainer = kinds[view.name].for_view(view)
-        if maintainer is None:
+    for view in views:
+        maintainer = kinds[view.name].for_view(view) if view.name in kinds else None
+        if maintainer is not None:
+            out[view.name] = maintainer
+    out.update(maintainers([v for v in views if v.name in FINGERPRINTS]))
+    for view in views:
+        if (view.name in kinds or view.name in FINGERPRINTS) and view.name not in out:
             log.warning("%s's SQL is not the query its incremental maintainer reproduces: "
                         "refreshed by its SQL", view.name)  # fmt: skip
-        else:
-            out[view.name] = maintainer
     return out
 
 
@@ -149,7 +151,7 @@ class Engine:
         elif background:
             self.background = BackgroundTier(
                 self.store.con, background, config.pg_dsn, config.background_interval,
-                self.clock, self.hub, lambda: self.epoch, config.background_nice,
+                self.clock, self.hub, lambda: self.epoch, config.background_nice, overrides,
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))
@@ -277,7 +279,7 @@ class Engine:
         self.runner.commit([r.name for r in results])
         self.raw_seq = raw_seq
         if self.epoch % 60 == 0:
-            self.store.prune(now - self.horizon - timedelta(minutes=1))
+            self.store.prune(self._prune_before(now))
         self._settle_gc()
         if wait:
             return job()
@@ -285,6 +287,12 @@ class Engine:
                                             name="publish", daemon=True)  # fmt: skip
         self._publishing.start()
         return []
+
+    def _prune_before(self, now: datetime) -> datetime:
+        """Events older than this are no view's: the horizon behind the older clock of the
+        two tiers (the customer views still take out the events leaving their windows)."""
+        last = self.background.last_now if self.background is not None else None
+        return min(now, last or now) - self.horizon - timedelta(minutes=1)
 
     def _publish(self, epoch: int, results: list[Any], raw: Any, raw_seq: int, now: datetime,
                  watermark: datetime | None, counters: dict[str, int], started: float,

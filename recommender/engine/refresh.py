@@ -76,8 +76,11 @@ class ViewRunner:
         self.has_prev: set[str] = set()
         self.seeded_empty: set[str] = set()
         self.delta_ready: set[str] = set()  # maintained views that now report their own changes
+        # overrides with `touched` keep their own state and give the touched keys' rows
+        self.maintained = {n for n, o in self.overrides.items() if hasattr(o, "touched")}
         self.partitioned = {
-            n: k for n, k in PARTITION_KEYS.items() if n in self.sql and n not in self.overrides
+            n: k for n, k in PARTITION_KEYS.items()
+            if n in self.sql and (n not in self.overrides or n in self.maintained)
         }
         # Views partitioned by a key read the events of their touched keys from one shared
         # scan per key and refresh, __events_by_{key} (stored columns and seq). Per session
@@ -89,7 +92,7 @@ class ViewRunner:
                 restrict=f"{k} IN (SELECT k FROM __touched_{n})",
                 source=f"(SELECT * EXCLUDE (seq) FROM __events_by_{k})",
             )
-            for n, k in self.partitioned.items()
+            for n, k in self.partitioned.items() if n not in self.maintained
         }
         self.windowed: dict[str, int] = {}  # view -> window size (microseconds)
         for view in self.views:
@@ -265,6 +268,8 @@ class ViewRunner:
         seq = self._last_seq()
         if name in self.windowed:
             part = self._touch_windows(name, now)
+        elif name in self.maintained:
+            part = self.overrides[name].touched(self.con, now, f"__touched_{name}")
         else:  # its touched keys and their events: _scan_keys
             part = sqlfiles.bind_now(self.part_sql[name], now)
         return self._replace_touched(name, now, started, seq, part)
@@ -291,7 +296,7 @@ class ViewRunner:
         """One scan per key for the views refreshed by key: __events_by_{key} holds every
         event of their touched keys from the earliest one any of them reads on."""
         names = [n for n in self.partitioned
-                 if n not in self.windowed and n in self.part_ready
+                 if n not in self.windowed and n not in self.maintained and n in self.part_ready
                  and (only is None or n in only)]  # fmt: skip
         if not names:
             return
