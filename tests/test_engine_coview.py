@@ -52,7 +52,8 @@ def test_incremental_equals_sql() -> None:
     fast_runner.refresh(later, diff=False)
     assert fast_runner.rows("co_view_pairs") == []
     # every session left the window: none is remembered (memory follows the window)
-    assert not maintainer.sessions.ids and not maintainer.bots and not maintainer.sp_count
+    assert not maintainer.sessions.ids and not maintainer.bots and not len(maintainer.pairs)
+    assert not any(len(items) for items in maintainer.session_products)
     assert len(maintainer.sessions.free) == len(maintainer.sessions.names)
     store.close()
 
@@ -116,12 +117,16 @@ from recommender import sqlfiles
 from recommender.engine import coview
 view = next(v for v in sqlfiles.views(sqlfiles.load()) if v.name == "co_view_pairs")
 assert coview.CoViewMaintainer.for_view(view) is not None
-kernels = {n: f for n, f in vars(coview).items() if isinstance(f, CPUDispatcher)}
-# _add_pair is only called by other kernels (loaded from the cache with them)
+from recommender.engine import intmap
+kernels = {f"{m.__name__.rsplit('.', 1)[-1]}.{n}": f for m in (coview, intmap)
+           for n, f in vars(m).items() if isinstance(f, CPUDispatcher)}
+# only called by other kernels (loaded from the cache with them)
+inner = {"coview._add_pair", "intmap._home", "intmap.slot", "intmap.get", "intmap.room",
+         "intmap.add", "intmap._remove_at"}
 print(len(kernels), sorted(n for n, f in kernels.items() if not f.signatures
-                          and n != "_add_pair"))
+                          and n not in inner))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[0] == "8 []"
+    assert out.stdout.split("\n")[0] == "15 []"

@@ -21,6 +21,7 @@ from numba import types
 from numba.typed import Dict, List
 
 from recommender import sqlfiles
+from recommender.engine import intmap
 from recommender.engine.refresh import bot_sessions, rows_table
 
 PAIR_SHIFT = np.int64(1 << 31)
@@ -31,89 +32,78 @@ FINGERPRINT = "06aa2a2d21f070a7"
 
 
 @nb.njit(cache=True)
-def _apply(sessions, products, sign, sp_count, session_products, pair_count, changed, bots,
-           emptied):
-    """Add (sign=+1) or remove (-1) view events; pair keys touched go to `changed`.
+def _apply(sessions, products, sign, session_products, session_counts, pk, pv, pmeta, changed,
+           bots, emptied, start):
+    """Add (sign=+1) or remove (-1) view events from `start` on; pair keys touched go to
+    `changed`. Returns the index of the first event not applied: events.size when done, less
+    when the pair table needs room first (grow it and call again from there).
 
-    Sessions in `bots` keep their products but count for no pair. Sessions left with no
-    event in the window go to `emptied`."""
-    for i in range(sessions.shape[0]):
+    Per session (a dense id), its products in the window and their view events. Sessions in
+    `bots` keep their products but count for no pair. Sessions left with no event in the
+    window go to `emptied`."""
+    for i in range(start, sessions.shape[0]):
         s = sessions[i]
         p = products[i]
-        key = s * PAIR_SHIFT + p
-        before = sp_count.get(key, 0)
-        after = before + sign[i]
-        if after == 0:
-            del sp_count[key]
-        else:
-            sp_count[key] = after
-        if before == 0 and after == 1:  # product p enters session s
-            if s not in session_products:
-                session_products[s] = List.empty_list(types.int64)
-            items = session_products[s]
+        while s >= len(session_products):
+            session_products.append(List.empty_list(types.int64))
+            session_counts.append(List.empty_list(types.int64))
+        items = session_products[s]
+        counts = session_counts[s]
+        if not intmap.room(pk, pmeta, len(items) + 1):
+            return i
+        at = -1
+        for j in range(len(items)):
+            if items[j] == p:
+                at = j
+                break
+        if at < 0:  # product p enters session s (only a view can be new)
             if s not in bots:
                 for q in items:
-                    _add_pair(pair_count, changed, p, q, 1)
+                    _add_pair(pk, pv, pmeta, changed, p, q, 1)
             items.append(p)
-        elif before == 1 and after == 0:  # product p leaves session s
-            items = session_products[s]
-            for j in range(len(items)):
-                if items[j] == p:
-                    items[j] = items[len(items) - 1]
-                    items.pop()
-                    break
+            counts.append(sign[i])
+            continue
+        counts[at] += sign[i]
+        if counts[at] == 0:  # product p leaves session s
+            last = len(items) - 1
+            items[at] = items[last]
+            counts[at] = counts[last]
+            items.pop()
+            counts.pop()
             if s not in bots:
                 for q in items:
-                    _add_pair(pair_count, changed, p, q, -1)
+                    _add_pair(pk, pv, pmeta, changed, p, q, -1)
             if len(items) == 0:
-                del session_products[s]
                 emptied[s] = True
+    return sessions.shape[0]
 
 
 @nb.njit(cache=True)
-def _add_pair(pair_count, changed, p, q, sign):
-    pk = min(p, q) * PAIR_SHIFT + max(p, q)
-    n = pair_count.get(pk, 0) + sign
-    if n == 0:
-        del pair_count[pk]
-    else:
-        pair_count[pk] = n
-    changed[pk] = True
+def _add_pair(pk, pv, pmeta, changed, p, q, sign):
+    intmap.add(pk, pv, pmeta, min(p, q) * PAIR_SHIFT + max(p, q), sign)
+    changed[min(p, q) * PAIR_SHIFT + max(p, q)] = True
 
 
 @nb.njit(cache=True)
-def _set_bots(sessions, to_bot, bots, session_products, pair_count, changed):
-    """Mark sessions as bots (to_bot) or humans again, removing or adding all their pairs."""
+def _set_bots(sessions, to_bot, start, bots, session_products, pk, pv, pmeta, changed):
+    """Mark sessions as bots (to_bot) or humans again from `start` on, removing or adding
+    all their pairs. Returns the index of the first session not done (as `_apply`)."""
     sign = -1 if to_bot else 1
-    for s in sessions:
+    for i in range(start, sessions.shape[0]):
+        s = sessions[i]
+        n = len(session_products[s]) if s < len(session_products) else 0
+        if not to_bot and not intmap.room(pk, pmeta, n * (n - 1) // 2):
+            return i
         if to_bot:
             bots[s] = True
         else:
             del bots[s]
-        if s in session_products:
+        if n:
             items = session_products[s]
-            for i in range(len(items)):
-                for j in range(i + 1, len(items)):
-                    _add_pair(pair_count, changed, items[i], items[j], sign)
-
-
-@nb.njit(cache=True)
-def _pairs_at_least(pair_count, least):
-    n = 0
-    for v in pair_count.values():
-        if v >= least:
-            n += 1
-    a = np.empty(n, np.int64)
-    b = np.empty(n, np.int64)
-    c = np.empty(n, np.int64)
-    i = 0
-    for k, v in pair_count.items():
-        if v >= least:
-            a[i] = k // PAIR_SHIFT
-            b[i] = k % PAIR_SHIFT
-            c[i] = v
-            i += 1
-    return a, b, c
+            for a in range(n):
+                for b in range(a + 1, n):
+                    _add_pair(pk, pv, pmeta, changed, items[a], items[b], sign)
+    return sessions.shape[0]
 
 
 @nb.njit(cache=True)
@@ -124,14 +114,6 @@ def _drain_keys(changed):
         out[i] = k
         i += 1
     changed.clear()
-    return out
-
-
-@nb.njit(cache=True)
-def _counts(pair_count, keys):
-    out = np.empty(keys.shape[0], np.int64)
-    for i in range(keys.shape[0]):
-        out[i] = pair_count.get(keys[i], 0)
     return out
 
 
@@ -151,7 +133,7 @@ def _release_emptied(emptied, session_products, bots):
     out = np.empty(len(emptied), np.int64)
     n = 0
     for s in emptied.keys():
-        if s not in session_products:
+        if len(session_products[s]) == 0:
             if s in bots:
                 del bots[s]
             out[n] = s
@@ -211,9 +193,10 @@ class CoViewMaintainer:
         self.live_name: dict[int, str] = {}  # product -> its greatest name in the window
         self.renamed: set[int] = set()  # products whose live name changed since delta()
         self._names_touched: set[int] = set()  # products whose names entered or left
-        self.sp_count = Dict.empty(types.int64, types.int64)
-        self.session_products = Dict.empty(types.int64, types.ListType(types.int64))
-        self.pair_count = Dict.empty(types.int64, types.int64)
+        # per session id: its products in the window and their view events
+        self.session_products = List.empty_list(types.ListType(types.int64))
+        self.session_counts = List.empty_list(types.ListType(types.int64))
+        self.pairs = intmap.IntCounts()  # pair key -> human sessions that viewed both
         self.changed = Dict.empty(types.int64, types.boolean)
         self.bots = Dict.empty(types.int64, types.boolean)
         self.bot_names: set[str] = set()  # session_features' bots at the last sync
@@ -237,8 +220,14 @@ class CoViewMaintainer:
         if not len(s):
             return
         signs = np.full(len(s), sign, np.int64)
-        _apply(s, p, signs, self.sp_count, self.session_products, self.pair_count, self.changed,
-               self.bots, self.emptied)  # fmt: skip
+        done = 0
+        while True:
+            pairs = self.pairs
+            done = _apply(s, p, signs, self.session_products, self.session_counts, pairs.keys,
+                          pairs.vals, pairs.meta, self.changed, self.bots, self.emptied, done)
+            if done == len(s):
+                break
+            pairs.grow()
         keys, counts = np.unique(n, return_counts=True)
         name_count, touched = self.name_count, self._names_touched
         for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
@@ -323,8 +312,18 @@ class CoViewMaintainer:
                 flips[name in now_bots].append(x)
         for to_bot, flip in flips.items():
             if flip:
-                _set_bots(np.array(sorted(flip), np.int64), to_bot, self.bots,
-                          self.session_products, self.pair_count, self.changed)  # fmt: skip
+                self._set_bots(np.array(sorted(flip), np.int64), to_bot)
+
+    def _set_bots(self, sessions: np.ndarray, to_bot: bool) -> None:
+        done = 0
+        while True:
+            pairs = self.pairs
+            done = _set_bots(sessions, to_bot, done, self.bots, self.session_products,
+                             pairs.keys, pairs.vals, pairs.meta, self.changed)  # fmt: skip
+            if done == len(sessions):
+                return
+            n = len(self.session_products[int(sessions[done])])
+            pairs.grow(n * (n - 1) // 2)
 
     def _release_sessions(self) -> None:
         """Forget sessions with no view left in the window: memory follows the window, not
@@ -368,7 +367,7 @@ class CoViewMaintainer:
             keys = np.unique(np.concatenate([keys, np.array(extra, np.int64)]))
             self.renamed.clear()
         inserts, deletes = [], []
-        counts = _counts(self.pair_count, keys)
+        counts = self.pairs.get(keys)
         for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
             old = self.published.get(key)
             new = self._row(key, count) if count >= MIN_SESSIONS else None
@@ -383,7 +382,8 @@ class CoViewMaintainer:
 
     def table(self) -> pa.Table:
         """The view's rows: product_a, product_a_name, product_b, product_b_name, count."""
-        a, b, c = _pairs_at_least(self.pair_count, MIN_SESSIONS)
+        keys, c = self.pairs.at_least(MIN_SESSIONS)
+        a, b = keys // PAIR_SHIFT, keys % PAIR_SHIFT
         _drain(self.changed)
         self.renamed.clear()
         self.published, self.pub_by_product = {}, {}
@@ -416,15 +416,21 @@ def warm_up() -> None:
     s = np.array([0, 0, 1, 1], np.int64)
     p = np.array([0, 1, 0, 1], np.int64)
     signs = np.ones(4, np.int64)
-    state = (m.sp_count, m.session_products, m.pair_count, m.changed, m.bots, m.emptied)
-    _apply(s, p, signs, *state)
+
+    def apply(sign: np.ndarray) -> None:
+        pairs = m.pairs
+        _apply(s, p, sign, m.session_products, m.session_counts, pairs.keys, pairs.vals,
+               pairs.meta, m.changed, m.bots, m.emptied, 0)  # fmt: skip
+
+    apply(signs)
+    m.pairs.grow()
     _member(m.bots, s)
-    _counts(m.pair_count, s)
+    m.pairs.get(s)
     one = np.array([1], np.int64)
     for to_bot in (True, False):
-        _set_bots(one, to_bot, m.bots, m.session_products, m.pair_count, m.changed)
-    _pairs_at_least(m.pair_count, MIN_SESSIONS)
-    _apply(s, p, -signs, *state)  # every session leaves the window
+        m._set_bots(one, to_bot)
+    m.pairs.at_least(MIN_SESSIONS)
+    apply(-signs)  # every session leaves the window
     len(m.emptied)
     _release_emptied(m.emptied, m.session_products, m.bots)
     _drain(m.changed)
