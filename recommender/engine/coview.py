@@ -12,6 +12,8 @@ Product names: the greatest name among the window's view events of the product (
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timedelta
 
 import numba as nb
@@ -24,6 +26,8 @@ from recommender import sqlfiles
 from recommender.engine import intmap
 from recommender.engine.refresh import bot_sessions, rows_table
 
+log = logging.getLogger(__name__)
+
 PAIR_SHIFT = np.int64(1 << 31)
 MIN_SESSIONS = 3
 # sqlfiles.fingerprint of the sql/045 query this module reproduces (the engine uses the SQL
@@ -32,7 +36,7 @@ FINGERPRINT = "06aa2a2d21f070a7"
 
 
 @nb.njit(cache=True)
-def _apply(sessions, products, sign, session_products, session_counts, pk, pv, pmeta, changed,
+def _apply(sessions, products, sign, session_products, session_counts, cells, meta, changed,
            bots, emptied, start):
     """Add (sign=+1) or remove (-1) view events from `start` on; pair keys touched go to
     `changed`. Returns the index of the first event not applied: events.size when done, less
@@ -49,7 +53,7 @@ def _apply(sessions, products, sign, session_products, session_counts, pk, pv, p
             session_counts.append(List.empty_list(types.int64))
         items = session_products[s]
         counts = session_counts[s]
-        if not intmap.room(pk, pmeta, len(items) + 1):
+        if not intmap.room(cells, meta, len(items) + 1):
             return i
         at = -1
         for j in range(len(items)):
@@ -59,7 +63,7 @@ def _apply(sessions, products, sign, session_products, session_counts, pk, pv, p
         if at < 0:  # product p enters session s (only a view can be new)
             if s not in bots:
                 for q in items:
-                    _add_pair(pk, pv, pmeta, changed, p, q, 1)
+                    _add_pair(cells, meta, changed, p, q, 1)
             items.append(p)
             counts.append(sign[i])
             continue
@@ -72,27 +76,27 @@ def _apply(sessions, products, sign, session_products, session_counts, pk, pv, p
             counts.pop()
             if s not in bots:
                 for q in items:
-                    _add_pair(pk, pv, pmeta, changed, p, q, -1)
+                    _add_pair(cells, meta, changed, p, q, -1)
             if len(items) == 0:
                 emptied[s] = True
     return sessions.shape[0]
 
 
 @nb.njit(cache=True)
-def _add_pair(pk, pv, pmeta, changed, p, q, sign):
-    intmap.add(pk, pv, pmeta, min(p, q) * PAIR_SHIFT + max(p, q), sign)
+def _add_pair(cells, meta, changed, p, q, sign):
+    intmap.add(cells, meta, min(p, q) * PAIR_SHIFT + max(p, q), sign)
     changed[min(p, q) * PAIR_SHIFT + max(p, q)] = True
 
 
 @nb.njit(cache=True)
-def _set_bots(sessions, to_bot, start, bots, session_products, pk, pv, pmeta, changed):
+def _set_bots(sessions, to_bot, start, bots, session_products, cells, meta, changed):
     """Mark sessions as bots (to_bot) or humans again from `start` on, removing or adding
     all their pairs. Returns the index of the first session not done (as `_apply`)."""
     sign = -1 if to_bot else 1
     for i in range(start, sessions.shape[0]):
         s = sessions[i]
         n = len(session_products[s]) if s < len(session_products) else 0
-        if not to_bot and not intmap.room(pk, pmeta, n * (n - 1) // 2):
+        if not to_bot and not intmap.room(cells, meta, n * (n - 1) // 2):
             return i
         if to_bot:
             bots[s] = True
@@ -102,7 +106,7 @@ def _set_bots(sessions, to_bot, start, bots, session_products, pk, pv, pmeta, ch
             items = session_products[s]
             for a in range(n):
                 for b in range(a + 1, n):
-                    _add_pair(pk, pv, pmeta, changed, items[a], items[b], sign)
+                    _add_pair(cells, meta, changed, items[a], items[b], sign)
     return sessions.shape[0]
 
 
@@ -223,11 +227,11 @@ class CoViewMaintainer:
         done = 0
         while True:
             pairs = self.pairs
-            done = _apply(s, p, signs, self.session_products, self.session_counts, pairs.keys,
-                          pairs.vals, pairs.meta, self.changed, self.bots, self.emptied, done)
+            done = _apply(s, p, signs, self.session_products, self.session_counts, pairs.cells,
+                          pairs.meta, self.changed, self.bots, self.emptied, done)
             if done == len(s):
                 break
-            pairs.grow()
+            self._grow(0)
         keys, counts = np.unique(n, return_counts=True)
         name_count, touched = self.name_count, self._names_touched
         for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
@@ -319,11 +323,18 @@ class CoViewMaintainer:
         while True:
             pairs = self.pairs
             done = _set_bots(sessions, to_bot, done, self.bots, self.session_products,
-                             pairs.keys, pairs.vals, pairs.meta, self.changed)  # fmt: skip
+                             pairs.cells, pairs.meta, self.changed)  # fmt: skip
             if done == len(sessions):
                 return
             n = len(self.session_products[int(sessions[done])])
-            pairs.grow(n * (n - 1) // 2)
+            self._grow(n * (n - 1) // 2)
+
+    def _grow(self, extra: int) -> None:
+        started = time.perf_counter()
+        self.pairs.grow(extra)
+        log.info("co-view pair table grown to %d slots for %d pairs (%.0f ms)",
+                 self.pairs.cells.shape[0], len(self.pairs),
+                 (time.perf_counter() - started) * 1000)  # fmt: skip
 
     def _release_sessions(self) -> None:
         """Forget sessions with no view left in the window: memory follows the window, not
@@ -419,8 +430,8 @@ def warm_up() -> None:
 
     def apply(sign: np.ndarray) -> None:
         pairs = m.pairs
-        _apply(s, p, sign, m.session_products, m.session_counts, pairs.keys, pairs.vals,
-               pairs.meta, m.changed, m.bots, m.emptied, 0)  # fmt: skip
+        _apply(s, p, sign, m.session_products, m.session_counts, pairs.cells, pairs.meta,
+               m.changed, m.bots, m.emptied, 0)  # fmt: skip
 
     apply(signs)
     m.pairs.grow()

@@ -7,8 +7,9 @@ keys). Here: open addressing with linear probing and deletion by backward shift 
 tombstones), so a key that goes makes room for the next; the table doubles only when its
 keys pass 70% of its slots. Keys must be >= 0; a count that reaches 0 removes its key.
 
-State is three arrays (slots' keys, slots' counts, [number of keys]) that the kernels take as
-arguments; `IntCounts` holds them and grows them between kernel calls.
+State is two arrays that the kernels take as arguments: the slots (one row of key and count
+each: one cache line per probe) and [number of keys]; `IntCounts` holds them and grows them
+between kernel calls.
 """
 
 from __future__ import annotations
@@ -31,100 +32,103 @@ def _home(k: int, mask: int) -> int:
 
 
 @nb.njit(cache=True)
-def slot(keys: np.ndarray, k: int) -> int:
+def slot(cells: np.ndarray, k: int) -> int:
     """The slot holding `k`, or the empty slot where it would go."""
-    mask = keys.shape[0] - 1
+    mask = cells.shape[0] - 1
     i = _home(k, mask)
-    while keys[i] != k and keys[i] != EMPTY:
+    while cells[i, 0] != k and cells[i, 0] != EMPTY:
         i = (i + 1) & mask
     return i
 
 
 @nb.njit(cache=True)
-def get(keys: np.ndarray, vals: np.ndarray, k: int) -> int:
-    i = slot(keys, k)
-    return vals[i] if keys[i] == k else 0
+def get(cells: np.ndarray, k: int) -> int:
+    i = slot(cells, k)
+    return cells[i, 1] if cells[i, 0] == k else 0
 
 
 @nb.njit(cache=True)
-def room(keys: np.ndarray, meta: np.ndarray, extra: int) -> bool:
+def room(cells: np.ndarray, meta: np.ndarray, extra: int) -> bool:
     """Whether `extra` more keys fit without passing the load limit."""
-    return meta[0] + extra <= MAX_LOAD * keys.shape[0]
+    return meta[0] + extra <= MAX_LOAD * cells.shape[0]
 
 
 @nb.njit(cache=True)
-def add(keys: np.ndarray, vals: np.ndarray, meta: np.ndarray, k: int, delta: int) -> int:
+def add(cells: np.ndarray, meta: np.ndarray, k: int, delta: int) -> int:
     """counts[k] += delta; returns the new count (0: the key is gone). The caller makes sure
     there is room for a new key (`room`)."""
-    i = slot(keys, k)
-    if keys[i] == EMPTY:
+    i = slot(cells, k)
+    if cells[i, 0] == EMPTY:
         if delta == 0:
             return 0
-        keys[i] = k
-        vals[i] = delta
+        cells[i, 0] = k
+        cells[i, 1] = delta
         meta[0] += 1
         return delta
-    n = vals[i] + delta
+    n = cells[i, 1] + delta
     if n != 0:
-        vals[i] = n
+        cells[i, 1] = n
         return n
-    _remove_at(keys, vals, i)
+    _remove_at(cells, i)
     meta[0] -= 1
     return 0
 
 
 @nb.njit(cache=True)
-def _remove_at(keys: np.ndarray, vals: np.ndarray, i: int) -> None:
+def _remove_at(cells: np.ndarray, i: int) -> None:
     """Empty slot i, moving back later keys of its probe run that may not skip the hole."""
-    mask = keys.shape[0] - 1
+    mask = cells.shape[0] - 1
     j = i
     while True:
         j = (j + 1) & mask
-        if keys[j] == EMPTY:
+        if cells[j, 0] == EMPTY:
             break
-        h = _home(keys[j], mask)
-        # keys[j] stays only if its home lies cyclically in (i, j]
+        h = _home(cells[j, 0], mask)
+        # cells[j] stays only if its home lies cyclically in (i, j]
         if (i <= j and (h <= i or h > j)) or (i > j and h <= i and h > j):
-            keys[i] = keys[j]
-            vals[i] = vals[j]
+            cells[i, 0] = cells[j, 0]
+            cells[i, 1] = cells[j, 1]
             i = j
-    keys[i] = EMPTY
-    vals[i] = 0
+    cells[i, 0] = EMPTY
+    cells[i, 1] = 0
 
 
 @nb.njit(cache=True)
-def _rehash(old_keys: np.ndarray, old_vals: np.ndarray, keys: np.ndarray,
-            vals: np.ndarray) -> None:  # fmt: skip
-    for i in range(old_keys.shape[0]):
-        k = old_keys[i]
+def _rehash(old: np.ndarray, cells: np.ndarray) -> None:
+    for i in range(old.shape[0]):
+        k = old[i, 0]
         if k != EMPTY:
-            j = slot(keys, k)
-            keys[j] = k
-            vals[j] = old_vals[i]
+            j = slot(cells, k)
+            cells[j, 0] = k
+            cells[j, 1] = old[i, 1]
 
 
 @nb.njit(cache=True)
-def lookup(keys: np.ndarray, vals: np.ndarray, ks: np.ndarray) -> np.ndarray:
+def lookup(cells: np.ndarray, ks: np.ndarray) -> np.ndarray:
     out = np.empty(ks.shape[0], np.int64)
     for i in range(ks.shape[0]):
-        out[i] = get(keys, vals, ks[i])
+        out[i] = get(cells, ks[i])
     return out
 
 
 @nb.njit(cache=True)
-def at_least(keys: np.ndarray, vals: np.ndarray, least: int) -> tuple[np.ndarray, np.ndarray]:
+def at_least(cells: np.ndarray, least: int) -> tuple[np.ndarray, np.ndarray]:
     """(keys, counts) of the keys counted at least `least`."""
-    hit = (keys != EMPTY) & (vals >= least)
-    return keys[hit], vals[hit]
+    hit = (cells[:, 0] != EMPTY) & (cells[:, 1] >= least)
+    return cells[hit, 0], cells[hit, 1]
+
+
+def _empty(size: int) -> np.ndarray:
+    cells = np.zeros((size, 2), np.int64)
+    cells[:, 0] = EMPTY
+    return cells
 
 
 class IntCounts:
-    """The arrays of one count table; `keys`, `vals`, `meta` go to the kernels."""
+    """The arrays of one count table; `cells` and `meta` go to the kernels."""
 
     def __init__(self, capacity: int = 1024) -> None:
-        size = 1 << max(4, int(capacity - 1).bit_length())
-        self.keys = np.full(size, EMPTY, np.int64)
-        self.vals = np.zeros(size, np.int64)
+        self.cells = _empty(1 << max(4, int(capacity - 1).bit_length()))
         self.meta = np.zeros(1, np.int64)
 
     def __len__(self) -> int:
@@ -132,15 +136,15 @@ class IntCounts:
 
     def grow(self, extra: int = 0) -> None:
         """At least double the slots (more if `extra` more keys would not fit)."""
-        size = self.keys.shape[0] * 2
+        size = self.cells.shape[0] * 2
         while self.meta[0] + extra > MAX_LOAD * size:
             size *= 2
-        keys, vals = np.full(size, EMPTY, np.int64), np.zeros(size, np.int64)
-        _rehash(self.keys, self.vals, keys, vals)
-        self.keys, self.vals = keys, vals
+        cells = _empty(size)
+        _rehash(self.cells, cells)
+        self.cells = cells
 
     def get(self, ks: np.ndarray) -> np.ndarray:
-        return lookup(self.keys, self.vals, ks)
+        return lookup(self.cells, ks)
 
     def at_least(self, least: int) -> tuple[np.ndarray, np.ndarray]:
-        return at_least(self.keys, self.vals, least)
+        return at_least(self.cells, least)
