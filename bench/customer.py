@@ -32,7 +32,8 @@ import orjson
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import history_stream, pct  # noqa: E402
+from pipeline import history_stream  # noqa: E402
+from refresh import stats  # noqa: E402
 
 from producers.flash_sale import FlashSaleConfig, generate  # noqa: E402
 from recommender import sqlfiles  # noqa: E402
@@ -42,11 +43,6 @@ from recommender.engine.store import StateStore  # noqa: E402
 from recommender.events import format_ts  # noqa: E402
 
 VIEWS = ("customer_features", "customer_hours")
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 1), "p90": round(pct(values, 0.9), 1),
-            "p99": round(pct(values, 0.99), 1)}  # fmt: skip
 
 
 def _customer(event: dict[str, Any], users: int) -> dict[str, Any]:
