@@ -359,6 +359,21 @@ def test_flash_sale_into_kafka_matches_jsonl_ground_truth(broker, tmp_path: Path
     assert per_session_got == per_session_truth  # in order within every session
 
 
+def _wait_for_first_message(bootstrap: str, topic: str, proc: subprocess.Popen,
+                            timeout: float = 60) -> None:
+    from recommender.kafka_io import make_consumer
+
+    consumer = make_consumer(f"started-{topic}", [topic], bootstrap)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(m.error() is None for m in consumer.consume(100, timeout=0.5)):
+                return
+    finally:
+        consumer.close()
+    raise AssertionError(f"the producer sent nothing in {timeout} s (exit {proc.poll()})")
+
+
 @pytest.mark.e2e
 def test_ctrl_c_flushes_and_reports(broker) -> None:
     topic = unique_topic("intr")
@@ -367,7 +382,10 @@ def test_ctrl_c_flushes_and_reports(broker) -> None:
         [*CLI, "produce", "flash-sale", "--rate", "1000", "--speed", "1", "--quiet",
          "--bootstrap-servers", broker.bootstrap, "--topic", topic],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(5)
+    # Ctrl-C once it sends. A fixed 5 s sleep failed in two clean-clone full runs: the
+    # interrupt left no trace and the producer went on sending (not reproduced alone with
+    # interrupts 0.3-3.5 s after start; an open item of issue 4's note)
+    _wait_for_first_message(broker.bootstrap, topic, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
