@@ -84,8 +84,9 @@ def _apply(sessions, products, sign, session_products, session_counts, cells, me
 
 @nb.njit(cache=True)
 def _add_pair(cells, meta, changed, p, q, sign):
-    intmap.add(cells, meta, min(p, q) * PAIR_SHIFT + max(p, q), sign)
-    changed[min(p, q) * PAIR_SHIFT + max(p, q)] = True
+    key = min(p, q) * PAIR_SHIFT + max(p, q)
+    intmap.add(cells, meta, key, sign)
+    changed[key] = True
 
 
 @nb.njit(cache=True)
