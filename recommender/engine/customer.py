@@ -22,6 +22,7 @@ last refresh, so either can be refreshed without the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,8 +140,7 @@ class CustomerState:
 
     def _merge_sessions(self, con: duckdb.DuckDBPyConnection, now: datetime, seq: int) -> None:
         keys = ("user_id", "session_id", "window_days")
-        on = " AND ".join(f"o.{k} = d.{k}" for k in keys)
-        key_cols = ", ".join(f"coalesce(o.{k}, d.{k}) AS {k}" for k in keys)
+        key_cols, joined = _full_join(SESSIONS, "__cust_delta", keys, "session_id")
         sums = ", ".join(f"coalesce(o.{c}, 0) + coalesce(d.{c}, 0) AS {c}" for c in COUNTS)
         newest = ", ".join(f"CASE WHEN {c} > 0 THEN greatest(o_{m}, d_{m}) END AS {m}"
                            for m, (c, _) in NEWEST.items())  # fmt: skip
@@ -150,15 +150,12 @@ class CustomerState:
             f"{', '.join(COUNTS)}, {newest}, CASE WHEN n > 0 AND NOT shrank THEN first_at END "
             "AS first_at, n > 0 AND shrank AS refirst FROM ("
             f"SELECT {key_cols}, {sums}, {pairs}, least(o.first_at, d.first_at) AS first_at, "
-            "coalesce(d.shrank, false) AS shrank "
-            f"FROM (SELECT * FROM {SESSIONS} WHERE session_id IN "
-            f"(SELECT session_id FROM __cust_delta)) AS o FULL JOIN __cust_delta AS d ON {on})"
+            f"coalesce(d.shrank, false) AS shrank FROM {joined})"
         )  # fmt: skip
         self._refirst(con, now, seq)
-        con.execute(f"DELETE FROM {SESSIONS} WHERE session_id IN "
-                    "(SELECT session_id FROM __cust_delta)")  # fmt: skip
-        con.execute(f"INSERT INTO {SESSIONS} SELECT {', '.join(keys)}, {', '.join(COUNTS)}, "
-                    f"{', '.join(NEWEST)}, first_at FROM __cust_merged WHERE n > 0")  # fmt: skip
+        columns = ", ".join((*keys, *COUNTS, *NEWEST, "first_at"))
+        _replace(con, SESSIONS, "__cust_delta", "session_id",
+                 f"SELECT {columns} FROM __cust_merged WHERE n > 0")  # fmt: skip
 
     def _refirst(self, con: duckdb.DuckDBPyConnection, now: datetime, seq: int) -> None:
         """The oldest time left of sessions whose oldest events left a window."""
@@ -180,22 +177,16 @@ class CustomerState:
             "AND m.window_days = f.window_days", [start, hi, now])  # fmt: skip
 
     def _merge_buys(self, con: duckdb.DuckDBPyConnection) -> None:
-        keys = ("user_id", "window_days", "hour_of_day")
         con.execute("CREATE OR REPLACE TEMP TABLE __cust_buys_delta AS SELECT user_id, "
                     "window_days, buy_hour AS hour_of_day, CAST(sum(buys) AS BIGINT) AS "
                     "purchases FROM __cust_d0 WHERE buy_hour IS NOT NULL GROUP BY ALL")  # fmt: skip
-        on = " AND ".join(f"o.{k} = d.{k}" for k in keys)
-        key_cols = ", ".join(f"coalesce(o.{k}, d.{k}) AS {k}" for k in keys)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __cust_buys_merged AS SELECT {key_cols}, "
-            "coalesce(o.purchases, 0) + coalesce(d.purchases, 0) AS purchases "
-            f"FROM (SELECT * FROM {BUY_HOURS} WHERE user_id IN "
-            "(SELECT user_id FROM __cust_buys_delta)) AS o "
-            f"FULL JOIN __cust_buys_delta AS d ON {on}")  # fmt: skip
-        con.execute(f"DELETE FROM {BUY_HOURS} WHERE user_id IN "
-                    "(SELECT user_id FROM __cust_buys_delta)")  # fmt: skip
-        con.execute(f"INSERT INTO {BUY_HOURS} SELECT * FROM __cust_buys_merged "
-                    "WHERE purchases <> 0")  # fmt: skip
+        key_cols, joined = _full_join(BUY_HOURS, "__cust_buys_delta",
+                                      ("user_id", "window_days", "hour_of_day"), "user_id")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __cust_buys_merged AS SELECT {key_cols}, "
+                    "coalesce(o.purchases, 0) + coalesce(d.purchases, 0) AS purchases "
+                    f"FROM {joined}")  # fmt: skip
+        _replace(con, BUY_HOURS, "__cust_buys_delta", "user_id",
+                 "SELECT * FROM __cust_buys_merged WHERE purchases <> 0")
 
     # the views' rows, for all users or for those in table `keys` (column k) ----------------
     @staticmethod
@@ -222,6 +213,23 @@ class CustomerState:
         )  # fmt: skip
 
 
+def _full_join(table: str, delta: str, keys: tuple[str, ...], by: str) -> tuple[str, str]:
+    """(key columns, FROM clause): the rows of `table` whose `by` is in `delta` (as `o`),
+    full-joined with `delta` (as `d`) on `keys`."""
+    key_cols = ", ".join(f"coalesce(o.{k}, d.{k}) AS {k}" for k in keys)
+    on = " AND ".join(f"o.{k} = d.{k}" for k in keys)
+    return key_cols, (f"(SELECT * FROM {table} WHERE {by} IN (SELECT {by} FROM {delta})) "
+                      f"AS o FULL JOIN {delta} AS d ON {on}")  # fmt: skip
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, delta: str, by: str,
+             rows: str) -> None:  # fmt: skip
+    """Replace the rows of `table` whose `by` is in `delta` with those of query `rows` (which
+    must not read `table`)."""
+    con.execute(f"DELETE FROM {table} WHERE {by} IN (SELECT {by} FROM {delta})")
+    con.execute(f"INSERT INTO {table} {rows}")
+
+
 def dirty(view: str) -> str:
     """The table of users changed since view `view` last read its rows."""
     return f"__cust_dirty_{view}"
@@ -231,15 +239,12 @@ class CustomerView:
     """ViewRunner override of one customer view over the shared state: `override` gives
     every row, `touched` the rows of the users changed since this view's last refresh."""
 
-    def __init__(self, name: str, state: CustomerState) -> None:
+    def __init__(self, name: str, state: CustomerState,
+                 rows: Callable[[str | None], str]) -> None:  # fmt: skip
         self.name = name
         self.state = state
+        self._rows = rows  # SQL of the view's rows (all, or the users in a table)
         state.views.add(name)
-
-    def _rows(self, keys: str | None) -> str:
-        if self.name == "customer_features":
-            return self.state.features_sql(keys)
-        return self.state.hours_sql(keys)
 
     def override(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
         self.state.advance(con, now)
@@ -259,9 +264,10 @@ def maintainers(views: list[sqlfiles.SqlObject]) -> dict[str, CustomerView]:
     """Overrides for the customer views whose queries are the ones this module reproduces
     (one shared state)."""
     state = CustomerState()
+    rows = {"customer_features": state.features_sql, "customer_hours": state.hours_sql}
     out: dict[str, CustomerView] = {}
     for view in views:
         expected = FINGERPRINTS.get(view.name)
         if expected and sqlfiles.fingerprint(sqlfiles.view_query(view)) == expected:
-            out[view.name] = CustomerView(view.name, state)
+            out[view.name] = CustomerView(view.name, state, rows[view.name])
     return out
