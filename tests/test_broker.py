@@ -112,3 +112,25 @@ def test_cli_broker_starts_and_stops_on_sigterm(tmp_path) -> None:
     assert f"bootstrap 127.0.0.1:{port}" in out
     with pytest.raises(BrokerUnavailable):
         wait_for_broker(f"127.0.0.1:{port}", timeout=1)
+
+
+def test_cli_broker_stops_cleanly_on_sigterm_while_starting(tmp_path) -> None:
+    """A SIGTERM that arrives before the topics exist still stops broker and CLI cleanly."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recommender.cli", "broker", "--port", str(port),
+         "--log-file", str(tmp_path / "tansu.log")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        first = proc.stdout.readline()  # the "starting tansu" log line
+        assert "starting tansu" in first, first
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, first + rest
+    assert "stopped" in rest
+    with pytest.raises(BrokerUnavailable):
+        wait_for_broker(f"127.0.0.1:{port}", timeout=1)

@@ -72,21 +72,21 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"using external broker {bootstrap}; topics created: {created or 'none'}")
             return
 
-        local = LocalBroker(port=port, partitions=partitions, topics=topics, log_path=log_file,
-                            storage=storage)
-        try:
-            local.start(timeout=wait)
-        except BrokerUnavailable as exc:
-            _fail(f"{exc}. Try another --port, or --bootstrap-servers to use a running broker.")
-
         stop = False
 
         def on_signal(signum: int, frame: object) -> None:
             nonlocal stop
             stop = True
 
+        # Handlers first: a signal that arrives while the broker starts still stops it cleanly.
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        local = LocalBroker(port=port, partitions=partitions, topics=topics, log_path=log_file,
+                            storage=storage)
+        try:
+            local.start(timeout=wait)
+        except BrokerUnavailable as exc:
+            _fail(f"{exc}. Try another --port, or --bootstrap-servers to use a running broker.")
         typer.echo(f"broker ready: bootstrap {local.bootstrap} (topics {topic}, {dlq_topic}; "
                    f"{partitions} partitions; storage {storage}). Ctrl-C stops it.", err=False)
         try:
