@@ -1,16 +1,16 @@
-"""Publish benchmark: the publisher's view and change-feed COPYs, the former per-row
-write_row path vs the bulk path (Arrow-built CSV for the view rows, one orjson call per part
-of the feed JSON, one write per `--chunk-rows` rows), against a PostgreSQL from the wheel
-started here.
+"""Publish benchmark: a refresh's inserts into a followed view, its change feed written by
+the client (the former path: one orjson call per part of rows, COPY text) vs by PostgreSQL
+(the rows COPYed to a staging table, then one INSERT ... RETURNING whose rows go to
+flashrec_changes as to_jsonb), against a PostgreSQL from the wheel started here.
 
 Writes `--rows` session_features-like rows and as many vmis_history-like rows (arrays of
-product ids) plus their flashrec_changes JSON rows, one transaction per view and path, the
-tables truncated before each; the paths alternate. Prints per view the median over `--runs`
-runs of the wall time (client and server) and of this process's CPU time (the client side
-alone) and of the PostgreSQL backend's CPU time (the server side), in ms, and
-the old/new ratios.
+product ids), one transaction per view and path, the tables truncated before each; the
+paths alternate. Prints per view the median over `--runs` runs of the wall time (client
+and server), of this process's CPU time (the client side alone; in the engine it holds
+the GIL the refresh thread needs) and of the PostgreSQL backend's CPU time, in ms, and
+the client/server ratios.
 
-    .venv/bin/python bench/publish.py --rows 20000 --runs 5
+    .venv/bin/python bench/publish.py --rows 5000 --runs 9
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import free_port  # noqa: E402
 
 from recommender import pgserve  # noqa: E402
-from recommender.pgserve import (  # noqa: E402
-    LocalPostgres,
-    Publisher,
-    _copy_rows,
-    _dumps,
-    _feed_parts,
-)
+from recommender.engine.refresh import ArrowRows, rows_table  # noqa: E402
+from recommender.pgserve import LocalPostgres, Publisher, _copy_rows  # noqa: E402
 
 SESSION_COLUMNS = [
     ("session_id", "VARCHAR"), ("user_id", "VARCHAR"), ("session_start", "TIMESTAMP"),
@@ -72,23 +68,50 @@ def vmis_rows(n: int, rng: random.Random) -> list[tuple[Any, ...]]:
              t0 + timedelta(microseconds=rng.randrange(10**10))) for k in range(n)]  # fmt: skip
 
 
-def write_old(conn: Any, name: str, columns: list[str], rows: list[tuple[Any, ...]],
-              epoch: int) -> None:  # fmt: skip
-    """The former path: write_row per view row, then per change-feed row."""
-    with conn.cursor().copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as cp:
-        for row in rows:
-            cp.write_row(row)
-    with conn.cursor().copy("COPY flashrec_changes (view, epoch, op, row) FROM STDIN") as cp:
-        for row in rows:
-            cp.write_row((name, epoch, "insert", _dumps(dict(zip(columns, row, strict=True)))))
+def arrow_table(cols: list[tuple[str, str]], rows: list[tuple[Any, ...]]) -> Any:
+    """The rows as the Arrow table DuckDB hands the engine's publisher (HUGEINT as decimal)."""
+    import pyarrow as pa
+
+    kinds = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "BIGINT": pa.int64(),
+             "HUGEINT": pa.decimal128(38, 0), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
+             "VARCHAR[]": pa.list_(pa.string())}  # fmt: skip
+    return rows_table([c for c, _ in cols], [kinds[t] for _, t in cols], rows)
 
 
-def write_new(conn: Any, name: str, columns: list[str], rows: list[tuple[Any, ...]],
-              epoch: int) -> None:  # fmt: skip
+def client_feed_parts(name: str, epoch: int, columns: list[str],
+                      rows: list[tuple[Any, ...]]) -> Iterator[bytes]:
+    """The former client-side feed: flashrec_changes rows in COPY text, one orjson call per
+    part of rows (the benchmark's rows hold no tab, backslash or '},{')."""
+    import orjson
+
+    head = f"{name}\t{epoch}\tinsert\t".encode()
+    for start in range(0, len(rows), pgserve._CHUNK_ROWS):
+        docs = [dict(zip(columns, r, strict=True)) for r in rows[start:start + pgserve._CHUNK_ROWS]]
+        whole = orjson.dumps(docs, option=orjson.OPT_NAIVE_UTC)
+        yield b"".join((head, whole[1:-1].replace(b"},{", b"}\n" + head + b"{"), b"\n"))
+
+
+def given(name: str, cols: list[tuple[str, str]], rows: list[tuple[Any, ...]],
+          tables: dict[str, Any]) -> Sequence[tuple[Any, ...]]:
+    """A refresh's rows for `name` as the engine's publisher gets them (a fresh ArrowRows:
+    it keeps the tuples it makes)."""
+    if name in tables:
+        return ArrowRows(tables[name], [t for _, t in cols])
+    return rows
+
+
+def write_client(pub: Publisher, name: str, columns: list[str], rows: Sequence[tuple[Any, ...]],
+                 epoch: int) -> None:  # fmt: skip
+    conn = pub.conn
     _copy_rows(conn, name, columns, rows)
     with conn.cursor().copy("COPY flashrec_changes (view, epoch, op, row) FROM STDIN") as cp:
-        for part in _feed_parts(name, epoch, columns, [], rows):
+        for part in client_feed_parts(name, epoch, columns, list(rows)):
             cp.write(part)
+
+
+def write_server(pub: Publisher, name: str, columns: list[str], rows: Sequence[tuple[Any, ...]],
+                 epoch: int) -> None:  # fmt: skip
+    pub._insert(name, columns, rows, epoch)
 
 
 def main() -> None:
@@ -102,7 +125,9 @@ def main() -> None:
     rng = random.Random(7)
     views = {"session_features": (SESSION_COLUMNS, session_rows(args.rows, rng)),
              "vmis_history": (VMIS_COLUMNS, vmis_rows(args.rows, rng))}  # fmt: skip
-    paths = {"old": write_old, "new": write_new}
+    # as the engine hands them over: flat rows as Arrow, rows holding lists as tuples
+    tables = {"session_features": arrow_table(*views["session_features"])}
+    paths = {"client": write_client, "server": write_server}
     wall: dict[tuple[str, str], list[float]] = {(v, p): [] for v in views for p in paths}
     cpu: dict[tuple[str, str], list[float]] = {(v, p): [] for v in views for p in paths}
     server: dict[tuple[str, str], list[float]] = {(v, p): [] for v in views for p in paths}
@@ -115,31 +140,34 @@ def main() -> None:
             pub.ensure_view(name, [c for c, _ in cols], [t for _, t in cols])
         for run in range(args.runs + 1):  # run 0: warm-up, not counted
             order = list(paths) if run % 2 else list(reversed(paths))
-            for name, (cols, rows) in views.items():
+            for name, (cols, _) in views.items():
                 for path in order:
                     conn.execute(f"TRUNCATE {name}, flashrec_changes")
                     conn.commit()
                     started, started_cpu = time.perf_counter(), time.process_time()
                     started_server = process_cpu_ms(backend)
                     with conn.transaction():
-                        paths[path](conn, name, [c for c, _ in cols], rows, run + 1)
+                        paths[path](pub, name, [c for c, _ in cols],
+                                    given(name, cols, views[name][1], tables), run + 1)
                     if run:
                         wall[name, path].append((time.perf_counter() - started) * 1000)
                         cpu[name, path].append((time.process_time() - started_cpu) * 1000)
                         server[name, path].append(process_cpu_ms(backend) - started_server)
         pub.close()
-    print(f"{args.rows} rows per view, view COPY + change-feed COPY, median of {args.runs} runs,"
-          f" bulk path in parts of {args.chunk_rows} rows")  # fmt: skip
+    print(f"{args.rows} rows per view, view rows + their change feed, median of {args.runs} "
+          f"runs, COPY in parts of {args.chunk_rows} rows")  # fmt: skip
     for label, times in (("wall", wall), ("client CPU", cpu), ("server CPU", server)):
         print(f"{label}:")
         total = {p: 0.0 for p in paths}
         for name in views:
-            old, new = (statistics.median(times[name, p]) for p in paths)
-            total["old"] += old
-            total["new"] += new
-            print(f"  {name:18s} old {old:8.1f} ms   new {new:8.1f} ms   old/new {old / new:5.2f}x")
-        old, new = total["old"], total["new"]
-        print(f"  {'both':18s} old {old:8.1f} ms   new {new:8.1f} ms   old/new {old / new:5.2f}x")
+            a, b = (statistics.median(times[name, p]) for p in paths)
+            total["client"] += a
+            total["server"] += b
+            print(f"  {name:18s} client {a:8.1f} ms   server {b:8.1f} ms   "
+                  f"client/server {a / b:5.2f}x")
+        a, b = total["client"], total["server"]
+        print(f"  {'both':18s} client {a:8.1f} ms   server {b:8.1f} ms   "
+              f"client/server {a / b:5.2f}x")
 
 
 def process_cpu_ms(pid: int) -> float:

@@ -19,10 +19,9 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +200,7 @@ class Publisher:
         self.feed_views = None if feed_views is None else set(feed_views)
         self.conn = psycopg.connect(dsn, connect_timeout=10)
         self.conn.execute("SET TIME ZONE 'UTC'")
+        self.conn.commit()  # else each publish's transaction() is a savepoint in this one
         with self.conn.transaction():
             self.conn.execute(BASE_SQL)
         self._ready: set[str] = set()
@@ -278,20 +278,29 @@ class Publisher:
 
     def _write_views(self, epoch: int, results: list[Any], now: datetime,
                      watermark: datetime | None) -> None:
-        conn = self.conn
         for r in results:
-            if r.deletes:
-                self._delete(r.name, r.columns, r.types, r.deletes)
-            if r.inserts:
-                _copy_rows(conn, r.name, r.columns, r.inserts)
             followed = self.feed_views is None or r.name in self.feed_views
-            if (r.inserts or r.deletes) and followed and not getattr(r, "initial", False):
-                with conn.cursor().copy(
-                    "COPY flashrec_changes (view, epoch, op, row) FROM STDIN"
-                ) as cp:
-                    for part in _feed_parts(r.name, epoch, r.columns, r.deletes, r.inserts):
-                        cp.write(part)
+            feed = epoch if followed and not getattr(r, "initial", False) else None
+            if r.deletes:
+                self._delete(r.name, r.columns, r.types, r.deletes, feed)
+            if r.inserts:
+                self._insert(r.name, r.columns, r.inserts, feed)
             self._status(r, epoch, now, watermark)
+
+    def _insert(self, name: str, columns: list[str], rows: Sequence[tuple[Any, ...]],
+                feed: int | None) -> None:
+        """Insert `rows` into view table `name`; with `feed` (an epoch) also their change
+        feed rows, each the JSON PostgreSQL makes of the stored row (to_jsonb)."""
+        conn = self.conn
+        if feed is None:
+            _copy_rows(conn, name, columns, rows)
+            return
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _ins_{name} "
+                     f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip
+        _copy_rows(conn, f"_ins_{name}", columns, rows)
+        cols = ", ".join(columns)
+        conn.execute(_fed(f"INSERT INTO {name} AS v ({cols}) SELECT {cols} FROM _ins_{name}"),
+                     (name, feed, "insert"))  # fmt: skip
 
     def _status(self, r: Any, epoch: int, now: datetime, watermark: datetime | None) -> None:
         """The view's flashrec_status row after a refresh."""
@@ -306,12 +315,14 @@ class Publisher:
         )  # fmt: skip
 
     def _delete(self, name: str, columns: list[str], types: list[str],
-                rows: Sequence[tuple[Any, ...]]) -> None:
+                rows: Sequence[tuple[Any, ...]], feed: int | None = None) -> None:
         """Delete `rows` from view table `name`: by its key columns where it has them (sent
         as arrays, or by COPY of the keys when the rows come as an Arrow table), else by
-        whole-row match."""
+        whole-row match. With `feed` (an epoch), the deleted rows also go to the change feed
+        (RETURNING, as PostgreSQL held them)."""
         conn = self.conn
         keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
+        params: list[Any] = []
         if keys:
             at = [columns.index(k) for k in keys]
             on = " AND ".join(f"v.{k} = d.{k}" for k in keys)
@@ -321,20 +332,31 @@ class Publisher:
                 conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _delkeys_{name} ({defs}) "
                              "ON COMMIT DELETE ROWS")  # fmt: skip
                 _copy_table(conn, f"_delkeys_{name}", keys, given.select(at))
-                conn.execute(f"DELETE FROM {name} v USING _delkeys_{name} d WHERE {on}")
-                return
-            arrays = [[row[i] for row in rows] for i in at]
-            unnest = ", ".join(f"%s::{pg_type(types[i])}[]" for i in at)
-            conn.execute(f"DELETE FROM {name} v USING unnest({unnest}) AS d({', '.join(keys)}) "
-                         f"WHERE {on}", arrays)  # fmt: skip
-            return
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{name} "
-                     f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip
-        _copy_rows(conn, f"_del_{name}", columns, rows)
-        conn.execute(f"DELETE FROM {name} v USING _del_{name} d WHERE md5(v::text) = md5(d::text)")
+                sql = f"DELETE FROM {name} v USING _delkeys_{name} d WHERE {on}"
+            else:
+                params = [[row[i] for row in rows] for i in at]
+                unnest = ", ".join(f"%s::{pg_type(types[i])}[]" for i in at)
+                sql = (f"DELETE FROM {name} v USING unnest({unnest}) AS d({', '.join(keys)}) "
+                       f"WHERE {on}")  # fmt: skip
+        else:
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{name} "
+                         f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip
+            _copy_rows(conn, f"_del_{name}", columns, rows)
+            sql = f"DELETE FROM {name} v USING _del_{name} d WHERE md5(v::text) = md5(d::text)"
+        if feed is None:
+            conn.execute(sql, params)
+        else:
+            conn.execute(_fed(sql), [*params, name, feed, "delete"])
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _fed(statement: str) -> str:
+    """`statement` (an INSERT or DELETE on a view table aliased v) that also writes the rows
+    it changed to flashrec_changes; its parameters end with (view, epoch, op)."""
+    return (f"WITH changed AS ({statement} RETURNING v.*) INSERT INTO flashrec_changes "
+            "(view, epoch, op, row) SELECT %s, %s, %s, to_jsonb(changed) FROM changed")
 
 
 def _csv(table: Any) -> bytes:
@@ -470,57 +492,9 @@ def _element(v: Any) -> str:
     return '"' + _value(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _feed_parts(name: str, epoch: int, columns: list[str], deletes: list[tuple[Any, ...]],
-                inserts: list[tuple[Any, ...]]) -> Iterator[bytes]:
-    """flashrec_changes rows (view, epoch, op, row) in COPY text format, deletes first, each
-    row's JSON as `_dumps` writes it; a few thousand rows per part."""
-    import orjson
-
-    for op, rows in (("delete", deletes), ("insert", inserts)):
-        if rows and set(map(len, rows)) != {len(columns)}:
-            raise ValueError(f"{name}: rows do not match the columns {columns}")
-        # COPY text: tab between fields; JSON from orjson holds no raw tab, newline or CR
-        head = f"{_escape(name)}\t{epoch}\t{op}\t".encode()
-        for start in range(0, len(rows), _CHUNK_ROWS):
-            part = rows[start : start + _CHUNK_ROWS]
-            docs = list(map(dict, map(zip, repeat(columns), part)))
-            # one orjson call for the part; "},{" separates its rows when it occurs exactly
-            # len(docs) - 1 times (a value may hold it too: then row by row)
-            whole = orjson.dumps(docs, default=_json_default, option=orjson.OPT_NAIVE_UTC)
-            if whole.count(b"},{") == len(docs) - 1:
-                body = whole[1:-1].replace(b"\\", b"\\\\").replace(b"},{", b"}\n" + head + b"{")
-            else:
-                body = b"\n".join(
-                    orjson.dumps(doc, default=_json_default, option=orjson.OPT_NAIVE_UTC)
-                    for doc in docs
-                ).replace(b"\\", b"\\\\").replace(b"\n", b"\n" + head)
-            yield b"".join((head, body, b"\n"))
-
-
-def _escape(text: str) -> str:
-    """One text field escaped for COPY text format."""
-    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-            .replace("\r", "\\r"))  # fmt: skip
-
-
 def _naive(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(value, list):
         return [_naive(v) for v in value]
     return value
-
-
-def _dumps(doc: dict[str, Any]) -> str:
-    """JSON of a row: naive timestamps as UTC ISO-8601 (+00:00), decimals as numbers."""
-    import orjson
-
-    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
-
-
-def _json_default(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")

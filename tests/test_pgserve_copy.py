@@ -6,6 +6,7 @@ the old row-by-row path on a real PostgreSQL."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from types import SimpleNamespace
@@ -22,8 +23,6 @@ from recommender.pgserve import (
     Publisher,
     _arrow_table,
     _copy_rows,
-    _dumps,
-    _feed_parts,
     pg_type,
 )
 
@@ -32,10 +31,6 @@ from recommender.pgserve import (
 def postgres(tmp_path_factory: pytest.TempPathFactory):
     with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
         yield pg
-
-
-def _feed_text(*args: Any) -> bytes:
-    return b"".join(_feed_parts(*args))
 
 
 @pytest.fixture(autouse=True)
@@ -240,43 +235,89 @@ def test_nul_is_refused_as_before(conn) -> None:
                 copy_new(conn, "new_t", COLUMNS, [row])
 
 
-def feed_old(conn: Any, table: str, name: str, epoch: int, columns: list[str],
-             deletes: list[tuple[Any, ...]], inserts: list[tuple[Any, ...]]) -> None:  # fmt: skip
-    with conn.cursor().copy(f"COPY {table} (view, epoch, op, row) FROM STDIN") as cp:
-        for op, rows in (("delete", deletes), ("insert", inserts)):
-            for row in rows:
-                doc = dict(zip(columns, row, strict=True))
-                cp.write_row((name, epoch, op, _dumps(doc)))
+def feed_text(conn: Any, view: str, epoch: int, op: str) -> list[str]:
+    """The change feed's rows of one view, epoch and op, each read back into the view's row
+    type (jsonb_populate_record) and written as PostgreSQL's text of that row, sorted."""
+    return sorted(r[0] for r in conn.execute(
+        f"SELECT jsonb_populate_record(NULL::{view}, row)::text FROM flashrec_changes "
+        "WHERE view = %s AND epoch = %s AND op = %s", (view, epoch, op)))  # fmt: skip
 
 
-@pytest.mark.parametrize("brace", [False, True])
-def test_change_feed_json_identical(conn, chunk: int, brace: bool) -> None:
-    """brace: a value holding "},{" (the feed then dumps JSON row by row)."""
-    rows = [r for r in awkward_rows(300) if not (isinstance(r[9], Decimal) and r[9].is_nan())]
-    if brace:
+def rows_text(conn: Any, view: str, columns: list[str], rows: Sequence[tuple[Any, ...]]
+              ) -> list[str]:  # fmt: skip
+    """`rows` as PostgreSQL's text of them in a table like `view` (written by write_row),
+    sorted; -0.0 as 0 (a JSON number has no negative zero)."""
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS expect_{view} (LIKE {view})")
+    conn.execute(f"TRUNCATE expect_{view}")
+    rows = [tuple(0.0 if type(v) is float and v == 0 else v for v in r) for r in rows]
+    copy_old(conn, f"expect_{view}", columns, rows)
+    return sorted(r[0] for r in conn.execute(f"SELECT t::text FROM expect_{view} t"))
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["whole-row", "keyed"])
+@pytest.mark.parametrize("arrow", [False, True], ids=["tuples", "arrow"])
+def test_change_feed_holds_the_rows_written(postgres, monkeypatch, chunk: int, arrow: bool,
+                                            keyed: bool) -> None:  # fmt: skip
+    """Each feed row is the JSON of a row the refresh inserted or deleted: read back into the
+    view's type it equals that row, awkward values included (strings with tabs, quotes,
+    backslashes and "},{", arrays, NaN and infinite floats, far timestamps, NULLs); rows
+    given as tuples or as Arrow (the engine's flat views), deleted by key or by whole row."""
+    import duckdb
+
+    from recommender.engine.refresh import ArrowRows
+
+    if keyed:
+        monkeypatch.setitem(VIEW_KEYS, "awkward", ("n",))
+    if arrow:  # the flat columns, through DuckDB as the engine hands them over
+        columns, types = FLAT_COLUMNS, FLAT_TYPES
+        duck = duckdb.connect()
+        duck.execute("SET TimeZone = 'UTC'")
+        duck.execute("CREATE TABLE t (" + ", ".join(
+            f"{c} {t}" for c, t in zip(columns, types, strict=True)) + ")")  # fmt: skip
+        keep = [0, 1, 2, 3, 4, 5, 5, 6]  # the awkward row's columns, ts again as tz
+        duck.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(columns))})",
+                         [(*(r[i] for i in keep), None, r[2]) for r in awkward_rows(300)])
+        rows = duck.execute("SELECT * FROM t ORDER BY n").fetchall()
+
+        def given(lo: int, hi: int) -> Any:
+            return ArrowRows(duck.sql(f"SELECT * FROM t WHERE n >= {lo} AND n < {hi} "
+                                      "ORDER BY n").to_arrow_table(), types)  # fmt: skip
+    else:
+        columns, types = COLUMNS, TYPES
+        rows = awkward_rows(300)
         rows[7] = (7, 'x"},{"y', *rows[7][2:])
-    deletes, inserts = rows[:120], rows[120:]
-    for kind in ("jsonb", "text"):  # text: the JSON exactly as sent
-        for table in (f"old_{kind}", f"new_{kind}"):
-            conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, view text, "
-                         f"epoch bigint, op text, row {kind})")  # fmt: skip
-        feed_old(conn, f"old_{kind}", "vmis_history", 7, COLUMNS, deletes, inserts)
-        with conn.cursor().copy(f"COPY new_{kind} (view, epoch, op, row) FROM STDIN") as cp:
-            cp.write(_feed_text("vmis_history", 7, COLUMNS, deletes, inserts))
-        query = "SELECT id, view, epoch, op, row::text FROM {} ORDER BY id"
-        old = conn.execute(query.format(f"old_{kind}")).fetchall()
-        new = conn.execute(query.format(f"new_{kind}")).fetchall()
-        assert len(old) == len(rows)
-        assert new == old
-    texts = [r[0] for r in conn.execute("SELECT row FROM new_text ORDER BY id")]
-    assert texts == [_dumps(dict(zip(COLUMNS, r, strict=True))) for r in deletes + inserts]
-    # only deletes, only inserts
-    assert _feed_text("v", 1, ["a"], [], [("x",)]) == b'v\t1\tinsert\t{"a":"x"}\n'
-    assert _feed_text("v", 1, ["a"], [("\\",)], []) == b'v\t1\tdelete\t{"a":"\\\\\\\\"}\n'
+
+        def given(lo: int, hi: int) -> Any:
+            return [r for r in rows if lo <= r[0] < hi]
+
+    pub = Publisher(new_db(postgres.dsn), feed_views=("awkward",))
+    try:
+        pub.publish_views([result("awkward", columns, types, given(0, 200), [], initial=True)],
+                          None, 1)  # fmt: skip
+        pub.publish_views([result("awkward", columns, types, given(200, 10**6),
+                                  given(0, 80))], None, 2)  # fmt: skip
+        conn = pub.conn
+        assert conn.execute("SELECT count(*) FROM flashrec_changes WHERE epoch = 1"
+                            ).fetchone()[0] == 0  # the initial load is no change
+        inserted = feed_text(conn, "awkward", 2, "insert")
+        deleted = feed_text(conn, "awkward", 2, "delete")
+        assert inserted == rows_text(conn, "awkward", columns, [r for r in rows if r[0] >= 200])
+        assert deleted == rows_text(conn, "awkward", columns, [r for r in rows if r[0] < 80])
+        assert len(deleted) == 80 and len(inserted) == len(rows) - 200
+        import psycopg
+
+        with psycopg.connect(pub.dsn) as other:  # each publish committed on its own
+            counts = other.execute("SELECT epoch, count(*) FROM flashrec_changes GROUP BY 1"
+                                   ).fetchall()  # fmt: skip
+        assert counts == [(2, len(rows) - 200 + 80)]
+        conn.commit()
+    finally:
+        pub.close()
 
 
 class OldPublisher(Publisher):
-    """Publisher with the former row-by-row `_write_views` and `_delete` whole-row path."""
+    """Publisher with the former row-by-row `_write_views` and `_delete` whole-row path (its
+    change feed is checked against the rows themselves)."""
 
     def _write_views(self, epoch: int, results: list[Any], now: datetime,
                      watermark: datetime | None) -> None:  # fmt: skip
@@ -289,15 +330,6 @@ class OldPublisher(Publisher):
                 with conn.cursor().copy(f"COPY {r.name} ({cols}) FROM STDIN") as cp:
                     for row in r.inserts:
                         cp.write_row(row)
-            followed = self.feed_views is None or r.name in self.feed_views
-            if (r.inserts or r.deletes) and followed and not getattr(r, "initial", False):
-                with conn.cursor().copy(
-                    "COPY flashrec_changes (view, epoch, op, row) FROM STDIN"
-                ) as cp:
-                    for op, rows in (("delete", r.deletes), ("insert", r.inserts)):
-                        for row in rows:
-                            doc = dict(zip(r.columns, row, strict=True))
-                            cp.write_row((r.name, epoch, op, _dumps(doc)))
             self._status(r, epoch, now, watermark)
 
     def _delete(self, name: str, columns: list[str], types: list[str],
@@ -349,18 +381,23 @@ def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
             dumps.append({
                 "vmis": sorted(r[0] for r in conn.execute("SELECT t::text FROM vmis_history t")),
                 "misc": sorted(r[0] for r in conn.execute("SELECT t::text FROM misc_view t")),
-                "feed": conn.execute("SELECT id, view, epoch, op, row::text "
-                                     "FROM flashrec_changes ORDER BY id").fetchall(),
                 "status": conn.execute("SELECT view, epoch, watermark, row_count, refresh_ms, "
                                        "inserted, deleted FROM flashrec_status "
                                        "ORDER BY view").fetchall(),
             })  # fmt: skip
+            if cls is Publisher:  # its feed: the rows each refresh inserted and deleted
+                for epoch, results in enumerate(refreshes[1:], 2):
+                    for r in results:
+                        for op, rows in (("insert", r.inserts), ("delete", r.deletes)):
+                            assert feed_text(conn, r.name, epoch, op) == rows_text(
+                                conn, r.name, r.columns, rows)  # fmt: skip
+                changes = sum(len(r.inserts) + len(r.deletes) for rs in refreshes[1:] for r in rs)
+                count = conn.execute("SELECT count(*) FROM flashrec_changes").fetchone()[0]
+                assert count == changes
             conn.commit()
         finally:
             pub.close()
     old, new = dumps
     assert len(old["vmis"]) == 150 + 50 - 40 + 10 - 20
-    changes = sum(len(r.inserts) + len(r.deletes) for rs in refreshes[1:] for r in rs)
-    assert len(old["feed"]) == changes
     assert old["misc"] and old["status"]
     assert new == old
