@@ -10,7 +10,7 @@ from engine_support import bot_mix, click
 
 from recommender import sqlfiles
 from recommender.engine.coview import CoViewMaintainer
-from recommender.engine.refresh import ViewRunner
+from recommender.engine.refresh import ViewRunner, bot_sessions
 from recommender.engine.store import StateStore
 
 T0 = datetime(2024, 3, 15, 14, 0)
@@ -65,10 +65,14 @@ def test_deltas_replay_into_the_sql_result() -> None:
     fast = ViewRunner(store.con, objects, {"co_view_pairs": CoViewMaintainer()})
     mirror: set[tuple] = set()
     events = _events(5000, seed=9)
+    bot_sets = []
     for start in range(0, len(events), 500):
         store.apply(events[start : start + 500], {})
         now = store.max_event_time()
         _features, result = fast.refresh(now)
+        # the bot set the runner keeps from session_features' diffs is the table's
+        assert fast.bots() == bot_sessions(store.con)
+        bot_sets.append(fast.bots())
         fast.commit()
         mirror -= set(result.deletes)
         mirror |= set(result.inserts)
@@ -76,6 +80,9 @@ def test_deltas_replay_into_the_sql_result() -> None:
         assert mirror == set(sql_runner.rows("co_view_pairs"))
         assert result.row_count == len(mirror)
     assert "co_view_pairs" in fast.delta_ready
+    assert fast._bots is not None  # kept, not read again
+    assert any(a - b for a, b in zip(bot_sets, bot_sets[1:], strict=False))  # bots left
+    assert any(b - a for a, b in zip(bot_sets, bot_sets[1:], strict=False))  # and came
     store.close()
 
 

@@ -204,7 +204,8 @@ class CoViewMaintainer:
         self.pairs = intmap.IntCounts()  # pair key -> human sessions that viewed both
         self.changed = Dict.empty(types.int64, types.boolean)
         self.bots = Dict.empty(types.int64, types.boolean)
-        self.bot_names: set[str] = set()  # session_features' bots at the last sync
+        self.bot_names: frozenset[str] = frozenset()  # session_features' bots at the last sync
+        self.bots_of = bot_sessions  # the runner's kept set once it refreshes this view
         self.emptied = Dict.empty(types.int64, types.boolean)
         self.chunks: list[tuple[np.ndarray, ...]] = []  # (ts_us, session, product, name) sorted
         self.last_seq = 0
@@ -304,7 +305,7 @@ class CoViewMaintainer:
 
         Checked: sessions whose flag changed since the last sync, and sessions with views
         arriving now (one flagged while it had no view in the window is not marked yet)."""
-        now_bots = bot_sessions(con)
+        now_bots = self.bots_of(con)
         check = (now_bots ^ self.bot_names) | (now_bots.intersection(arrived))
         self.bot_names = now_bots
         known = self.sessions.ids

@@ -38,6 +38,7 @@ PARTITION_KEYS = {
 # events, windows leaving the horizon, windows holding events of sessions whose bot flag
 # changed).
 WINDOW_PARTITIONED = ("trending_by_category",)
+BOT_VIEW = "session_features"  # the view whose is_bot flags keep bots out of the others
 
 LO_MARKER, HI_MARKER = "__FLASHREC_LO__", "__FLASHREC_HI__"
 
@@ -121,6 +122,7 @@ class ViewRunner:
         self._seq: int | None = None
         self.part_ready: set[str] = set()
         self._pending_state: dict[str, tuple[int, datetime]] = {}
+        self._bots: frozenset[str] | None = None  # session_features' bots, kept from its diffs
 
     @property
     def names(self) -> list[str]:
@@ -164,6 +166,8 @@ class ViewRunner:
                 continue
             started = time.perf_counter()
             override = self.overrides.get(name)
+            if hasattr(override, "bots_of"):
+                override.bots_of = self.bots
             if diff and name in self.delta_ready:
                 if hasattr(override, "flip_source"):
                     override.flip_source = self._flip_source(name)
@@ -174,7 +178,11 @@ class ViewRunner:
                 continue
             if diff and name in self.part_ready:
                 results.append(self._partial(name, now, started))
+                if name == BOT_VIEW:
+                    self._follow_bots(results[-1])
                 continue
+            if name == BOT_VIEW:
+                self._bots = None  # read again when asked
             self.compute(now, name)
             self._pending_state[name] = (self._last_seq(), now)
             self._track_bots(name)
@@ -197,6 +205,28 @@ class ViewRunner:
             result.refresh_ms = (time.perf_counter() - started) * 1000
             results.append(result)
         return results
+
+    def bots(self, con: duckdb.DuckDBPyConnection | None = None) -> frozenset[str]:
+        """The sessions session_features flags as bots, as last computed. Where this runner
+        refreshes session_features the set is kept from each refresh's changed rows (read
+        once); else it is read from the table. Never changed in place: a new set each time."""
+        if BOT_VIEW not in self.names:
+            return bot_sessions(self.con)
+        if self._bots is None:
+            self._bots = bot_sessions(self.con)
+        return self._bots
+
+    def _follow_bots(self, result: ViewResult) -> None:
+        """Apply one partial refresh of session_features to the kept bot set: the deleted
+        rows' sessions leave it, the inserted rows flagged is_bot enter it."""
+        if self._bots is None:
+            return
+        gone = _column(result.deletes, result.columns, "session_id")
+        flags = _column(result.inserts, result.columns, "is_bot")
+        ids = _column(result.inserts, result.columns, "session_id")
+        new = {s for s, bot in zip(ids, flags, strict=True) if bot}
+        if gone or new:
+            self._bots = (self._bots - set(gone)) | new
 
     def _describe(self, table: str) -> tuple[list[str], list[str]]:
         """A table's column names and DuckDB types."""
@@ -384,6 +414,8 @@ class ViewRunner:
 
     def seed(self, name: str, rows: list[tuple[Any, ...]]) -> None:
         """Set the baseline of view `name` (what PostgreSQL holds) before the first refresh."""
+        if name == BOT_VIEW:
+            self._bots = None
         self.compute(datetime(1970, 1, 1), name)  # an empty table with the view's types
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE __prev_{name} AS FROM {name} LIMIT 0")
         if rows:
@@ -398,14 +430,23 @@ class ViewRunner:
         return self.con.execute(f"SELECT * FROM {name}").fetchall()
 
 
-def bot_sessions(con: duckdb.DuckDBPyConnection) -> set[str]:
+def _column(rows: Any, columns: list[str], name: str) -> list[Any]:
+    """One column of a refresh's inserted or deleted rows (Arrow or tuples)."""
+    table = getattr(rows, "table", None)
+    at = columns.index(name)
+    if table is not None:
+        return table.column(at).to_pylist()
+    return [r[at] for r in rows]
+
+
+def bot_sessions(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     """The sessions session_features flags as bots, as last computed (none without the view:
     the SQL reads a missing flag as not bot)."""
     try:
         rows = con.execute("SELECT session_id FROM session_features WHERE is_bot")
     except duckdb.CatalogException:
-        return set()
-    return set(rows.fetchnumpy()["session_id"].tolist())
+        return frozenset()
+    return frozenset(rows.fetchnumpy()["session_id"].tolist())
 
 
 def rows_table(columns: list[str], kinds: list[Any], rows: list[tuple[Any, ...]]) -> Any:

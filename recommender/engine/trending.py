@@ -46,12 +46,13 @@ class TrendingMaintainer:
         self.horizon = horizon
         self.groups: dict[Group, Products] = {}
         self.published: dict[Group, list[tuple[Any, ...]]] = {}
-        self.bots: set[str] = set()  # session_features' bots at the last refresh
+        self.bots: frozenset[str] = frozenset()  # session_features' bots at the last refresh
         self.last_seq = 0
         self.row_count = 0
         # where the events of sessions whose bot flag flipped are read (set by the runner:
         # its shared scan of the touched sessions when it holds them all)
         self.flip_source = "flashrec_events"
+        self.bots_of = bot_sessions  # the runner's kept set once it refreshes this view
 
     @classmethod
     def for_view(cls, view: sqlfiles.SqlObject) -> TrendingMaintainer | None:
@@ -106,7 +107,7 @@ class TrendingMaintainer:
         touched = {g for g in self.published if g[1] <= since}
         for group in [g for g in self.groups if g[1] <= since]:
             del self.groups[group]
-        bots = bot_sessions(con)
+        bots = self.bots_of(con)
         flips = bots ^ self.bots
         if flips and self.last_seq:  # their counted events move out of / into the counts
             rows = self._fetch(con, f"seq <= {self.last_seq} AND list_contains(?, session_id)",
@@ -153,7 +154,7 @@ class TrendingMaintainer:
 
     def override(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
         """ViewRunner override: the view built from scratch, as a registered Arrow table."""
-        self.groups, self.published, self.bots = {}, {}, set()
+        self.groups, self.published, self.bots = {}, {}, frozenset()
         self.last_seq, self.row_count = 0, 0
         self.delta(con, now)
         rows = [r for group in sorted(self.published) for r in self.published[group]]
