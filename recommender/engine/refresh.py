@@ -209,7 +209,8 @@ class ViewRunner:
     def bots(self, con: duckdb.DuckDBPyConnection | None = None) -> frozenset[str]:
         """The sessions session_features flags as bots, as last computed. Where this runner
         refreshes session_features the set is kept from each refresh's changed rows (read
-        once); else it is read from the table. Never changed in place: a new set each time."""
+        once); else it is read from the table. Never changed in place: a new set each time.
+        (`con` is not used: the maintainers call this as they call `bot_sessions`.)"""
         if BOT_VIEW not in self.names:
             return bot_sessions(self.con)
         if self._bots is None:
