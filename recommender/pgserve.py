@@ -393,9 +393,8 @@ def _copy_rows(conn: Any, table: str, columns: list[str], rows: Sequence[tuple[A
     that come as an Arrow table (`rows.table`, the engine's ArrowRows) are written as such."""
     utf8 = _csv_ok(conn)
     given = getattr(rows, "table", None)
-    arrays = _pg_arrays(given) if given is not None and utf8 else None
-    if arrays is not None:
-        _copy_table(conn, table, columns, arrays)
+    if given is not None and utf8:
+        _copy_table(conn, table, columns, given)
         return
     bulk = len(rows) >= _BULK_MIN_ROWS and utf8
     arrow = _arrow_table(list(rows), len(columns)) if bulk else None
@@ -405,35 +404,6 @@ def _copy_rows(conn: Any, table: str, columns: list[str], rows: Sequence[tuple[A
                 cp.write_row(row)
         return
     _copy_table(conn, table, columns, arrow)
-
-
-def _pg_arrays(arrow: Any) -> Any:
-    """`arrow` with each list column as PostgreSQL array text, as `_array` writes it
-    (elements quoted and escaped, NULL elements bare); None when a list holds anything but
-    strings or integers (then the rows go as tuples)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    columns = []
-    for col in arrow.columns:
-        if not pa.types.is_nested(col.type):
-            columns.append(col)
-            continue
-        if not pa.types.is_list(col.type):
-            return None
-        inner = col.type.value_type
-        if not (pa.types.is_string(inner) or pa.types.is_integer(inner)):
-            return None
-        lists = col.combine_chunks()
-        values = pc.cast(pc.list_flatten(lists), pa.string())
-        values = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
-        values = pc.fill_null(pc.binary_join_element_wise('"', values, '"', ""), "NULL")
-        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
-        offsets = pa.array(np.concatenate(([0], np.cumsum(lengths))).astype(np.int32))
-        rebuilt = pa.ListArray.from_arrays(offsets, values, mask=lists.is_null())
-        columns.append(pc.binary_join_element_wise("{", pc.binary_join(rebuilt, ","), "}", ""))
-    return pa.Table.from_arrays(columns, names=arrow.column_names)
 
 
 def _csv_ok(conn: Any) -> bool:

@@ -207,41 +207,6 @@ def test_arrow_rows_from_duckdb_equal_write_row(conn, chunk: int) -> None:
     assert table_text(conn, "new_f") == kept and 0 < len(kept) < len(rows)
 
 
-def test_arrow_lists_from_duckdb_equal_write_row(conn, chunk: int) -> None:
-    """List columns of the engine's Arrow rows (VARCHAR[], BIGINT[]: vmis_history's items)
-    go as PostgreSQL array text built in Arrow: stored exactly as write_row stores the
-    tuples, no tuple made; other nested columns fall back to the tuples."""
-    import duckdb
-
-    from recommender.engine.refresh import ArrowRows
-
-    columns, types = ["n", "arr", "iarr"], ["BIGINT", "VARCHAR[]", "BIGINT[]"]
-    ints = [[1, 2**63 - 1, None, -5], [], [None], [-(2**63)], None]
-    rows = [(k, ARRAYS[k % len(ARRAYS)] if k % 7 else None, ints[k % len(ints)])
-            for k in range(300)]  # fmt: skip
-    duck = duckdb.connect()
-    duck.execute("CREATE TABLE t (n BIGINT, arr VARCHAR[], iarr BIGINT[])")
-    duck.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
-    fetched = duck.execute("SELECT * FROM t ORDER BY n").fetchall()
-    arrow = ArrowRows(duck.sql("SELECT * FROM t ORDER BY n").to_arrow_table(), types)
-    make_table(conn, "old_l", columns, types)
-    make_table(conn, "new_l", columns, types)
-    copy_old(conn, "old_l", columns, fetched)
-    _copy_rows(conn, "new_l", columns, arrow)
-    assert arrow._rows is None  # written from the Arrow table
-    assert table_text(conn, "new_l") == table_text(conn, "old_l")
-    assert len(table_text(conn, "new_l")) == len(rows)
-    # a slice of the table (offsets not from 0), as the publisher's parts are
-    part = ArrowRows(duck.sql("SELECT * FROM t ORDER BY n").to_arrow_table().slice(37, 90),
-                     types)  # fmt: skip
-    conn.execute("TRUNCATE new_l")
-    _copy_rows(conn, "new_l", columns, part)
-    assert table_text(conn, "new_l") == table_text(conn, "old_l")[37:127]
-    # a struct or a list of lists has no array text here: the tuples go instead
-    for query in ("SELECT n, {'a': n} AS s FROM t", "SELECT n, [iarr] AS s FROM t"):
-        assert pgserve._pg_arrays(duck.sql(query).to_arrow_table()) is None
-
-
 def test_unusual_values_fall_back(conn) -> None:
     """Values without a bulk form (a UUID, a nested list) go row by row, same result."""
     import uuid

@@ -369,12 +369,11 @@ class ViewRunner:
         # one scan finds, deletes and returns the touched keys' old rows
         delete = f"DELETE FROM {name} WHERE {key} IN (SELECT k FROM __touched_{name}) RETURNING *"
         result = ViewResult(name, columns, types)
-        if any(t.startswith(("STRUCT", "MAP", "UNION")) or t.count("[") > 1 for t in types):
+        if any("[" in t or t.startswith(("STRUCT", "MAP", "UNION")) for t in types):
             new = self.con.execute("SELECT * FROM __part").fetchall()
             old = self.con.execute(delete).fetchall()
             result.inserts, result.deletes = bag_diff(new, old, lists=True)
-        else:  # flat rows or lists: the diff in DuckDB, the changes as Arrow (no tuple
-            # unless read; the publisher writes lists as PostgreSQL array text from Arrow)
+        else:  # flat rows: the diff in DuckDB, the changes as Arrow (no tuple unless read)
             old_table = self.con.sql(delete).to_arrow_table()
             self.con.register("__old", old_table)
             try:
