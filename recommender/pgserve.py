@@ -295,11 +295,9 @@ class Publisher:
         if feed is None:
             _copy_rows(conn, name, columns, rows)
             return
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _ins_{name} "
-                     f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip
-        _copy_rows(conn, f"_ins_{name}", columns, rows)
+        staged = _stage(conn, "_ins", name, columns, rows)
         cols = ", ".join(columns)
-        conn.execute(_fed(f"INSERT INTO {name} AS v ({cols}) SELECT {cols} FROM _ins_{name}"),
+        conn.execute(_fed(f"INSERT INTO {name} AS v ({cols}) SELECT {cols} FROM {staged}"),
                      (name, feed, "insert"))  # fmt: skip
 
     def _status(self, r: Any, epoch: int, now: datetime, watermark: datetime | None) -> None:
@@ -339,10 +337,8 @@ class Publisher:
                 sql = (f"DELETE FROM {name} v USING unnest({unnest}) AS d({', '.join(keys)}) "
                        f"WHERE {on}")  # fmt: skip
         else:
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _del_{name} "
-                         f"(LIKE {name}) ON COMMIT DELETE ROWS")  # fmt: skip
-            _copy_rows(conn, f"_del_{name}", columns, rows)
-            sql = f"DELETE FROM {name} v USING _del_{name} d WHERE md5(v::text) = md5(d::text)"
+            staged = _stage(conn, "_del", name, columns, rows)
+            sql = f"DELETE FROM {name} v USING {staged} d WHERE md5(v::text) = md5(d::text)"
         if feed is None:
             conn.execute(sql, params)
         else:
@@ -350,6 +346,16 @@ class Publisher:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _stage(conn: Any, prefix: str, name: str, columns: list[str],
+           rows: Sequence[tuple[Any, ...]]) -> str:  # fmt: skip
+    """`rows` COPYed into a temp table shaped like view table `name` (emptied at commit);
+    returns its name."""
+    staged = f"{prefix}_{name}"
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staged} (LIKE {name}) ON COMMIT DELETE ROWS")
+    _copy_rows(conn, staged, columns, rows)
+    return staged
 
 
 def _fed(statement: str) -> str:
