@@ -137,6 +137,13 @@ def view_query(obj: SqlObject) -> exp.Expression:
     return query.copy()
 
 
+def reads(obj: SqlObject) -> set[str]:
+    """The tables and views a view's query reads (its CTEs' names left out)."""
+    query = view_query(obj)
+    ctes = {c.alias for c in query.find_all(exp.CTE)}
+    return {t.name for t in query.find_all(exp.Table) if t.name and t.name not in ctes}
+
+
 def fingerprint(query: exp.Expression) -> str:
     """Short hash of a parsed query (comments and layout do not count): code that
     reproduces a view's SQL by hand checks it still has the text it was written for."""

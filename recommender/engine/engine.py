@@ -98,6 +98,7 @@ def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, of
 
 def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
     """Views maintained incrementally rather than recomputed (same result as their SQL)."""
+    from recommender.engine import sessions
     from recommender.engine.coview import CoViewMaintainer
     from recommender.engine.customer import FINGERPRINTS, maintainers
     from recommender.engine.trending import TrendingMaintainer
@@ -111,11 +112,36 @@ def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
         if maintainer is not None:
             out[view.name] = maintainer
     out.update(maintainers([v for v in views if v.name in FINGERPRINTS]))
+    found = sessions.maintainers(views)
+    # their tables are not kept once they report their own changes: every other view that
+    # reads them must be maintained too (those read only the bot set the runner keeps)
+    readers = [v.name for v in views if v.name not in out and v.name not in sessions.VIEWS
+               and sqlfiles.reads(v) & set(sessions.VIEWS)]  # fmt: skip
+    if found and readers:
+        log.warning("session views refreshed by their SQL: %s read them by SQL",
+                    ", ".join(readers))  # fmt: skip
+    elif found:
+        out.update(found)
     for view in views:
-        if (view.name in kinds or view.name in FINGERPRINTS) and view.name not in out:
+        known = view.name in kinds or view.name in FINGERPRINTS or view.name in sessions.VIEWS
+        if known and view.name not in out:
             log.warning("%s's SQL is not the query its incremental maintainer reproduces: "
                         "refreshed by its SQL", view.name)  # fmt: skip
     return out
+
+
+def _refresh_sessions_together(overrides: dict[str, Any], config: EngineConfig) -> None:
+    """The session views share one state and are refreshed together: with a cadence of
+    their own (view_intervals) or in the background tier, their SQL maintains them."""
+    from recommender.engine.sessions import VIEWS, SessionView
+
+    apart = set(config.view_intervals)
+    if config.background_interval > 0:
+        apart |= set(config.background_views)
+    if apart & set(VIEWS) and any(isinstance(overrides.get(v), SessionView) for v in VIEWS):
+        for view in VIEWS:
+            overrides.pop(view, None)
+        log.warning("session views refreshed by their SQL: they have their own cadence or tier")
 
 
 class Engine:
@@ -132,6 +158,7 @@ class Engine:
         overrides = dict(config.overrides)
         if config.incremental:
             overrides.update(incremental_overrides(objects))
+            _refresh_sessions_together(overrides, config)
         ordered = [v.name for v in sqlfiles.views(objects)]
         objects, background = self._split(objects)
         self.background_names = [v.name for v in background]

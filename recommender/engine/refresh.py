@@ -175,6 +175,8 @@ class ViewRunner:
                 ms = (time.perf_counter() - started) * 1000
                 results.append(ViewResult(name, list(override.COLUMNS), list(override.TYPES),
                                           inserts, deletes, count, ms))  # fmt: skip
+                if name == BOT_VIEW:
+                    self._follow_bots(results[-1])
                 continue
             if diff and name in self.part_ready:
                 results.append(self._partial(name, now, started))

@@ -1,0 +1,416 @@
+"""session_features and vmis_history maintained incrementally, equal to the SQL of
+sql/030_session_features.sql and sql/050_vmis_history.sql.
+
+State, in memory, per session with a click in the last `idle` of the clock: what both views
+aggregate (user and device, first and last click, clicks per action, the products it touched
+with the time each was first viewed, its categories, the smallest gap between consecutive
+clicks, and the last click's (ts, event_id)). A refresh applies the events stored since the
+last one to their sessions in (ts, event_id) order: a click's gap is to the session's last
+click, so the work follows the new events, not the sessions' histories that the SQL path
+reads again.
+
+A session is rebuilt from the stored events instead (its rows before and after both) when
+that is not enough: a new click older than its last one (the gaps change), clicks crossing
+the 7-day edge as NOW() moves, or a session not in memory that has older clicks (idle longer
+than `idle`, or the engine restarted: such sessions are listed with their first and last
+click in a DuckDB table, which bounds the scan).
+
+session_features' columns (mean gap, bot flag, types) come from the view's own final SELECT
+run over these aggregates, so they are the SQL's by construction; vmis_history's rows are
+its sessions' viewed products in first-view order, for the sessions that SELECT does not
+flag as bots.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from recommender import sqlfiles
+from recommender.engine.refresh import ArrowRows
+
+log = logging.getLogger(__name__)
+
+# sqlfiles.fingerprint of the queries this module reproduces (the engine uses the SQL when a
+# view's query differs)
+FINGERPRINTS = {"session_features": "378f60d69c5a1676", "vmis_history": "f0ff461a1fcbb833"}
+VIEWS = tuple(FINGERPRINTS)
+NO_VIEW = 1 << 62  # first-view time of a product the session only carted or bought
+UNBOUNDED = -(1 << 62)
+EPOCH = datetime(1970, 1, 1)
+KNOWN = "__sess_known"  # sessions not in memory: session_id, first and last click (us)
+EVENT_COLUMNS = ("session_id, user_id, product_id, category, action, device, "
+                 "epoch_us(ts) AS t, event_id")  # fmt: skip
+# per_session of sql/030 (types as DuckDB gives them there) from the state's aggregates
+PER_SESSION = (
+    "SELECT session_id, user_id, make_timestamp(start_us) AS session_start, "
+    "make_timestamp(last_us) AS last_event_at, event_count, "
+    "CAST(view_count AS HUGEINT) AS view_count, "
+    "CAST(cart_add_count AS HUGEINT) AS cart_add_count, "
+    "CAST(purchase_count AS HUGEINT) AS purchase_count, distinct_products, "
+    "distinct_categories, device, CAST(EXTRACT(EPOCH FROM make_timestamp(gap_us) - "
+    "make_timestamp(CAST(0 AS BIGINT))) AS DOUBLE) AS min_gap_s FROM __sess_arrow"
+)
+BASE_SCHEMA = pa.schema([
+    ("session_id", pa.string()), ("user_id", pa.string()), ("start_us", pa.int64()),
+    ("last_us", pa.int64()), ("event_count", pa.int64()), ("view_count", pa.int64()),
+    ("cart_add_count", pa.int64()), ("purchase_count", pa.int64()),
+    ("distinct_products", pa.int64()), ("distinct_categories", pa.int64()),
+    ("device", pa.string()), ("gap_us", pa.int64()),
+])  # fmt: skip
+
+Row = tuple[Any, ...]
+Snapshot = tuple[Row, tuple[str, ...]]  # (aggregates as BASE_SCHEMA, viewed products in order)
+
+
+class Session:
+    """One session's aggregates over its clicks inside the horizon."""
+
+    __slots__ = ("user", "device", "start", "last", "last_id", "n", "views", "carts", "buys",
+                 "gap", "products", "categories")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.user: str | None = None
+        self.device: str | None = None
+        self.start = self.last = 0
+        self.last_id = ""
+        self.n = self.views = self.carts = self.buys = 0
+        self.gap: int | None = None
+        self.products: dict[str, int] = {}  # product -> first view (us) or NO_VIEW
+        self.categories: set[str] = set()
+
+    def add(self, rows: Iterable[Row]) -> None:
+        """Apply clicks (EVENT_COLUMNS order) later than the last one, in (ts, event_id)
+        order."""
+        for _sid, user, product, category, action, device, t, eid in rows:
+            if self.n:
+                gap = t - self.last
+                if self.gap is None or gap < self.gap:
+                    self.gap = gap
+            else:
+                self.start = t
+            self.last, self.last_id = t, eid
+            self.n += 1
+            if action == "view":
+                self.views += 1
+                if self.products.get(product, NO_VIEW) == NO_VIEW:
+                    self.products[product] = t
+            else:
+                if action == "add_to_cart":
+                    self.carts += 1
+                elif action == "purchase":
+                    self.buys += 1
+                self.products.setdefault(product, NO_VIEW)
+            self.categories.add(category)
+            if user is not None and (self.user is None or user > self.user):
+                self.user = user
+            if device is not None and (self.device is None or device > self.device):
+                self.device = device
+
+    def after(self, t: int, eid: str) -> bool:
+        """Whether a click at (t, eid) comes after this session's last one."""
+        return not self.n or (t, eid) > (self.last, self.last_id)
+
+    def snapshot(self, sid: str) -> Snapshot:
+        base = (sid, self.user, self.start, self.last, self.n, self.views, self.carts,
+                self.buys, len(self.products), len(self.categories), self.device, self.gap)
+        viewed = sorted((t, p) for p, t in self.products.items() if t != NO_VIEW)
+        return base, tuple(p for _, p in viewed)
+
+
+def _snap(sid: str, session: Session | None) -> Snapshot | None:
+    return session.snapshot(sid) if session is not None and session.n else None
+
+
+class SessionState:
+    """The sessions both views read, updated from the stored events at each refresh."""
+
+    def __init__(self, horizon: timedelta, idle: timedelta) -> None:
+        self.horizon = horizon
+        self.idle_us = int(idle / timedelta(microseconds=1))
+        self.sessions: dict[str, Session] = {}
+        # per view: session -> its snapshot when the view last published it (None: no row)
+        self.pending: dict[str, dict[str, Snapshot | None]] = {v: {} for v in VIEWS}
+        self.touches: deque[tuple[int, str]] = deque()  # (last click, session), for eviction
+        self.last_seq = 0
+        self.last_now: datetime | None = None
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.loaded = False  # KNOWN filled from the views' full build
+        self.advances = 0
+        self.rebuilt = 0  # sessions rebuilt from the store (all refreshes)
+
+    def reset(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+        """Before the views are built from their SQL at `now`: memory empty, the sessions
+        built then are listed in KNOWN at the next advance."""
+        self.con = con
+        self.sessions.clear()
+        self.touches.clear()
+        for pending in self.pending.values():
+            pending.clear()
+        self.last_seq = _max_seq(con)
+        self.last_now = now
+        self.loaded = False
+        self.advances = 0
+
+    def _load(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {KNOWN} AS SELECT session_id, "
+                    "epoch_us(session_start) AS start_us, epoch_us(last_event_at) AS last_us "
+                    "FROM session_features")  # fmt: skip
+        self.loaded = True
+
+    def advance(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+        """Bring the sessions to clock `now` and every event stored so far; what changed is
+        recorded for each view."""
+        if self.con is not con or self.last_now is None:
+            raise RuntimeError("the session views must be built from their SQL first")
+        if not self.loaded:
+            self._load(con)
+        seq = _max_seq(con)
+        if seq == self.last_seq and now == self.last_now:
+            return
+        edge = now - self.horizon
+        rows = con.execute(f"SELECT {EVENT_COLUMNS} FROM flashrec_events WHERE seq > ? AND "
+                           "seq <= ? AND ts > ? ORDER BY session_id, ts, event_id",
+                           [self.last_seq, seq, edge]).fetchall()  # fmt: skip
+        groups = [(sid, list(g)) for sid, g in itertools.groupby(rows, key=lambda r: r[0])]
+        rebuild = self._edge_sessions(con, now)
+        missing = [sid for sid, _ in groups if sid not in self.sessions and sid not in rebuild]
+        known = self._known(con, missing)
+        bounds = dict(known)
+        for sid, g in groups:
+            session = self.sessions.get(sid)
+            if sid in rebuild or sid in known or (session is not None
+                                                  and not session.after(g[0][6], g[0][7])):
+                rebuild.add(sid)
+                bounds[sid] = min(bounds.get(sid, g[0][6]), g[0][6])
+                continue
+            self._record(sid, session)
+            if session is None:
+                session = self.sessions[sid] = Session()
+            session.add(g)
+            self.touches.append((session.last, sid))
+        if rebuild:
+            self._rebuild(con, rebuild, bounds, now, seq)
+        self.last_seq, self.last_now = seq, now
+        self.advances += 1
+        self._evict(con, now)
+
+    def _record(self, sid: str, session: Session | None) -> None:
+        """Keep the session's current snapshot for each view that has not got it yet."""
+        snap: Snapshot | None = None
+        taken = False
+        for pending in self.pending.values():
+            if sid not in pending:
+                if not taken:
+                    snap, taken = _snap(sid, session), True
+                pending[sid] = snap
+
+    def _edge_sessions(self, con: duckdb.DuckDBPyConnection, now: datetime) -> set[str]:
+        """Sessions with stored clicks that NOW()'s move took out of (or back into) the
+        horizon."""
+        assert self.last_now is not None
+        old, new = self.last_now - self.horizon, now - self.horizon
+        if old == new:
+            return set()
+        lo, hi = min(old, new), max(old, new)
+        found = con.execute("SELECT DISTINCT session_id FROM flashrec_events WHERE seq <= ? "
+                            "AND ts > ? AND ts <= ?", [self.last_seq, lo, hi]).fetchall()
+        return {r[0] for r in found}
+
+    def _known(self, con: duckdb.DuckDBPyConnection, sids: list[str]) -> dict[str, int]:
+        """Of sessions not in memory, those with clicks stored earlier: their first click."""
+        if not sids:
+            return {}
+        con.register("__sess_ids", pa.table({"session_id": pa.array(sids, pa.string())}))
+        try:
+            rows = con.execute(f"SELECT session_id, min(start_us) FROM {KNOWN} WHERE session_id "
+                               "IN (SELECT session_id FROM __sess_ids) GROUP BY ALL").fetchall()
+        finally:
+            con.unregister("__sess_ids")
+        return dict(rows)
+
+    def _rebuild(self, con: duckdb.DuckDBPyConnection, sids: set[str], bounds: dict[str, int],
+                 now: datetime, seq: int) -> None:  # fmt: skip
+        """Rebuild sessions from their stored clicks: their state at the last refresh (for
+        the views' old rows) and now."""
+        assert self.last_now is not None
+        old_edge, new_edge = self.last_now - self.horizon, now - self.horizon
+        for sid in sids:
+            session = self.sessions.get(sid)
+            if session is not None and session.n:
+                bounds[sid] = min(bounds.get(sid, session.start), session.start)
+        # no bound where one is unknown, or where the clock went back (clicks older than a
+        # session's first one come back into the horizon)
+        lo = min(bounds.get(sid, UNBOUNDED) for sid in sids) if now >= self.last_now else UNBOUNDED
+        con.register("__sess_ids", pa.table({"session_id": pa.array(sorted(sids))}))
+        try:
+            rows = con.execute(
+                f"SELECT {EVENT_COLUMNS}, seq, ts > ? AS was_in, ts > ? AS is_in "
+                "FROM flashrec_events WHERE session_id IN (SELECT session_id FROM __sess_ids) "
+                "AND seq <= ? AND ts > ? AND epoch_us(ts) >= ? ORDER BY session_id, ts, event_id",
+                [old_edge, new_edge, seq, min(old_edge, new_edge), lo]).fetchall()  # fmt: skip
+        finally:
+            con.unregister("__sess_ids")
+        by_sid = {sid: list(g) for sid, g in itertools.groupby(rows, key=lambda r: r[0])}
+        for sid in sids:
+            events = by_sid.get(sid, [])
+            old, new = Session(), Session()
+            old.add(r[:8] for r in events if r[8] <= self.last_seq and r[9])
+            new.add(r[:8] for r in events if r[10])
+            self._record(sid, old)
+            if new.n:
+                self.sessions[sid] = new
+                self.touches.append((new.last, sid))
+            else:
+                self.sessions.pop(sid, None)
+        self.rebuilt += len(sids)
+
+    def _evict(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+        """Sessions idle longer than `idle` leave memory for KNOWN (not while a view has yet
+        to read their change)."""
+        cutoff = _micros(now) - self.idle_us
+        out: list[tuple[str, int, int]] = []
+        kept: list[tuple[int, str]] = []
+        while self.touches and self.touches[0][0] < cutoff:
+            last, sid = self.touches.popleft()
+            session = self.sessions.get(sid)
+            if session is None or session.last >= cutoff:
+                continue  # gone, or a later touch is queued
+            if any(sid in pending for pending in self.pending.values()):
+                kept.append((last, sid))
+                continue
+            del self.sessions[sid]
+            out.append((sid, session.start, session.last))
+        self.touches.extendleft(reversed(kept))
+        if out:
+            ids, starts, lasts = zip(*out, strict=True)
+            con.register("__sess_out", pa.table({"session_id": pa.array(ids, pa.string()),
+                                                 "start_us": pa.array(starts, pa.int64()),
+                                                 "last_us": pa.array(lasts, pa.int64())}))
+            try:
+                con.execute(f"INSERT INTO {KNOWN} SELECT * FROM __sess_out")
+            finally:
+                con.unregister("__sess_out")
+        if self.advances % 100 == 0:  # sessions whose clicks all left the horizon
+            con.execute(f"DELETE FROM {KNOWN} WHERE last_us <= ?",
+                        [_micros(now - self.horizon)])
+
+    def take(self, view: str) -> list[tuple[str, Snapshot | None, Snapshot | None]]:
+        """The sessions changed since `view` last took them: (id, before, now)."""
+        pending, self.pending[view] = self.pending[view], {}
+        out = []
+        for sid, old in pending.items():
+            new = _snap(sid, self.sessions.get(sid))
+            if new != old:
+                out.append((sid, old, new))
+        return out
+
+
+def _max_seq(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])
+
+
+def _micros(ts: datetime) -> int:
+    return (ts - EPOCH) // timedelta(microseconds=1)
+
+
+class SessionView:
+    """ViewRunner override of one of the two session views over the shared state: the
+    first refresh builds the view from its SQL, later ones report their own changes."""
+
+    def __init__(self, name: str, state: SessionState, query: exp.Expression,
+                 features: exp.Expression) -> None:  # fmt: skip
+        self.name = name
+        self.state = state
+        self.sql = sqlfiles.to_duckdb(query)
+        self.final = _final_select(features)  # session_features' columns from per_session
+        self.COLUMNS: list[str] = []
+        self.TYPES: list[str] = []
+        self.row_count = 0
+
+    def override(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
+        """The view from its SQL (the state starts over when session_features is built)."""
+        if self.name == "session_features":
+            self.state.reset(con, now)
+        elif self.state.advances:
+            raise RuntimeError("vmis_history must be built in the same refresh as "
+                               "session_features (its SQL reads that view's table)")
+        self.COLUMNS = []
+        return sqlfiles.bind_now(self.sql, now)
+
+    def delta(self, con: duckdb.DuckDBPyConnection, now: datetime) -> tuple[Any, Any, int]:
+        """(inserts, deletes, rows) since this view's last refresh."""
+        if not self.COLUMNS:  # the table built by the SQL: columns, types and rows
+            rel = con.execute(f"SELECT * FROM {self.name} LIMIT 0")
+            self.COLUMNS = [d[0] for d in rel.description]
+            self.TYPES = [str(d[1]) for d in rel.description]
+            rel.fetchall()
+            self.row_count = int(con.execute(f"SELECT count(*) FROM {self.name}")
+                                 .fetchall()[0][0])  # fmt: skip
+        self.state.advance(con, now)
+        changed = self.state.take(self.name)
+        olds = [old for _, old, _ in changed if old is not None]
+        news = [new for _, _, new in changed if new is not None]
+        old_rows = self._features(con, [o[0] for o in olds])
+        new_rows = self._features(con, [n[0] for n in news])
+        if self.name == "session_features":
+            inserts: Any = ArrowRows(new_rows, self.TYPES)
+            deletes: Any = ArrowRows(old_rows, self.TYPES)
+        else:
+            inserts = _history(news, new_rows)
+            deletes = _history(olds, old_rows)
+        self.row_count += len(inserts) - len(deletes)
+        return inserts, deletes, self.row_count
+
+    def _features(self, con: duckdb.DuckDBPyConnection, bases: list[Row]) -> pa.Table:
+        """session_features' rows of these aggregates, by the view's final SELECT."""
+        columns = list(zip(*bases, strict=True)) or [()] * len(BASE_SCHEMA)
+        con.register("__sess_arrow", pa.table(
+            [pa.array(c, f.type) for c, f in zip(columns, BASE_SCHEMA, strict=True)],
+            schema=BASE_SCHEMA))  # fmt: skip
+        try:
+            return con.sql(self.final).to_arrow_table()
+        finally:
+            con.unregister("__sess_arrow")
+
+
+def _history(snaps: list[Snapshot], features: pa.Table) -> list[Row]:
+    """vmis_history's rows of these sessions: not bots, with a viewed product."""
+    bots = dict(zip(features.column("session_id").to_pylist(),
+                    features.column("is_bot").to_pylist(), strict=True))
+    return [(base[0], list(items), EPOCH + timedelta(microseconds=base[3]))
+            for base, items in snaps if items and not bots[base[0]]]  # fmt: skip
+
+
+def _final_select(features: exp.Expression) -> str:
+    """session_features' SELECT with its per_session CTE read from the state's aggregates."""
+    query = features.copy()
+    query.set("with_", None)
+    for table in list(query.find_all(exp.Table)):
+        if table.name == "per_session":
+            table.replace(exp.to_table("__sess_base"))
+    return f"WITH __sess_base AS ({PER_SESSION}) " + query.sql(dialect="duckdb")
+
+
+def maintainers(views: list[sqlfiles.SqlObject],
+                idle: timedelta = timedelta(minutes=10)) -> dict[str, SessionView]:  # fmt: skip
+    """Overrides for both session views when their queries are the ones this module
+    reproduces (one shared state); none otherwise (the SQL maintains both)."""
+    queries = {v.name: sqlfiles.view_query(v) for v in views if v.name in FINGERPRINTS}
+    if set(queries) != set(VIEWS) or any(
+        sqlfiles.fingerprint(q) != FINGERPRINTS[n] for n, q in queries.items()
+    ):
+        return {}
+    horizon = sqlfiles.horizon(queries["session_features"])
+    if horizon is None or sqlfiles.horizon(queries["vmis_history"]) != horizon:
+        return {}
+    state = SessionState(horizon, idle)
+    return {n: SessionView(n, state, q, queries["session_features"]) for n, q in queries.items()}

@@ -1,0 +1,159 @@
+"""The incremental session views equal the SQL of session_features and vmis_history at every
+refresh: clicks arriving late (older than a session's last), clicks with equal times, bots
+at the rule's edge (exactly one second apart), sessions crossing the 7-day edge, sessions
+idle long enough to leave memory and coming back, the clock going back, and either view
+refreshed without the other."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from recommender import sqlfiles
+from recommender.engine.engine import incremental_overrides
+from recommender.engine.refresh import ViewRunner
+from recommender.engine.sessions import VIEWS, SessionView, maintainers
+from recommender.engine.store import StateStore
+
+T0 = datetime(2024, 3, 1, 0, 0)
+OBJECTS = [o for o in sqlfiles.load() if o.name in VIEWS]
+
+
+def _events(n_sessions: int, seed: int) -> list[dict]:
+    """Sessions over 20 days: human (minutes apart, some days apart), bot-like (under a
+    second), exactly one second apart, and clicks with equal times; 5% arrive late."""
+    rng = random.Random(seed)
+    events = []
+    for s in range(n_sessions):
+        start = T0 + timedelta(seconds=rng.uniform(0, 20 * 86400))
+        kind = rng.choice(["human", "human", "fast", "second", "same"])
+        t = start
+        for _ in range(rng.randint(1, 12)):
+            if kind == "human":
+                step = rng.expovariate(1 / 900) if rng.random() > 0.1 else rng.uniform(0, 4e5)
+            elif kind == "fast":
+                step = rng.uniform(0.1, 0.9)
+            elif kind == "second":
+                step = 1.0
+            else:
+                step = rng.choice([0.0, 0.0, 2.5])
+            t += timedelta(seconds=step)
+            late = rng.random() < 0.05
+            ts = t - timedelta(seconds=rng.uniform(0, 7200)) if late else t
+            events.append({
+                "event_id": f"e{rng.randrange(10**6):06d}-{len(events)}", "session_id": f"s{s}",
+                "user_id": f"u{rng.randrange(3)}", "product_id": f"p{rng.randrange(15)}",
+                "product_name": "x", "category": f"c{rng.randrange(4)}",
+                "action": rng.choice(["view", "view", "view", "add_to_cart", "purchase"]),
+                "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "device": rng.choice(["mobile", "desktop", None]),
+            })  # fmt: skip
+    events.sort(key=lambda e: e["ts"])
+    # arrival order: mostly by time, some events a few places later
+    for i in range(len(events) - 1):
+        if rng.random() < 0.1:
+            j = min(len(events) - 1, i + rng.randint(1, 30))
+            events[i], events[j] = events[j], events[i]
+    return events
+
+
+def _key(row: Any) -> tuple:
+    return tuple(tuple(v) if isinstance(v, list) else v for v in row)
+
+
+def _expected(reference: ViewRunner, now: datetime) -> dict[str, set]:
+    reference.refresh(now, diff=False)
+    return {name: {_key(r) for r in reference.rows(name)} for name in VIEWS}
+
+
+@pytest.mark.parametrize("idle_minutes", [30, 100_000])
+def test_incremental_equals_sql(idle_minutes: int) -> None:
+    store = StateStore(None)
+    overrides = maintainers(sqlfiles.views(OBJECTS), idle=timedelta(minutes=idle_minutes))
+    assert set(overrides) == set(VIEWS)
+    state = overrides[VIEWS[0]].state
+    runner = ViewRunner(store.con, OBJECTS, overrides)
+    reference = ViewRunner(store.con.cursor(), OBJECTS)
+    mirrors: dict[str, set] = {name: set() for name in VIEWS}
+    events = _events(500, seed=11)
+    rng = random.Random(5)
+    now = T0
+    stored = steps = 0
+    saw_bots = False
+    while stored < len(events) or now < T0 + timedelta(days=30):
+        batch = rng.randint(0, 40)
+        store.apply(events[stored : stored + batch], {})
+        stored += batch
+        newest = store.max_event_time() or T0
+        now = max(now, newest) + timedelta(hours=rng.choice([0, 0, 0.2, 1, 9, 30]))
+        if steps == 50:
+            now -= timedelta(days=2)  # the clock goes back (clicks re-enter the horizon)
+        only = set(VIEWS) if steps % 5 or steps < 2 else {VIEWS[steps // 5 % 2]}
+        results = runner.refresh(now, only=only)
+        runner.commit([r.name for r in results])
+        expected = _expected(reference, now)
+        for result in results:
+            mirror = mirrors[result.name]
+            for row in result.deletes:
+                assert _key(row) in mirror, (steps, result.name, row)
+                mirror.discard(_key(row))
+            mirror |= {_key(r) for r in result.inserts}
+            assert mirror == expected[result.name], (steps, now, result.name)
+            assert result.row_count == len(expected[result.name])
+        if VIEWS[0] in only:  # the bot set the runner keeps from the changes
+            assert runner.bots() == {r[0] for r in expected[VIEWS[0]] if r[-1]}
+        saw_bots = saw_bots or bool(runner.bots())
+        steps += 1
+    assert steps > 80
+    assert state.rebuilt  # late clicks, the edge, idle sessions coming back
+    assert not expected[VIEWS[0]]  # at the end every click has left the horizon
+    assert saw_bots
+
+
+def test_types_and_first_rows_are_the_sqls() -> None:
+    store = StateStore(None)
+    store.apply(_events(60, seed=2), {})
+    now = T0 + timedelta(days=10)
+    fast = ViewRunner(store.con, OBJECTS, maintainers(sqlfiles.views(OBJECTS)))
+    fast.refresh(now)
+    fast.commit()
+    more = _events(80, seed=3)
+    store.apply([dict(e, event_id="n" + e["event_id"]) for e in more], {})
+    results = {r.name: r for r in fast.refresh(now + timedelta(hours=1))}
+    reference = ViewRunner(store.con.cursor(), OBJECTS)
+    reference.refresh(now + timedelta(hours=1))
+    for name in VIEWS:
+        assert results[name].inserts
+        assert results[name].types == reference._describe(name)[1]
+        assert results[name].columns == reference._describe(name)[0]
+
+
+def test_used_only_for_the_sql_it_reproduces() -> None:
+    found = incremental_overrides(sqlfiles.load())
+    assert all(isinstance(found[v], SessionView) for v in VIEWS)
+    changed = []
+    for obj in OBJECTS:  # the bot rule changes: the SQL maintains both views
+        text = obj.sql.replace("event_count >= 5", "event_count >= 6")
+        changed.append(sqlfiles.check_statement(obj.file, text))
+    assert maintainers(sqlfiles.views(changed)) == {}
+    # a view that reads session_features by SQL would read a table no longer kept
+    trending = next(o for o in sqlfiles.load() if o.name == "trending_by_category")
+    edited = sqlfiles.check_statement(trending.file, trending.sql.replace("THEN 3", "THEN 4"))
+    assert edited.sql != trending.sql
+    found = incremental_overrides([*OBJECTS, edited])
+    assert "trending_by_category" not in found
+    assert not set(found) & set(VIEWS)
+
+
+def test_vmis_history_alone_first_is_refused() -> None:
+    store = StateStore(None)
+    store.apply(_events(10, seed=4), {})
+    fast = ViewRunner(store.con, OBJECTS, maintainers(sqlfiles.views(OBJECTS)))
+    fast.refresh(T0 + timedelta(days=5))
+    fast.commit()
+    fast.refresh(T0 + timedelta(days=6))
+    with pytest.raises(RuntimeError, match="same refresh"):
+        fast.overrides[VIEWS[1]].override(store.con, T0 + timedelta(days=6))
