@@ -45,6 +45,7 @@ FINGERPRINTS = {"session_features": "378f60d69c5a1676", "vmis_history": "f0ff461
 VIEWS = tuple(FINGERPRINTS)
 NO_VIEW = 1 << 62  # first-view time of a product the session only carted or bought
 UNBOUNDED = -(1 << 62)
+NO_CLICK = 1 << 62  # the oldest click's time when there is none
 EPOCH = datetime(1970, 1, 1)
 KNOWN = "__sess_known"  # sessions not in memory: session_id, first and last click (us)
 EVENT_COLUMNS = ("session_id, user_id, product_id, category, action, device, "
@@ -68,14 +69,13 @@ BASE_SCHEMA = pa.schema([
 ])  # fmt: skip
 
 Row = tuple[Any, ...]
-Snapshot = tuple[Row, tuple[str, ...]]  # (aggregates as BASE_SCHEMA, viewed products in order)
 
 
 class Session:
     """One session's aggregates over its clicks inside the horizon."""
 
     __slots__ = ("user", "device", "start", "last", "last_id", "n", "views", "carts", "buys",
-                 "gap", "products", "categories")  # fmt: skip
+                 "gap", "products", "items", "categories")  # fmt: skip
 
     def __init__(self) -> None:
         self.user: str | None = None
@@ -85,11 +85,13 @@ class Session:
         self.n = self.views = self.carts = self.buys = 0
         self.gap: int | None = None
         self.products: dict[str, int] = {}  # product -> first view (us) or NO_VIEW
+        self.items: list[str] = []  # viewed products by (first view, product_id)
         self.categories: set[str] = set()
 
     def add(self, rows: Iterable[Row]) -> None:
         """Apply clicks (EVENT_COLUMNS order) later than the last one, in (ts, event_id)
         order."""
+        products = self.products
         for _sid, user, product, category, action, device, t, eid in rows:
             if self.n:
                 gap = t - self.last
@@ -101,33 +103,54 @@ class Session:
             self.n += 1
             if action == "view":
                 self.views += 1
-                if self.products.get(product, NO_VIEW) == NO_VIEW:
-                    self.products[product] = t
+                if products.get(product, NO_VIEW) == NO_VIEW:
+                    products[product] = t
+                    self._view(product, t)
             else:
                 if action == "add_to_cart":
                     self.carts += 1
                 elif action == "purchase":
                     self.buys += 1
-                self.products.setdefault(product, NO_VIEW)
+                products.setdefault(product, NO_VIEW)
             self.categories.add(category)
             if user is not None and (self.user is None or user > self.user):
                 self.user = user
             if device is not None and (self.device is None or device > self.device):
                 self.device = device
 
+    def _view(self, product: str, t: int) -> None:
+        """A first view at t (no earlier first view is later): ties go by product_id."""
+        items, j = self.items, len(self.items)
+        while j and self.products[items[j - 1]] == t and items[j - 1] > product:
+            j -= 1
+        items.insert(j, product)
+
     def after(self, t: int, eid: str) -> bool:
         """Whether a click at (t, eid) comes after this session's last one."""
         return not self.n or (t, eid) > (self.last, self.last_id)
 
-    def snapshot(self, sid: str) -> Snapshot:
-        base = (sid, self.user, self.start, self.last, self.n, self.views, self.carts,
-                self.buys, len(self.products), len(self.categories), self.device, self.gap)
-        viewed = sorted((t, p) for p, t in self.products.items() if t != NO_VIEW)
-        return base, tuple(p for _, p in viewed)
+    def is_bot(self) -> bool:
+        """session_features' rule: at least 5 clicks, (last - first) < (clicks - 1) seconds
+        (in whole microseconds: the same as the SQL's seconds as a double within 7 days)."""
+        return self.n >= 5 and self.last - self.start < (self.n - 1) * 1_000_000
 
 
-def _snap(sid: str, session: Session | None) -> Snapshot | None:
-    return session.snapshot(sid) if session is not None and session.n else None
+def _features_of(sid: str, s: Session | None) -> Row | None:
+    """The session's aggregates as BASE_SCHEMA (None: no click in the horizon)."""
+    if s is None or not s.n:
+        return None
+    return (sid, s.user, s.start, s.last, s.n, s.views, s.carts, s.buys, len(s.products),
+            len(s.categories), s.device, s.gap)  # fmt: skip
+
+
+def _history_of(sid: str, s: Session | None) -> Row | None:
+    """The session's vmis_history row as (id, items, last click us); None: no row."""
+    if s is None or not s.items or s.is_bot():
+        return None
+    return sid, tuple(s.items), s.last
+
+
+SNAPSHOTS = {"session_features": _features_of, "vmis_history": _history_of}
 
 
 class SessionState:
@@ -137,8 +160,8 @@ class SessionState:
         self.horizon = horizon
         self.idle_us = int(idle / timedelta(microseconds=1))
         self.sessions: dict[str, Session] = {}
-        # per view: session -> its snapshot when the view last published it (None: no row)
-        self.pending: dict[str, dict[str, Snapshot | None]] = {v: {} for v in VIEWS}
+        # per view: session -> its row when the view last published it (None: no row)
+        self.pending: dict[str, dict[str, Row | None]] = {v: {} for v in VIEWS}
         self.touches: deque[tuple[int, str]] = deque()  # (last click, session), for eviction
         self.last_seq = 0
         self.last_now: datetime | None = None
@@ -146,10 +169,12 @@ class SessionState:
         self.loaded = False  # KNOWN filled from the views' full build
         self.advances = 0
         self.rebuilt = 0  # sessions rebuilt from the store (all refreshes)
+        self.oldest = UNBOUNDED  # no click inside the horizon is older (us)
 
     def reset(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
-        """Before the views are built from their SQL at `now`: memory empty, the sessions
-        built then are listed in KNOWN at the next advance."""
+        """When the views are built from their SQL at `now`: the sessions with a click in
+        the last `idle` are built in memory from the store, the others are listed in KNOWN
+        at the next advance."""
         self.con = con
         self.sessions.clear()
         self.touches.clear()
@@ -159,6 +184,22 @@ class SessionState:
         self.last_now = now
         self.loaded = False
         self.advances = 0
+        edge = now - self.horizon
+        hot = now - timedelta(microseconds=self.idle_us)
+        rows = con.execute(
+            f"SELECT {EVENT_COLUMNS} FROM flashrec_events WHERE seq <= ? AND ts > ? AND "
+            "session_id IN (SELECT session_id FROM flashrec_events WHERE seq <= ? AND ts > ? "
+            "AND ts >= ?) ORDER BY session_id, ts, event_id",
+            [self.last_seq, edge, self.last_seq, edge, hot]).fetchall()  # fmt: skip
+        oldest = con.execute("SELECT min(epoch_us(ts)) FROM flashrec_events WHERE seq <= ? "
+                             "AND ts > ?", [self.last_seq, edge]).fetchall()[0][0]  # fmt: skip
+        self.oldest = NO_CLICK if oldest is None else oldest
+        for sid, group in itertools.groupby(rows, key=lambda r: r[0]):
+            session = self.sessions[sid] = Session()
+            session.add(group)
+            self.touches.append((session.last, sid))
+        log.info("session views: %d sessions with a click in the last %s built in memory",
+                 len(self.sessions), timedelta(microseconds=self.idle_us))  # fmt: skip
 
     def _load(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {KNOWN} AS SELECT session_id, "
@@ -181,7 +222,10 @@ class SessionState:
                            "seq <= ? AND ts > ? ORDER BY session_id, ts, event_id",
                            [self.last_seq, seq, edge]).fetchall()  # fmt: skip
         groups = [(sid, list(g)) for sid, g in itertools.groupby(rows, key=lambda r: r[0])]
-        rebuild = self._edge_sessions(con, now)
+        if rows:
+            self.oldest = min(self.oldest, min(r[6] for r in rows))
+        edge_sids = self._edge_sessions(con, now)
+        rebuild = set(edge_sids)
         missing = [sid for sid, _ in groups if sid not in self.sessions and sid not in rebuild]
         known = self._known(con, missing)
         bounds = dict(known)
@@ -198,31 +242,28 @@ class SessionState:
             session.add(g)
             self.touches.append((session.last, sid))
         if rebuild:
-            self._rebuild(con, rebuild, bounds, now, seq)
+            self._rebuild(con, rebuild, bounds, now, seq, edge_sids)
         self.last_seq, self.last_now = seq, now
         self.advances += 1
         self._evict(con, now)
 
     def _record(self, sid: str, session: Session | None) -> None:
-        """Keep the session's current snapshot for each view that has not got it yet."""
-        snap: Snapshot | None = None
-        taken = False
-        for pending in self.pending.values():
+        """Keep the session's current row for each view that has not got it yet."""
+        for view, pending in self.pending.items():
             if sid not in pending:
-                if not taken:
-                    snap, taken = _snap(sid, session), True
-                pending[sid] = snap
+                pending[sid] = SNAPSHOTS[view](sid, session)
 
     def _edge_sessions(self, con: duckdb.DuckDBPyConnection, now: datetime) -> set[str]:
         """Sessions with stored clicks that NOW()'s move took out of (or back into) the
         horizon."""
         assert self.last_now is not None
         old, new = self.last_now - self.horizon, now - self.horizon
-        if old == new:
-            return set()
+        if old == new or (new > old and _micros(new) < self.oldest):
+            return set()  # no click inside the horizon is that old
         lo, hi = min(old, new), max(old, new)
         found = con.execute("SELECT DISTINCT session_id FROM flashrec_events WHERE seq <= ? "
                             "AND ts > ? AND ts <= ?", [self.last_seq, lo, hi]).fetchall()
+        self.oldest = _micros(new)  # clicks inside the horizon from now on are later
         return {r[0] for r in found}
 
     def _known(self, con: duckdb.DuckDBPyConnection, sids: list[str]) -> dict[str, int]:
@@ -238,18 +279,19 @@ class SessionState:
         return dict(rows)
 
     def _rebuild(self, con: duckdb.DuckDBPyConnection, sids: set[str], bounds: dict[str, int],
-                 now: datetime, seq: int) -> None:  # fmt: skip
+                 now: datetime, seq: int, edge_sids: set[str]) -> None:  # fmt: skip
         """Rebuild sessions from their stored clicks: their state at the last refresh (for
-        the views' old rows) and now."""
+        the views' old rows), then now."""
         assert self.last_now is not None
         old_edge, new_edge = self.last_now - self.horizon, now - self.horizon
+        forward = now >= self.last_now
         for sid in sids:
             session = self.sessions.get(sid)
             if session is not None and session.n:
                 bounds[sid] = min(bounds.get(sid, session.start), session.start)
         # no bound where one is unknown, or where the clock went back (clicks older than a
         # session's first one come back into the horizon)
-        lo = min(bounds.get(sid, UNBOUNDED) for sid in sids) if now >= self.last_now else UNBOUNDED
+        lo = min(bounds.get(sid, UNBOUNDED) for sid in sids) if forward else UNBOUNDED
         con.register("__sess_ids", pa.table({"session_id": pa.array(sorted(sids))}))
         try:
             rows = con.execute(
@@ -260,15 +302,20 @@ class SessionState:
         finally:
             con.unregister("__sess_ids")
         by_sid = {sid: list(g) for sid, g in itertools.groupby(rows, key=lambda r: r[0])}
+        last_seq = self.last_seq
         for sid in sids:
             events = by_sid.get(sid, [])
-            old, new = Session(), Session()
-            old.add(r[:8] for r in events if r[8] <= self.last_seq and r[9])
-            new.add(r[:8] for r in events if r[10])
-            self._record(sid, old)
-            if new.n:
-                self.sessions[sid] = new
-                self.touches.append((new.last, sid))
+            session = Session()
+            session.add(r[:8] for r in events if r[8] <= last_seq and r[9])
+            self._record(sid, session)
+            later = [r[:8] for r in events if r[8] > last_seq and r[10]]
+            if not forward or sid in edge_sids or (later and not session.after(*later[0][6:8])):
+                session = Session()  # the clicks it had are not all still in: from scratch
+                later = [r[:8] for r in events if r[10]]
+            session.add(later)
+            if session.n:
+                self.sessions[sid] = session
+                self.touches.append((session.last, sid))
             else:
                 self.sessions.pop(sid, None)
         self.rebuilt += len(sids)
@@ -303,14 +350,15 @@ class SessionState:
             con.execute(f"DELETE FROM {KNOWN} WHERE last_us <= ?",
                         [_micros(now - self.horizon)])
 
-    def take(self, view: str) -> list[tuple[str, Snapshot | None, Snapshot | None]]:
-        """The sessions changed since `view` last took them: (id, before, now)."""
+    def take(self, view: str) -> list[tuple[Row | None, Row | None]]:
+        """The sessions changed since `view` last took them: (row before, row now)."""
         pending, self.pending[view] = self.pending[view], {}
+        snapshot = SNAPSHOTS[view]
         out = []
         for sid, old in pending.items():
-            new = _snap(sid, self.sessions.get(sid))
+            new = snapshot(sid, self.sessions.get(sid))
             if new != old:
-                out.append((sid, old, new))
+                out.append((old, new))
         return out
 
 
@@ -357,21 +405,20 @@ class SessionView:
                                  .fetchall()[0][0])  # fmt: skip
         self.state.advance(con, now)
         changed = self.state.take(self.name)
-        olds = [old for _, old, _ in changed if old is not None]
-        news = [new for _, _, new in changed if new is not None]
-        old_rows = self._features(con, [o[0] for o in olds])
-        new_rows = self._features(con, [n[0] for n in news])
+        olds = [old for old, _ in changed if old is not None]
+        news = [new for _, new in changed if new is not None]
         if self.name == "session_features":
-            inserts: Any = ArrowRows(new_rows, self.TYPES)
-            deletes: Any = ArrowRows(old_rows, self.TYPES)
+            rows = self._features(con, olds + news)  # in this order: one query for both
+            deletes: Any = ArrowRows(rows.slice(0, len(olds)), self.TYPES)
+            inserts: Any = ArrowRows(rows.slice(len(olds)), self.TYPES)
         else:
-            inserts = _history(news, new_rows)
-            deletes = _history(olds, old_rows)
+            inserts, deletes = _history(news), _history(olds)
         self.row_count += len(inserts) - len(deletes)
         return inserts, deletes, self.row_count
 
     def _features(self, con: duckdb.DuckDBPyConnection, bases: list[Row]) -> pa.Table:
-        """session_features' rows of these aggregates, by the view's final SELECT."""
+        """session_features' rows of these aggregates, by the view's final SELECT, in their
+        order (DuckDB keeps a scan's order without ORDER BY: preserve_insertion_order)."""
         columns = list(zip(*bases, strict=True)) or [()] * len(BASE_SCHEMA)
         con.register("__sess_arrow", pa.table(
             [pa.array(c, f.type) for c, f in zip(columns, BASE_SCHEMA, strict=True)],
@@ -382,12 +429,9 @@ class SessionView:
             con.unregister("__sess_arrow")
 
 
-def _history(snaps: list[Snapshot], features: pa.Table) -> list[Row]:
-    """vmis_history's rows of these sessions: not bots, with a viewed product."""
-    bots = dict(zip(features.column("session_id").to_pylist(),
-                    features.column("is_bot").to_pylist(), strict=True))
-    return [(base[0], list(items), EPOCH + timedelta(microseconds=base[3]))
-            for base, items in snaps if items and not bots[base[0]]]  # fmt: skip
+def _history(rows: list[Row]) -> list[Row]:
+    """vmis_history's rows (as DuckDB gives them) of snapshots from `_history_of`."""
+    return [(sid, list(items), EPOCH + timedelta(microseconds=last)) for sid, items, last in rows]
 
 
 def _final_select(features: exp.Expression) -> str:
