@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
+import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +47,9 @@ NO_VIEW = 1 << 62  # first-view time of a product the session only carted or bou
 UNBOUNDED = -(1 << 62)
 NO_CLICK = 1 << 62  # the oldest click's time when there is none
 EPOCH = datetime(1970, 1, 1)
+PRELOAD_CHUNK = 100_000  # events per fetch when sessions are built at the full build
 KNOWN = "__sess_known"  # sessions not in memory: session_id, first and last click (us)
+SWEEP_ROUND, SWEEP_MIN = 60, 2_000  # eviction: refreshes per round, sessions per refresh
 EVENT_COLUMNS = ("session_id, user_id, product_id, category, action, device, "
                  "epoch_us(ts) AS t, event_id")  # fmt: skip
 # per_session of sql/030 (types as DuckDB gives them there) from the state's aggregates
@@ -86,13 +88,14 @@ class Session:
         self.gap: int | None = None
         self.products: dict[str, int] = {}  # product -> first view (us) or NO_VIEW
         self.items: list[str] = []  # viewed products by (first view, product_id)
-        self.categories: set[str] = set()
+        self.categories: list[str] = []  # distinct (a session has few)
 
     def add(self, rows: Iterable[Row]) -> None:
         """Apply clicks (EVENT_COLUMNS order) later than the last one, in (ts, event_id)
         order."""
-        products = self.products
+        products, intern = self.products, sys.intern  # one copy of each name, not one per session
         for _sid, user, product, category, action, device, t, eid in rows:
+            product = intern(product)  # never NULL: the event contract requires it
             if self.n:
                 gap = t - self.last
                 if self.gap is None or gap < self.gap:
@@ -112,11 +115,12 @@ class Session:
                 elif action == "purchase":
                     self.buys += 1
                 products.setdefault(product, NO_VIEW)
-            self.categories.add(category)
+            if category is not None and category not in self.categories:  # NULL: not counted
+                self.categories.append(intern(category))
             if user is not None and (self.user is None or user > self.user):
                 self.user = user
             if device is not None and (self.device is None or device > self.device):
-                self.device = device
+                self.device = intern(device)
 
     def _view(self, product: str, t: int) -> None:
         """A first view at t (no earlier first view is later): ties go by product_id."""
@@ -162,7 +166,7 @@ class SessionState:
         self.sessions: dict[str, Session] = {}
         # per view: session -> its row when the view last published it (None: no row)
         self.pending: dict[str, dict[str, Row | None]] = {v: {} for v in VIEWS}
-        self.touches: deque[tuple[int, str]] = deque()  # (last click, session), for eviction
+        self.sweep: list[str] = []  # sessions still to check for eviction in this round
         self.last_seq = 0
         self.last_now: datetime | None = None
         self.con: duckdb.DuckDBPyConnection | None = None
@@ -177,7 +181,7 @@ class SessionState:
         at the next advance."""
         self.con = con
         self.sessions.clear()
-        self.touches.clear()
+        self.sweep.clear()
         for pending in self.pending.values():
             pending.clear()
         self.last_seq = _max_seq(con)
@@ -186,18 +190,20 @@ class SessionState:
         self.advances = 0
         edge = now - self.horizon
         hot = now - timedelta(microseconds=self.idle_us)
-        rows = con.execute(
-            f"SELECT {EVENT_COLUMNS} FROM flashrec_events WHERE seq <= ? AND ts > ? AND "
-            "session_id IN (SELECT session_id FROM flashrec_events WHERE seq <= ? AND ts > ? "
-            "AND ts >= ?) ORDER BY session_id, ts, event_id",
-            [self.last_seq, edge, self.last_seq, edge, hot]).fetchall()  # fmt: skip
         oldest = con.execute("SELECT min(epoch_us(ts)) FROM flashrec_events WHERE seq <= ? "
                              "AND ts > ?", [self.last_seq, edge]).fetchall()[0][0]  # fmt: skip
         self.oldest = NO_CLICK if oldest is None else oldest
-        for sid, group in itertools.groupby(rows, key=lambda r: r[0]):
-            session = self.sessions[sid] = Session()
-            session.add(group)
-            self.touches.append((session.last, sid))
+        result = con.execute(
+            f"SELECT {EVENT_COLUMNS} FROM flashrec_events WHERE seq <= ? AND ts > ? AND "
+            "session_id IN (SELECT session_id FROM flashrec_events WHERE seq <= ? AND ts > ? "
+            "AND ts >= ?) ORDER BY session_id, ts, event_id",
+            [self.last_seq, edge, self.last_seq, edge, hot])  # fmt: skip
+        while rows := result.fetchmany(PRELOAD_CHUNK):  # a session may span two chunks
+            for sid, group in itertools.groupby(rows, key=lambda r: r[0]):
+                session = self.sessions.get(sid)
+                if session is None:
+                    session = self.sessions[sid] = Session()
+                session.add(group)
         log.info("session views: %d sessions with a click in the last %s built in memory",
                  len(self.sessions), timedelta(microseconds=self.idle_us))  # fmt: skip
 
@@ -240,7 +246,6 @@ class SessionState:
             if session is None:
                 session = self.sessions[sid] = Session()
             session.add(g)
-            self.touches.append((session.last, sid))
         if rebuild:
             self._rebuild(con, rebuild, bounds, now, seq, edge_sids)
         self.last_seq, self.last_now = seq, now
@@ -315,28 +320,28 @@ class SessionState:
             session.add(later)
             if session.n:
                 self.sessions[sid] = session
-                self.touches.append((session.last, sid))
             else:
                 self.sessions.pop(sid, None)
         self.rebuilt += len(sids)
 
     def _evict(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """Sessions idle longer than `idle` leave memory for KNOWN (not while a view has yet
-        to read their change)."""
+        to read their change). Each refresh checks a slice of the sessions: a round over
+        all of them takes SWEEP_ROUND refreshes."""
+        if not self.sweep:
+            self.sweep = list(self.sessions)
+        size = max(SWEEP_MIN, len(self.sweep) // SWEEP_ROUND)
+        part, self.sweep[-size:] = self.sweep[-size:], []
         cutoff = _micros(now) - self.idle_us
         out: list[tuple[str, int, int]] = []
-        kept: list[tuple[int, str]] = []
-        while self.touches and self.touches[0][0] < cutoff:
-            last, sid = self.touches.popleft()
+        for sid in part:
             session = self.sessions.get(sid)
             if session is None or session.last >= cutoff:
-                continue  # gone, or a later touch is queued
-            if any(sid in pending for pending in self.pending.values()):
-                kept.append((last, sid))
                 continue
+            if any(sid in pending for pending in self.pending.values()):
+                continue  # in the next round
             del self.sessions[sid]
             out.append((sid, session.start, session.last))
-        self.touches.extendleft(reversed(kept))
         if out:
             ids, starts, lasts = zip(*out, strict=True)
             con.register("__sess_out", pa.table({"session_id": pa.array(ids, pa.string()),
