@@ -207,6 +207,42 @@ def test_session_turning_bot_leaves_earlier_windows(dsn: str, tmp_path: Path) ->
     engine.stop()
 
 
+def test_views_are_computed_without_automatic_gc(dsn: str, tmp_path: Path) -> None:
+    """The automatic GC is off while the main views are computed and back on after; a
+    thread still inside keeps it off; a GC the process turned off stays off."""
+    import gc
+
+    from recommender.engine.engine import gc_paused
+
+    items = [i for i in flash_sale(100) if isinstance(i, dict)]
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    seen: list[bool] = []
+    refresh = engine.runner.refresh
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        return refresh(*args, **kwargs)
+
+    engine.runner.refresh = watched  # type: ignore[method-assign]
+    try:
+        engine.ingest([Msg(raw(e), n) for n, e in enumerate(items)])
+        assert gc.isenabled()
+        engine.refresh()
+        assert seen == [False] and gc.isenabled()
+        with gc_paused():
+            engine.refresh()  # another thread's pause is still on when this one ends
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            engine.refresh()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        engine.stop()
+
+
 def test_gc_freezes_after_refresh_and_collects_each_interval(dsn: str, tmp_path: Path) -> None:
     """Objects alive after a refresh are frozen (no full GC walks them); cycles frozen that
     way are freed at the next full collection, once per gc_full_interval."""
