@@ -148,6 +148,20 @@ def test_used_only_for_the_sql_it_reproduces() -> None:
     assert not set(found) & set(VIEWS)
 
 
+def test_built_on_an_empty_store_then_fed() -> None:
+    store = StateStore(None)
+    fast = ViewRunner(store.con, OBJECTS, maintainers(sqlfiles.views(OBJECTS)))
+    assert all(not r.inserts for r in fast.refresh(T0))
+    fast.commit()
+    store.apply(_events(30, seed=6), {})
+    now = T0 + timedelta(days=21)
+    results = {r.name: r for r in fast.refresh(now)}
+    reference = ViewRunner(store.con.cursor(), OBJECTS)
+    expected = _expected(reference, now)
+    for name in VIEWS:
+        assert {_key(r) for r in results[name].inserts} == expected[name] != set()
+
+
 def test_vmis_history_alone_first_is_refused() -> None:
     store = StateStore(None)
     store.apply(_events(10, seed=4), {})

@@ -174,6 +174,9 @@ class SessionState:
         self.advances = 0
         self.rebuilt = 0  # sessions rebuilt from the store (all refreshes)
         self.oldest = UNBOUNDED  # no click inside the horizon is older (us)
+        # the newest click applied (us): idleness is measured from it, not from the clock,
+        # so a backlog being drained (clicks minutes behind the wall clock) is not evicted
+        self.newest = UNBOUNDED
 
     def reset(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """When the views are built from their SQL at `now`: the sessions with a click in
@@ -189,10 +192,15 @@ class SessionState:
         self.loaded = False
         self.advances = 0
         edge = now - self.horizon
-        hot = now - timedelta(microseconds=self.idle_us)
-        oldest = con.execute("SELECT min(epoch_us(ts)) FROM flashrec_events WHERE seq <= ? "
-                             "AND ts > ?", [self.last_seq, edge]).fetchall()[0][0]  # fmt: skip
+        oldest, newest = con.execute(
+            "SELECT min(epoch_us(ts)), max(epoch_us(ts)) FROM flashrec_events WHERE seq <= ? "
+            "AND ts > ?", [self.last_seq, edge]).fetchall()[0]  # fmt: skip
         self.oldest = NO_CLICK if oldest is None else oldest
+        self.newest = UNBOUNDED if newest is None else newest
+        if newest is None:
+            log.info("session views: no click stored yet")
+            return
+        hot = EPOCH + timedelta(microseconds=self._cutoff(now))
         result = con.execute(
             f"SELECT {EVENT_COLUMNS} FROM flashrec_events WHERE seq <= ? AND ts > ? AND "
             "session_id IN (SELECT session_id FROM flashrec_events WHERE seq <= ? AND ts > ? "
@@ -229,7 +237,8 @@ class SessionState:
                            [self.last_seq, seq, edge]).fetchall()  # fmt: skip
         groups = [(sid, list(g)) for sid, g in itertools.groupby(rows, key=lambda r: r[0])]
         if rows:
-            self.oldest = min(self.oldest, min(r[6] for r in rows))
+            times = [r[6] for r in rows]
+            self.oldest, self.newest = min(self.oldest, min(times)), max(self.newest, max(times))
         edge_sids = self._edge_sessions(con, now)
         rebuild = set(edge_sids)
         missing = [sid for sid, _ in groups if sid not in self.sessions and sid not in rebuild]
@@ -332,7 +341,7 @@ class SessionState:
             self.sweep = list(self.sessions)
         size = max(SWEEP_MIN, len(self.sweep) // SWEEP_ROUND)
         part, self.sweep[-size:] = self.sweep[-size:], []
-        cutoff = _micros(now) - self.idle_us
+        cutoff = self._cutoff(now)
         out: list[tuple[str, int, int]] = []
         for sid in part:
             session = self.sessions.get(sid)
@@ -354,6 +363,10 @@ class SessionState:
         if self.advances % 100 == 0:  # sessions whose clicks all left the horizon
             con.execute(f"DELETE FROM {KNOWN} WHERE last_us <= ?",
                         [_micros(now - self.horizon)])
+
+    def _cutoff(self, now: datetime) -> int:
+        """Sessions whose last click is older than this (us) are idle."""
+        return max(min(_micros(now), self.newest) - self.idle_us, UNBOUNDED)
 
     def take(self, view: str) -> list[tuple[Row | None, Row | None]]:
         """The sessions changed since `view` last took them: (row before, row now)."""
@@ -450,7 +463,7 @@ def _final_select(features: exp.Expression) -> str:
 
 
 def maintainers(views: list[sqlfiles.SqlObject],
-                idle: timedelta = timedelta(minutes=10)) -> dict[str, SessionView]:  # fmt: skip
+                idle: timedelta = timedelta(minutes=5)) -> dict[str, SessionView]:  # fmt: skip
     """Overrides for both session views when their queries are the ones this module
     reproduces (one shared state); none otherwise (the SQL maintains both)."""
     queries = {v.name: sqlfiles.view_query(v) for v in views if v.name in FINGERPRINTS}
