@@ -156,6 +156,12 @@ def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
     return out
 
 
+def _only(overrides: dict[str, Any], objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
+    """The overrides of these objects' views."""
+    names = {v.name for v in sqlfiles.views(objects)}
+    return {name: o for name, o in overrides.items() if name in names}
+
+
 def _refresh_sessions_together(overrides: dict[str, Any], config: EngineConfig) -> None:
     """The session views share one state and are refreshed together: with a cadence of
     their own (view_intervals) or in the background tier, their SQL maintains them."""
@@ -190,7 +196,8 @@ class Engine:
         self.background_names = [v.name for v in background]
         own = {v.name for v in sqlfiles.views(objects)} | set(self.background_names)
         self.view_names = [n for n in ordered if n in own]  # both tiers, in sql/ order
-        self.runner = ViewRunner(self.store.con, objects, overrides)
+        # each tier only its own views' maintainers: none is refreshed by two runners
+        self.runner = ViewRunner(self.store.con, objects, _only(overrides, objects))
         self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views)
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
@@ -204,7 +211,8 @@ class Engine:
         elif background:
             self.background = BackgroundTier(
                 self.store.con, background, config.pg_dsn, config.background_interval,
-                self.clock, self.hub, lambda: self.epoch, config.background_nice, overrides,
+                self.clock, self.hub, lambda: self.epoch, config.background_nice,
+                _only(overrides, background),
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))

@@ -166,8 +166,8 @@ class ViewRunner:
                 continue
             started = time.perf_counter()
             override = self.overrides.get(name)
-            if hasattr(override, "bots_of"):  # here, not at construction: runners may share
-                override.bots_of = self.bots  # overrides, and only this one refreshes it now
+            if hasattr(override, "bots_of"):  # the bot set this runner keeps
+                override.bots_of = self.bots
             if diff and name in self.delta_ready:
                 if hasattr(override, "flip_source"):
                     override.flip_source = self._flip_source(name)
