@@ -463,7 +463,7 @@ def _final_select(features: exp.Expression) -> str:
 
 
 def maintainers(views: list[sqlfiles.SqlObject],
-                idle: timedelta = timedelta(minutes=5)) -> dict[str, SessionView]:  # fmt: skip
+                idle: timedelta = timedelta(minutes=10)) -> dict[str, SessionView]:  # fmt: skip
     """Overrides for both session views when their queries are the ones this module
     reproduces (one shared state); none otherwise (the SQL maintains both)."""
     queries = {v.name: sqlfiles.view_query(v) for v in views if v.name in FINGERPRINTS}
