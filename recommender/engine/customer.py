@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from recommender import sqlfiles
+from recommender.engine.store import newest_seq
 
 # sqlfiles.fingerprint of the queries this module reproduces (the engine uses the SQL when a
 # view's query differs)
@@ -86,8 +87,7 @@ class CustomerState:
         """Bring the state to clock `now` and every event stored so far; the users whose
         aggregates changed are added to each view's dirty users."""
         self._setup(con)
-        seq = int(con.execute("SELECT coalesce(max(seq), 0) FROM flashrec_events")
-                  .fetchall()[0][0])  # fmt: skip
+        seq = newest_seq(con, self.last_seq)
         parts, params = self._delta(now, seq)
         if parts:
             self._apply(con, " UNION ALL ".join(parts), params, now, seq)

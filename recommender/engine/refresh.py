@@ -19,6 +19,7 @@ from typing import Any, overload
 import duckdb
 
 from recommender import sqlfiles
+from recommender.engine.store import registered
 
 log = logging.getLogger(__name__)
 
@@ -377,14 +378,11 @@ class ViewRunner:
             result.inserts, result.deletes = bag_diff(new, old, lists=True)
         else:  # flat rows: the diff in DuckDB, the changes as Arrow (no tuple unless read)
             old_table = self.con.sql(delete).to_arrow_table()
-            self.con.register("__old", old_table)
-            try:
+            with registered(self.con, "__old", old_table):
                 result.inserts = ArrowRows(self.con.sql(
                     "SELECT * FROM __part EXCEPT ALL SELECT * FROM __old").to_arrow_table(), types)
                 result.deletes = ArrowRows(self.con.sql(
                     "SELECT * FROM __old EXCEPT ALL SELECT * FROM __part").to_arrow_table(), types)
-            finally:
-                self.con.unregister("__old")
         self.con.execute(f"INSERT INTO {name} SELECT * FROM __part")
         self._pending_state[name] = (seq, now)
         result.row_count = self.row_counts[name] = (

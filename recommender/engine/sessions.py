@@ -36,6 +36,7 @@ from sqlglot import exp
 
 from recommender import sqlfiles
 from recommender.engine.refresh import ArrowRows
+from recommender.engine.store import newest_seq, registered
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class SessionState:
         self.sweep.clear()
         for pending in self.pending.values():
             pending.clear()
-        self.last_seq = _max_seq(con)
+        self.last_seq = newest_seq(con)
         self.last_now = now
         self.loaded = False
         self.advances = 0
@@ -228,7 +229,7 @@ class SessionState:
             raise RuntimeError("the session views must be built from their SQL first")
         if not self.loaded:
             self._load(con)
-        seq = _max_seq(con)
+        seq = newest_seq(con, self.last_seq)
         if seq == self.last_seq and now == self.last_now:
             return
         edge = now - self.horizon
@@ -284,12 +285,9 @@ class SessionState:
         """Of sessions not in memory, those with clicks stored earlier: their first click."""
         if not sids:
             return {}
-        con.register("__sess_ids", pa.table({"session_id": pa.array(sids, pa.string())}))
-        try:
+        with registered(con, "__sess_ids", pa.table({"session_id": pa.array(sids, pa.string())})):
             rows = con.execute(f"SELECT session_id, min(start_us) FROM {KNOWN} WHERE session_id "
                                "IN (SELECT session_id FROM __sess_ids) GROUP BY ALL").fetchall()
-        finally:
-            con.unregister("__sess_ids")
         return dict(rows)
 
     def _rebuild(self, con: duckdb.DuckDBPyConnection, sids: set[str], bounds: dict[str, int],
@@ -306,15 +304,12 @@ class SessionState:
         # no bound where one is unknown, or where the clock went back (clicks older than a
         # session's first one come back into the horizon)
         lo = min(bounds.get(sid, UNBOUNDED) for sid in sids) if forward else UNBOUNDED
-        con.register("__sess_ids", pa.table({"session_id": pa.array(sorted(sids))}))
-        try:
+        with registered(con, "__sess_ids", pa.table({"session_id": pa.array(sorted(sids))})):
             rows = con.execute(
                 f"SELECT {EVENT_COLUMNS}, seq, ts > ? AS was_in, ts > ? AS is_in "
                 "FROM flashrec_events WHERE session_id IN (SELECT session_id FROM __sess_ids) "
                 "AND seq <= ? AND ts > ? AND epoch_us(ts) >= ? ORDER BY session_id, ts, event_id",
                 [old_edge, new_edge, seq, min(old_edge, new_edge), lo]).fetchall()  # fmt: skip
-        finally:
-            con.unregister("__sess_ids")
         by_sid = {sid: list(g) for sid, g in itertools.groupby(rows, key=lambda r: r[0])}
         last_seq = self.last_seq
         for sid in sids:
@@ -353,13 +348,11 @@ class SessionState:
             out.append((sid, session.start, session.last))
         if out:
             ids, starts, lasts = zip(*out, strict=True)
-            con.register("__sess_out", pa.table({"session_id": pa.array(ids, pa.string()),
-                                                 "start_us": pa.array(starts, pa.int64()),
-                                                 "last_us": pa.array(lasts, pa.int64())}))
-            try:
+            out_table = pa.table({"session_id": pa.array(ids, pa.string()),
+                                  "start_us": pa.array(starts, pa.int64()),
+                                  "last_us": pa.array(lasts, pa.int64())})  # fmt: skip
+            with registered(con, "__sess_out", out_table):
                 con.execute(f"INSERT INTO {KNOWN} SELECT * FROM __sess_out")
-            finally:
-                con.unregister("__sess_out")
         if self.advances % 100 == 0:  # sessions whose clicks all left the horizon
             con.execute(f"DELETE FROM {KNOWN} WHERE last_us <= ?",
                         [_micros(now - self.horizon)])
@@ -378,10 +371,6 @@ class SessionState:
             if new != old:
                 out.append((old, new))
         return out
-
-
-def _max_seq(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute("SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])
 
 
 def _micros(ts: datetime) -> int:
@@ -438,13 +427,10 @@ class SessionView:
         """session_features' rows of these aggregates, by the view's final SELECT, in their
         order (DuckDB keeps a scan's order without ORDER BY: preserve_insertion_order)."""
         columns = list(zip(*bases, strict=True)) or [()] * len(BASE_SCHEMA)
-        con.register("__sess_arrow", pa.table(
-            [pa.array(c, f.type) for c, f in zip(columns, BASE_SCHEMA, strict=True)],
-            schema=BASE_SCHEMA))  # fmt: skip
-        try:
+        table = pa.table([pa.array(c, f.type) for c, f in zip(columns, BASE_SCHEMA, strict=True)],
+                         schema=BASE_SCHEMA)  # fmt: skip
+        with registered(con, "__sess_arrow", table):
             return con.sql(self.final).to_arrow_table()
-        finally:
-            con.unregister("__sess_arrow")
 
 
 def _history(rows: list[Row]) -> list[Row]:

@@ -10,7 +10,8 @@ columns the SQL of sql/ reads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,23 @@ class StateStore:
     def close(self) -> None:
         with self.lock:
             self.con.close()
+
+
+def newest_seq(con: duckdb.DuckDBPyConnection, since: int = 0) -> int:
+    """The newest stored event's seq; only row groups with seqs above `since` (a seq read
+    before) are scanned."""
+    return int(con.execute("SELECT coalesce(max(seq), ?) FROM flashrec_events WHERE seq > ?",
+                           [since, since]).fetchall()[0][0])  # fmt: skip
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> Iterator[None]:
+    """An Arrow table readable by name in `con`'s queries inside the block."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
 
 
 def dedupe(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

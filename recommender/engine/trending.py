@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from recommender import sqlfiles
 from recommender.engine.refresh import bot_sessions, rows_table
+from recommender.engine.store import newest_seq
 
 # sqlfiles.fingerprint of the sql/040 query this class reproduces
 FINGERPRINT = "d5383a1bd3ec6f92"
@@ -101,8 +102,7 @@ class TrendingMaintainer:
 
     def advance(self, con: duckdb.DuckDBPyConnection, now: datetime) -> set[Group]:
         """Bring the counts to clock `now`; returns the groups whose counts changed."""
-        seq = int(con.execute("SELECT coalesce(max(seq), ?) FROM flashrec_events WHERE "
-                              f"seq > {self.last_seq}", [self.last_seq]).fetchall()[0][0])
+        seq = newest_seq(con, self.last_seq)
         since = now - self.horizon
         touched = {g for g in self.published if g[1] <= since}
         for group in [g for g in self.groups if g[1] <= since]:
