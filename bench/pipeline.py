@@ -305,6 +305,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 background_ms = _status_ms(pg.dsn, engine.background_names)
                 background_runs = None
             stats = engine.stats()
+            sessions = engine.runner.overrides.get("session_features")
+            rebuilt = getattr(getattr(sessions, "state", None), "rebuilt", None)
             threads = engine.config.duckdb_threads or 0
             rss_worker = 0
             if engine.worker is not None and engine.worker.running:
@@ -339,6 +341,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "rss_mb_background_end": round(rss_worker / 2**20),
         "state_file_mb": round(state_mb),
         "stored_events": stats["stored"],
+        "sessions_rebuilt": rebuilt,  # by the session maintainer from the store (None: SQL)
     }  # fmt: skip
 
 

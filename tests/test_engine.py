@@ -74,6 +74,32 @@ def test_flash_sale_refreshes_equal_batch_sql(dsn: str, tmp_path: Path) -> None:
     engine.stop()
 
 
+def test_partitions_read_unevenly_equal_batch_sql(dsn: str, tmp_path: Path) -> None:
+    """A producer that does not key by session spreads each session's clicks over the
+    partitions (in blocks, as librdkafka's sticky partitioner does), and the engine reads
+    them unevenly: sessions get clicks older than their last one. PostgreSQL still equals
+    the batch SQL after every refresh."""
+    items = [x for x in flash_sale(6000) if isinstance(x, dict)]
+    blocks = [items[i : i + 40] for i in range(0, len(items), 40)]
+    partitions = [sum(blocks[p::3], []) for p in range(3)]
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    seen: list = []
+    read = [0, 0, 0]  # next offset per partition
+    step = 0
+    while any(partitions):
+        for p, part in enumerate(partitions):  # one partition runs up to 700 events ahead
+            take = [700, 150, 300][(p + step) % 3]
+            batch, partitions[p] = part[:take], part[take:]
+            engine.ingest([Msg(raw(x), read[p] + i, partition=p) for i, x in enumerate(batch)])
+            read[p] += len(batch)
+            seen += batch
+        engine.refresh()
+        assert_views_equal(engine, dsn, seen)
+        step += 1
+    assert engine.runner.overrides["session_features"].state.rebuilt  # late clicks came
+    engine.stop()
+
+
 def test_real_data_and_restart(dsn: str, tmp_path: Path, shared_data: Path) -> None:
     path = shared_data / "yoochoose_rsc15" / "yoochoose-clicks-100k_test.txt"
     items = list(itertools.islice(read_dataset(path, "yoochoose"), 5000))
