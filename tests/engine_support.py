@@ -124,10 +124,11 @@ def bot_mix(n: int, seed: int, t0: datetime, *, spacing: float, late: float, pro
 
 def new_db(server_dsn: str) -> str:
     """A fresh database on the PostgreSQL server of `server_dsn`; returns its DSN."""
-    import psycopg
-    from conftest import free_port
+    import uuid
 
-    name = f"t{free_port()}"  # a free port number: unique among the tests' databases
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex}"  # unique: a free port number repeated within one CI run
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return server_dsn.rsplit("/", 1)[0] + f"/{name}"
