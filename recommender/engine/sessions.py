@@ -4,16 +4,16 @@ sql/030_session_features.sql and sql/050_vmis_history.sql.
 State, in memory, per session with a click in the last `idle` of the clock: what both views
 aggregate (user and device, first and last click, clicks per action, the products it touched
 with the time each was first viewed, its categories, the smallest gap between consecutive
-clicks, and the last click's (ts, event_id)). A refresh applies the events stored since the
-last one to their sessions in (ts, event_id) order: a click's gap is to the session's last
-click, so the work follows the new events, not the sessions' histories that the SQL path
-reads again.
+clicks) and its click times. A refresh applies the events stored since the last one to their
+sessions: a click after the session's last one adds its gap to the last; an older one (the
+partitions of a topic whose producer does not key by session are read unevenly, so a
+session's clicks arrive out of order) goes between its neighbours in time. The work follows
+the new events, not the sessions' histories that the SQL path reads again.
 
 A session is rebuilt from the stored events instead (its rows before and after both) when
-that is not enough: a new click older than its last one (the gaps change), clicks crossing
-the 7-day edge as NOW() moves, or a session not in memory that has older clicks (idle longer
-than `idle`, or the engine restarted: such sessions are listed with their first and last
-click in a DuckDB table, which bounds the scan).
+clicks cross the 7-day edge as NOW() moves, when the clock goes back, or for a session not in
+memory that has older clicks (idle longer than `idle`, or the engine restarted: such sessions
+are listed with their first and last click in a DuckDB table, which bounds the scan).
 
 session_features' columns (mean gap, bot flag, types) come from the view's own final SELECT
 run over these aggregates, so they are the SQL's by construction; vmis_history's rows are
@@ -26,6 +26,8 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,37 +79,50 @@ Row = tuple[Any, ...]
 class Session:
     """One session's aggregates over its clicks inside the horizon."""
 
-    __slots__ = ("user", "device", "start", "last", "last_id", "n", "views", "carts", "buys",
-                 "gap", "products", "items", "categories")  # fmt: skip
+    __slots__ = ("user", "device", "start", "last", "n", "views", "carts", "buys", "gap",
+                 "times", "products", "items", "categories")  # fmt: skip
 
     def __init__(self) -> None:
         self.user: str | None = None
         self.device: str | None = None
         self.start = self.last = 0
-        self.last_id = ""
         self.n = self.views = self.carts = self.buys = 0
         self.gap: int | None = None
+        self.times = array("q")  # every click's time (us), ascending: a late click's neighbours
         self.products: dict[str, int] = {}  # product -> first view (us) or NO_VIEW
         self.items: list[str] = []  # viewed products by (first view, product_id)
         self.categories: list[str] = []  # distinct (a session has few)
 
     def add(self, rows: Iterable[Row]) -> None:
-        """Apply clicks (EVENT_COLUMNS order) later than the last one, in (ts, event_id)
-        order."""
-        products, intern = self.products, sys.intern  # one copy of each name, not one per session
-        for _sid, user, product, category, action, device, t, eid in rows:
+        """Apply clicks (EVENT_COLUMNS order) in any order: one older than the session's
+        last click (another partition's, read later) goes between its neighbours in time,
+        whose gap it splits: the smallest gap is the smaller of the old one and its two new
+        ones (both at most the gap they replace)."""
+        products, times, intern = self.products, self.times, sys.intern
+        for _sid, user, product, category, action, device, t, _eid in rows:
             product = intern(product)  # never NULL: the event contract requires it
-            if self.n:
-                gap = t - self.last
-                if self.gap is None or gap < self.gap:
-                    self.gap = gap
+            if not self.n:
+                self.start = self.last = t
+                times.append(t)
+            elif t >= self.last:
+                self._gap(t - self.last)
+                self.last = t
+                times.append(t)
             else:
-                self.start = t
-            self.last, self.last_id = t, eid
+                i = bisect_right(times, t)
+                if i:
+                    self._gap(t - times[i - 1])
+                else:
+                    self.start = t
+                self._gap(times[i] - t)
+                times.insert(i, t)
             self.n += 1
             if action == "view":
                 self.views += 1
-                if products.get(product, NO_VIEW) == NO_VIEW:
+                first = products.get(product, NO_VIEW)
+                if t < first:
+                    if first != NO_VIEW:
+                        self.items.remove(product)
                     products[product] = t
                     self._view(product, t)
             else:
@@ -123,16 +138,17 @@ class Session:
             if device is not None and (self.device is None or device > self.device):
                 self.device = intern(device)
 
+    def _gap(self, gap: int) -> None:
+        if self.gap is None or gap < self.gap:
+            self.gap = gap
+
     def _view(self, product: str, t: int) -> None:
-        """A first view at t (no earlier first view is later): ties go by product_id."""
-        items, j = self.items, len(self.items)
-        while j and self.products[items[j - 1]] == t and items[j - 1] > product:
+        """Place a product first viewed at t among items (by first view, then product_id):
+        from the end, where an in-order click's product goes."""
+        items, products, j = self.items, self.products, len(self.items)
+        while j and (products[items[j - 1]], items[j - 1]) > (t, product):
             j -= 1
         items.insert(j, product)
-
-    def after(self, t: int, eid: str) -> bool:
-        """Whether a click at (t, eid) comes after this session's last one."""
-        return not self.n or (t, eid) > (self.last, self.last_id)
 
     def is_bot(self) -> bool:
         """session_features' rule: at least 5 clicks, (last - first) < (clicks - 1) seconds
@@ -247,8 +263,7 @@ class SessionState:
         bounds = dict(known)
         for sid, g in groups:
             session = self.sessions.get(sid)
-            if sid in rebuild or sid in known or (session is not None
-                                                  and not session.after(g[0][6], g[0][7])):
+            if sid in rebuild or sid in known:
                 rebuild.add(sid)
                 bounds[sid] = min(bounds.get(sid, g[0][6]), g[0][6])
                 continue
@@ -318,7 +333,7 @@ class SessionState:
             session.add(r[:8] for r in events if r[8] <= last_seq and r[9])
             self._record(sid, session)
             later = [r[:8] for r in events if r[8] > last_seq and r[10]]
-            if not forward or sid in edge_sids or (later and not session.after(*later[0][6:8])):
+            if not forward or sid in edge_sids:
                 session = Session()  # the clicks it had are not all still in: from scratch
                 later = [r[:8] for r in events if r[10]]
             session.add(later)
