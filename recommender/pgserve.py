@@ -204,6 +204,7 @@ class Publisher:
         with self.conn.transaction():
             self.conn.execute(BASE_SQL)
         self._ready: set[str] = set()
+        self.timings: dict[str, float] = {}  # the last publish's parts (ms), for the logs
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM flashrec_meta WHERE key = %s", (key,)).fetchone()
@@ -249,13 +250,16 @@ class Publisher:
         conn = self.conn
         for r in results:
             self.ensure_view(r.name, r.columns, r.types)
+        self.timings = {}
         with conn.transaction():
             self._write_views(epoch, results, now, watermark)
+            mark = time.perf_counter()
             if raw is not None and raw.num_rows:
                 names = [n for n, _ in RAW_COLUMNS]
                 _copy_table(conn, "clickstream", names, raw.select(names))
             if raw_keep_after is not None:
                 conn.execute("DELETE FROM clickstream WHERE ts <= %s", (raw_keep_after,))
+            mark = self._timed("clickstream", mark)
             conn.execute(
                 "DELETE FROM flashrec_changes WHERE epoch <= %s", (epoch - self.change_epochs,)
             )
@@ -267,6 +271,14 @@ class Publisher:
                     (key, str(value)),
                 )
             conn.execute("SELECT pg_notify('flashrec_changes', %s)", (str(epoch),))
+            mark = self._timed("meta", mark)
+        self._timed("commit", mark)
+
+    def _timed(self, part: str, since: float) -> float:
+        """Record the time from `since` as `part` of this publish; returns the time now."""
+        now = time.perf_counter()
+        self.timings[part] = (now - since) * 1000
+        return now
 
     def publish_views(self, results: list[Any], watermark: datetime | None,
                       epoch: int) -> None:
@@ -279,6 +291,7 @@ class Publisher:
     def _write_views(self, epoch: int, results: list[Any], now: datetime,
                      watermark: datetime | None) -> None:
         for r in results:
+            mark = time.perf_counter()
             followed = self.feed_views is None or r.name in self.feed_views
             feed = epoch if followed and not getattr(r, "initial", False) else None
             if r.deletes:
@@ -286,6 +299,7 @@ class Publisher:
             if r.inserts:
                 self._insert(r.name, r.columns, r.inserts, feed)
             self._status(r, epoch, now, watermark)
+            self._timed(r.name, mark)
 
     def _insert(self, name: str, columns: list[str], rows: Sequence[tuple[Any, ...]],
                 feed: int | None) -> None:

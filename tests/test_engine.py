@@ -476,3 +476,29 @@ def test_raw_clickstream_table_holds_the_stored_events(dsn: str, tmp_path: Path)
                         e.get("price")) for e in valid_events(items)), key=repr)  # fmt: skip
     assert pg_rows(dsn, "clickstream") == expected
     assert any(r[0] == "e-awkward" for r in expected)
+
+
+
+def test_publish_parts_are_timed_and_logged(dsn: str, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """Each publish records its parts' times (every view, the raw events, the commit); a
+    slow refresh's log line names them."""
+    engine = make_engine(dsn, tmp_path / "state.duckdb", [])
+    engine.ingest([Msg(raw(x), i) for i, x in enumerate(flash_sale(600))])
+    engine.refresh()
+    timings = dict(engine.publisher.timings)
+    assert set(engine.runner.names) | {"clickstream", "meta", "commit"} <= set(timings)
+    assert all(v >= 0 for v in timings.values())
+    publish = engine.publisher.publish
+
+    def slow_publish(*args, **kwargs) -> None:  # past the slow mark: 2 refresh intervals
+        time.sleep(2 * engine.config.refresh_interval + 0.1)
+        publish(*args, **kwargs)
+
+    engine.publisher.publish = slow_publish
+    with caplog.at_level("WARNING", logger="recommender.engine.engine"):
+        engine.ingest([Msg(raw(x), 10_000 + i) for i, x in enumerate(flash_sale(50))])
+        engine.refresh()
+    engine.stop()
+    line = next(r.getMessage() for r in caplog.records if "slow refresh" in r.getMessage())
+    assert "clickstream" in line and "commit" in line and "vmis_history" in line

@@ -372,9 +372,10 @@ class Engine:
         if self.last_refresh_ms > max(1000.0, 2000 * self.config.refresh_interval):
             parts = ", ".join(f"{r.name} {r.refresh_ms:.0f} ms ({len(r.inserts)}+/"
                               f"{len(r.deletes)}-)" for r in results)  # fmt: skip
-            log.warning("slow refresh %d: %.0f ms (session scan %.0f ms, %s; publish %.0f ms, "
-                        "%d raw events)", epoch, self.last_refresh_ms, scan_ms, parts,
-                        publish_ms, 0 if raw is None else raw.num_rows)  # fmt: skip
+            spent = ", ".join(f"{k} {v:.0f}" for k, v in self.publisher.timings.items())
+            log.warning("slow refresh %d: %.0f ms (session scan %.0f ms, %s; publish %.0f ms "
+                        "(%s), %d raw events)", epoch, self.last_refresh_ms, scan_ms, parts,
+                        publish_ms, spent, 0 if raw is None else raw.num_rows)  # fmt: skip
         return batches
 
     def _publish_quietly(self, job: Any) -> None:
