@@ -248,8 +248,8 @@ def _status_ms(dsn: str, views: list[str]) -> float:
 def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
         linger_ms: float | None = None, nice: int = 10,
-        background_process: bool = False, duckdb_threads: int | None = None
-        ) -> dict:  # fmt: skip
+        background_process: bool = False, duckdb_threads: int | None = None,
+        catchup_refresh: float | None = None) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -269,6 +269,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 publish_thread=publish_thread, background_nice=nice,
                 background_process=background_process,
                 **({} if duckdb_threads is None else {"duckdb_threads": duckdb_threads or None}),
+                **({} if catchup_refresh is None else {"catchup_refresh": catchup_refresh}),
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -332,7 +333,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
         "background_refreshes": background_runs, "background_process": background_process,
-        "duckdb_threads": threads,
+        "duckdb_threads": threads, "catchup_refresh_s": engine.config.catchup_refresh,
         "publish_thread": publish_thread,
         "producer_linger_ms": linger_ms, "background_nice": nice,
         "cpu_cores_after_settle": cores,
@@ -372,6 +373,9 @@ def main() -> None:
     parser.add_argument("--duckdb-threads", type=int, default=None,
                         help="DuckDB threads of the engine (default: the engine's, 1; "
                         "0: one per core)")
+    parser.add_argument("--catchup-refresh", type=float, default=None,
+                        help="seconds of ingest between refreshes while the engine is behind "
+                        "(default: the engine's, 5)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
@@ -379,7 +383,7 @@ def main() -> None:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
                      args.settle_seconds, args.background_interval, not args.inline_publish,
                      args.producer_linger_ms, args.background_nice,
-                     args.background_process, args.duckdb_threads)
+                     args.background_process, args.duckdb_threads, args.catchup_refresh)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
