@@ -1,16 +1,18 @@
-"""Publish benchmark: a refresh's inserts into a followed view, its change feed written by
-the client (the former path: one orjson call per part of rows, COPY text) vs by PostgreSQL
-(the rows COPYed to a staging table, then one INSERT ... RETURNING whose rows go to
-flashrec_changes as to_jsonb), against a PostgreSQL from the wheel started here.
+"""Publish benchmark: one refresh of a followed view (rows deleted and inserted by key in
+one transaction, against a table already holding `--base-rows` rows), with its change feed
+written three ways, against a PostgreSQL from the wheel started here:
 
-Writes `--rows` session_features-like rows and as many vmis_history-like rows (arrays of
-product ids), one transaction per view and path, the tables truncated before each; the
-paths alternate. Prints per view the median over `--runs` runs of the wall time (client
-and server), of this process's CPU time (the client side alone; in the engine it holds
-the GIL the refresh thread needs) and of the PostgreSQL backend's CPU time, in ms, and
-the client/server ratios.
+- `none`: no change feed (the cost of the view rows alone);
+- `jsonb`: the former feed, one table for all views, each changed row as `to_jsonb` of
+  what the statement returned (the baseline, rebuilt here);
+- `typed`: the feed now, a table per view typed like it (`flashrec_changes_<view>`).
 
-    .venv/bin/python bench/publish.py --rows 5000 --runs 9
+Views: session_features-like rows (given as the engine's Arrow) and vmis_history-like rows
+(arrays of product ids, given as tuples). The paths alternate; each run changes `--rows`
+fresh rows. Prints per view and path the median over `--runs` runs of the wall time and of
+the PostgreSQL backend's CPU time in ms, and the ratios against `jsonb`.
+
+    .venv/bin/python bench/publish.py --base-rows 400000 --rows 90000 --runs 5
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from pipeline import free_port  # noqa: E402
 
 from recommender import pgserve  # noqa: E402
 from recommender.engine.refresh import ArrowRows, rows_table  # noqa: E402
-from recommender.pgserve import LocalPostgres, Publisher, _copy_rows  # noqa: E402
+from recommender.pgserve import LocalPostgres, Publisher, _copy_rows, feed_table  # noqa: E402
 
 SESSION_COLUMNS = [
     ("session_id", "VARCHAR"), ("user_id", "VARCHAR"), ("session_start", "TIMESTAMP"),
@@ -78,96 +80,112 @@ def arrow_table(cols: list[tuple[str, str]], rows: list[tuple[Any, ...]]) -> Any
     return rows_table([c for c, _ in cols], [kinds[t] for _, t in cols], rows)
 
 
-def client_feed_parts(name: str, epoch: int, columns: list[str],
-                      rows: list[tuple[Any, ...]]) -> Iterator[bytes]:
-    """The former client-side feed: flashrec_changes rows in COPY text, one orjson call per
-    part of rows (the benchmark's rows hold no tab, backslash or '},{')."""
-    import orjson
-
-    head = f"{name}\t{epoch}\tinsert\t".encode()
-    for start in range(0, len(rows), pgserve._CHUNK_ROWS):
-        docs = [dict(zip(columns, r, strict=True)) for r in rows[start:start + pgserve._CHUNK_ROWS]]
-        whole = orjson.dumps(docs, option=orjson.OPT_NAIVE_UTC)
-        yield b"".join((head, whole[1:-1].replace(b"},{", b"}\n" + head + b"{"), b"\n"))
-
-
-def given(name: str, cols: list[tuple[str, str]], rows: list[tuple[Any, ...]],
-          tables: dict[str, Any]) -> Sequence[tuple[Any, ...]]:
-    """A refresh's rows for `name` as the engine's publisher gets them (a fresh ArrowRows:
-    it keeps the tuples it makes)."""
-    if name in tables:
-        return ArrowRows(tables[name], [t for _, t in cols])
+def given(name: str, cols: list[tuple[str, str]], rows: list[tuple[Any, ...]]
+          ) -> Sequence[tuple[Any, ...]]:  # fmt: skip
+    """A refresh's rows for `name` as the engine's publisher gets them."""
+    if name == "session_features":
+        return ArrowRows(arrow_table(cols, rows), [t for _, t in cols])
     return rows
 
 
-def write_client(pub: Publisher, name: str, columns: list[str], rows: Sequence[tuple[Any, ...]],
-                 epoch: int) -> None:  # fmt: skip
-    conn = pub.conn
-    _copy_rows(conn, name, columns, rows)
-    with conn.cursor().copy("COPY flashrec_changes (view, epoch, op, row) FROM STDIN") as cp:
-        for part in client_feed_parts(name, epoch, columns, list(rows)):
-            cp.write(part)
+def jsonb_fed(statement: str, view: str, columns: list[str]) -> str:
+    """The former feed statement: the changed rows as JSON into one table for all views."""
+    return (f"WITH changed AS ({statement} RETURNING v.*) INSERT INTO bench_changes_jsonb "
+            f"(view, epoch, op, row) SELECT '{view}', %s, %s, to_jsonb(changed) FROM changed")
 
 
-def write_server(pub: Publisher, name: str, columns: list[str], rows: Sequence[tuple[Any, ...]],
-                 epoch: int) -> None:  # fmt: skip
-    pub._insert(name, columns, rows, epoch)
+JSONB_TABLE = """CREATE TABLE IF NOT EXISTS bench_changes_jsonb (
+    id bigserial PRIMARY KEY, view text NOT NULL, epoch bigint NOT NULL, op text NOT NULL,
+    row jsonb NOT NULL, committed_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS bench_changes_jsonb_view_epoch ON bench_changes_jsonb (view, epoch);
+CREATE INDEX IF NOT EXISTS bench_changes_jsonb_epoch ON bench_changes_jsonb (epoch)"""
+
+PATHS = ("none", "jsonb", "typed")
+
+
+def change(rows: list[tuple[Any, ...]], count: int, rng: random.Random
+           ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:  # fmt: skip
+    """`count` rows of `rows` changed in place (their second-to-last column or list grows
+    or flips); returns (old rows, new rows)."""
+    old, new = [], []
+    for i in rng.sample(range(len(rows)), count):
+        row = list(rows[i])
+        if isinstance(row[1], list):
+            row[1] = [*row[1], "P000000"]
+        else:
+            row[4] += 1
+        old.append(rows[i])
+        rows[i] = tuple(row)
+        new.append(rows[i])
+    return old, new
+
+
+def one_refresh(pub: Publisher, path: str, name: str, cols: list[tuple[str, str]],
+                old: Sequence[tuple[Any, ...]], new: Sequence[tuple[Any, ...]],
+                epoch: int) -> None:  # fmt: skip
+    columns, types = [c for c, _ in cols], [t for _, t in cols]
+    feed = None if path == "none" else epoch
+    pgserve._fed = jsonb_fed if path == "jsonb" else TYPED_FED
+    with pub.conn.transaction():
+        pub._delete(name, columns, types, old, feed)
+        pub._insert(name, columns, new, feed)
+
+
+TYPED_FED = pgserve._fed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--base-rows", type=int, default=400_000,
+                        help="rows each view holds before the runs")  # fmt: skip
+    parser.add_argument("--rows", type=int, default=90_000,
+                        help="rows deleted and inserted by each refresh")  # fmt: skip
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--chunk-rows", type=int, default=pgserve._CHUNK_ROWS,
-                        help="rows per COPY write of the bulk path")  # fmt: skip
     args = parser.parse_args()
-    pgserve._CHUNK_ROWS = args.chunk_rows
     rng = random.Random(7)
-    views = {"session_features": (SESSION_COLUMNS, session_rows(args.rows, rng)),
-             "vmis_history": (VMIS_COLUMNS, vmis_rows(args.rows, rng))}  # fmt: skip
-    # as the engine hands them over: flat rows as Arrow, rows holding lists as tuples
-    tables = {"session_features": arrow_table(*views["session_features"])}
-    paths = {"client": write_client, "server": write_server}
-    wall: dict[tuple[str, str], list[float]] = {(v, p): [] for v in views for p in paths}
-    cpu: dict[tuple[str, str], list[float]] = {(v, p): [] for v in views for p in paths}
-    server: dict[tuple[str, str], list[float]] = {(v, p): [] for v in views for p in paths}
+    views = {"session_features": (SESSION_COLUMNS, session_rows(args.base_rows, rng)),
+             "vmis_history": (VMIS_COLUMNS, vmis_rows(args.base_rows, rng))}  # fmt: skip
+    wall = {(v, p): [] for v in views for p in PATHS}
+    server = {(v, p): [] for v in views for p in PATHS}
     with tempfile.TemporaryDirectory() as tmp, LocalPostgres(Path(tmp) / "pg", free_port()) as pg:
-        pub = Publisher(pg.dsn)
+        pub = Publisher(pg.dsn, feed_views=tuple(views))
         conn = pub.conn
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         conn.commit()
-        for name, (cols, _) in views.items():
+        with conn.transaction():
+            conn.execute(JSONB_TABLE)
+        for name, (cols, rows) in views.items():
             pub.ensure_view(name, [c for c, _ in cols], [t for _, t in cols])
+            with conn.transaction():
+                _copy_rows(conn, name, [c for c, _ in cols], rows)
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+        conn.autocommit = False
+        epoch = 0
         for run in range(args.runs + 1):  # run 0: warm-up, not counted
-            order = list(paths) if run % 2 else list(reversed(paths))
-            for name, (cols, _) in views.items():
+            order = list(PATHS) if run % 2 else list(reversed(PATHS))
+            for name, (cols, rows) in views.items():
                 for path in order:
-                    conn.execute(f"TRUNCATE {name}, flashrec_changes")
+                    conn.execute(f"TRUNCATE bench_changes_jsonb, {feed_table(name)}")
                     conn.commit()
-                    started, started_cpu = time.perf_counter(), time.process_time()
-                    started_server = process_cpu_ms(backend)
-                    with conn.transaction():
-                        paths[path](pub, name, [c for c, _ in cols],
-                                    given(name, cols, views[name][1], tables), run + 1)
+                    old, new = (given(name, cols, r) for r in change(rows, args.rows, rng))
+                    epoch += 1
+                    started, started_server = time.perf_counter(), process_cpu_ms(backend)
+                    one_refresh(pub, path, name, cols, old, new, epoch)
                     if run:
                         wall[name, path].append((time.perf_counter() - started) * 1000)
-                        cpu[name, path].append((time.process_time() - started_cpu) * 1000)
                         server[name, path].append(process_cpu_ms(backend) - started_server)
         pub.close()
-    print(f"{args.rows} rows per view, view rows + their change feed, median of {args.runs} "
-          f"runs, COPY in parts of {args.chunk_rows} rows")  # fmt: skip
-    for label, times in (("wall", wall), ("client CPU", cpu), ("server CPU", server)):
+    print(f"{args.rows} rows deleted and inserted per refresh of a view of {args.base_rows} "
+          f"rows, median of {args.runs} runs (ms)")  # fmt: skip
+    for label, times in (("wall", wall), ("server CPU", server)):
         print(f"{label}:")
-        total = {p: 0.0 for p in paths}
-        for name in views:
-            a, b = (statistics.median(times[name, p]) for p in paths)
-            total["client"] += a
-            total["server"] += b
-            print(f"  {name:18s} client {a:8.1f} ms   server {b:8.1f} ms   "
-                  f"client/server {a / b:5.2f}x")
-        a, b = total["client"], total["server"]
-        print(f"  {'both':18s} client {a:8.1f} ms   server {b:8.1f} ms   "
-              f"client/server {a / b:5.2f}x")
+        for name in [*views, "both"]:
+            names = list(views) if name == "both" else [name]
+            med = {p: sum(statistics.median(times[v, p]) for v in names) for p in PATHS}
+            print(f"  {name:18s} " + "   ".join(f"{p} {med[p]:8.1f}" for p in PATHS)
+                  + f"   typed/jsonb {med['typed'] / med['jsonb']:5.2f}x"
+                  + f"   none/jsonb {med['none'] / med['jsonb']:5.2f}x")
 
 
 def process_cpu_ms(pid: int) -> float:

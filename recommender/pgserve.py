@@ -7,9 +7,11 @@ user `pgserver` when running as root) listening on 127.0.0.1:PORT, so
 - one per view of sql/, same name and columns as on RisingWave;
 - `clickstream`: the raw events of the last `raw_retention` (event time);
 - `flashrec_status`: per view epoch, last refresh time, event-time watermark, rows, duration;
-- `flashrec_changes(id, view, epoch, op, row jsonb, committed_at)`: the change feed of the
-  views in `feed_views` (default: those other processes follow), last `change_epochs` epochs
-  kept; each refresh ends with NOTIFY flashrec_changes;
+- `flashrec_changes_<view>(epoch, op, committed_at, <the view's columns>)`: the change feed
+  of each view in `feed_views` (default: those other processes follow), typed like the view,
+  last `change_epochs` epochs kept; each refresh ends with NOTIFY flashrec_changes;
+- `flashrec_changes(view, epoch, op, row jsonb, committed_at)`: a view over all of them, for
+  psql (each row as JSON);
 - `flashrec_meta`: the last epoch and the last raw event sequence published.
 """
 
@@ -160,16 +162,21 @@ CREATE INDEX IF NOT EXISTS clickstream_ts ON clickstream (ts);
 CREATE TABLE IF NOT EXISTS flashrec_status (
     view text PRIMARY KEY, epoch bigint, last_refresh_at timestamptz, watermark timestamptz,
     row_count bigint, refresh_ms double precision, inserted bigint, deleted bigint);
-CREATE TABLE IF NOT EXISTS flashrec_changes (
-    id bigserial PRIMARY KEY, view text NOT NULL, epoch bigint NOT NULL, op text NOT NULL,
-    row jsonb NOT NULL, committed_at timestamptz NOT NULL DEFAULT now());
-CREATE INDEX IF NOT EXISTS flashrec_changes_view_epoch ON flashrec_changes (view, epoch);
-CREATE INDEX IF NOT EXISTS flashrec_changes_epoch ON flashrec_changes (epoch);
 CREATE TABLE IF NOT EXISTS flashrec_meta (key text PRIMARY KEY, value text);
 """
 
 
-# Views whose changes go to flashrec_changes by default: the ones other processes follow
+# A followed view's change feed table: the feed's own columns, then the view's.
+FEED_PREFIX = "flashrec_changes_"
+FEED_COLUMNS = ("epoch", "op", "committed_at")
+
+
+def feed_table(view: str) -> str:
+    """The table of a view's change feed in PostgreSQL."""
+    return FEED_PREFIX + view
+
+
+# Views whose changes go to the change feed by default: the ones other processes follow
 # (`flashrec serve`: vmis_history; `flashrec intent score`: session_features) and the
 # small trending view. co_view_pairs and customer_* change by the hundred thousand per minute
 # at flash-sale rates; their feed stays in process (engine.subscribe).
@@ -192,7 +199,7 @@ class Publisher:
 
     def __init__(self, dsn: str, change_epochs: int = 600,
                  feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS) -> None:
-        """`feed_views`: views whose changes go to flashrec_changes (None: all)."""
+        """`feed_views`: views whose changes go to their change feed tables (None: all)."""
         import psycopg
 
         self.dsn = dsn
@@ -203,7 +210,9 @@ class Publisher:
         self.conn.commit()  # else each publish's transaction() is a savepoint in this one
         with self.conn.transaction():
             self.conn.execute(BASE_SQL)
+            self._changes_view()
         self._ready: set[str] = set()
+        self._feeds: list[str] = []  # feed tables this publisher writes (and trims)
         self.timings: dict[str, float] = {}  # the last publish's parts (ms), for the logs
 
     def meta(self, key: str) -> str | None:
@@ -223,7 +232,50 @@ class Publisher:
                 self.conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {name}_key ON {name} ({', '.join(keys)})"
                 )
+            if self.feed_views is None or name in self.feed_views:
+                self._ensure_feed(name, cols, columns)
         self._ready.add(name)
+
+    def _ensure_feed(self, name: str, cols: str, columns: list[str]) -> None:
+        """The view's change feed table, and flashrec_changes over it (in the open
+        transaction)."""
+        clash = set(columns) & set(FEED_COLUMNS)
+        if clash:
+            raise ValueError(f"view {name} has column(s) {sorted(clash)}, which its change "
+                             "feed table uses itself; rename them or leave it out of feed_views")
+        table = feed_table(name)
+        conn = self.conn
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('flashrec_changes'))")
+        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+            conn.execute(f"CREATE TABLE {table} (epoch bigint NOT NULL, op text NOT NULL, "
+                         f"committed_at timestamptz NOT NULL DEFAULT now(), {cols})")
+            conn.execute(f"CREATE INDEX {table}_epoch ON {table} (epoch)")
+            self._changes_view()
+        self._feeds.append(table)
+
+    def _changes_view(self) -> None:
+        """(Re)create the view flashrec_changes over every feed table in the database (in
+        the open transaction). The table of that name of versions before the typed feed
+        tables is dropped (it held only the last epochs' changes)."""
+        conn = self.conn
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('flashrec_changes'))")
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = "
+                            "to_regclass('flashrec_changes')").fetchone()  # fmt: skip
+        if kind is not None and kind[0] == "r":
+            log.info("flashrec_changes becomes a view over per-view feed tables; "
+                     "the old table and its recent changes are dropped")
+            conn.execute("DROP TABLE flashrec_changes")
+        tables = [t for (t,) in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = current_schema() "
+            "AND starts_with(c.relname, %s) ORDER BY 1", (FEED_PREFIX,))]  # fmt: skip
+        meta = " - ".join(f"'{c}'" for c in FEED_COLUMNS)
+        parts = [f"SELECT '{t[len(FEED_PREFIX):]}'::text AS view, epoch, op, "
+                 f"to_jsonb(c) - {meta} AS row, committed_at FROM {t} c" for t in tables]
+        empty = ("SELECT NULL::text AS view, NULL::bigint AS epoch, NULL::text AS op, "
+                 "NULL::jsonb AS row, NULL::timestamptz AS committed_at WHERE false")
+        conn.execute("DROP VIEW IF EXISTS flashrec_changes")
+        conn.execute("CREATE VIEW flashrec_changes AS " + (" UNION ALL ".join(parts) or empty))
 
     def current_rows(self, name: str) -> list[tuple[Any, ...]]:
         """What PostgreSQL holds for a view (naive UTC timestamps), to seed the engine's diff."""
@@ -260,9 +312,9 @@ class Publisher:
             if raw_keep_after is not None:
                 conn.execute("DELETE FROM clickstream WHERE ts <= %s", (raw_keep_after,))
             mark = self._timed("clickstream", mark)
-            conn.execute(
-                "DELETE FROM flashrec_changes WHERE epoch <= %s", (epoch - self.change_epochs,)
-            )
+            for table in self._feeds:
+                conn.execute(f"DELETE FROM {table} WHERE epoch <= %s",
+                             (epoch - self.change_epochs,))  # fmt: skip
             meta = {"epoch": epoch, "raw_seq": raw_seq, **(counters or {})}
             for key, value in meta.items():
                 conn.execute(
@@ -311,8 +363,8 @@ class Publisher:
             return
         staged = _stage(conn, "_ins", name, columns, rows)
         cols = ", ".join(columns)
-        conn.execute(_fed(f"INSERT INTO {name} AS v ({cols}) SELECT {cols} FROM {staged}"),
-                     (name, feed, "insert"))  # fmt: skip
+        conn.execute(_fed(f"INSERT INTO {name} AS v ({cols}) SELECT {cols} FROM {staged}",
+                          name, columns), (feed, "insert"))  # fmt: skip
 
     def _status(self, r: Any, epoch: int, now: datetime, watermark: datetime | None) -> None:
         """The view's flashrec_status row after a refresh."""
@@ -356,7 +408,7 @@ class Publisher:
         if feed is None:
             conn.execute(sql, params)
         else:
-            conn.execute(_fed(sql), [*params, name, feed, "delete"])
+            conn.execute(_fed(sql, name, columns), [*params, feed, "delete"])
 
     def close(self) -> None:
         self.conn.close()
@@ -372,11 +424,13 @@ def _stage(conn: Any, prefix: str, name: str, columns: list[str],
     return staged
 
 
-def _fed(statement: str) -> str:
-    """`statement` (an INSERT or DELETE on a view table aliased v) that also writes the rows
-    it changed to flashrec_changes; its parameters end with (view, epoch, op)."""
-    return (f"WITH changed AS ({statement} RETURNING v.*) INSERT INTO flashrec_changes "
-            "(view, epoch, op, row) SELECT %s, %s, %s, to_jsonb(changed) FROM changed")
+def _fed(statement: str, view: str, columns: list[str]) -> str:
+    """`statement` (an INSERT or DELETE on view table `view` aliased v) that also writes the
+    rows it changed, as PostgreSQL holds them, to the view's change feed table; its
+    parameters end with (epoch, op)."""
+    cols = ", ".join(columns)
+    return (f"WITH changed AS ({statement} RETURNING v.*) INSERT INTO {feed_table(view)} "
+            f"(epoch, op, {cols}) SELECT %s, %s, {cols} FROM changed")
 
 
 def _csv(table: Any) -> bytes:

@@ -401,3 +401,96 @@ def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
     assert len(old["vmis"]) == 150 + 50 - 40 + 10 - 20
     assert old["misc"] and old["status"]
     assert new == old
+
+
+def test_feed_tables_are_typed_and_followed(postgres) -> None:
+    """Each followed view's changes land in its own table, typed like the view; the view
+    flashrec_changes shows every feed table's rows as JSON; a second publisher (the
+    background tier's) keeps that view whole; a PgSubscription opened before the engine
+    made the table starts at epoch 0 and reads the rows with PostgreSQL's types."""
+    import psycopg
+
+    from recommender.engine.feed import PgSubscription
+
+    dsn = new_db(postgres.dsn)
+    cols, types = ["session_id", "items", "last_ts"], ["VARCHAR", "VARCHAR[]", "TIMESTAMP"]
+    at = datetime(2024, 3, 1, 12, 0, 0, 123456)
+    rows = [(f"s{k}", ["p1", f"p{k}"], at + timedelta(seconds=k)) for k in range(5)]
+    pub = Publisher(dsn, feed_views=("vmis_history", "second"))
+    early = PgSubscription(dsn, "vmis_history")
+    try:
+        assert early.poll(0.05) == [] and early.last_epoch == 0
+        pub.publish_views([result("vmis_history", cols, types, rows[:3], [], initial=True),
+                           result("unfollowed", cols, types, rows[:3], [], initial=True)],
+                          None, 1)  # fmt: skip
+        pub.publish_views([result("vmis_history", cols, types, rows[3:], rows[:1]),
+                           result("second", ["n"], ["BIGINT"], [(7,)], []),
+                           result("unfollowed", cols, types, rows[3:], rows[:1])],
+                          None, 2)  # fmt: skip
+        Publisher(dsn, feed_views=()).close()  # starts after the feed tables exist
+        (batch,) = early.poll(1.0)
+        assert (batch.epoch, batch.columns) == (2, cols)
+        assert batch.inserts == [[s, i, t.replace(tzinfo=UTC)] for s, i, t in rows[3:]]
+        assert batch.deletes == [[s, i, t.replace(tzinfo=UTC)] for s, i, t in rows[:1]]
+        assert isinstance(batch.committed_at, float)
+        with psycopg.connect(dsn) as conn:
+            tables = {t for (t,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'flashrec\\_changes\\_%'")}
+            assert tables == {"flashrec_changes_vmis_history", "flashrec_changes_second"}
+            shown = conn.execute("SELECT view, epoch, op, row FROM flashrec_changes "
+                                 "ORDER BY view, op, row->>'session_id'").fetchall()  # fmt: skip
+        assert shown == [("second", 2, "insert", {"n": 7})] + [
+            ("vmis_history", 2, op, {"session_id": s, "items": i,
+                                     "last_ts": t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")})
+            for op, (s, i, t) in [("delete", rows[0]), ("insert", rows[3]), ("insert", rows[4])]
+        ]  # fmt: skip
+        assert PgSubscription(dsn, "vmis_history").last_epoch == 2  # starts after the newest
+    finally:
+        early.close()
+        pub.close()
+
+
+def test_old_change_table_becomes_a_view(postgres) -> None:
+    """A database of an earlier version holds flashrec_changes as one JSON table: the
+    publisher replaces it by the view over the typed feed tables."""
+    import psycopg
+
+    dsn = new_db(postgres.dsn)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TABLE flashrec_changes (id bigserial PRIMARY KEY, view text, "
+                     "epoch bigint, op text, row jsonb, committed_at timestamptz)")  # fmt: skip
+        conn.execute("INSERT INTO flashrec_changes (view, epoch, op, row) "
+                     "VALUES ('vmis_history', 9, 'insert', '{}')")  # fmt: skip
+    pub = Publisher(dsn)
+    try:
+        kind = pub.conn.execute("SELECT relkind FROM pg_class "
+                                "WHERE oid = 'flashrec_changes'::regclass").fetchone()  # fmt: skip
+        assert kind == ("v",)
+        assert pub.conn.execute("SELECT count(*) FROM flashrec_changes").fetchone() == (0,)
+        pub.conn.commit()
+    finally:
+        pub.close()
+
+
+def test_feed_refuses_a_view_column_named_like_its_own(postgres) -> None:
+    pub = Publisher(new_db(postgres.dsn), feed_views=("clashing",))
+    try:
+        with pytest.raises(ValueError, match="epoch"):
+            pub.ensure_view("clashing", ["epoch", "n"], ["BIGINT", "BIGINT"])
+    finally:
+        pub.close()
+
+
+def test_feed_keeps_the_last_epochs(postgres) -> None:
+    """Each publish trims every feed table to its last `change_epochs` epochs."""
+    pub = Publisher(new_db(postgres.dsn), change_epochs=2, feed_views=("a", "b"))
+    try:
+        for epoch in range(1, 6):
+            pub.publish(epoch, [result(v, ["n"], ["BIGINT"], [(epoch,)], []) for v in "ab"],
+                        None, epoch, None, None)  # fmt: skip
+        kept = pub.conn.execute("SELECT view, array_agg(epoch ORDER BY epoch) "
+                                "FROM flashrec_changes GROUP BY 1 ORDER BY 1").fetchall()
+        assert kept == [("a", [4, 5]), ("b", [4, 5])]
+        pub.conn.commit()
+    finally:
+        pub.close()

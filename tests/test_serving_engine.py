@@ -52,7 +52,8 @@ def _wait(check, timeout: float = 30.0) -> float:
 
 
 def _recs(url: str, item: str) -> list[str]:
-    got = httpx.get(f"{url}/v1/recommend", params={"session_id": "probe", "item_id": item})
+    got = httpx.get(f"{url}/v1/recommend", params={"session_id": "probe", "item_id": item},
+                    timeout=30.0)  # the first call may load the kernel on a busy machine
     assert got.status_code == 200
     return got.json()
 

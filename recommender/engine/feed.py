@@ -2,9 +2,10 @@
 
 In process: `engine.subscribe(view)` returns a `Subscription`; `poll(timeout)` returns the
 batches published since the last poll (waiting up to `timeout` seconds for the first one).
-Across processes: every refresh also writes its changes to the PostgreSQL table
-`flashrec_changes(view, epoch, op, row)` in the same transaction as the views, and sends
-NOTIFY flashrec_changes; `PgSubscription` follows that table with the same interface.
+Across processes: every refresh also writes a followed view's changes to its PostgreSQL
+table `flashrec_changes_<view>(epoch, op, committed_at, <view columns>)` in the same
+transaction as the views, and sends NOTIFY flashrec_changes; `PgSubscription` follows that
+table with the same interface.
 """
 
 from __future__ import annotations
@@ -98,39 +99,55 @@ class FeedHub:
 
 
 class PgSubscription:
-    """Follows one view's changes from another process through `flashrec_changes`.
+    """Follows one view's changes from another process through its PostgreSQL change feed
+    table (`flashrec_changes_<view>`; rows come typed as PostgreSQL holds them).
 
-    Starts after the newest epoch present (or after `since_epoch`); each poll waits for a
-    NOTIFY up to `timeout` seconds, then reads the new epochs in order.
+    Starts after the newest epoch present (or after `since_epoch`; 0 while the engine has
+    not created the table yet); each poll waits for a NOTIFY up to `timeout` seconds, then
+    reads the new epochs in order.
     """
 
     def __init__(self, dsn: str, view: str, since_epoch: int | None = None) -> None:
         import psycopg
 
+        from recommender.pgserve import feed_table
+
         self.view = view
+        self.table = feed_table(view)
         self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         self._conn.execute("LISTEN flashrec_changes")
         if since_epoch is None:
-            row = self._conn.execute(
-                "SELECT coalesce(max(epoch), 0) FROM flashrec_changes WHERE view = %s", (view,)
-            ).fetchone()
-            since_epoch = int(row[0])
+            since_epoch = 0
+            if self._exists():
+                row = self._conn.execute(f"SELECT max(epoch) FROM {self.table}").fetchone()
+                since_epoch = int(row[0] or 0)
         self.last_epoch = since_epoch
 
+    def _exists(self) -> bool:
+        found = self._conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()[0]
+        return found is not None
+
     def _read(self) -> list[ChangeBatch]:
-        rows = self._conn.execute(
-            "SELECT epoch, op, row, extract(epoch FROM committed_at) FROM flashrec_changes "
-            "WHERE view = %s AND epoch > %s ORDER BY epoch, id",
-            (self.view, self.last_epoch),
-        ).fetchall()
+        from recommender.pgserve import FEED_COLUMNS
+
+        if not self._exists():
+            return []
+        cur = self._conn.execute(f"SELECT * FROM {self.table} WHERE epoch > %s ORDER BY epoch",
+                                 (self.last_epoch,))  # fmt: skip
+        names = [d.name for d in cur.description]
+        e, o, c = (names.index(n) for n in FEED_COLUMNS)
+        keep = [i for i, n in enumerate(names) if n not in FEED_COLUMNS]
+        columns = [names[i] for i in keep]
         batches: dict[int, ChangeBatch] = {}
-        for epoch, op, row, committed in rows:
+        for row in cur.fetchall():
+            epoch = int(row[e])
             batch = batches.get(epoch)
             if batch is None:
                 batch = batches[epoch] = ChangeBatch(
-                    self.view, int(epoch), list(row.keys()), committed_at=float(committed)
+                    self.view, epoch, columns, committed_at=row[c].timestamp()
                 )
-            (batch.inserts if op == "insert" else batch.deletes).append(list(row.values()))
+            values = [row[i] for i in keep]
+            (batch.inserts if row[o] == "insert" else batch.deletes).append(values)
         if batches:
             self.last_epoch = max(batches)
         return [batches[e] for e in sorted(batches)]

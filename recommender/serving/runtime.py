@@ -47,7 +47,8 @@ class EngineFeed:
 
 
 def _has_change_table(dsn: str) -> bool:
-    """The embedded engine's PostgreSQL keeps its change feed in `flashrec_changes`."""
+    """Whether this is the embedded engine's PostgreSQL: it has `flashrec_changes` (a view
+    over the per-view feed tables, made when the engine's publisher starts)."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
