@@ -3,7 +3,9 @@
 For each offered rate: start a broker and PostgreSQL on 127.0.0.1; produce a flash-sale
 history covering the window (event times from now - window to now); start the engine (wall
 clock) and time how fast it ingests that backlog while maintaining the views (sustained
-ingest, events/s); then produce live events at the offered rate for --live-seconds and measure
+ingest, events/s: until the refresh holding the last history event is committed in
+PostgreSQL, flashrec_meta's raw_seq; the time until the engine has stored them is reported
+beside it); then produce live events at the offered rate for --live-seconds and measure
 freshness: from the moment an event is handed to the producer to the moment its row is
 visible in PostgreSQL's `clickstream` table (published in the same transaction as the views
 of that refresh). Generating and producing run in child processes, so this process is the
@@ -235,6 +237,20 @@ def live(bootstrap: str, dsn: str, rate: float, seconds: float, settle: float,
     return lags, producer_cpu
 
 
+def _wait_published(dsn: str, engine: Engine, seq: int) -> None:
+    """Until PostgreSQL holds a refresh of every raw event up to `seq` (flashrec_meta)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT value FROM flashrec_meta WHERE key = 'raw_seq'").fetchone()
+            if row is not None and int(row[0]) >= seq:
+                return
+            if engine.error is not None:
+                raise engine.error
+            time.sleep(0.05)
+
+
 def _status_ms(dsn: str, views: list[str]) -> float:
     """The last refresh's compute time of `views` (summed), as flashrec_status has it."""
     import psycopg
@@ -277,6 +293,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 if engine.error is not None:
                     raise engine.error
                 time.sleep(0.05)
+            stored_s = time.perf_counter() - started
+            _wait_published(pg.dsn, engine, engine.store.last_seq)
             catch_up = time.perf_counter() - started
             rss_after_history = proc.memory_info().rss
             mark: list[int] = []  # refreshes done when the measured part of the live phase began
@@ -322,8 +340,10 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "history_events": n_history,
         "settle_s": settle, "live_s": live_seconds,
         "produce_s": round(produce_s, 1),
-        "ingest_events_per_s": round(n_history / catch_up),
+        "ingest_events_per_s": round(n_history / catch_up),  # views in PostgreSQL
         "catch_up_s": round(catch_up, 1),
+        "stored_events_per_s": round(n_history / stored_s),  # stored by the engine
+        "stored_s": round(stored_s, 1),
         "freshness_samples": len(lags),
         "freshness_p50_s": round(statistics.median(lags), 3) if lags else None,
         "freshness_p90_s": round(pct(lags, 0.90), 3) if lags else None,
