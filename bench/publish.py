@@ -12,7 +12,12 @@ Views: session_features-like rows (given as the engine's Arrow) and vmis_history
 fresh rows. Prints per view and path the median over `--runs` runs of the wall time and of
 the PostgreSQL backend's CPU time in ms, and the ratios against `jsonb`.
 
-    .venv/bin/python bench/publish.py --base-rows 400000 --rows 90000 --runs 5
+Then a keyed view without feed (co_view_pairs-like, `--pair-rows` rows, `--pair-changes`
+of them with a new count per refresh, as the 30-minute window moves): the rows deleted and
+inserted again (`delete+insert`, the baseline) vs one UPDATE (`update`, the publisher now).
+
+    .venv/bin/python bench/publish.py --base-rows 400000 --rows 90000 --runs 5 \
+        --pair-rows 1000000 --pair-changes 30000
 """
 
 from __future__ import annotations
@@ -141,6 +146,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=90_000,
                         help="rows deleted and inserted by each refresh")  # fmt: skip
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--pair-rows", type=int, default=1_000_000,
+                        help="rows of the co_view_pairs-like view (0: skip that part)")
+    parser.add_argument("--pair-changes", type=int, default=30_000,
+                        help="its rows with a new count per refresh")
     args = parser.parse_args()
     rng = random.Random(7)
     views = {"session_features": (SESSION_COLUMNS, session_rows(args.base_rows, rng)),
@@ -186,6 +195,61 @@ def main() -> None:
             print(f"  {name:18s} " + "   ".join(f"{p} {med[p]:8.1f}" for p in PATHS)
                   + f"   typed/jsonb {med['typed'] / med['jsonb']:5.2f}x"
                   + f"   none/jsonb {med['none'] / med['jsonb']:5.2f}x")
+    if args.pair_rows:
+        pairs_bench(args.pair_rows, args.pair_changes, args.runs, rng)
+
+
+PAIR_COLUMNS = [("product_a", "VARCHAR"), ("product_a_name", "VARCHAR"), ("product_b", "VARCHAR"),
+                ("product_b_name", "VARCHAR"), ("co_view_count", "BIGINT")]  # fmt: skip
+
+
+def pairs_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
+    """co_view_pairs-like refreshes: rows deleted and inserted again vs one UPDATE."""
+    cols, types = [c for c, _ in PAIR_COLUMNS], [t for _, t in PAIR_COLUMNS]
+    found = {}
+    while len(found) < n:
+        a, b = sorted(rng.sample(range(50_000), 2))
+        found[a, b] = (f"P{a:06d}", f"Product {a}", f"P{b:06d}", f"Product {b}",
+                       rng.randrange(3, 50))
+    rows = list(found.values())
+    wall: dict[str, list[float]] = {"delete+insert": [], "update": []}
+    server: dict[str, list[float]] = {"delete+insert": [], "update": []}
+    with tempfile.TemporaryDirectory() as tmp, LocalPostgres(Path(tmp) / "pg", free_port()) as pg:
+        pub = Publisher(pg.dsn, feed_views=())
+        conn = pub.conn
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.commit()
+        pub.ensure_view("co_view_pairs", cols, types)
+        with conn.transaction():
+            _copy_rows(conn, "co_view_pairs", cols, rows)
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE co_view_pairs")
+        conn.autocommit = False
+        for run in range(2 * runs + 2):  # the first two: warm-up, not counted
+            path = list(wall)[run % 2]
+            old, new = [], []
+            for i in rng.sample(range(len(rows)), changes):
+                old.append(rows[i])
+                rows[i] = (*rows[i][:4], rows[i][4] + 1)
+                new.append(rows[i])
+            started, started_server = time.perf_counter(), process_cpu_ms(backend)
+            with conn.transaction():
+                if path == "update":
+                    ins, dels = pub._update("co_view_pairs", cols, new, old)
+                    assert not ins and not dels
+                else:
+                    pub._delete("co_view_pairs", cols, types, old)
+                    pub._insert("co_view_pairs", cols, new, None)
+            if run >= 2:
+                wall[path].append((time.perf_counter() - started) * 1000)
+                server[path].append(process_cpu_ms(backend) - started_server)
+        pub.close()
+    print(f"co_view_pairs-like view of {n} rows, {changes} counts changed per refresh, "
+          f"median of {runs} runs (ms):")  # fmt: skip
+    for label, times in (("wall", wall), ("server CPU", server)):
+        a, b = (statistics.median(times[p]) for p in ("delete+insert", "update"))
+        print(f"  {label:10s} delete+insert {a:8.1f}   update {b:8.1f}   update/delete+insert "
+              f"{b / a:5.2f}x")
 
 
 def process_cpu_ms(pid: int) -> float:

@@ -353,8 +353,9 @@ def result(name: str, columns: list[str], types: list[str], inserts: list[tuple[
 
 
 def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
-    """Three refreshes of a keyed view (vmis_history), a feed view and a view matched on the
-    whole row, old publisher vs new one: every table ends up the same."""
+    """Three refreshes of a keyed view (vmis_history), a feed view, a view matched on the
+    whole row and a keyed view without feed (co_view_pairs: rows changed under their key go
+    as one UPDATE), old publisher vs new one: every table ends up the same."""
     vmis_cols = ["session_id", "items", "last_ts"]
     vmis_types = ["VARCHAR", "VARCHAR[]", "TIMESTAMP"]
     misc_types = [t for t in TYPES if t != "DECIMAL(18,3)"]
@@ -363,13 +364,24 @@ def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
     vmis = [(f"s{k}\t{STRINGS[k % len(STRINGS)]}", ARRAYS[k % len(ARRAYS)], TIMES[k % 5])
             for k in range(200)]  # fmt: skip
     misc = [r[: len(misc_cols)] for r in rows]
+    pair_cols = ["product_a", "product_a_name", "product_b", "product_b_name", "co_view_count"]
+    pair_types = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT"]
+    pairs = [(f"a{k % 7}", STRINGS[k % len(STRINGS)], f"b{k}", f"B {k}", 3 + k % 5)
+             for k in range(120)]  # fmt: skip
+    counted = [(a, an, b, bn, n + 1) for a, an, b, bn, n in pairs]  # counts moved
+    renamed = [(a, f"{an} new", b, bn, n) for a, an, b, bn, n in counted]  # names too
     refreshes = [
         [result("vmis_history", vmis_cols, vmis_types, vmis[:150], [], initial=True),
-         result("misc_view", misc_cols, misc_types, misc[:150], [], initial=True)],
+         result("misc_view", misc_cols, misc_types, misc[:150], [], initial=True),
+         result("co_view_pairs", pair_cols, pair_types, pairs[:100], [], initial=True)],
         [result("vmis_history", vmis_cols, vmis_types, vmis[150:], vmis[:40]),
-         result("misc_view", misc_cols, misc_types, misc[150:], misc[:60])],
+         result("misc_view", misc_cols, misc_types, misc[150:], misc[:60]),
+         result("co_view_pairs", pair_cols, pair_types, counted[:30] + pairs[100:],
+                pairs[:40])],
         [result("vmis_history", vmis_cols, vmis_types, vmis[:10], vmis[150:170]),
-         result("misc_view", misc_cols, misc_types, misc[:5], misc[100:200])],
+         result("misc_view", misc_cols, misc_types, misc[:5], misc[100:200]),
+         result("co_view_pairs", pair_cols, pair_types, renamed[:20] + pairs[30:35],
+                counted[:25] + pairs[110:])],
     ]  # fmt: skip
     dumps = []
     for cls in (OldPublisher, Publisher):
@@ -379,6 +391,7 @@ def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
                 pub.publish_views(results, datetime(2024, 3, 1, 12, epoch), epoch)
             conn = pub.conn
             dumps.append({
+                "pairs": sorted(r[0] for r in conn.execute("SELECT t::text FROM co_view_pairs t")),
                 "vmis": sorted(r[0] for r in conn.execute("SELECT t::text FROM vmis_history t")),
                 "misc": sorted(r[0] for r in conn.execute("SELECT t::text FROM misc_view t")),
                 "status": conn.execute("SELECT view, epoch, watermark, row_count, refresh_ms, "
@@ -386,12 +399,13 @@ def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
                                        "ORDER BY view").fetchall(),
             })  # fmt: skip
             if cls is Publisher:  # its feed: the rows each refresh inserted and deleted
-                for epoch, results in enumerate(refreshes[1:], 2):
+                fed = [[r for r in rs if r.name != "co_view_pairs"] for rs in refreshes]
+                for epoch, results in enumerate(fed[1:], 2):
                     for r in results:
                         for op, rows in (("insert", r.inserts), ("delete", r.deletes)):
                             assert feed_text(conn, r.name, epoch, op) == rows_text(
                                 conn, r.name, r.columns, rows)  # fmt: skip
-                changes = sum(len(r.inserts) + len(r.deletes) for rs in refreshes[1:] for r in rs)
+                changes = sum(len(r.inserts) + len(r.deletes) for rs in fed[1:] for r in rs)
                 count = conn.execute("SELECT count(*) FROM flashrec_changes").fetchone()[0]
                 assert count == changes
             conn.commit()
@@ -399,6 +413,7 @@ def test_publisher_refreshes_equal_old_path(postgres, chunk: int) -> None:
             pub.close()
     old, new = dumps
     assert len(old["vmis"]) == 150 + 50 - 40 + 10 - 20
+    assert len(old["pairs"]) == 100 - 40 + 30 + 20 - 25 - 10 + 20 + 5
     assert old["misc"] and old["status"]
     assert new == old
 
@@ -492,5 +507,27 @@ def test_feed_keeps_the_last_epochs(postgres) -> None:
                                 "FROM flashrec_changes GROUP BY 1 ORDER BY 1").fetchall()
         assert kept == [("a", [4, 5]), ("b", [4, 5])]
         pub.conn.commit()
+    finally:
+        pub.close()
+
+
+def test_update_of_a_row_postgresql_lacks_inserts_it(postgres, caplog) -> None:
+    """A row changed under its key is one UPDATE; where PostgreSQL lacks the row (someone
+    deleted it by hand), the new row is inserted and a warning says so."""
+    cols = ["product_a", "product_a_name", "product_b", "product_b_name", "co_view_count"]
+    types = ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT"]
+    old = [("a", "A", f"b{k}", f"B{k}", 3) for k in range(4)]
+    new = [(a, an, b, bn, n + 2) for a, an, b, bn, n in old]
+    pub = Publisher(new_db(postgres.dsn), feed_views=())
+    try:
+        pub.publish_views([result("co_view_pairs", cols, types, old, [], initial=True)], None, 1)
+        pub.conn.execute("DELETE FROM co_view_pairs WHERE product_b = 'b1'")
+        pub.conn.commit()
+        with caplog.at_level("WARNING", logger="recommender.pgserve"):
+            pub.publish_views([result("co_view_pairs", cols, types, new, old)], None, 2)
+        held = pub.conn.execute("SELECT * FROM co_view_pairs ORDER BY product_b").fetchall()
+        pub.conn.commit()
+        assert held == new
+        assert "1 of 4 updated rows were missing" in caplog.text
     finally:
         pub.close()
