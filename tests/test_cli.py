@@ -39,3 +39,11 @@ def test_console_script_version() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("flashrec ")
+
+
+def test_up_refuses_a_bad_buffer_size_before_starting_anything(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["up", "--pg-shared-buffers", "lots",
+                                      "--data-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--pg-shared-buffers 'lots'" in result.output and "128MB or 1GB" in result.output
+    assert not (tmp_path / "pg").exists()

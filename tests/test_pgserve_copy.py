@@ -531,3 +531,16 @@ def test_update_of_a_row_postgresql_lacks_inserts_it(postgres, caplog) -> None:
         assert "1 of 4 updated rows were missing" in caplog.text
     finally:
         pub.close()
+
+
+def test_local_postgres_takes_its_buffer_size(tmp_path) -> None:
+    """shared_buffers reaches the server; a size PostgreSQL would not take is refused
+    before anything starts."""
+    import psycopg
+
+    with pytest.raises(ValueError, match="128MB or 1GB"):
+        LocalPostgres(tmp_path / "bad", free_port(), shared_buffers="1 GB")
+    assert not (tmp_path / "bad").exists()
+    with LocalPostgres(tmp_path / "pg", free_port(), shared_buffers="48MB") as pg:
+        with psycopg.connect(pg.dsn) as conn:
+            assert conn.execute("SHOW shared_buffers").fetchone() == ("48MB",)
