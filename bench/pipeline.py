@@ -251,6 +251,15 @@ def _wait_published(dsn: str, engine: Engine, seq: int) -> None:
             time.sleep(0.05)
 
 
+def _view_rows(dsn: str) -> dict[str, int]:
+    """Rows of each view at its last refresh, as flashrec_status has them."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT view, row_count FROM flashrec_status ORDER BY view")
+        return {view: int(count or 0) for view, count in rows}
+
+
 def _status_ms(dsn: str, views: list[str]) -> float:
     """The last refresh's compute time of `views` (summed), as flashrec_status has it."""
     import psycopg
@@ -324,6 +333,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 background_ms = _status_ms(pg.dsn, engine.background_names)
                 background_runs = None
             stats = engine.stats()
+            view_rows = _view_rows(pg.dsn)
             sessions = engine.runner.overrides.get("session_features")
             rebuilt = getattr(getattr(sessions, "state", None), "rebuilt", None)
             threads = engine.config.duckdb_threads or 0
@@ -362,6 +372,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "rss_mb_background_end": round(rss_worker / 2**20),
         "state_file_mb": round(state_mb),
         "stored_events": stats["stored"], "pg_shared_buffers": shared_buffers,
+        "view_rows": view_rows,  # at the end, as flashrec_status has them
         "sessions_rebuilt": rebuilt,  # by the session maintainer from the store (None: SQL)
     }  # fmt: skip
 
