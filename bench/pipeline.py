@@ -274,7 +274,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
         linger_ms: float | None = None, nice: int = 10,
         background_process: bool = False, duckdb_threads: int | None = None,
-        catchup_refresh: float | None = None, shared_buffers: str = "128MB") -> dict:  # fmt: skip
+        catchup_refresh: float | None = None, shared_buffers: str = "1GB") -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -407,8 +407,9 @@ def main() -> None:
     parser.add_argument("--catchup-refresh", type=float, default=None,
                         help="seconds of ingest between refreshes while the engine is behind "
                         "(default: the engine's, 5)")
-    parser.add_argument("--pg-shared-buffers", default="128MB",
-                        help="the local PostgreSQL's shared_buffers (flashrec up's default 128MB)")
+    parser.add_argument("--pg-shared-buffers", default="1GB",
+                        help="the local PostgreSQL's shared_buffers (flashrec up's default "
+                        "1GB; 128MB until 2026-12-03)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []

