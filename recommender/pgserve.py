@@ -210,6 +210,16 @@ VIEW_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+def view_keys(name: str, columns: list[str]) -> list[str]:
+    """The view's key columns (VIEW_KEYS) it has; empty: rows are matched whole."""
+    return [k for k in VIEW_KEYS.get(name, ()) if k in columns]
+
+
+def relation_exists(conn: Any, name: str) -> bool:
+    """Whether a table or view of that name is visible on the connection."""
+    return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
+
+
 class Publisher:
     """Writes engine refreshes into PostgreSQL, each one in one transaction."""
 
@@ -243,14 +253,18 @@ class Publisher:
         cols = ", ".join(f"{c} {pg_type(t)}" for c, t in zip(columns, types, strict=True))
         with self.conn.transaction():
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
-            keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
+            keys = view_keys(name, columns)
             if keys:
                 self.conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {name}_key ON {name} ({', '.join(keys)})"
                 )
-            if self.feed_views is None or name in self.feed_views:
+            if self._followed(name):
                 self._ensure_feed(name, cols, columns)
         self._ready.add(name)
+
+    def _followed(self, view: str) -> bool:
+        """Whether the view's changes go to its change feed table."""
+        return self.feed_views is None or view in self.feed_views
 
     def _ensure_feed(self, name: str, cols: str, columns: list[str]) -> None:
         """The view's change feed table, and flashrec_changes over it (in the open
@@ -262,7 +276,7 @@ class Publisher:
         table = feed_table(name)
         conn = self.conn
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('flashrec_changes'))")
-        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        if not relation_exists(conn, table):
             conn.execute(f"CREATE TABLE {table} (epoch bigint NOT NULL, op text NOT NULL, "
                          f"committed_at timestamptz NOT NULL DEFAULT now(), {cols})")
             conn.execute(f"CREATE INDEX {table}_epoch ON {table} (epoch)")
@@ -295,8 +309,7 @@ class Publisher:
 
     def current_rows(self, name: str) -> list[tuple[Any, ...]]:
         """What PostgreSQL holds for a view (naive UTC timestamps), to seed the engine's diff."""
-        exists = self.conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0]
-        if exists is None:
+        if not relation_exists(self.conn, name):
             self.conn.commit()
             return []
         rows = self.conn.execute(f"SELECT * FROM {name}").fetchall()
@@ -360,8 +373,8 @@ class Publisher:
                      watermark: datetime | None) -> None:
         for r in results:
             mark = time.perf_counter()
-            followed = self.feed_views is None or r.name in self.feed_views
-            feed = epoch if followed and not getattr(r, "initial", False) else None
+            initial = getattr(r, "initial", False)
+            feed = epoch if self._followed(r.name) and not initial else None
             inserts, deletes = r.inserts, r.deletes
             if feed is None and inserts and deletes:
                 inserts, deletes = self._update(r.name, r.columns, inserts, deletes)
@@ -379,7 +392,7 @@ class Publisher:
         PostgreSQL can update in place, as co_view_pairs' counts moving with the window).
         Only for rows given as tuples and views without a change feed (an UPDATE does not
         return the old row). Returns the inserts and deletes left to do."""
-        keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
+        keys = view_keys(name, columns)
         rest = [c for c in columns if c not in keys]
         if not keys or not rest or hasattr(inserts, "table") or hasattr(deletes, "table"):
             return inserts, deletes
@@ -439,7 +452,7 @@ class Publisher:
         whole-row match. With `feed` (an epoch), the deleted rows also go to the change feed
         (RETURNING, as PostgreSQL held them)."""
         conn = self.conn
-        keys = [k for k in VIEW_KEYS.get(name, ()) if k in columns]
+        keys = view_keys(name, columns)
         params: list[Any] = []
         if keys:
             at = [columns.index(k) for k in keys]

@@ -114,6 +114,7 @@ class PgSubscription:
 
         self.view = view
         self.table = feed_table(view)
+        self._found = False  # the feed table exists (the engine never drops it)
         self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         self._conn.execute("LISTEN flashrec_changes")
         if since_epoch is None:
@@ -124,8 +125,10 @@ class PgSubscription:
         self.last_epoch = since_epoch
 
     def _exists(self) -> bool:
-        found = self._conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()[0]
-        return found is not None
+        from recommender.pgserve import relation_exists
+
+        self._found = self._found or relation_exists(self._conn, self.table)
+        return self._found
 
     def _read(self) -> list[ChangeBatch]:
         from recommender.pgserve import FEED_COLUMNS

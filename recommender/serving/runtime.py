@@ -51,8 +51,10 @@ def _has_change_table(dsn: str) -> bool:
     over the per-view feed tables, made when the engine's publisher starts)."""
     import psycopg
 
+    from recommender.pgserve import relation_exists
+
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        return conn.execute("SELECT to_regclass('flashrec_changes')").fetchone()[0] is not None
+        return relation_exists(conn, "flashrec_changes")
 
 
 def make_index(
