@@ -33,6 +33,19 @@ def test_index_finds_every_added_hash_across_merges() -> None:
     assert not EventIdIndex().maybe_present(others).any()
 
 
+def test_index_answers_a_mixed_batch_in_its_own_order() -> None:
+    """Hashes are searched sorted; each answer must come back to its own position."""
+    rng = np.random.default_rng(5)
+    index = EventIdIndex()
+    stored = rng.integers(0, 2**63, 4000, dtype=np.uint64)
+    for chunk in np.array_split(stored, MERGE_CHUNKS + 3):  # main array and recent chunks
+        index.add(chunk)
+    batch = np.concatenate([stored[::3], rng.integers(0, 2**63, 2000, dtype=np.uint64)])
+    rng.shuffle(batch)
+    assert 0 < index.maybe_present(batch).sum() < len(batch)
+    assert (index.maybe_present(batch) == np.isin(batch, stored)).all()
+
+
 def test_store_refuses_stored_ids_only() -> None:
     t0 = datetime(2026, 1, 1, 12)
     store = StateStore(None)

@@ -2,9 +2,11 @@
 
 Duplicate detection used to join each batch with every stored event (a scan of millions of
 ids per batch). This index keeps DuckDB's 64-bit `hash(event_id)` of every stored event in
-sorted numpy arrays: a batch asks which of its hashes are present (a binary search each), and
-only those candidates are checked against the store by id, so a hash collision never refuses
-a valid event. Entries of pruned events stay until a rebuild: they only cost a check.
+sorted numpy arrays: a batch asks which of its hashes are present (a binary search each, in
+the hashes' order, so the searches walk the arrays forward: about 3x faster than in arrival
+order, bench/event_ids.py), and only those candidates are checked against the store by id,
+so a hash collision never refuses a valid event. Entries of pruned events stay until a
+rebuild: they only cost a check.
 """
 
 from __future__ import annotations
@@ -63,9 +65,13 @@ class EventIdIndex:
 
     def maybe_present(self, hashes: np.ndarray) -> np.ndarray:
         """Per hash: True when an event with that hash may be stored (check by id)."""
-        found = _contains(self.main, hashes)
+        order = np.argsort(hashes, kind="stable")
+        ordered = np.asarray(hashes, np.uint64)[order]
+        hit = _contains(self.main, ordered)
         for chunk in self.recent:
-            found |= _contains(chunk, hashes)
+            hit |= _contains(chunk, ordered)
+        found = np.empty(len(hashes), bool)
+        found[order] = hit
         return found
 
     def add(self, hashes: np.ndarray) -> None:
