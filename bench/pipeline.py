@@ -274,7 +274,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         settle: float, background: float = 30.0, publish_thread: bool = True,
         linger_ms: float | None = None, nice: int = 10,
         background_process: bool = False, duckdb_threads: int | None = None,
-        catchup_refresh: float | None = None, shared_buffers: str = "1GB") -> dict:  # fmt: skip
+        catchup_refresh: float | None = None, shared_buffers: str = "1GB",
+        background_share: float | None = None) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -295,6 +296,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 background_process=background_process,
                 **({} if duckdb_threads is None else {"duckdb_threads": duckdb_threads or None}),
                 **({} if catchup_refresh is None else {"catchup_refresh": catchup_refresh}),
+                **({} if background_share is None else {"background_share": background_share}),
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -366,6 +368,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "duckdb_threads": threads, "catchup_refresh_s": engine.config.catchup_refresh,
         "publish_thread": publish_thread,
         "producer_linger_ms": linger_ms, "background_nice": nice,
+        "background_share": engine.config.background_share,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -410,6 +413,10 @@ def main() -> None:
     parser.add_argument("--pg-shared-buffers", default="1GB",
                         help="the local PostgreSQL's shared_buffers (flashrec up's default "
                         "1GB; 128MB until 2026-12-03)")
+    parser.add_argument("--background-share", type=float, default=None,
+                        help="most of the time the customer views' refreshes take (default: "
+                        "the engine's, 0.5; 1: back to back when a refresh outlasts the "
+                        "interval, as before 2026-12-03's third session)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     results = []
@@ -418,7 +425,7 @@ def main() -> None:
                      args.settle_seconds, args.background_interval, not args.inline_publish,
                      args.producer_linger_ms, args.background_nice,
                      args.background_process, args.duckdb_threads, args.catchup_refresh,
-                     args.pg_shared_buffers)
+                     args.pg_shared_buffers, args.background_share)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,3 +47,11 @@ def test_up_refuses_a_bad_buffer_size_before_starting_anything(tmp_path) -> None
     assert result.exit_code == 2
     assert "--pg-shared-buffers 'lots'" in result.output and "128MB or 1GB" in result.output
     assert not (tmp_path / "pg").exists()
+
+
+def test_up_refuses_a_background_share_out_of_range(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["up", "--background-share", "0",
+                                      "--data-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--background-share" in result.output
+    assert not (tmp_path / "pg").exists()

@@ -361,6 +361,50 @@ def test_background_tier_runs_nicer(dsn: str, tmp_path: Path) -> None:
         engine.stop()
 
 
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_background_tier_keeps_to_its_share_of_the_time(dsn: str, tmp_path: Path,
+                                                        share: float) -> None:  # fmt: skip
+    """After a refresh of D s the background thread waits max(interval, D (1 - share) /
+    share): with share 1 it refreshes back to back when D outlasts the interval, with 0.25
+    it spends at most a quarter of the time refreshing."""
+    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
+                                 background_interval=0.05, background_share=share))  # fmt: skip
+    try:
+        tier = engine.background
+        assert tier is not None
+        assert tier.pause_after(0.01) == 0.05  # the interval when refreshes are short
+        compute = tier.runner.refresh
+        spent: list[float] = []
+
+        def slow_compute(*args, **kwargs):  # a refresh of 0.2 s or more
+            started = time.perf_counter()
+            time.sleep(0.2)
+            out = compute(*args, **kwargs)
+            spent.append(time.perf_counter() - started)
+            return out
+
+        tier.runner.refresh = slow_compute  # type: ignore[method-assign]
+        started = time.perf_counter()
+        tier.start()
+        time.sleep(2.5)
+        tier._stop.set()
+        tier._thread.join(timeout=30)
+        busy = sum(spent) / (time.perf_counter() - started)
+        if share == 1.0:
+            assert busy > 0.6, busy  # back to back but for the 0.05 s interval
+        else:
+            assert busy < 0.25 + 0.1, busy  # the last refresh may end the run
+            assert len(spent) >= 2
+    finally:
+        engine.stop()
+
+
+def test_background_share_out_of_range_is_refused(dsn: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="share"):
+        Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
+                            background_share=0.0))  # fmt: skip
+
+
 def test_bag_diff_equals_except_all() -> None:
     """The partial refresh's diff equals DuckDB's EXCEPT ALL both ways (duplicates, NULLs,
     list columns), on random bags of rows."""

@@ -76,6 +76,15 @@ def register(app: typer.Typer) -> None:
             "apart from the other views so they never delay them (0: refresh them with every "
             "other view).",
         ),
+        background_share: float = typer.Option(
+            config.DEFAULT_BACKGROUND_SHARE, "--background-share", min=0.05, max=1.0,
+            envvar=config.ENV_BACKGROUND_SHARE,
+            help="At most this share of the time goes to refreshing the customer views: when "
+            "a refresh takes D seconds, the next starts after max(--background-interval, "
+            "D*(1-share)/share) seconds. At the full 30-minute window at 5,000 events/s a "
+            "refresh takes minutes and back to back it slowed every other view "
+            "(docs/benchmarks.md). 1: only the interval. Not used with --background-process.",
+        ),
         background_process: bool = typer.Option(
             False, "--background-process/--background-thread",
             envvar=config.ENV_BACKGROUND_PROCESS,
@@ -136,7 +145,8 @@ def register(app: typer.Typer) -> None:
             _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval,
                  topic, dlq_topic, group_id, api_port, stop, started,
                  intent, intent_model_dir, background_interval,
-                 background_process, duckdb_threads, pg_shared_buffers)  # fmt: skip
+                 background_process, duckdb_threads, pg_shared_buffers,
+                 background_share)  # fmt: skip
         finally:
             for thing in reversed(started):
                 try:
@@ -180,7 +190,8 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
          dlq_topic, group_id, api_port, stop, started, intent=False,
          intent_model_dir=None, background_interval=30.0,
          background_process=False, duckdb_threads=1,
-         pg_shared_buffers=config.DEFAULT_PG_SHARED_BUFFERS) -> None:  # fmt: skip
+         pg_shared_buffers=config.DEFAULT_PG_SHARED_BUFFERS,
+         background_share=config.DEFAULT_BACKGROUND_SHARE) -> None:  # fmt: skip
     from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
     from recommender.engine import Engine, EngineConfig
     from recommender.pgserve import LocalPostgres, PostgresUnavailable
@@ -211,7 +222,7 @@ def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_inter
         pg_dsn=pg_dsn, state_path=data_dir / "engine.duckdb", bootstrap=bootstrap, topic=topic,
         dlq_topic=dlq_topic, group_id=group_id, clock=clock, refresh_interval=refresh_interval,
         background_interval=background_interval, background_process=background_process,
-        duckdb_threads=duckdb_threads or None,
+        background_share=background_share, duckdb_threads=duckdb_threads or None,
     )).start()  # fmt: skip
     started.append(engine)
     if api_port:

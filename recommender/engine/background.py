@@ -55,7 +55,7 @@ class BackgroundTier:
     def __init__(self, con, objects: list[sqlfiles.SqlObject], dsn: str, interval: float,
                  clock: Callable[[], datetime | None], hub: FeedHub,
                  epoch: Callable[[], int], nice: int = 0,
-                 overrides: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 overrides: dict[str, Any] | None = None, share: float = 1.0) -> None:  # fmt: skip
         from recommender.pgserve import Publisher
 
         self.con = con.cursor()
@@ -63,7 +63,10 @@ class BackgroundTier:
         self.publisher = Publisher(dsn, feed_views=())
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
+        if not 0 < share <= 1:
+            raise ValueError(f"the background share must be in (0, 1], not {share}")
         self.interval = interval
+        self.share = share
         self.nice = nice
         if nice:  # its PostgreSQL backend writes ~10^5 rows per refresh at flash-sale rates
             lower_priority(local_backend(self.publisher.conn), nice, "its PostgreSQL backend")
@@ -97,8 +100,16 @@ class BackgroundTier:
             batches = self.hub.publish_refresh(results, epoch)
             self.last_refresh_ms = (time.perf_counter() - started) * 1000
             self.refresh_count += 1
-            log.info("background refresh: %.0f ms", self.last_refresh_ms)
+            log.info("background refresh: %.0f ms; the next in %.0f s", self.last_refresh_ms,
+                     self.pause_after(self.last_refresh_ms / 1000))  # fmt: skip
             return batches
+
+    def pause_after(self, refresh_s: float) -> float:
+        """Seconds between the end of a refresh that took `refresh_s` and the next: the
+        interval, or longer, so that refreshing takes at most `share` of the time (their
+        refresh grows with the customers touched, and back to back it held a core and the
+        interpreter that the main tier needs, docs/benchmarks.md)."""
+        return max(self.interval, refresh_s * (1 - self.share) / self.share)
 
     def _run(self) -> None:
         if self.nice:
@@ -110,7 +121,7 @@ class BackgroundTier:
                 self.error = exc
                 log.exception("background refresh failed")
                 return
-            if self._stop.wait(self.interval):
+            if self._stop.wait(self.pause_after(self.last_refresh_ms / 1000)):
                 return
 
     def start(self) -> BackgroundTier:

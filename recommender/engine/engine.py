@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from recommender import sqlfiles
-from recommender.config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
+from recommender.config import DEFAULT_BACKGROUND_SHARE, DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
 from recommender.engine.background import BackgroundTier, split_views
 from recommender.engine.feed import ChangeBatch, FeedHub, Subscription
 from recommender.engine.refresh import ViewRunner
@@ -65,6 +65,9 @@ class EngineConfig:
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
     background_interval: float = 30.0
+    # at most this share of the time goes to refreshing them: after a refresh of D s the
+    # next waits max(background_interval, D * (1 - share) / share) (1: only the interval)
+    background_share: float = DEFAULT_BACKGROUND_SHARE
     # run them in a child process (start() only: see engine/worker.py) instead of a thread
     # of this one; an engine driven by hand (refresh()) then does not maintain them
     background_process: bool = False
@@ -212,7 +215,7 @@ class Engine:
             self.background = BackgroundTier(
                 self.store.con, background, config.pg_dsn, config.background_interval,
                 self.clock, self.hub, lambda: self.epoch, config.background_nice,
-                _only(overrides, background),
+                _only(overrides, background), config.background_share,
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))
