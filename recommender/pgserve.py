@@ -18,6 +18,7 @@ user `pgserver` when running as root) listening on 127.0.0.1:PORT, so
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import re
 import subprocess
@@ -396,10 +397,7 @@ class Publisher:
         rest = [c for c in columns if c not in keys]
         if not keys or not rest or hasattr(inserts, "table") or hasattr(deletes, "table"):
             return inserts, deletes
-        at = [columns.index(k) for k in keys]
-
-        def key(row: tuple[Any, ...]) -> tuple[Any, ...]:
-            return tuple(row[i] for i in at)
+        key = operator.itemgetter(*(columns.index(k) for k in keys))  # C: rows by the 10^4
 
         gone = {key(row) for row in deletes}
         updates = [row for row in inserts if key(row) in gone]
