@@ -275,7 +275,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         linger_ms: float | None = None, nice: int = 10,
         background_process: bool = False, duckdb_threads: int | None = None,
         catchup_refresh: float | None = None, shared_buffers: str = "1GB",
-        background_share: float | None = None) -> dict:  # fmt: skip
+        background_share: float | None = None,
+        view_intervals: dict[str, float] | None = None) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -297,6 +298,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 **({} if duckdb_threads is None else {"duckdb_threads": duckdb_threads or None}),
                 **({} if catchup_refresh is None else {"catchup_refresh": catchup_refresh}),
                 **({} if background_share is None else {"background_share": background_share}),
+                view_intervals=view_intervals or {},
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -369,6 +371,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "publish_thread": publish_thread,
         "producer_linger_ms": linger_ms, "background_nice": nice,
         "background_share": engine.config.background_share,
+        "view_intervals": engine.config.view_intervals,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -417,15 +420,25 @@ def main() -> None:
                         help="most of the time the customer views' refreshes take (default: "
                         "the engine's, 0.5; 1: back to back when a refresh outlasts the "
                         "interval, as before 2026-12-03's third session)")
+    parser.add_argument("--view-interval", action="append", default=[], metavar="VIEW=SECONDS",
+                        help="refresh a main-tier view on its own, slower cadence "
+                        "(EngineConfig.view_intervals); repeatable")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
+    intervals = {}
+    for item in args.view_interval:
+        view, _, seconds = item.partition("=")
+        try:
+            intervals[view] = float(seconds)
+        except ValueError:
+            parser.error(f"--view-interval {item!r}: expected VIEW=SECONDS")
     results = []
     for rate in args.rates:
         result = run(rate, args.window_minutes, args.live_seconds, args.refresh_interval,
                      args.settle_seconds, args.background_interval, not args.inline_publish,
                      args.producer_linger_ms, args.background_nice,
                      args.background_process, args.duckdb_threads, args.catchup_refresh,
-                     args.pg_shared_buffers, args.background_share)
+                     args.pg_shared_buffers, args.background_share, intervals)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
