@@ -58,13 +58,13 @@ class BackgroundTier:
                  overrides: dict[str, Any] | None = None, share: float = 1.0) -> None:  # fmt: skip
         from recommender.pgserve import Publisher
 
+        if not 0 < share <= 1:  # before any cursor or connection is opened
+            raise ValueError(f"the background share must be in (0, 1], not {share}")
         self.con = con.cursor()
         self.runner = ViewRunner(self.con, objects, overrides)
         self.publisher = Publisher(dsn, feed_views=())
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
-        if not 0 < share <= 1:
-            raise ValueError(f"the background share must be in (0, 1], not {share}")
         self.interval = interval
         self.share = share
         self.nice = nice
