@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,30 @@ import typer
 from recommender import config
 
 log = logging.getLogger("flashrec.up")
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What `flashrec up` was asked to run (its flags, after validation)."""
+
+    bootstrap: str | None
+    broker_port: int
+    pg_dsn: str | None
+    pg_port: int
+    pg_shared_buffers: str
+    data_dir: Path
+    clock: str
+    refresh_interval: float
+    background_interval: float
+    background_share: float
+    background_process: bool
+    duckdb_threads: int
+    topic: str
+    dlq_topic: str
+    group_id: str
+    api_port: int
+    intent: bool
+    intent_model_dir: Path | None
 
 
 def _fail(message: str) -> None:
@@ -140,13 +165,18 @@ def register(app: typer.Typer) -> None:
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        options = UpOptions(
+            bootstrap=bootstrap, broker_port=broker_port, pg_dsn=pg_dsn, pg_port=pg_port,
+            pg_shared_buffers=pg_shared_buffers, data_dir=Path(data_dir), clock=clock,
+            refresh_interval=refresh_interval, background_interval=background_interval,
+            background_share=background_share, background_process=background_process,
+            duckdb_threads=duckdb_threads, topic=topic, dlq_topic=dlq_topic,
+            group_id=group_id, api_port=api_port, intent=intent,
+            intent_model_dir=intent_model_dir,
+        )  # fmt: skip
         started: list[Any] = []
         try:
-            _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval,
-                 topic, dlq_topic, group_id, api_port, stop, started,
-                 intent, intent_model_dir, background_interval,
-                 background_process, duckdb_threads, pg_shared_buffers,
-                 background_share)  # fmt: skip
+            _run(options, stop, started)
         finally:
             for thing in reversed(started):
                 try:
@@ -186,62 +216,60 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
     return f"intent: scoring sessions with model {scorer.version} (from {model_dir})"
 
 
-def _run(bootstrap, broker_port, pg_dsn, pg_port, data_dir, clock, refresh_interval, topic,
-         dlq_topic, group_id, api_port, stop, started, intent=False,
-         intent_model_dir=None, background_interval=30.0,
-         background_process=False, duckdb_threads=1,
-         pg_shared_buffers=config.DEFAULT_PG_SHARED_BUFFERS,
-         background_share=config.DEFAULT_BACKGROUND_SHARE) -> None:  # fmt: skip
+def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
+    """Start what `o` asks for (each appended to `started`, which the caller stops) and
+    wait for `stop` or an engine failure."""
     from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
     from recommender.engine import Engine, EngineConfig
     from recommender.pgserve import LocalPostgres, PostgresUnavailable
 
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    o.data_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap = o.bootstrap
     try:
         if bootstrap is None:
-            broker = LocalBroker(port=broker_port, topics=(topic, dlq_topic),
-                                 log_path=data_dir / "broker.log")  # fmt: skip
+            broker = LocalBroker(port=o.broker_port, topics=(o.topic, o.dlq_topic),
+                                 log_path=o.data_dir / "broker.log")  # fmt: skip
             broker.start()
             started.append(broker)
             bootstrap = broker.bootstrap
         else:
-            create_topics(bootstrap, [topic, dlq_topic])
+            create_topics(bootstrap, [o.topic, o.dlq_topic])
     except BrokerUnavailable as exc:
         _fail(str(exc))
-    psql = None
+    pg_dsn, psql = o.pg_dsn, None
     if pg_dsn is None:
         try:
-            pg = LocalPostgres(data_dir / "pg", pg_port,
-                               shared_buffers=pg_shared_buffers).start()  # fmt: skip
+            pg = LocalPostgres(o.data_dir / "pg", o.pg_port,
+                               shared_buffers=o.pg_shared_buffers).start()  # fmt: skip
         except PostgresUnavailable as exc:
             _fail(str(exc))
         started.append(pg)
         pg_dsn, psql = pg.dsn, pg.psql_command()
     engine = Engine(EngineConfig(
-        pg_dsn=pg_dsn, state_path=data_dir / "engine.duckdb", bootstrap=bootstrap, topic=topic,
-        dlq_topic=dlq_topic, group_id=group_id, clock=clock, refresh_interval=refresh_interval,
-        background_interval=background_interval, background_process=background_process,
-        background_share=background_share, duckdb_threads=duckdb_threads or None,
+        pg_dsn=pg_dsn, state_path=o.data_dir / "engine.duckdb", bootstrap=bootstrap,
+        topic=o.topic, dlq_topic=o.dlq_topic, group_id=o.group_id, clock=o.clock,
+        refresh_interval=o.refresh_interval, background_interval=o.background_interval,
+        background_process=o.background_process, background_share=o.background_share,
+        duckdb_threads=o.duckdb_threads or None,
     )).start()  # fmt: skip
     started.append(engine)
-    if api_port:
+    if o.api_port:
         try:
-            started.append(start_api_hook(engine, pg_dsn, api_port, data_dir))
+            started.append(start_api_hook(engine, pg_dsn, o.api_port, o.data_dir))
         except RuntimeError as exc:  # e.g. the port is taken
-            _fail(f"{exc} (is port {api_port} free?)")
+            _fail(f"{exc} (is port {o.api_port} free?)")
     intent_line = "intent: off (--no-intent)"
-    if intent:
-        intent_line = start_intent(engine, pg_dsn, Path(intent_model_dir or data_dir /
-                                                        "intent_models"), clock, started)
-    typer.echo(f"broker: {bootstrap} (topic {topic}, dead letters {dlq_topic})")
-    typer.echo(f"views: {', '.join(engine.view_names)} (clock {clock}, every "
-               f"{refresh_interval:g} s)")  # fmt: skip
+    if o.intent:
+        model_dir = Path(o.intent_model_dir or o.data_dir / "intent_models")
+        intent_line = start_intent(engine, pg_dsn, model_dir, o.clock, started)
+    typer.echo(f"broker: {bootstrap} (topic {o.topic}, dead letters {o.dlq_topic})")
+    typer.echo(f"views: {', '.join(engine.view_names)} (clock {o.clock}, every "
+               f"{o.refresh_interval:g} s)")  # fmt: skip
     typer.echo(f"PostgreSQL: {pg_dsn}")
     if psql:
         typer.echo(f"psql: {psql}")
-    if api_port:
-        typer.echo(f"API: http://127.0.0.1:{api_port}")
+    if o.api_port:
+        typer.echo(f"API: http://127.0.0.1:{o.api_port}")
     typer.echo(intent_line)
     typer.echo("flashrec up: running (Ctrl-C to stop)", err=False)
     while not stop.wait(0.5):

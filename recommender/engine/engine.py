@@ -179,6 +179,21 @@ def _refresh_sessions_together(overrides: dict[str, Any], config: EngineConfig) 
         log.warning("session views refreshed by their SQL: they have their own cadence or tier")
 
 
+@dataclass(frozen=True)
+class Computed:
+    """One main refresh, computed and waiting to be published."""
+
+    epoch: int
+    results: list[Any]  # ViewResult per view
+    raw: Any  # the raw events stored since the last publish (Arrow), or None
+    raw_seq: int
+    now: datetime
+    watermark: datetime | None
+    counters: dict[str, int]
+    started: float  # perf_counter when the refresh began
+    scan_ms: float  # the session scan's share of it
+
+
 class Engine:
     """Maintains the views of sql/ from the clickstream topic into PostgreSQL."""
 
@@ -337,10 +352,10 @@ class Engine:
         raw_seq = self.store.last_seq
         self.wait_published()
         self.epoch += 1
-        job = functools.partial(
-            self._publish, self.epoch, results, raw, raw_seq, now, self.store.max_event_time(),
+        job = functools.partial(self._publish, Computed(
+            self.epoch, results, raw, raw_seq, now, self.store.max_event_time(),
             self.store.counters(), started, self.runner.scan_ms,
-        )  # fmt: skip
+        ))  # fmt: skip
         self.runner.commit([r.name for r in results])
         self.raw_seq = raw_seq
         if self.epoch % 60 == 0:
@@ -359,26 +374,24 @@ class Engine:
         last = self.background.last_now if self.background is not None else None
         return min(now, last or now) - self.horizon - timedelta(minutes=1)
 
-    def _publish(self, epoch: int, results: list[Any], raw: Any, raw_seq: int, now: datetime,
-                 watermark: datetime | None, counters: dict[str, int], started: float,
-                 scan_ms: float) -> list[ChangeBatch]:
+    def _publish(self, c: Computed) -> list[ChangeBatch]:
         """One refresh into PostgreSQL (one transaction), then to in-process subscribers."""
         publish_started = time.perf_counter()
         self.publisher.publish(
-            epoch, results, raw, raw_seq, watermark=watermark,
-            raw_keep_after=now - self.config.raw_retention, counters=counters,
+            c.epoch, c.results, c.raw, c.raw_seq, watermark=c.watermark,
+            raw_keep_after=c.now - self.config.raw_retention, counters=c.counters,
         )  # fmt: skip
         publish_ms = (time.perf_counter() - publish_started) * 1000
-        batches = self.hub.publish_refresh(results, epoch)
-        self.last_refresh_ms = (time.perf_counter() - started) * 1000
+        batches = self.hub.publish_refresh(c.results, c.epoch)
+        self.last_refresh_ms = (time.perf_counter() - c.started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)
         if self.last_refresh_ms > max(1000.0, 2000 * self.config.refresh_interval):
             parts = ", ".join(f"{r.name} {r.refresh_ms:.0f} ms ({len(r.inserts)}+/"
-                              f"{len(r.deletes)}-)" for r in results)  # fmt: skip
+                              f"{len(r.deletes)}-)" for r in c.results)  # fmt: skip
             spent = ", ".join(f"{k} {v:.0f}" for k, v in self.publisher.timings.items())
             log.warning("slow refresh %d: %.0f ms (session scan %.0f ms, %s; publish %.0f ms "
-                        "(%s), %d raw events)", epoch, self.last_refresh_ms, scan_ms, parts,
-                        publish_ms, spent, 0 if raw is None else raw.num_rows)  # fmt: skip
+                        "(%s), %d raw events)", c.epoch, self.last_refresh_ms, c.scan_ms, parts,
+                        publish_ms, spent, 0 if c.raw is None else c.raw.num_rows)  # fmt: skip
         return batches
 
     def _publish_quietly(self, job: Any) -> None:

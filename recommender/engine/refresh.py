@@ -19,7 +19,7 @@ from typing import Any, overload
 import duckdb
 
 from recommender import sqlfiles
-from recommender.engine.store import registered
+from recommender.engine.store import newest_seq, registered
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class ViewRunner:
         self._scanned: set[str] = set()  # views whose touched keys' events were scanned
         self.scan_ms = 0.0  # time of this refresh's shared scans
         self._seq: int | None = None
+        self._seq_seen = 0  # a seq read before: later reads scan only the row groups above it
         self.part_ready: set[str] = set()
         self._pending_state: dict[str, tuple[int, datetime]] = {}
         self._bots: frozenset[str] | None = None  # session_features' bots, kept from its diffs
@@ -243,8 +244,7 @@ class ViewRunner:
     def _last_seq(self) -> int:
         """The newest stored event's seq (read once per refresh: views run in one thread)."""
         if self._seq is None:
-            self._seq = int(self.con.execute(
-                "SELECT coalesce(max(seq), 0) FROM flashrec_events").fetchall()[0][0])  # fmt: skip
+            self._seq = self._seq_seen = newest_seq(self.con, self._seq_seen)
         return self._seq
 
     def _touch_windows(self, name: str, now: datetime) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 from recommender import sqlfiles
 from recommender.config import setup_logging
 from recommender.engine.background import local_backend, lower_priority, split_views
-from recommender.engine.engine import Engine, EngineConfig
+from recommender.engine.engine import Computed, Engine, EngineConfig
 from recommender.engine.feed import ChangeBatch
 
 log = logging.getLogger("recommender.engine.worker")  # also when run as __main__
@@ -107,16 +107,14 @@ class BackgroundEngine(Engine):
     def _send_dead_letters(self, letters: list[bytes]) -> None:
         """The main engine sends them (it reads the same messages)."""
 
-    def _publish(self, epoch: int, results: list[Any], raw: Any, raw_seq: int, now: Any,
-                 watermark: Any, counters: dict[str, int], started: float,
-                 scan_ms: float) -> list[ChangeBatch]:  # fmt: skip
+    def _publish(self, c: Computed) -> list[ChangeBatch]:
         main_epoch = int(self.publisher.meta("epoch") or 0)
-        self.publisher.publish_views(results, watermark=now, epoch=main_epoch)
-        self.last_refresh_ms = (time.perf_counter() - started) * 1000
+        self.publisher.publish_views(c.results, watermark=c.now, epoch=main_epoch)
+        self.last_refresh_ms = (time.perf_counter() - c.started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)
         log.info("background refresh: %.0f ms (%s)", self.last_refresh_ms, ", ".join(
-            f"{r.name} {len(r.inserts)}+/{len(r.deletes)}-" for r in results))  # fmt: skip
-        return self.hub.publish_refresh(results, main_epoch)
+            f"{r.name} {len(r.inserts)}+/{len(r.deletes)}-" for r in c.results))  # fmt: skip
+        return self.hub.publish_refresh(c.results, main_epoch)
 
 
 class BackgroundProcess:
