@@ -5,12 +5,16 @@ written three ways, against a PostgreSQL from the wheel started here:
 - `none`: no change feed (the cost of the view rows alone);
 - `jsonb`: the former feed, one table for all views, each changed row as `to_jsonb` of
   what the statement returned (the baseline, rebuilt here);
-- `typed`: the feed now, a table per view typed like it (`flashrec_changes_<view>`).
+- `typed`: the feed now, a table per view typed like it (`flashrec_changes_<view>`), rows
+  deleted and inserted;
+- `update`: the typed feed, each row changed under its key as one UPDATE whose RETURNING
+  old.* and new.* (PostgreSQL 18) feed the delete and insert rows (the publisher now).
 
 Views: session_features-like rows (given as the engine's Arrow) and vmis_history-like rows
 (arrays of product ids, given as tuples). The paths alternate; each run changes `--rows`
 fresh rows. Prints per view and path the median over `--runs` runs of the wall time and of
-the PostgreSQL backend's CPU time in ms, and the ratios against `jsonb`.
+the PostgreSQL backend's CPU time in ms, and the ratios against `jsonb` and of `update`
+against `typed`.
 
 Then a keyed view without feed (co_view_pairs-like, `--pair-rows` rows, `--pair-changes`
 of them with a new count per refresh, as the 30-minute window moves): the rows deleted and
@@ -105,7 +109,7 @@ JSONB_TABLE = """CREATE TABLE IF NOT EXISTS bench_changes_jsonb (
 CREATE INDEX IF NOT EXISTS bench_changes_jsonb_view_epoch ON bench_changes_jsonb (view, epoch);
 CREATE INDEX IF NOT EXISTS bench_changes_jsonb_epoch ON bench_changes_jsonb (epoch)"""
 
-PATHS = ("none", "jsonb", "typed")
+PATHS = ("none", "jsonb", "typed", "update")
 
 
 def change(rows: list[tuple[Any, ...]], count: int, rng: random.Random
@@ -127,13 +131,17 @@ def change(rows: list[tuple[Any, ...]], count: int, rng: random.Random
 
 def one_refresh(pub: Publisher, path: str, name: str, cols: list[tuple[str, str]],
                 old: Sequence[tuple[Any, ...]], new: Sequence[tuple[Any, ...]],
-                epoch: int) -> None:  # fmt: skip
+                epoch: int, table_rows: int) -> None:  # fmt: skip
     columns, types = [c for c, _ in cols], [t for _, t in cols]
     feed = None if path == "none" else epoch
     pgserve._fed = jsonb_fed if path == "jsonb" else TYPED_FED
     with pub.conn.transaction():
-        pub._delete(name, columns, types, old, feed)
-        pub._insert(name, columns, new, feed)
+        if path == "update":
+            new, old = pub._update(name, columns, new, old, feed, table_rows)
+        if len(old):
+            pub._delete(name, columns, types, old, feed)
+        if len(new):
+            pub._insert(name, columns, new, feed)
 
 
 TYPED_FED = pgserve._fed
@@ -180,7 +188,7 @@ def main() -> None:
                     old, new = (given(name, cols, r) for r in change(rows, args.rows, rng))
                     epoch += 1
                     started, started_server = time.perf_counter(), process_cpu_ms(backend)
-                    one_refresh(pub, path, name, cols, old, new, epoch)
+                    one_refresh(pub, path, name, cols, old, new, epoch, args.base_rows)
                     if run:
                         wall[name, path].append((time.perf_counter() - started) * 1000)
                         server[name, path].append(process_cpu_ms(backend) - started_server)
@@ -194,7 +202,8 @@ def main() -> None:
             med = {p: sum(statistics.median(times[v, p]) for v in names) for p in PATHS}
             print(f"  {name:18s} " + "   ".join(f"{p} {med[p]:8.1f}" for p in PATHS)
                   + f"   typed/jsonb {med['typed'] / med['jsonb']:5.2f}x"
-                  + f"   none/jsonb {med['none'] / med['jsonb']:5.2f}x")
+                  + f"   none/jsonb {med['none'] / med['jsonb']:5.2f}x"
+                  + f"   update/typed {med['update'] / med['typed']:5.2f}x")
     if args.pair_rows:
         pairs_bench(args.pair_rows, args.pair_changes, args.runs, rng)
 
@@ -235,7 +244,7 @@ def pairs_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
             started, started_server = time.perf_counter(), process_cpu_ms(backend)
             with conn.transaction():
                 if path == "update":
-                    ins, dels = pub._update("co_view_pairs", cols, new, old)
+                    ins, dels = pub._update("co_view_pairs", cols, new, old, None, n)
                     assert not ins and not dels
                 else:
                     pub._delete("co_view_pairs", cols, types, old)
