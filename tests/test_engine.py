@@ -9,6 +9,7 @@ import itertools
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import free_port
@@ -399,10 +400,21 @@ def test_background_tier_keeps_to_its_share_of_the_time(dsn: str, tmp_path: Path
         engine.stop()
 
 
-def test_background_share_out_of_range_is_refused(dsn: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="share"):
-        Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
-                            background_share=0.0))  # fmt: skip
+@pytest.mark.parametrize("setting", [
+    {"background_share": 0.0}, {"background_share": 1.5}, {"refresh_interval": 0},
+    {"background_interval": -1}, {"view_intervals": {"co_view_pairs": 0}},
+    {"clock": "moon"}, {"max_batch": 0}, {"duckdb_threads": 0},
+])  # fmt: skip
+def test_settings_out_of_range_are_refused_before_anything_opens(
+        setting: dict[str, Any], tmp_path: Path) -> None:  # fmt: skip
+    """A setting out of range is refused, naming it, before the state file or PostgreSQL
+    is opened (the DSN here reaches no server)."""
+    state = tmp_path / "state.duckdb"
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name if name != "clock" else "unknown clock"):
+        Engine(EngineConfig(pg_dsn="postgresql://nobody@127.0.0.1:1/none", state_path=state,
+                            **setting))  # fmt: skip
+    assert not state.exists()
 
 
 def test_bag_diff_equals_except_all() -> None:

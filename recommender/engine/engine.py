@@ -87,6 +87,25 @@ class EngineConfig:
     # busy cores (docs/benchmarks.md): DuckDB's parallel tasks wait for each other there
     duckdb_threads: int | None = 1
 
+    def check(self) -> None:
+        """Raise ValueError naming the first setting out of its range."""
+        if self.clock not in CLOCKS:
+            raise ValueError(f"unknown clock {self.clock!r} (expected wall or event)")
+        ranges = [
+            ("refresh_interval", self.refresh_interval > 0, "above 0"),
+            ("background_interval", self.background_interval >= 0, "0 or more"),
+            ("background_share", 0 < self.background_share <= 1, "in (0, 1]"),
+            ("catchup_refresh", self.catchup_refresh >= 0, "0 or more"),
+            ("max_batch", self.max_batch > 0, "above 0"),
+            ("duckdb_threads", self.duckdb_threads is None or self.duckdb_threads > 0,
+             "above 0 or None"),
+        ]  # fmt: skip
+        ranges += [(f"view_intervals[{name!r}]", seconds > 0, "above 0")
+                   for name, seconds in self.view_intervals.items()]  # fmt: skip
+        for name, ok, expected in ranges:
+            if not ok:
+                raise ValueError(f"the engine's {name} must be {expected}")
+
 
 _gc_lock = threading.Lock()
 _gc_pauses = 0  # threads inside gc_paused()
@@ -200,8 +219,7 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         from recommender.pgserve import Publisher
 
-        if config.clock not in CLOCKS:
-            raise ValueError(f"unknown clock {config.clock!r} (expected wall or event)")
+        config.check()  # before anything is opened
         self.config = config
         self.store = StateStore(config.state_path, threads=config.duckdb_threads)
         objects = sqlfiles.load(config.sql_dir)

@@ -167,11 +167,11 @@ class StateStore:
                 self._set_meta(meta)
                 if before_commit is not None:
                     before_commit(dups)
-                for (topic, part), nxt in offsets.items():
-                    con.execute(
-                        "INSERT OR REPLACE INTO flashrec_offsets VALUES (?, ?, ?)",
-                        [topic, part, nxt],
-                    )
+                if offsets:  # one statement: one per partition cost ~1.8 ms each batch
+                    marks = ", ".join(["(?, ?, ?)"] * len(offsets))
+                    con.execute(f"INSERT OR REPLACE INTO flashrec_offsets VALUES {marks}",
+                                [x for (topic, part), nxt in offsets.items()
+                                 for x in (topic, part, nxt)])  # fmt: skip
                 con.execute("COMMIT")
                 self.ids.add(hashes)
                 self._counters = counts
