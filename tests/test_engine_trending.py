@@ -12,6 +12,7 @@ from engine_support import bot_mix
 from recommender import sqlfiles
 from recommender.engine.engine import incremental_overrides
 from recommender.engine.refresh import ViewRunner
+from recommender.engine.sessions import maintainers as session_maintainers
 from recommender.engine.store import StateStore
 from recommender.engine.trending import TrendingMaintainer
 
@@ -37,11 +38,29 @@ def _boundary(now: datetime) -> datetime:
     return datetime(1970, 1, 1) + timedelta(seconds=-(-seconds // step) * step)
 
 
-def test_incremental_equals_sql() -> None:
+@pytest.mark.parametrize("sessions", ["sql", "maintained"])
+def test_incremental_equals_sql(sessions: str, monkeypatch) -> None:
+    """With session_features by its SQL, flipped sessions' events come from the refresh's
+    scan of touched sessions; with the session maintainer, from the store, read from the
+    flipped sessions' oldest click on (which the maintainer knows)."""
     store = StateStore(None)
     sql_runner = ViewRunner(store.con, OBJECTS)
     maintainer = TrendingMaintainer(FIVE, timedelta(hours=1))
-    fast = ViewRunner(store.con, OBJECTS, {"trending_by_category": maintainer})
+    objects, overrides = OBJECTS, {"trending_by_category": maintainer}
+    if sessions == "maintained":
+        objects = [o for o in sqlfiles.load() if o.name in (
+            "session_features", "vmis_history", "trending_by_category")]  # fmt: skip
+        overrides.update(session_maintainers(objects))
+    floors: list[datetime | None] = []
+    fetch = maintainer._fetch
+
+    def spied(con, where, params, since, source="flashrec_events", ts_from=None):
+        if "list_contains" in where:
+            floors.append(ts_from)
+        return fetch(con, where, params, since, source, ts_from)
+
+    monkeypatch.setattr(maintainer, "_fetch", spied)
+    fast = ViewRunner(store.con, objects, overrides)
     mirror: set[tuple] = set()
     events = _events(5000, seed=4)
     now = T0
@@ -51,7 +70,7 @@ def test_incremental_equals_sql() -> None:
         before = set(maintainer.bots)
         for clock in (max(now, store.max_event_time()), _boundary(now) + FIVE):
             now = max(now, clock)
-            _features, result = fast.refresh(now)
+            result = next(r for r in fast.refresh(now) if r.name == "trending_by_category")
             fast.commit()
             mirror -= set(result.deletes)
             mirror |= set(result.inserts)
@@ -63,11 +82,15 @@ def test_incremental_equals_sql() -> None:
         flipped += len(before ^ maintainer.bots)
         unflagged += len(before - maintainer.bots)
     assert checked > 1000 and flipped > 20 and unflagged > 2 and maintainer.bots
-    # flipped sessions' events came from the refresh's shared scan of touched sessions
-    assert maintainer.flip_source == "__events_by_session_id"
+    if sessions == "sql":  # from the refresh's shared scan of touched sessions
+        assert maintainer.flip_source == "__events_by_session_id"
+        assert not any(floors)
+    else:  # from the store, mostly from the sessions' oldest click on
+        assert maintainer.flip_source == "flashrec_events"
+        assert sum(f is not None for f in floors) > len(floors) / 2
     # an hour and a window later every window has left the view
     later = now + timedelta(hours=1, minutes=5)
-    _features, result = fast.refresh(later)
+    result = next(r for r in fast.refresh(later) if r.name == "trending_by_category")
     assert result.row_count == 0 and len(result.deletes) == len(mirror)
     assert not maintainer.groups and not maintainer.published
     store.close()

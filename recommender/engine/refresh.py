@@ -170,6 +170,9 @@ class ViewRunner:
             override = self.overrides.get(name)
             if hasattr(override, "bots_of"):  # the bot set this runner keeps
                 override.bots_of = self.bots
+            state = getattr(self.overrides.get(BOT_VIEW), "state", None)
+            if hasattr(override, "first_click") and hasattr(state, "first_click"):
+                override.first_click = state.first_click  # the session views' clicks
             if diff and name in self.delta_ready:
                 if hasattr(override, "flip_source"):
                     override.flip_source = self._flip_source(name)

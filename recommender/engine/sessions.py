@@ -376,6 +376,21 @@ class SessionState:
         """Sessions whose last click is older than this (us) are idle."""
         return max(min(_micros(now), self.newest) - self.idle_us, UNBOUNDED)
 
+    def first_click(self, sids: Iterable[str], seq: int) -> datetime | None:
+        """The oldest click of these sessions among the stored events up to `seq`; None
+        when that is not known here (the state is behind `seq`, or a session is not in
+        memory). A session leaving the horizon is not in memory either: its clicks are
+        older than any a view of a shorter horizon reads."""
+        if self.last_seq < seq:
+            return None
+        oldest = NO_CLICK
+        for sid in sids:
+            session = self.sessions.get(sid)
+            if session is None or not session.n:
+                return None
+            oldest = min(oldest, session.start)
+        return None if oldest == NO_CLICK else EPOCH + timedelta(microseconds=oldest)
+
     def take(self, view: str) -> list[tuple[Row | None, Row | None]]:
         """The sessions changed since `view` last took them: (row before, row now)."""
         pending, self.pending[view] = self.pending[view], {}

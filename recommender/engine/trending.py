@@ -15,6 +15,7 @@ uses this class only while the view's query has that text (`FINGERPRINT`), else 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,10 @@ TOP = 10
 Group = tuple[str, datetime]  # (category, window_start)
 # product -> [views, cart adds, purchases, {product_name: events}]
 Products = dict[str, list[Any]]
+
+
+def _unknown(_sessions: Iterable[str], _seq: int) -> datetime | None:
+    return None
 
 
 class TrendingMaintainer:
@@ -54,6 +59,9 @@ class TrendingMaintainer:
         # its shared scan of the touched sessions when it holds them all)
         self.flip_source = "flashrec_events"
         self.bots_of = bot_sessions  # the runner's kept set once it refreshes this view
+        # the oldest click of these sessions among the events up to seq (None: not known),
+        # so a flip's events are read from there on instead of from the horizon's start
+        self.first_click: Callable[[Iterable[str], int], datetime | None] = _unknown
 
     @classmethod
     def for_view(cls, view: sqlfiles.SqlObject) -> TrendingMaintainer | None:
@@ -65,17 +73,19 @@ class TrendingMaintainer:
         return cls(timedelta(microseconds=window), horizon)
 
     def _fetch(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any],
-               since: datetime, source: str = "flashrec_events") -> list[tuple[Any, ...]]:
-        """Events of `source` matching `where` in windows starting after `since`, counted per
-        session, group, product and name."""
+               since: datetime, source: str = "flashrec_events",
+               ts_from: datetime | None = None) -> list[tuple[Any, ...]]:  # fmt: skip
+        """Events of `source` matching `where` in windows starting after `since` (none
+        older than `ts_from`, where given), counted per session, group, product and name."""
         start = sqlfiles.window_start_sql("ts", self.window_us)
+        lowest = since if ts_from is None else max(since, ts_from)
         return con.execute(
             f"SELECT session_id, category, {start} AS window_start, product_id, product_name, "
             "count(*) FILTER (WHERE action = 'view'), "
             "count(*) FILTER (WHERE action = 'add_to_cart'), "
             "count(*) FILTER (WHERE action = 'purchase') "
             f"FROM {source} WHERE {where} AND ts >= ? AND {start} > ? "
-            "GROUP BY ALL", [*params, since, since],
+            "GROUP BY ALL", [*params, lowest, since],
         ).fetchall()  # fmt: skip
 
     def _add(self, rows: list[tuple[Any, ...]], sign: int, touched: set[Group]) -> None:
@@ -111,7 +121,8 @@ class TrendingMaintainer:
         flips = bots ^ self.bots
         if flips and self.last_seq:  # their counted events move out of / into the counts
             rows = self._fetch(con, f"seq <= {self.last_seq} AND list_contains(?, session_id)",
-                               [sorted(flips)], since, self.flip_source)
+                               [sorted(flips)], since, self.flip_source,
+                               self.first_click(flips, self.last_seq))  # fmt: skip
             for to_bot in (True, False):
                 part = [r for r in rows if (r[0] in bots) == to_bot]
                 self._add(part, -1 if to_bot else 1, touched)
