@@ -521,13 +521,14 @@ class Publisher:
 
 
 def _split_tuples(at: list[int], inserts: Sequence[tuple[Any, ...]],
-                  deletes: Sequence[tuple[Any, ...]]) -> tuple[list[Any], list[Any], list[Any]]:
+                  deletes: Sequence[tuple[Any, ...]]) -> tuple[list[Any], Sequence[Any],
+                                                                Sequence[Any]]:  # fmt: skip
     """(rows inserted under a key also deleted, the other inserts, the other deletes)."""
     key = operator.itemgetter(*at)  # C: rows by the 10^4
     gone = {key(row) for row in deletes}
     updates = [row for row in inserts if key(row) in gone]
     if not updates:
-        return [], list(inserts), list(deletes)
+        return [], inserts, deletes
     again = {key(row) for row in updates}
     return (updates, [row for row in inserts if key(row) not in gone],
             [row for row in deletes if key(row) not in again])
@@ -535,19 +536,17 @@ def _split_tuples(at: list[int], inserts: Sequence[tuple[Any, ...]],
 
 def _split_arrow(at: list[int], inserts: Any, deletes: Any) -> tuple[Any, Any, Any]:
     """_split_tuples for rows given as Arrow (ArrowRows) with one key column; NULL keys
-    match nothing, as in SQL."""
+    match nothing, as in SQL (is_in's skip_nulls: a NULL is never found)."""
     import pyarrow.compute as pc
 
     (k,) = at
     ins, dels = inserts.table, deletes.table
     hit = pc.is_in(ins.column(k), value_set=dels.column(k).combine_chunks(), skip_nulls=True)
-    hit = pc.fill_null(hit, False)
     if not pc.any(hit).as_py():
         return [], inserts, deletes
     updates = ins.filter(hit)
     again = updates.column(k).combine_chunks()
-    kept = pc.fill_null(pc.invert(pc.is_in(dels.column(k), value_set=again, skip_nulls=True)),
-                        True)  # fmt: skip
+    kept = pc.invert(pc.is_in(dels.column(k), value_set=again, skip_nulls=True))
     return (type(inserts)(updates, inserts.types), type(inserts)(ins.filter(pc.invert(hit)),
             inserts.types), type(deletes)(dels.filter(kept), deletes.types))  # fmt: skip
 

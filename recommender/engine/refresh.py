@@ -75,6 +75,11 @@ class ViewRunner:
         self.views = sqlfiles.views(objects)
         self.sql = {v.name: sqlfiles.to_duckdb(sqlfiles.view_query(v)) for v in self.views}
         self.overrides = overrides or {}
+        state = getattr(self.overrides.get(BOT_VIEW), "state", None)
+        if hasattr(state, "first_click"):  # the session views' clicks, for trending's flips
+            for override in self.overrides.values():
+                if hasattr(override, "first_click"):
+                    override.first_click = state.first_click
         self.has_prev: set[str] = set()
         self.seeded_empty: set[str] = set()
         self.delta_ready: set[str] = set()  # maintained views that now report their own changes
@@ -170,9 +175,6 @@ class ViewRunner:
             override = self.overrides.get(name)
             if hasattr(override, "bots_of"):  # the bot set this runner keeps
                 override.bots_of = self.bots
-            state = getattr(self.overrides.get(BOT_VIEW), "state", None)
-            if hasattr(override, "first_click") and hasattr(state, "first_click"):
-                override.first_click = state.first_click  # the session views' clicks
             if diff and name in self.delta_ready:
                 if hasattr(override, "flip_source"):
                     override.flip_source = self._flip_source(name)

@@ -91,9 +91,16 @@ class StateStore:
 
     def _set_meta(self, values: dict[str, str]) -> None:
         """Write meta keys in one statement (one per key cost ~3 ms each batch)."""
-        marks = ", ".join(["(?, ?)"] * len(values))
-        params = [x for item in values.items() for x in item]
-        self.con.execute(f"INSERT OR REPLACE INTO flashrec_meta VALUES {marks}", params)
+        self._upsert("flashrec_meta", list(values.items()))
+
+    def _upsert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """INSERT OR REPLACE `rows` into `table` in one statement (DuckDB takes ~5 ms per
+        such statement, however few its rows)."""
+        if not rows:
+            return
+        marks = ", ".join(["(" + ", ".join("?" * len(rows[0])) + ")"] * len(rows))
+        self.con.execute(f"INSERT OR REPLACE INTO {table} VALUES {marks}",
+                         [x for row in rows for x in row])  # fmt: skip
 
     def max_event_time(self) -> datetime | None:
         """The newest event time stored (naive UTC)."""
@@ -167,11 +174,8 @@ class StateStore:
                 self._set_meta(meta)
                 if before_commit is not None:
                     before_commit(dups)
-                if offsets:  # one statement: one per partition cost ~1.8 ms each batch
-                    marks = ", ".join(["(?, ?, ?)"] * len(offsets))
-                    con.execute(f"INSERT OR REPLACE INTO flashrec_offsets VALUES {marks}",
-                                [x for (topic, part), nxt in offsets.items()
-                                 for x in (topic, part, nxt)])  # fmt: skip
+                self._upsert("flashrec_offsets",
+                             [(topic, part, nxt) for (topic, part), nxt in offsets.items()])
                 con.execute("COMMIT")
                 self.ids.add(hashes)
                 self._counters = counts
