@@ -236,11 +236,14 @@ class Publisher:
     """Writes engine refreshes into PostgreSQL, each one in one transaction."""
 
     def __init__(self, dsn: str, change_epochs: int = 600,
-                 feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS) -> None:
-        """`feed_views`: views whose changes go to their change feed tables (None: all)."""
+                 feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS,
+                 unlogged: bool = False) -> None:  # fmt: skip
+        """`feed_views`: views whose changes go to their change feed tables (None: all).
+        `unlogged`: the tables of views without a feed are UNLOGGED (see ensure_view)."""
         import psycopg
 
         self.dsn = dsn
+        self.unlogged = unlogged
         self.change_epochs = change_epochs
         self.feed_views = None if feed_views is None else set(feed_views)
         self.conn = psycopg.connect(dsn, connect_timeout=10)
@@ -259,12 +262,25 @@ class Publisher:
         return None if row is None else row[0]
 
     def ensure_view(self, name: str, columns: list[str], types: list[str]) -> None:
-        """Create the view's table if missing (same name and columns as the view)."""
+        """Create the view's table if missing (same name and columns as the view).
+
+        With `unlogged`, a view without a change feed gets an UNLOGGED table: PostgreSQL
+        writes no WAL for it (the customer views change about a million rows per refresh at
+        flash-sale rates) and empties it when it recovers from a crash. Its rows are derived:
+        the engine reads each view table when it starts and republishes what is missing.
+        A followed view stays logged, so that its table and its feed survive together. A
+        table of the other kind is altered (PostgreSQL rewrites it)."""
         if name in self._ready:
             return
         cols = ", ".join(f"{c} {pg_type(t)}" for c, t in zip(columns, types, strict=True))
+        unlogged = self.unlogged and not self._followed(name)
         with self.conn.transaction():
-            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+            self.conn.execute(f"CREATE {'UNLOGGED ' * unlogged}TABLE IF NOT EXISTS {name} ({cols})")
+            kind = self.conn.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+                                     (name,)).fetchone()[0]  # fmt: skip
+            if (kind == "u") != unlogged:
+                log.info("%s: table altered to %s", name, "UNLOGGED" if unlogged else "LOGGED")
+                self.conn.execute(f"ALTER TABLE {name} SET {'UNLOGGED' if unlogged else 'LOGGED'}")
             keys = view_keys(name, columns)
             if keys:
                 self.conn.execute(

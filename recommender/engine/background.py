@@ -55,14 +55,15 @@ class BackgroundTier:
     def __init__(self, con, objects: list[sqlfiles.SqlObject], dsn: str, interval: float,
                  clock: Callable[[], datetime | None], hub: FeedHub,
                  epoch: Callable[[], int], nice: int = 0,
-                 overrides: dict[str, Any] | None = None, share: float = 1.0) -> None:  # fmt: skip
+                 overrides: dict[str, Any] | None = None, share: float = 1.0,
+                 unlogged: bool = False) -> None:  # fmt: skip
         from recommender.pgserve import Publisher
 
         if not 0 < share <= 1:  # before any cursor or connection is opened
             raise ValueError(f"the background share must be in (0, 1], not {share}")
         self.con = con.cursor()
         self.runner = ViewRunner(self.con, objects, overrides)
-        self.publisher = Publisher(dsn, feed_views=())
+        self.publisher = Publisher(dsn, feed_views=(), unlogged=unlogged)
         for name in self.runner.names:
             self.runner.seed(name, self.publisher.current_rows(name))
         self.interval = interval

@@ -62,6 +62,10 @@ class EngineConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # views whose changes also go to PostgreSQL's flashrec_changes (None: all of them)
     feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS
+    # views without a feed get UNLOGGED tables (no WAL; PostgreSQL empties them when it
+    # recovers from a crash and the engine republishes them when it starts); True: logged,
+    # for servers whose replicas or backups must hold them
+    logged_views: bool = False
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
     background_interval: float = 30.0
@@ -234,7 +238,8 @@ class Engine:
         self.view_names = [n for n in ordered if n in own]  # both tiers, in sql/ order
         # each tier only its own views' maintainers: none is refreshed by two runners
         self.runner = ViewRunner(self.store.con, objects, _only(overrides, objects))
-        self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views)
+        self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views,
+                                   unlogged=not config.logged_views)  # fmt: skip
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
@@ -249,6 +254,7 @@ class Engine:
                 self.store.con, background, config.pg_dsn, config.background_interval,
                 self.clock, self.hub, lambda: self.epoch, config.background_nice,
                 _only(overrides, background), config.background_share,
+                unlogged=not config.logged_views,
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))
