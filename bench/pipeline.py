@@ -277,7 +277,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         catchup_refresh: float | None = None, shared_buffers: str = "1GB",
         background_share: float | None = None,
         view_intervals: dict[str, float] | None = None,
-        logged_views: bool = False) -> dict:  # fmt: skip
+        unlogged_views: bool = False) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -299,7 +299,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 **({} if duckdb_threads is None else {"duckdb_threads": duckdb_threads or None}),
                 **({} if catchup_refresh is None else {"catchup_refresh": catchup_refresh}),
                 **({} if background_share is None else {"background_share": background_share}),
-                view_intervals=view_intervals or {}, logged_views=logged_views,
+                view_intervals=view_intervals or {}, unlogged_views=unlogged_views,
             ))  # fmt: skip
             started = time.perf_counter()
             engine.start()
@@ -373,7 +373,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "producer_linger_ms": linger_ms, "background_nice": nice,
         "background_share": engine.config.background_share,
         "view_intervals": engine.config.view_intervals,
-        "logged_views": logged_views,
+        "unlogged_views": unlogged_views,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -425,9 +425,9 @@ def main() -> None:
     parser.add_argument("--view-interval", action="append", default=[], metavar="VIEW=SECONDS",
                         help="refresh a main-tier view on its own, slower cadence "
                         "(EngineConfig.view_intervals); repeatable")
-    parser.add_argument("--logged-views", action="store_true",
-                        help="every view table logged (WAL), as before 2026-12-03's fifth "
-                        "session; default: views without a change feed are UNLOGGED")
+    parser.add_argument("--unlogged-views", action="store_true",
+                        help="views without a change feed in UNLOGGED tables (no WAL; "
+                        "flashrec up --unlogged-views)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     intervals = {}
@@ -444,7 +444,7 @@ def main() -> None:
                      args.producer_linger_ms, args.background_nice,
                      args.background_process, args.duckdb_threads, args.catchup_refresh,
                      args.pg_shared_buffers, args.background_share, intervals,
-                     args.logged_views)
+                     args.unlogged_views)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,14 @@ Then a keyed view without feed (co_view_pairs-like, `--pair-rows` rows, `--pair-
 of them with a new count per refresh, as the 30-minute window moves): the rows deleted and
 inserted again (`delete+insert`, the baseline) vs one UPDATE (`update`, the publisher now).
 
+With `--customer-rows`, a customer_features-like view (Arrow rows keyed by customer and
+window, four window rows changed per customer): delete+insert vs UPDATE, each into a logged
+and an UNLOGGED table (the engine's default for views without feed).
+
     .venv/bin/python bench/publish.py --base-rows 400000 --rows 90000 --runs 5 \
         --pair-rows 1000000 --pair-changes 30000
+    .venv/bin/python bench/publish.py --runs 7 --pair-rows 0 --base-rows 10000 --rows 1000 \
+        --customer-rows 1000000 --customer-changes 200000
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -84,8 +91,8 @@ def arrow_table(cols: list[tuple[str, str]], rows: list[tuple[Any, ...]]) -> Any
     import pyarrow as pa
 
     kinds = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "BIGINT": pa.int64(),
-             "HUGEINT": pa.decimal128(38, 0), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
-             "VARCHAR[]": pa.list_(pa.string())}  # fmt: skip
+             "INTEGER": pa.int32(), "HUGEINT": pa.decimal128(38, 0), "DOUBLE": pa.float64(),
+             "BOOLEAN": pa.bool_(), "VARCHAR[]": pa.list_(pa.string())}  # fmt: skip
     return rows_table([c for c, _ in cols], [kinds[t] for _, t in cols], rows)
 
 
@@ -158,6 +165,10 @@ def main() -> None:
                         help="rows of the co_view_pairs-like view (0: skip that part)")
     parser.add_argument("--pair-changes", type=int, default=30_000,
                         help="its rows with a new count per refresh")
+    parser.add_argument("--customer-rows", type=int, default=0,
+                        help="rows of the customer_features-like view (0: skip that part)")
+    parser.add_argument("--customer-changes", type=int, default=100_000,
+                        help="its rows changed per refresh")
     args = parser.parse_args()
     rng = random.Random(7)
     views = {"session_features": (SESSION_COLUMNS, session_rows(args.base_rows, rng)),
@@ -206,6 +217,8 @@ def main() -> None:
                   + f"   update/typed {med['update'] / med['typed']:5.2f}x")
     if args.pair_rows:
         pairs_bench(args.pair_rows, args.pair_changes, args.runs, rng)
+    if args.customer_rows:
+        customer_bench(args.customer_rows, args.customer_changes, args.runs, rng)
 
 
 PAIR_COLUMNS = [("product_a", "VARCHAR"), ("product_a_name", "VARCHAR"), ("product_b", "VARCHAR"),
@@ -259,6 +272,86 @@ def pairs_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
         a, b = (statistics.median(times[p]) for p in ("delete+insert", "update"))
         print(f"  {label:10s} delete+insert {a:8.1f}   update {b:8.1f}   update/delete+insert "
               f"{b / a:5.2f}x")
+
+
+CUSTOMER_COLUMNS = [
+    ("user_id", "VARCHAR"), ("window_days", "INTEGER"),
+    *((c, "BIGINT") for c in ("sessions", "product_views", "cart_adds", "purchases",
+                              "views_mobile", "views_desktop", "purchases_mobile",
+                              "purchases_desktop")),
+    *((c, "TIMESTAMP") for c in ("last_cart_at", "last_purchase_at", "last_seen_at")),
+]  # fmt: skip
+CUSTOMER_WAYS = [(logged, way) for logged in ("logged", "unlogged")
+                 for way in ("delete+insert", "update")]  # fmt: skip
+
+
+def customer_row(user: int, days: int, clicks: int) -> tuple[Any, ...]:
+    at = datetime(2026, 12, 1) + timedelta(seconds=user + clicks)
+    bought = int(clicks % 5 == 0)
+    return (f"U{user:08d}", days, 1 + clicks // 8, clicks, clicks % 3, bought, clicks // 2,
+            clicks - clicks // 2, 0, bought, at, at if bought else None, at)  # fmt: skip
+
+
+def customer_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
+    """customer_features-like refreshes (Arrow rows keyed by customer and window, no feed,
+    every window row of a customer changed by a click): the rows deleted and inserted
+    again vs one UPDATE (the publisher since 2026-12-03's fifth session), each into a
+    logged table and an UNLOGGED one (the engine's default since then)."""
+    cols, types = [c for c, _ in CUSTOMER_COLUMNS], [t for _, t in CUSTOMER_COLUMNS]
+    users = n // 4
+    clicks = {u: rng.randrange(1, 40) for u in range(users)}
+    rows = [customer_row(u, d, clicks[u]) for u in range(users) for d in (1, 7, 14, 30)]
+    wall: dict[tuple[str, str], list[float]] = {w: [] for w in CUSTOMER_WAYS}
+    server: dict[tuple[str, str], list[float]] = {w: [] for w in CUSTOMER_WAYS}
+    with tempfile.TemporaryDirectory() as tmp, LocalPostgres(Path(tmp) / "pg", free_port()) as pg:
+        pubs, backends = {}, {}
+        for logged in ("logged", "unlogged"):
+            with psycopg.connect(pg.dsn, autocommit=True) as admin:
+                admin.execute(f"CREATE DATABASE {logged}")
+            pub = pubs[logged] = Publisher(pg.dsn.rsplit("/", 1)[0] + f"/{logged}",
+                                           feed_views=(), unlogged=logged == "unlogged")
+            backends[logged] = pub.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            pub.conn.commit()
+            pub.ensure_view("customer_features", cols, types)
+            with pub.conn.transaction():
+                _copy_rows(pub.conn, "customer_features", cols, rows)
+            pub.conn.autocommit = True
+            pub.conn.execute("VACUUM ANALYZE customer_features")
+            pub.conn.autocommit = False
+        for run in range(runs + 1):  # run 0: warm-up, not counted
+            for logged, way in CUSTOMER_WAYS if run % 2 else CUSTOMER_WAYS[::-1]:
+                old, new = [], []
+                for user in rng.sample(range(users), changes // 4):
+                    old += [customer_row(user, d, clicks[user]) for d in (1, 7, 14, 30)]
+                    clicks[user] += 1
+                    new += [customer_row(user, d, clicks[user]) for d in (1, 7, 14, 30)]
+                pub = pubs[logged]
+                olds, news = (ArrowRows(arrow_table(CUSTOMER_COLUMNS, r), types)
+                              for r in (old, new))  # fmt: skip
+                started = time.perf_counter()
+                started_server = process_cpu_ms(backends[logged])
+                with pub.conn.transaction():
+                    if way == "update":
+                        news, olds = pub._update("customer_features", cols, news, olds, None,
+                                                 len(rows))  # fmt: skip
+                        assert not len(news) and not len(olds)
+                    if len(olds):
+                        pub._delete("customer_features", cols, types, olds)
+                    if len(news):
+                        pub._insert("customer_features", cols, news, None)
+                if run:
+                    wall[logged, way].append((time.perf_counter() - started) * 1000)
+                    server[logged, way].append(process_cpu_ms(backends[logged]) - started_server)
+        for pub in pubs.values():
+            pub.close()
+    print(f"customer_features-like view of {len(rows)} rows, {changes} rows changed per "
+          f"refresh, median of {runs} runs (ms):")  # fmt: skip
+    for label, times in (("wall", wall), ("server CPU", server)):
+        med = {w: statistics.median(t) for w, t in times.items()}
+        base = med["logged", "delete+insert"]
+        print(f"  {label}: " + "   ".join(f"{lo} {way} {med[lo, way]:8.1f} "
+                                          f"({med[lo, way] / base:4.2f}x)"
+                                          for lo, way in CUSTOMER_WAYS))  # fmt: skip
 
 
 def process_cpu_ms(pid: int) -> float:

@@ -422,7 +422,7 @@ class Publisher:
         counts moving with the window, a session's aggregates after its next click). With
         `feed` (an epoch) the UPDATE also writes the row it replaced and the new one to the
         change feed, which needs PostgreSQL 18's RETURNING old.*; before 18 such views
-        keep the delete and insert. Rows come as tuples or both as Arrow (one key column).
+        keep the delete and insert. Rows come as tuples or both as Arrow.
         `table_rows`: about how many rows the table holds (the plan: probe its key index
         for each row when they are few of them). Returns the inserts and deletes left to
         do."""
@@ -431,8 +431,7 @@ class Publisher:
         if not keys or not rest or (feed is not None and not self._returns_old()):
             return inserts, deletes
         split = _split_arrow if hasattr(inserts, "table") else _split_tuples
-        if hasattr(inserts, "table") != hasattr(deletes, "table") or (
-                split is _split_arrow and len(keys) > 1):
+        if hasattr(inserts, "table") != hasattr(deletes, "table"):
             return inserts, deletes
         updates, inserts, deletes = split([columns.index(k) for k in keys], inserts, deletes)
         if not len(updates):
@@ -551,20 +550,34 @@ def _split_tuples(at: list[int], inserts: Sequence[tuple[Any, ...]],
 
 
 def _split_arrow(at: list[int], inserts: Any, deletes: Any) -> tuple[Any, Any, Any]:
-    """_split_tuples for rows given as Arrow (ArrowRows) with one key column; NULL keys
-    match nothing, as in SQL (is_in's skip_nulls: a NULL is never found)."""
+    """_split_tuples for rows given as Arrow (ArrowRows); NULL keys match nothing, as in
+    SQL (is_in's skip_nulls: a NULL is never found)."""
     import pyarrow.compute as pc
 
-    (k,) = at
     ins, dels = inserts.table, deletes.table
-    hit = pc.is_in(ins.column(k), value_set=dels.column(k).combine_chunks(), skip_nulls=True)
+    ins_key, del_key = _arrow_key(ins, at), _arrow_key(dels, at)
+    hit = pc.is_in(ins_key, value_set=del_key, skip_nulls=True)
     if not pc.any(hit).as_py():
         return [], inserts, deletes
     updates = ins.filter(hit)
-    again = updates.column(k).combine_chunks()
-    kept = pc.invert(pc.is_in(dels.column(k), value_set=again, skip_nulls=True))
+    kept = pc.invert(pc.is_in(del_key, value_set=ins_key.filter(hit), skip_nulls=True))
     return (type(inserts)(updates, inserts.types), type(inserts)(ins.filter(pc.invert(hit)),
             inserts.types), type(deletes)(dels.filter(kept), deletes.types))  # fmt: skip
+
+
+def _arrow_key(table: Any, at: list[int]) -> Any:
+    """One array naming each row's key: its key column, or several joined as text, each
+    part behind its length (so that no two keys join alike); NULL if a part is NULL."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(at) == 1:
+        return table.column(at[0]).combine_chunks()
+    parts = []
+    for i in at:
+        text = pc.cast(table.column(i), pa.string())
+        parts += [pc.cast(pc.utf8_length(text), pa.string()), text]
+    return pc.binary_join_element_wise(*parts, ":").combine_chunks()
 
 
 def _stage(conn: Any, prefix: str, name: str, columns: list[str],

@@ -128,16 +128,16 @@ def test_real_data_and_restart(dsn: str, tmp_path: Path, shared_data: Path) -> N
 
 @pytest.mark.parametrize("logged", [False, True], ids=["unlogged", "logged"])
 def test_views_come_back_after_a_postgres_crash(tmp_path: Path, logged: bool) -> None:
-    """Views without a change feed are UNLOGGED tables: a crash of PostgreSQL empties
-    them, and the engine's next start republishes them. Followed views (and, with
-    logged_views, all of them) are logged and keep their rows."""
+    """With unlogged_views, views without a change feed are UNLOGGED tables: a crash of
+    PostgreSQL empties them, and the engine's next start republishes them. Followed views
+    (and by default all of them) are logged and keep their rows."""
     import psycopg
 
     items = flash_sale(6000)
     msgs = [Msg(raw(x), i) for i, x in enumerate(items)]
     with LocalPostgres(tmp_path / "pg", free_port()) as pg:
         config = EngineConfig(pg_dsn=pg.dsn, state_path=tmp_path / "state.duckdb",
-                              clock="event", logged_views=logged)  # fmt: skip
+                              clock="event", unlogged_views=not logged)  # fmt: skip
         engine = Engine(config)
         engine.ingest(msgs[:4000])
         engine.refresh()

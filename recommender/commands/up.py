@@ -32,7 +32,7 @@ class UpOptions:
     background_interval: float
     background_share: float
     background_process: bool
-    logged_views: bool
+    unlogged_views: bool
     duckdb_threads: int
     topic: str
     dlq_topic: str
@@ -120,13 +120,14 @@ def register(app: typer.Typer) -> None:
             "fresher (docs/benchmarks.md); with cores to spare the process keeps the engine's "
             "interpreter free.",
         ),
-        logged_views: bool = typer.Option(
-            False, "--logged-views/--unlogged-views", envvar=config.ENV_LOGGED_VIEWS,
-            help="Write every view table to PostgreSQL's WAL. By default the views without a "
-            "change feed (co_view_pairs and the customer views) are UNLOGGED tables: no WAL, "
-            "which the customer views' million-row refreshes filled; PostgreSQL empties them "
-            "if it crashes, and the engine republishes them when it starts again. Use this "
-            "flag when replicas or backups of the server must hold those views.",
+        unlogged_views: bool = typer.Option(
+            False, "--unlogged-views/--logged-views", envvar=config.ENV_UNLOGGED_VIEWS,
+            help="Keep the views without a change feed (co_view_pairs and the customer views) "
+            "in UNLOGGED tables: PostgreSQL writes no WAL for them (the customer views write "
+            "about 230 MB per 500,000 events). PostgreSQL empties them if it crashes, and the "
+            "engine republishes them when it starts again; replicas and backups do not hold "
+            "them. For disks or replication links short of WAL bandwidth; no speed gain was "
+            "measured on a 2-core machine (docs/benchmarks.md).",
         ),
         duckdb_threads: int = typer.Option(
             1, "--duckdb-threads", min=0, envvar=config.ENV_DUCKDB_THREADS,
@@ -179,7 +180,7 @@ def register(app: typer.Typer) -> None:
             pg_shared_buffers=pg_shared_buffers, data_dir=Path(data_dir), clock=clock,
             refresh_interval=refresh_interval, background_interval=background_interval,
             background_share=background_share, background_process=background_process,
-            logged_views=logged_views, duckdb_threads=duckdb_threads, topic=topic,
+            unlogged_views=unlogged_views, duckdb_threads=duckdb_threads, topic=topic,
             dlq_topic=dlq_topic, group_id=group_id, api_port=api_port, intent=intent,
             intent_model_dir=intent_model_dir,
         )  # fmt: skip
@@ -259,7 +260,7 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
         topic=o.topic, dlq_topic=o.dlq_topic, group_id=o.group_id, clock=o.clock,
         refresh_interval=o.refresh_interval, background_interval=o.background_interval,
         background_process=o.background_process, background_share=o.background_share,
-        logged_views=o.logged_views,
+        unlogged_views=o.unlogged_views,
         duckdb_threads=o.duckdb_threads or None,
     )).start()  # fmt: skip
     started.append(engine)

@@ -62,10 +62,11 @@ class EngineConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # views whose changes also go to PostgreSQL's flashrec_changes (None: all of them)
     feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS
-    # views without a feed get UNLOGGED tables (no WAL; PostgreSQL empties them when it
-    # recovers from a crash and the engine republishes them when it starts); True: logged,
-    # for servers whose replicas or backups must hold them
-    logged_views: bool = False
+    # views without a feed get UNLOGGED tables: no WAL (the customer views write ~230 MB
+    # of it per 500,000 events); PostgreSQL empties them when it recovers from a crash and
+    # the engine republishes them when it starts. Off: no speed gain was measured on one
+    # machine (docs/benchmarks.md), and replicas and backups do not hold such tables
+    unlogged_views: bool = False
     # views refreshed in a background thread every background_interval s (0: in every refresh)
     background_views: tuple[str, ...] = ("customer_features", "customer_hours")
     background_interval: float = 30.0
@@ -239,7 +240,7 @@ class Engine:
         # each tier only its own views' maintainers: none is refreshed by two runners
         self.runner = ViewRunner(self.store.con, objects, _only(overrides, objects))
         self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views,
-                                   unlogged=not config.logged_views)  # fmt: skip
+                                   unlogged=config.unlogged_views)  # fmt: skip
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
@@ -254,7 +255,7 @@ class Engine:
                 self.store.con, background, config.pg_dsn, config.background_interval,
                 self.clock, self.hub, lambda: self.epoch, config.background_nice,
                 _only(overrides, background), config.background_share,
-                unlogged=not config.logged_views,
+                unlogged=config.unlogged_views,
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))
