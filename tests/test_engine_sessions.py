@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from recommender import sqlfiles
-from recommender.engine.engine import incremental_overrides
+from recommender.engine.engine import EngineConfig, _apart, incremental_overrides
 from recommender.engine.refresh import ViewRunner
 from recommender.engine.sessions import VIEWS, SessionView, maintainers
 from recommender.engine.store import StateStore
@@ -146,6 +146,20 @@ def test_used_only_for_the_sql_it_reproduces() -> None:
     found = incremental_overrides([*OBJECTS, edited])
     assert "trending_by_category" not in found
     assert not set(found) & set(VIEWS)
+
+
+def test_session_views_apart_are_refreshed_by_their_sql() -> None:
+    """The session views share one state: with one of them on a cadence or in a tier of
+    its own, their SQL maintains all of them; other views apart change nothing."""
+    found = incremental_overrides(sqlfiles.load(), frozenset({"vmis_history"}))
+    assert not set(found) & set(VIEWS)
+    assert "co_view_pairs" in found
+    found = incremental_overrides(sqlfiles.load(), frozenset({"customer_features"}))
+    assert all(isinstance(found[v], SessionView) for v in VIEWS)
+    config = EngineConfig(pg_dsn="", state_path=None, view_intervals={"session_features": 5.0})
+    assert _apart(config) == {"session_features", *config.background_views}
+    config.background_interval = 0  # the background views refreshed with the others
+    assert _apart(config) == {"session_features"}
 
 
 def test_built_on_an_empty_store_then_fed() -> None:

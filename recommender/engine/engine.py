@@ -149,8 +149,12 @@ def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, of
     return orjson.dumps(doc)
 
 
-def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
-    """Views maintained incrementally rather than recomputed (same result as their SQL)."""
+def incremental_overrides(objects: list[sqlfiles.SqlObject],
+                          apart: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
+    """Views maintained incrementally rather than recomputed (same result as their SQL).
+    `apart`: views refreshed on a cadence or in a tier of their own. The session views
+    share one state and are refreshed together: with one of them apart, or read by
+    another view's SQL, their SQL maintains them."""
     from recommender.engine import sessions
     from recommender.engine.coview import CoViewMaintainer
     from recommender.engine.customer import FINGERPRINTS, maintainers
@@ -170,14 +174,18 @@ def incremental_overrides(objects: list[sqlfiles.SqlObject]) -> dict[str, Any]:
     # reads them must be maintained too (those read only the bot set the runner keeps)
     readers = [v.name for v in views if v.name not in out and v.name not in sessions.VIEWS
                and sqlfiles.reads(v) & set(sessions.VIEWS)]  # fmt: skip
+    why = ""
     if found and readers:
-        log.warning("session views refreshed by their SQL: %s read them by SQL",
-                    ", ".join(readers))  # fmt: skip
-    elif found:
+        why = f"{', '.join(readers)} read them by SQL"
+    elif found and apart & set(sessions.VIEWS):
+        why = "they have their own cadence or tier"
+    if why:
+        log.warning("session views refreshed by their SQL: %s", why)
+    else:
         out.update(found)
     for view in views:
         known = view.name in kinds or view.name in FINGERPRINTS or view.name in sessions.VIEWS
-        if known and view.name not in out:
+        if known and view.name not in out and view.name not in found:
             log.warning("%s's SQL is not the query its incremental maintainer reproduces: "
                         "refreshed by its SQL", view.name)  # fmt: skip
     return out
@@ -189,18 +197,12 @@ def _only(overrides: dict[str, Any], objects: list[sqlfiles.SqlObject]) -> dict[
     return {name: o for name, o in overrides.items() if name in names}
 
 
-def _refresh_sessions_together(overrides: dict[str, Any], config: EngineConfig) -> None:
-    """The session views share one state and are refreshed together: with a cadence of
-    their own (view_intervals) or in the background tier, their SQL maintains them."""
-    from recommender.engine.sessions import VIEWS, SessionView
-
+def _apart(config: EngineConfig) -> frozenset[str]:
+    """Views refreshed on a cadence (view_intervals) or in a tier of their own."""
     apart = set(config.view_intervals)
     if config.background_interval > 0:
         apart |= set(config.background_views)
-    if apart & set(VIEWS) and any(isinstance(overrides.get(v), SessionView) for v in VIEWS):
-        for view in VIEWS:
-            overrides.pop(view, None)
-        log.warning("session views refreshed by their SQL: they have their own cadence or tier")
+    return frozenset(apart)
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,7 @@ class Engine:
         objects = sqlfiles.load(config.sql_dir)
         overrides = dict(config.overrides)
         if config.incremental:
-            overrides.update(incremental_overrides(objects))
-            _refresh_sessions_together(overrides, config)
+            overrides.update(incremental_overrides(objects, _apart(config)))
         ordered = [v.name for v in sqlfiles.views(objects)]
         objects, background = self._split(objects)
         self.background_names = [v.name for v in background]
