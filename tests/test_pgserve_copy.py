@@ -6,7 +6,8 @@ the old row-by-row path on a real PostgreSQL."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from types import SimpleNamespace
@@ -362,22 +363,14 @@ def test_followed_rows_changed_under_their_key(postgres, monkeypatch, arrow: boo
     inserts = [new[k] for k in sorted(new)] + extra
     deletes = [rows[k] for k in range(20)] + [rows[k] for k in range(50, 150)]
     pub = Publisher(new_db(postgres.dsn), feed_views=("awkward",))
-    statements: list[str] = []
-    execute = pub.conn.execute
-
-    def recorded(query: Any, *args: Any, **kwargs: Any) -> Any:
-        statements.append(str(query))
-        return execute(query, *args, **kwargs)
-
     try:
         pub.publish_views([result("awkward", columns, types, given(list(rows.values())), [],
                                   initial=True)], None, 1)  # fmt: skip
         pub.conn.execute("DELETE FROM awkward WHERE n = 60")  # gone by hand
         pub.conn.commit()
-        pub.conn.execute = recorded
-        pub.publish_views([result("awkward", columns, types, given(inserts), given(deletes))],
-                          None, 2)  # fmt: skip
-        pub.conn.execute = execute
+        with recording(pub) as statements:
+            pub.publish_views([result("awkward", columns, types, given(inserts),
+                                      given(deletes))], None, 2)  # fmt: skip
         conn = pub.conn
         updated = any(s.startswith("WITH changed AS (UPDATE awkward") for s in statements)
         assert updated == returns_old
@@ -392,7 +385,6 @@ def test_followed_rows_changed_under_their_key(postgres, monkeypatch, arrow: boo
         assert sorted(r[0] for r in held_now) == rows_text(conn, "awkward", columns, expect)
         conn.commit()
     finally:
-        pub.conn.execute = execute
         pub.close()
 
 
@@ -424,6 +416,23 @@ class OldPublisher(Publisher):
             for row in rows:
                 cp.write_row(row)
         conn.execute(f"DELETE FROM {name} v USING _del_{name} d WHERE md5(v::text) = md5(d::text)")
+
+
+@contextmanager
+def recording(pub: Publisher) -> Iterator[list[str]]:
+    """The statements `pub` executes inside the block."""
+    statements: list[str] = []
+    execute = pub.conn.execute
+
+    def recorded(query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query))
+        return execute(query, *args, **kwargs)
+
+    pub.conn.execute = recorded
+    try:
+        yield statements
+    finally:
+        pub.conn.execute = execute
 
 
 def result(name: str, columns: list[str], types: list[str], inserts: list[tuple[Any, ...]],
@@ -669,24 +678,15 @@ def test_rows_under_a_key_of_several_columns_are_updated(postgres, monkeypatch) 
     added = [("u200", 1, 5), ("u200", 7, 5)]
     deleted = [r for r in old if r[1] == 7 and int(r[0][1:]) % 3 == 0] + gone
     pub = Publisher(new_db(postgres.dsn), feed_views=())
-    statements: list[str] = []
-    execute = pub.conn.execute
-
-    def recorded(query: Any, *args: Any, **kwargs: Any) -> Any:
-        statements.append(str(query))
-        return execute(query, *args, **kwargs)
-
     try:
         pub.publish_views([result("per_user", columns, types, rows(old), [], initial=True)],
                           None, 1)  # fmt: skip
-        pub.conn.execute = recorded
-        pub.publish_views([result("per_user", columns, types, rows(changed + added),
-                                  rows(deleted))], None, 2)  # fmt: skip
-        pub.conn.execute = execute
+        with recording(pub) as statements:
+            pub.publish_views([result("per_user", columns, types, rows(changed + added),
+                                      rows(deleted))], None, 2)  # fmt: skip
         assert any(s.startswith("UPDATE per_user") for s in statements)
         expect = sorted(set(old) - set(deleted) | set(changed) | set(added))
         assert sorted(pub.conn.execute("SELECT * FROM per_user").fetchall()) == expect
         pub.conn.commit()
     finally:
-        pub.conn.execute = execute
         pub.close()
