@@ -1,0 +1,117 @@
+"""Embedded broker benchmark: tansu's CPU while a consumer group tails live traffic, against
+the record batches the topic already holds.
+
+tansu 0.6's in-memory storage keeps every batch it was sent (it has no retention, and
+DeleteRecords fails), and each fetch lists all of a partition's batches to find the next
+one. So its CPU per fetch grows with the batches it holds, not with the traffic. For each
+`--stored` level, the topic is first filled with that many small batches (100 events
+each, read by the consumer straight away), then `--rate` events/s are produced with the
+producers' defaults (linger.ms 20) for `--seconds` while the consumer tails them. Prints
+the broker's cores (user + system CPU over wall time) and resident memory per level.
+
+    .venv/bin/python bench/broker.py --stored 0 10000 30000 60000 --rate 5000 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import free_port  # noqa: E402
+
+from recommender.broker import LocalBroker  # noqa: E402
+from recommender.kafka_io import make_consumer, make_producer  # noqa: E402
+
+TOPIC = "clickstream"
+EVENT = orjson.dumps({
+    "event_id": "0b7e3c1e-5d0c-4f7a-9d35-1f2b3c4d5e6f", "session_id": "s-000123456",
+    "user_id": "u-00042", "product_id": "P000123", "product_name": "Product 123",
+    "category": "electronics", "action": "view", "ts": "2026-12-03T17:00:00.000Z",
+})  # fmt: skip
+FILL_BATCH = 100  # events per batch while filling
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def fill(bootstrap: str, batches: int) -> None:
+    """About `batches` more batches of FILL_BATCH events (no linger: each flush of 10,000
+    events goes as 100 full batches)."""
+    producer = make_producer(bootstrap, **{"linger.ms": 0, "batch.num.messages": FILL_BATCH})
+    for _ in range(0, batches, 10_000 // FILL_BATCH):
+        for _ in range(10_000):
+            while True:
+                try:
+                    producer.produce(TOPIC, EVENT)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        producer.flush()
+
+
+def drain(consumer) -> int:
+    read = 0
+    while batch := consumer.consume(10_000, timeout=1.0):
+        read += len(batch)
+    return read
+
+
+def tail(bootstrap: str, consumer, tansu: psutil.Process, rate: float, seconds: float
+         ) -> dict[str, float]:  # fmt: skip
+    """Produce `rate` events/s for `seconds` while the consumer reads them."""
+    producer = make_producer(bootstrap)
+    cpu, started = cpu_seconds(tansu), time.perf_counter()
+    sent = read = 0
+    while (elapsed := time.perf_counter() - started) < seconds:
+        while sent < int(elapsed * rate):
+            producer.produce(TOPIC, EVENT)
+            sent += 1
+        producer.poll(0)
+        read += len(consumer.consume(5_000, timeout=0.05))
+    producer.flush()
+    wall = time.perf_counter() - started
+    return {"sent": sent, "read": read,
+            "broker_cores": round((cpu_seconds(tansu) - cpu) / wall, 2)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stored", type=int, nargs="+", default=[0, 10_000, 30_000, 60_000],
+                        help="batches the topic holds before each measurement (ascending)")
+    parser.add_argument("--rate", type=float, default=5000.0, help="live events per second")
+    parser.add_argument("--seconds", type=float, default=20.0, help="live traffic per level")
+    args = parser.parse_args()
+    rows = []
+    with LocalBroker(port=free_port()) as broker:
+        tansu = psutil.Process(broker.process.pid)
+        consumer = make_consumer("bench-broker", [TOPIC], bootstrap=broker.bootstrap)
+        held = 0
+        for level in sorted(args.stored):
+            fill(broker.bootstrap, level - held)
+            held = max(held, level)
+            drain(consumer)
+            row = {"stored_batches": level, "rate": args.rate,
+                   **tail(broker.bootstrap, consumer, tansu, args.rate, args.seconds),
+                   "broker_rss_mb": round(tansu.memory_info().rss / 2**20)}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        consumer.close()
+    base = rows[0]["broker_cores"] or 0.01
+    for row in rows:
+        print(f"{row['stored_batches']:>8,} batches held: broker {row['broker_cores']:.2f} "
+              f"cores ({row['broker_cores'] / base:.1f}x the first), RSS "
+              f"{row['broker_rss_mb']} MB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
