@@ -75,9 +75,10 @@ def history(rate: float, minutes: float, seed: int) -> list[bytes]:
     return list(history_stream(rate, minutes, seed))
 
 
-def produce_all(bootstrap: str, values: Iterable[bytes]) -> tuple[int, float]:
-    """Produce every value; returns (count, seconds)."""
-    producer = make_producer(bootstrap)
+def produce_all(bootstrap: str, values: Iterable[bytes], **overrides: Any
+                ) -> tuple[int, float]:  # fmt: skip
+    """Produce every value (producer settings `overrides`); returns (count, seconds)."""
+    producer = make_producer(bootstrap, **overrides)
     started = time.perf_counter()
     i = -1
     for i, v in enumerate(values):
@@ -93,10 +94,14 @@ def produce_all(bootstrap: str, values: Iterable[bytes]) -> tuple[int, float]:
     return i + 1, time.perf_counter() - started
 
 
-def _produce_history(bootstrap: str, rate: float, minutes: float, out: Any) -> None:
+def _produce_history(bootstrap: str, rate: float, minutes: float, out: Any,
+                     linger_ms: float | None = None) -> None:  # fmt: skip
     """Child process: generate and produce the history, streaming; sends (events, seconds
-    to generate and produce) back."""
-    out.put(produce_all(bootstrap, history_stream(rate, minutes, seed=1)))
+    to generate and produce) back. `linger_ms`: the producer's linger (None: the
+    producers' default, 20 ms). Longer lingers make fewer, larger batches, and the embedded
+    broker's fetches cost in proportion to the batches it holds (bench/broker.py)."""
+    overrides = {} if linger_ms is None else {"linger.ms": linger_ms}
+    out.put(produce_all(bootstrap, history_stream(rate, minutes, seed=1), **overrides))
 
 
 def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, out: Any,
@@ -277,7 +282,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         catchup_refresh: float | None = None, shared_buffers: str = "1GB",
         background_share: float | None = None,
         view_intervals: dict[str, float] | None = None,
-        unlogged_views: bool = False) -> dict:  # fmt: skip
+        unlogged_views: bool = False, history_linger_ms: float | None = None
+        ) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -287,7 +293,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             ctx = mp.get_context("spawn")  # generation's memory stays out of this process
             done = ctx.Queue()
             child = ctx.Process(target=_produce_history,
-                                args=(broker.bootstrap, rate, minutes, done))  # fmt: skip
+                                args=(broker.bootstrap, rate, minutes, done,
+                                      history_linger_ms))  # fmt: skip
             child.start()
             n_history, produce_s = done.get()
             child.join()
@@ -373,7 +380,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "producer_linger_ms": linger_ms, "background_nice": nice,
         "background_share": engine.config.background_share,
         "view_intervals": engine.config.view_intervals,
-        "unlogged_views": unlogged_views,
+        "unlogged_views": unlogged_views, "history_linger_ms": history_linger_ms,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -425,6 +432,10 @@ def main() -> None:
     parser.add_argument("--view-interval", action="append", default=[], metavar="VIEW=SECONDS",
                         help="refresh a main-tier view on its own, slower cadence "
                         "(EngineConfig.view_intervals); repeatable")
+    parser.add_argument("--history-linger-ms", type=float, default=None,
+                        help="linger.ms of the history's producer (default: the producers' "
+                        "20). The embedded broker's fetch cost grows with the batches it "
+                        "holds (bench/broker.py): a longer linger makes fewer, larger batches")
     parser.add_argument("--unlogged-views", action="store_true",
                         help="views without a change feed in UNLOGGED tables (no WAL; "
                         "flashrec up --unlogged-views)")
@@ -444,7 +455,7 @@ def main() -> None:
                      args.producer_linger_ms, args.background_nice,
                      args.background_process, args.duckdb_threads, args.catchup_refresh,
                      args.pg_shared_buffers, args.background_share, intervals,
-                     args.unlogged_views)
+                     args.unlogged_views, args.history_linger_ms)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
