@@ -6,10 +6,14 @@ DeleteRecords fails), and each fetch lists all of a partition's batches to find 
 one. So its CPU per fetch grows with the batches it holds, not with the traffic. For each
 `--stored` level, the topic is first filled with that many small batches (100 events
 each, read by the consumer straight away), then `--rate` events/s are produced with the
-producers' defaults (linger.ms 20) for `--seconds` while the consumer tails them. Prints
-the broker's cores (user + system CPU over wall time) and resident memory per level.
+producers' defaults (linger.ms 20), keyed as flashrec's producers key by session, for
+`--seconds` while the consumer tails them. Prints
+the broker's cores (user + system CPU over wall time), its resident memory, and the
+batches per second the live producer made (librdkafka's statistics) per level.
+`--partitions`: of the topic (flashrec's default 3).
 
     .venv/bin/python bench/broker.py --stored 0 10000 30000 60000 --rate 5000 --seconds 20
+    .venv/bin/python bench/broker.py --stored 0 30000 --partitions 1
 """
 
 from __future__ import annotations
@@ -69,19 +73,25 @@ def drain(consumer) -> int:
 def tail(bootstrap: str, consumer, tansu: psutil.Process, rate: float, seconds: float
          ) -> dict[str, float]:  # fmt: skip
     """Produce `rate` events/s for `seconds` while the consumer reads them."""
-    producer = make_producer(bootstrap)
+    stats: list[dict] = []  # librdkafka statistics, one per second
+    producer = make_producer(bootstrap, **{"statistics.interval.ms": 1000,
+                                           "stats_cb": lambda s: stats.append(orjson.loads(s))})
     cpu, started = cpu_seconds(tansu), time.perf_counter()
     sent = read = 0
     while (elapsed := time.perf_counter() - started) < seconds:
         while sent < int(elapsed * rate):
-            producer.produce(TOPIC, EVENT)
+            producer.produce(TOPIC, EVENT, key=str(sent % 10_007))  # keyed, as by session
             sent += 1
         producer.poll(0)
         read += len(consumer.consume(5_000, timeout=0.05))
-    producer.flush()
     wall = time.perf_counter() - started
-    return {"sent": sent, "read": read,
-            "broker_cores": round((cpu_seconds(tansu) - cpu) / wall, 2)}  # fmt: skip
+    cores = (cpu_seconds(tansu) - cpu) / wall
+    producer.flush()
+    per_batch = [s["topics"][TOPIC]["batchcnt"]["avg"] for s in stats
+                 if TOPIC in s.get("topics", {}) and s["topics"][TOPIC]["batchcnt"]["cnt"]]
+    events_per_batch = sorted(per_batch)[len(per_batch) // 2] if per_batch else 0
+    return {"sent": sent, "read": read, "broker_cores": round(cores, 2),
+            "batches_per_s": round(rate / events_per_batch) if events_per_batch else None}
 
 
 def main() -> None:
@@ -90,9 +100,10 @@ def main() -> None:
                         help="batches the topic holds before each measurement (ascending)")
     parser.add_argument("--rate", type=float, default=5000.0, help="live events per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="live traffic per level")
+    parser.add_argument("--partitions", type=int, default=3, help="partitions of the topic")
     args = parser.parse_args()
     rows = []
-    with LocalBroker(port=free_port()) as broker:
+    with LocalBroker(port=free_port(), partitions=args.partitions) as broker:
         tansu = psutil.Process(broker.process.pid)
         consumer = make_consumer("bench-broker", [TOPIC], bootstrap=broker.bootstrap)
         held = 0
@@ -100,7 +111,7 @@ def main() -> None:
             fill(broker.bootstrap, level - held)
             held = max(held, level)
             drain(consumer)
-            row = {"stored_batches": level, "rate": args.rate,
+            row = {"stored_batches": level, "rate": args.rate, "partitions": args.partitions,
                    **tail(broker.bootstrap, consumer, tansu, args.rate, args.seconds),
                    "broker_rss_mb": round(tansu.memory_info().rss / 2**20)}  # fmt: skip
             print(json.dumps(row), flush=True)
@@ -110,7 +121,8 @@ def main() -> None:
     for row in rows:
         print(f"{row['stored_batches']:>8,} batches held: broker {row['broker_cores']:.2f} "
               f"cores ({row['broker_cores'] / base:.1f}x the first), RSS "
-              f"{row['broker_rss_mb']} MB")  # fmt: skip
+              f"{row['broker_rss_mb']} MB; the live producer made {row['batches_per_s']} "
+              "batches/s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -243,7 +243,7 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
             started.append(broker)
             bootstrap = broker.bootstrap
             log.info("the embedded broker keeps every event in memory, and its CPU grows with "
-                     "the batches it holds (0.6 cores after about 7 minutes of traffic): for "
+                     "the batches it holds (a full core within an hour of traffic): for "
                      "unattended runs use --bootstrap-servers with Kafka or Redpanda "
                      "(docs/producers.md)")  # fmt: skip
         else:
