@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -73,7 +74,11 @@ def pump(
     from producers.sink import DeliveryFailed
 
     interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C and SIGTERM stop the loop between two messages: raised inside sink.send they
+    # could land after a message was queued and before it was counted
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
     first_ts = last_ts = None
     t0_event = t0_wall = None
     n = 0
@@ -88,6 +93,8 @@ def pump(
         with progress:
             next_update = started + 0.2
             for item in items:
+                if stop.is_set():
+                    break
                 if isinstance(item, dict):
                     last_ts = item["ts"]
                     if first_ts is None:
@@ -97,8 +104,8 @@ def pump(
                         if t0_event is None:
                             t0_event, t0_wall = when, time.monotonic()
                         delay = t0_wall + (when - t0_event) / speed - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
+                        if delay > 0 and stop.wait(delay):
+                            break
                 sink.send(item)
                 n += 1
                 now = time.monotonic()
@@ -110,11 +117,14 @@ def pump(
                             rate=f"{n / max(time.monotonic() - started, 1e-9):,.0f}")
     except KeyboardInterrupt:
         interrupted = True
-        log.warning("interrupted after %d messages: flushing what was sent", n)
     except DeliveryFailed as exc:
         log.error("stopped sending: %s", exc)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        interrupted = interrupted or stop.is_set()
+        if interrupted:
+            log.warning("interrupted after %d messages: flushing what was sent", n)
         summary = sink.close()
     seconds = time.monotonic() - started
     summary.update(
@@ -122,10 +132,6 @@ def pump(
         rate_per_s=round(summary["sent"] / max(seconds, 1e-9), 1),
     )
     return summary
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _report(summary: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
