@@ -19,6 +19,7 @@ batches per second the live producer made (librdkafka's statistics) per level.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -29,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import free_port  # noqa: E402
+from pipeline import free_port, produce_all  # noqa: E402
 
 from recommender.broker import LocalBroker  # noqa: E402
 from recommender.kafka_io import make_consumer, make_producer  # noqa: E402
@@ -49,25 +50,15 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def fill(bootstrap: str, batches: int) -> None:
-    """About `batches` more batches of FILL_BATCH events (no linger: each flush of 10,000
-    events goes as 100 full batches)."""
-    producer = make_producer(bootstrap, **{"linger.ms": 0, "batch.num.messages": FILL_BATCH})
-    for _ in range(0, batches, 10_000 // FILL_BATCH):
-        for _ in range(10_000):
-            while True:
-                try:
-                    producer.produce(TOPIC, EVENT)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-        producer.flush()
+    """About `batches` more batches of FILL_BATCH events (no linger, at most FILL_BATCH
+    events per batch)."""
+    produce_all(bootstrap, itertools.repeat(EVENT, batches * FILL_BATCH),
+                **{"linger.ms": 0, "batch.num.messages": FILL_BATCH})
 
 
-def drain(consumer) -> int:
-    read = 0
-    while batch := consumer.consume(10_000, timeout=1.0):
-        read += len(batch)
-    return read
+def drain(consumer) -> None:
+    while consumer.consume(10_000, timeout=1.0):
+        pass
 
 
 def tail(bootstrap: str, consumer, tansu: psutil.Process, rate: float, seconds: float
