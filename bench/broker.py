@@ -10,10 +10,14 @@ producers' defaults (linger.ms 20), keyed as flashrec's producers key by session
 `--seconds` while the consumer tails them. Prints
 the broker's cores (user + system CPU over wall time), its resident memory, and the
 batches per second the live producer made (librdkafka's statistics) per level.
-`--partitions`: of the topic (flashrec's default 3).
+`--partitions`: of the topic (flashrec's default, 1). `--linger-ms`: the live producer's
+(flashrec's default 20). `--fetch-wait-ms`: the consumer's fetch.wait.max.ms (flashrec's
+default 100); tansu answers a fetch only after sleeping through it, so it sets how often
+the consumer fetches, and each fetch that finds data lists the partition's batches.
 
     .venv/bin/python bench/broker.py --stored 0 10000 30000 60000 --rate 5000 --seconds 20
-    .venv/bin/python bench/broker.py --stored 0 30000 --partitions 1
+    .venv/bin/python bench/broker.py --stored 0 30000 --partitions 3
+    .venv/bin/python bench/broker.py --stored 0 30000 --linger-ms 100 --fetch-wait-ms 250
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import free_port, produce_all  # noqa: E402
 
 from recommender.broker import LocalBroker  # noqa: E402
-from recommender.kafka_io import make_consumer, make_producer  # noqa: E402
+from recommender.config import DEFAULT_PARTITIONS  # noqa: E402
+from recommender.kafka_io import (  # noqa: E402
+    CONSUMER_DEFAULTS,
+    PRODUCER_DEFAULTS,
+    make_consumer,
+    make_producer,
+)
 
 TOPIC = "clickstream"
 EVENT = orjson.dumps({
@@ -61,11 +71,11 @@ def drain(consumer) -> None:
         pass
 
 
-def tail(bootstrap: str, consumer, tansu: psutil.Process, rate: float, seconds: float
-         ) -> dict[str, float]:  # fmt: skip
+def tail(bootstrap: str, consumer, tansu: psutil.Process, rate: float, seconds: float,
+         linger_ms: float) -> dict[str, float]:  # fmt: skip
     """Produce `rate` events/s for `seconds` while the consumer reads them."""
     stats: list[dict] = []  # librdkafka statistics, one per second
-    producer = make_producer(bootstrap, **{"statistics.interval.ms": 1000,
+    producer = make_producer(bootstrap, **{"statistics.interval.ms": 1000, "linger.ms": linger_ms,
                                            "stats_cb": lambda s: stats.append(orjson.loads(s))})
     cpu, started = cpu_seconds(tansu), time.perf_counter()
     sent = read = 0
@@ -91,19 +101,28 @@ def main() -> None:
                         help="batches the topic holds before each measurement (ascending)")
     parser.add_argument("--rate", type=float, default=5000.0, help="live events per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="live traffic per level")
-    parser.add_argument("--partitions", type=int, default=3, help="partitions of the topic")
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
+                        help="partitions of the topic")
+    parser.add_argument("--linger-ms", type=float, default=PRODUCER_DEFAULTS["linger.ms"],
+                        help="the live producer's linger.ms")
+    parser.add_argument("--fetch-wait-ms", type=int,
+                        default=CONSUMER_DEFAULTS["fetch.wait.max.ms"],
+                        help="the consumer's fetch.wait.max.ms")
     args = parser.parse_args()
     rows = []
     with LocalBroker(port=free_port(), partitions=args.partitions) as broker:
         tansu = psutil.Process(broker.process.pid)
-        consumer = make_consumer("bench-broker", [TOPIC], bootstrap=broker.bootstrap)
+        consumer = make_consumer("bench-broker", [TOPIC], bootstrap=broker.bootstrap,
+                                 fetch_wait_max_ms=args.fetch_wait_ms)
         held = 0
         for level in sorted(args.stored):
             fill(broker.bootstrap, level - held)
             held = max(held, level)
             drain(consumer)
             row = {"stored_batches": level, "rate": args.rate, "partitions": args.partitions,
-                   **tail(broker.bootstrap, consumer, tansu, args.rate, args.seconds),
+                   "linger_ms": args.linger_ms, "fetch_wait_ms": args.fetch_wait_ms,
+                   **tail(broker.bootstrap, consumer, tansu, args.rate, args.seconds,
+                          args.linger_ms),
                    "broker_rss_mb": round(tansu.memory_info().rss / 2**20)}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)

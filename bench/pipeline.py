@@ -37,6 +37,7 @@ import psutil
 
 from producers.flash_sale import FlashSaleConfig, generate
 from recommender.broker import LocalBroker
+from recommender.config import DEFAULT_PARTITIONS
 from recommender.engine import Engine, EngineConfig
 from recommender.events import format_ts
 from recommender.kafka_io import make_producer
@@ -282,12 +283,13 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         catchup_refresh: float | None = None, shared_buffers: str = "1GB",
         background_share: float | None = None,
         view_intervals: dict[str, float] | None = None,
-        unlogged_views: bool = False, history_linger_ms: float | None = None
-        ) -> dict:  # fmt: skip
+        unlogged_views: bool = False, history_linger_ms: float | None = None,
+        partitions: int = DEFAULT_PARTITIONS) -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        broker = LocalBroker(port=free_port(), log_path=work / "broker.log").start()
+        broker = LocalBroker(port=free_port(), partitions=partitions,
+                             log_path=work / "broker.log").start()
         pg = LocalPostgres(work / "pg", free_port(), shared_buffers=shared_buffers).start()
         try:
             ctx = mp.get_context("spawn")  # generation's memory stays out of this process
@@ -381,6 +383,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "background_share": engine.config.background_share,
         "view_intervals": engine.config.view_intervals,
         "unlogged_views": unlogged_views, "history_linger_ms": history_linger_ms,
+        "partitions": partitions,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -436,6 +439,10 @@ def main() -> None:
                         help="linger.ms of the history's producer (default: the producers' "
                         "20). The embedded broker's fetch cost grows with the batches it "
                         "holds (bench/broker.py): a longer linger makes fewer, larger batches")
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
+                        help="partitions of the topic (default: flashrec's, "
+                        f"{DEFAULT_PARTITIONS}); the broker's CPU grows with the batches it "
+                        "holds, which each partition multiplies (bench/broker.py)")
     parser.add_argument("--unlogged-views", action="store_true",
                         help="views without a change feed in UNLOGGED tables (no WAL; "
                         "flashrec up --unlogged-views)")
@@ -455,7 +462,7 @@ def main() -> None:
                      args.producer_linger_ms, args.background_nice,
                      args.background_process, args.duckdb_threads, args.catchup_refresh,
                      args.pg_shared_buffers, args.background_share, intervals,
-                     args.unlogged_views, args.history_linger_ms)
+                     args.unlogged_views, args.history_linger_ms, args.partitions)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

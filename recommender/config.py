@@ -20,6 +20,10 @@ DEFAULT_BROKER_PORT = 9092
 DEFAULT_BOOTSTRAP = f"127.0.0.1:{DEFAULT_BROKER_PORT}"
 DEFAULT_TOPIC = "clickstream"
 DEFAULT_DLQ_TOPIC = "clickstream_dlq"
+# Partitions of the topics flashrec creates. One: one engine reads them all, and the embedded
+# broker's CPU grows with the record batches it holds, which each partition multiplies for
+# keyed traffic (docs/producers.md). Production topics come from docker-compose.yml.
+DEFAULT_PARTITIONS = 1
 DEFAULT_PG_PORT = 5433
 # the most of the time the customer views' refreshes take (docs/benchmarks.md)
 DEFAULT_BACKGROUND_SHARE = 0.5

@@ -29,8 +29,10 @@ def register(app: typer.Typer) -> None:
             help="TCP port on 127.0.0.1 for the local broker.",
         ),
         partitions: int = typer.Option(
-            3, "--partitions", min=1, envvar=config.ENV_PARTITIONS,
-            help="Partitions of the clickstream and dead-letter topics.",
+            config.DEFAULT_PARTITIONS, "--partitions", min=1, envvar=config.ENV_PARTITIONS,
+            help="Partitions of the clickstream and dead-letter topics. One engine reads them "
+            "all; more partitions make the embedded broker hold more batches (three times as "
+            "many for three), and its CPU grows with them (docs/producers.md).",
         ),
         topic: str = typer.Option(
             config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC, help="Clickstream topic."

@@ -23,6 +23,7 @@ class UpOptions:
 
     bootstrap: str | None
     broker_port: int
+    partitions: int
     pg_dsn: str | None
     pg_port: int
     pg_shared_buffers: str
@@ -66,6 +67,13 @@ def register(app: typer.Typer) -> None:
         broker_port: int = typer.Option(
             config.DEFAULT_BROKER_PORT, "--broker-port", min=1, max=65535,
             envvar=config.ENV_BROKER_PORT, help="Port of the local broker on 127.0.0.1.",
+        ),
+        partitions: int = typer.Option(
+            config.DEFAULT_PARTITIONS, "--partitions", min=1, envvar=config.ENV_PARTITIONS,
+            help="Partitions of the clickstream and dead-letter topics, where flashrec creates "
+            "them (topics that exist keep theirs). The engine reads them all; more partitions "
+            "make the embedded broker hold more batches, and its CPU grows with them "
+            "(docs/producers.md).",
         ),
         pg_dsn: str | None = typer.Option(
             None, "--pg-dsn", envvar=config.ENV_PG_DSN,
@@ -176,7 +184,8 @@ def register(app: typer.Typer) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         options = UpOptions(
-            bootstrap=bootstrap, broker_port=broker_port, pg_dsn=pg_dsn, pg_port=pg_port,
+            bootstrap=bootstrap, broker_port=broker_port, partitions=partitions,
+            pg_dsn=pg_dsn, pg_port=pg_port,
             pg_shared_buffers=pg_shared_buffers, data_dir=Path(data_dir), clock=clock,
             refresh_interval=refresh_interval, background_interval=background_interval,
             background_share=background_share, background_process=background_process,
@@ -238,6 +247,7 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
     try:
         if bootstrap is None:
             broker = LocalBroker(port=o.broker_port, topics=(o.topic, o.dlq_topic),
+                                 partitions=o.partitions,
                                  log_path=o.data_dir / "broker.log")  # fmt: skip
             broker.start()
             started.append(broker)
@@ -247,7 +257,7 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
                      "unattended runs use --bootstrap-servers with Kafka or Redpanda "
                      "(docs/producers.md)")  # fmt: skip
         else:
-            create_topics(bootstrap, [o.topic, o.dlq_topic])
+            create_topics(bootstrap, [o.topic, o.dlq_topic], o.partitions)
     except BrokerUnavailable as exc:
         _fail(str(exc))
     pg_dsn, psql = o.pg_dsn, None
