@@ -110,7 +110,8 @@ def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, ou
     """Child process: produce at `rate` events/s with current timestamps for settle + seconds.
 
     The events are generated before the clock starts (the load generator stands for shop
-    fronts on other machines: its Python work is not the pipeline's); each send stamps `ts`.
+    fronts on other machines: its Python work is not the pipeline's); each send stamps `ts`
+    and is keyed by session, as the event contract asks (docs/events.md).
     Messages to `out`: ("ready",) once generated; after `settle`, every 20th event's
     ("sent", event_id, wall time handed to the producer); ("cpu", seconds used while
     measured); then None."""
@@ -133,7 +134,7 @@ def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, ou
         while sent < due:
             e = events[sent]
             e["ts"] = stamp
-            producer.produce("clickstream", orjson.dumps(e))
+            producer.produce("clickstream", orjson.dumps(e), key=e["session_id"])
             if sent % 20 == 0 and cpu_at_settle is not None:
                 out.put(("sent", e["event_id"], time.time()))
             sent += 1
@@ -442,7 +443,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
                         help="partitions of the topic (default: flashrec's, "
                         f"{DEFAULT_PARTITIONS}); the broker's CPU grows with the batches it "
-                        "holds, which each partition multiplies (bench/broker.py)")
+                        "holds, and keyed traffic makes batches per partition (bench/broker.py)")
     parser.add_argument("--unlogged-views", action="store_true",
                         help="views without a change feed in UNLOGGED tables (no WAL; "
                         "flashrec up --unlogged-views)")

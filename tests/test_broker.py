@@ -84,11 +84,13 @@ def test_context_manager_stops_the_process() -> None:
     assert not b.running()
 
 
-def test_cli_broker_starts_and_stops_on_sigterm(tmp_path) -> None:
+@pytest.mark.parametrize(("flags", "partitions"), [([], 1), (["--partitions", "2"], 2)])
+def test_cli_broker_starts_and_stops_on_sigterm(tmp_path, flags: list[str], partitions: int
+                                                ) -> None:  # fmt: skip
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "recommender.cli", "broker", "--port", str(port),
-         "--partitions", "2", "--log-file", str(tmp_path / "tansu.log")],
+        [sys.executable, "-m", "recommender.cli", "broker", "--port", str(port), *flags,
+         "--log-file", str(tmp_path / "tansu.log")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -102,7 +104,7 @@ def test_cli_broker_starts_and_stops_on_sigterm(tmp_path) -> None:
             if "clickstream_dlq" in topics:
                 break
             time.sleep(0.2)
-        assert len(topics["clickstream"].partitions) == 2
+        assert len(topics["clickstream"].partitions) == partitions
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
     finally:

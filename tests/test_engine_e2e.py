@@ -132,6 +132,10 @@ def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
         items += [items[5], items[6]]  # repeated event_ids
         bootstrap = f"127.0.0.1:{broker_port}"
         produce(bootstrap, "clickstream", items)
+        from confluent_kafka.admin import AdminClient
+
+        topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        assert len(topics["clickstream"].partitions) == 1  # flashrec's default
         meta = wait_counted(dsn, len(items), proc)
         valid = valid_events(items)
         assert int(meta["accepted"]) == len(valid)
