@@ -115,7 +115,7 @@ def _produce_live(bootstrap: str, rate: float, seconds: float, settle: float, ou
     Messages to `out`: ("ready",) once generated; after `settle`, every 20th event's
     ("sent", event_id, wall time handed to the producer); ("cpu", seconds used while
     measured); then None."""
-    overrides = {} if linger_ms is None else {"linger_ms": linger_ms}
+    overrides = {} if linger_ms is None else {"linger.ms": linger_ms}
     producer = make_producer(bootstrap, **overrides)
     cfg = FlashSaleConfig(seed=2, start=datetime.now(UTC), events=None, duration_s=None,
                           rate=rate, bot_share=0.02)  # fmt: skip

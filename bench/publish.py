@@ -22,7 +22,7 @@ inserted again (`delete+insert`, the baseline) vs one UPDATE (`update`, the publ
 
 With `--customer-rows`, a customer_features-like view (Arrow rows keyed by customer and
 window, four window rows changed per customer): delete+insert vs UPDATE, each into a logged
-and an UNLOGGED table (the engine's default for views without feed).
+and an UNLOGGED table (`flashrec up --unlogged-views`, off by default).
 
     .venv/bin/python bench/publish.py --base-rows 400000 --rows 90000 --runs 5 \
         --pair-rows 1000000 --pair-changes 30000
@@ -296,7 +296,7 @@ def customer_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
     """customer_features-like refreshes (Arrow rows keyed by customer and window, no feed,
     every window row of a customer changed by a click): the rows deleted and inserted
     again vs one UPDATE (the publisher since 2026-12-03's fifth session), each into a
-    logged table and an UNLOGGED one (the engine's default since then)."""
+    logged table and an UNLOGGED one (EngineConfig.unlogged_views, off by default)."""
     cols, types = [c for c, _ in CUSTOMER_COLUMNS], [t for _, t in CUSTOMER_COLUMNS]
     users = n // 4
     clicks = {u: rng.randrange(1, 40) for u in range(users)}
