@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
             "a refresh takes D seconds, the next starts after max(--background-interval, "
             "D*(1-share)/share) seconds. At the full 30-minute window at 5,000 events/s a "
             "refresh takes minutes and slows every other view while it runs: the default 0.2 "
-            "keeps those views fresher than 0.5 did, and the customer views up to about 7 "
+            "keeps those views fresher than 0.5 did, and the customer views up to about 7-12 "
             "minutes behind there (docs/benchmarks.md). 1: only the interval. Not used with "
             "--background-process.",
         ),
