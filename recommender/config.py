@@ -26,7 +26,7 @@ DEFAULT_DLQ_TOPIC = "clickstream_dlq"
 DEFAULT_PARTITIONS = 1
 DEFAULT_PG_PORT = 5433
 # The most of the time the customer views' refreshes take. 0.2: at the full window at 5,000
-# events/s their refreshes slowed the main views' less than at 0.5, in two pairs of runs; they
+# events/s their refreshes slowed the main views less than at 0.5, in two pairs of runs; they
 # lag more there (30-day look-backs), and at lower rates the interval decides (docs/benchmarks.md)
 DEFAULT_BACKGROUND_SHARE = 0.2
 DEFAULT_PG_SHARED_BUFFERS = "1GB"  # the local PostgreSQL's buffer cache (docs/benchmarks.md)
