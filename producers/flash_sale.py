@@ -5,6 +5,11 @@
 seed. `plan(cfg)` gives the ground truth (catalog, which categories and products are on sale,
 when the sale starts); pass it to `generate` to also collect the bot session ids.
 
+Ids: events `e<seed>-<n>`, sessions `s<seed>-<n>`, users `u<seed>-<n>` (bots `b<seed>-<n>`).
+With `cfg.run_id` set, the run's tag follows the seed in every one of them (`e<seed>-<run>-<n>`),
+so two runs of one seed share no ids while the traffic itself (products, actions, times) stays
+the same. `flashrec produce flash-sale` sets a fresh tag per run (`new_run_id`).
+
 Model (each knob is a FlashSaleConfig field):
 - Sessions arrive as a Poisson process sized so the shop produces `rate` events per second of
   event time; sessions started up to `warmup_s` before `start` are already running at `start`
@@ -36,6 +41,8 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import re
+import secrets
 from bisect import bisect, bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,7 +90,9 @@ class FlashSaleConfig:
     # plant the purchase-intent patterns of producers/intent_patterns.py (time of day, device,
     # customer history); off: the events are exactly those of earlier versions
     intent_patterns: bool = False
-
+    # tag put after the seed in every event, session and user id ("" = no tag): runs with
+    # different tags share no ids, the traffic is the seed's either way
+    run_id: str = ""
 
     @property
     def sale_start(self) -> datetime:
@@ -99,9 +108,27 @@ class SalePlan:
     sale_categories: tuple[str, ...]
     sale_products: tuple[str, ...]
     bot_sessions: set[str] = field(default_factory=set)
-    # sessions s<seed>-0 .. s<seed>-(warm_sessions - 1) began before `start` (warm start):
-    # their clicks before `start` are not sent, so they may begin mid-funnel
+    # sessions s<prefix>-0 .. s<prefix>-(warm_sessions - 1), prefix `id_prefix(cfg)`, began
+    # before `start` (warm start): their clicks before `start` are not sent, so they may begin
+    # mid-funnel
     warm_sessions: int = 0
+
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.]{1,40}")
+
+
+def new_run_id() -> str:
+    """A fresh random tag for one run: 8 hex digits."""
+    return secrets.token_hex(4)
+
+
+def id_prefix(cfg: FlashSaleConfig) -> str:
+    """What follows the letter of every id of a run: `<seed>` or `<seed>-<run_id>`."""
+    if not cfg.run_id:
+        return f"{cfg.seed}"
+    if not RUN_ID_PATTERN.fullmatch(cfg.run_id):
+        raise ValueError(f"run_id must be 1-40 letters, digits, '_' or '.': {cfg.run_id!r}")
+    return f"{cfg.seed}-{cfg.run_id}"
 
 
 def plan(cfg: FlashSaleConfig) -> SalePlan:
@@ -181,7 +208,7 @@ def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dic
     mean_human = sum(_session_length(random.Random(i), mu_len, sigma_len) for i in range(4000))
     mean_len = (1 - cfg.bot_share) * mean_human / 4000 + cfg.bot_share * 225
     session_rate_ms = cfg.rate / mean_len / 1000.0
-    prefix = f"{cfg.seed}"
+    prefix = id_prefix(cfg)
     users: list[tuple[str, str]] = []  # (user_id, device)
     patterns = None
     if cfg.intent_patterns:

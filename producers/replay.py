@@ -68,7 +68,9 @@ def read_dataset(
     rows.sort(key=lambda r: (r[0], r[1]))
     stem = path.stem[:100]
     for ms, n, event in rows:
-        event["event_id"] = f"{stem}-{n}"  # file name + data row number: unique, traceable
+        # file name without its extension + data row number: unique per file, traceable, and
+        # the same on every replay (a replay again is the same data, dropped as duplicates)
+        event["event_id"] = f"{stem}-{n}"
         event["ts"] = format_ts(datetime(1970, 1, 1) + timedelta(milliseconds=ms))
         yield event
 

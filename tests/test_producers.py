@@ -152,6 +152,52 @@ def test_generation_is_deterministic_per_seed() -> None:
     assert plan(cfg).sale_products == plan(cfg).sale_products
 
 
+ID_FIELDS = ("event_id", "session_id", "user_id")
+
+
+def _traffic(events: list[dict]) -> list[dict]:
+    """The events without their ids: products, actions, times, devices, prices."""
+    return [{k: v for k, v in e.items() if k not in ID_FIELDS} for e in events]
+
+
+def test_run_id_tags_every_id_and_keeps_the_traffic() -> None:
+    plain = FlashSaleConfig(seed=3, events=3000, bot_share=0.05)
+    tagged = FlashSaleConfig(seed=3, events=3000, bot_share=0.05, run_id="r1")
+    a, b = _events(plain)[0], _events(tagged)[0]
+    assert a[0]["event_id"] == "e3-0" and b[0]["event_id"] == "e3-r1-0"  # library: no tag
+    assert all(e["event_id"].startswith("e3-r1-") and e["session_id"].startswith("s3-r1-")
+               and e["user_id"][:6] in ("u3-r1-", "b3-r1-") for e in b)
+    assert _traffic(a) == _traffic(b)
+    with pytest.raises(ValueError, match="run_id"):
+        list(generate(FlashSaleConfig(seed=3, events=10, run_id="a-b")))
+
+
+def _cli_flash_sale(out: Path, *extra: str) -> list[dict]:
+    run = subprocess.run([*CLI, "produce", "flash-sale", "--seed", "98", "--start", START,
+                          "--events", "2000", "--speed", "0", "--quiet", "--out", str(out),
+                          *extra], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+
+def test_cli_flash_sale_ids_are_unique_per_run(tmp_path: Path) -> None:
+    """Two default runs of one seed: disjoint event and session ids (the engine would drop
+    the second run as duplicates otherwise), the same traffic; the same --run-id twice:
+    the same bytes."""
+    first = _cli_flash_sale(tmp_path / "1.jsonl")
+    second = _cli_flash_sale(tmp_path / "2.jsonl")
+    for f in ID_FIELDS[:2]:
+        assert not {e[f] for e in first} & {e[f] for e in second}
+    assert all(e["event_id"].startswith("e98-") for e in first + second)
+    assert _traffic(first) == _traffic(second)
+    pinned = [_cli_flash_sale(tmp_path / f"p{i}.jsonl", "--run-id", "demo") for i in (1, 2)]
+    assert pinned[0] == pinned[1] and pinned[0][0]["event_id"] == "e98-demo-0"
+    assert (tmp_path / "p1.jsonl").read_bytes() == (tmp_path / "p2.jsonl").read_bytes()
+    bad = subprocess.run([*CLI, "produce", "flash-sale", "--run-id", "a b", "--out",
+                          str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--run-id" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def _shares(events: list[dict], action: str) -> tuple[float, float]:
     """Share of `action` events in the evening (18-22 UTC) and on desktop."""
     xs = [e for e in events if e["action"] == action]
@@ -267,6 +313,9 @@ def test_rees46_skips_actions_outside_the_contract(tmp_path: Path) -> None:
     events = list(read_dataset(path, "rees46", stats))
     assert stats.rows == 2 and stats.mapped == 1 and sum(stats.skipped.values()) == 1
     assert events[0]["category"] == "category-2" and events[0]["session_id"] == "9-nosession"
+    # ids: file stem + data row number, the same on every replay (no run tag)
+    assert events[0]["event_id"] == "rees-2"
+    assert list(read_dataset(path, "rees46")) == events
 
 
 def test_rebase_moves_the_last_event_to_now() -> None:
@@ -331,8 +380,10 @@ def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60)
 def test_flash_sale_into_kafka_matches_jsonl_ground_truth(broker, tmp_path: Path) -> None:
     topic = unique_topic("fs")
     create_topics(broker.bootstrap, [topic], partitions=3)
-    args = ["produce", "flash-sale", "--seed", "11", "--start", START, "--events", "20000",
-            "--speed", "0", "--malformed-share", "0.01", "--bot-share", "0.01", "--quiet"]
+    # the same --run-id for both runs: the same ids, so the JSONL file is the ground truth
+    args = ["produce", "flash-sale", "--seed", "11", "--run-id", "truth", "--start", START,
+            "--events", "20000", "--speed", "0", "--malformed-share", "0.01", "--bot-share",
+            "0.01", "--quiet"]
     truth = tmp_path / "truth.jsonl"
     gen = subprocess.run([*CLI, *args, "--out", str(truth)], capture_output=True, text=True,
                          timeout=120)

@@ -174,8 +174,17 @@ def register(app: typer.Typer) -> None:
 
     @produce.command("flash-sale")
     def flash_sale(
-        seed: int = typer.Option(42, "--seed", envvar=config.ENV_PRODUCE_SEED,
-                                 help="Random seed: same seed and --start, same events."),
+        seed: int = typer.Option(
+            42, "--seed", envvar=config.ENV_PRODUCE_SEED,
+            help="Random seed: same seed and --start, same traffic (products, actions, "
+            "times). Ids start with it: event e<seed>-<run id>-<n>.",
+        ),
+        run_id: str | None = typer.Option(
+            None, "--run-id",
+            help="Tag in every event, session and user id of this run (1-40 letters, digits, "
+            "'_' or '.'). Default: a fresh random tag, so a rerun is new traffic and not "
+            "dropped as duplicates. Give the same tag to reproduce a run byte for byte.",
+        ),
         start: str = typer.Option(
             "now", "--start", help="Event time of the first click: 'now' or ISO-8601 UTC."
         ),
@@ -241,23 +250,28 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Synthetic fashion-shop traffic with a flash sale (Zipf popularity, funnels, bots)."""
-        from producers.flash_sale import FlashSaleConfig, generate, plan
+        from producers.flash_sale import RUN_ID_PATTERN, FlashSaleConfig, generate, new_run_id, plan
 
         config.setup_logging()
+        if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
+            _fail(f"--run-id must be 1-40 letters, digits, '_' or '.', got {run_id!r}")
+        run_id = run_id or new_run_id()
         cfg = FlashSaleConfig(
             seed=seed, start=_parse_start(start), events=events, duration_s=duration, rate=rate,
             sale_offset_s=sale_after, sale_strength=sale_strength, sale_ramp_s=sale_ramp,
             sale_categories=sale_categories, sale_products=sale_products, n_products=products,
             bot_share=bot_share, malformed_share=malformed_share,
-            intent_patterns=intent_patterns,
+            intent_patterns=intent_patterns, run_id=run_id,
         )
         sale = plan(cfg)
+        log.info("run %s: event ids e%d-%s-<n>", run_id, seed, run_id)
         log.info("flash sale at %s on %d products in %s", sale.sale_start.isoformat(),
                  len(sale.sale_products), ", ".join(sale.sale_categories))
         sink = _open_sink(out, bootstrap, topic, wait, delivery_timeout)
         summary = pump(generate(cfg, sale), sink, speed=speed, total=events,
                        label="flash-sale", quiet=quiet)
         _report(summary, {
+            "run_id": run_id,
             "sale_start": sale.sale_start.isoformat(),
             "sale_categories": list(sale.sale_categories),
             "sale_products": len(sale.sale_products),
@@ -266,7 +280,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("replay")
     def replay(
-        dataset: Path = typer.Option(..., "--dataset", help="Data set file to replay."),
+        dataset: Path = typer.Option(
+            ..., "--dataset",
+            help="Data set file to replay. Ids are the data set's own (event <file stem>-<row "
+            "number>), so replaying a file again sends the same events and the engine drops "
+            "them as duplicates.",
+        ),
         fmt: str = typer.Option(
             ..., "--format", help="yoochoose | retailrocket | rees46 | diginetica."
         ),

@@ -21,6 +21,7 @@ import orjson
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 30 * 60
+PURGE_BATCH = 1000  # idle sessions deleted per hold of the store's lock (purge_expired)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ class _RocksBackend:
     def delete(self, key: bytes) -> None:
         self._db.delete(key)
 
+    def delete_many(self, keys: list[bytes]) -> None:
+        """Delete `keys` in one atomic write."""
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for key in keys:
+            batch.delete(key)
+        self._db.write(batch)
+
     def items(self):
         return self._db.items()
 
@@ -91,6 +101,11 @@ class _SqliteBackend:
 
     def delete(self, key: bytes) -> None:
         self._db.execute("DELETE FROM s WHERE k = ?", (key,))
+        self._db.commit()
+
+    def delete_many(self, keys: list[bytes]) -> None:
+        """Delete `keys` in one transaction."""
+        self._db.executemany("DELETE FROM s WHERE k = ?", [(key,) for key in keys])
         self._db.commit()
 
     def items(self):
@@ -157,14 +172,32 @@ class SessionStore:
         with self._lock:
             self._db.delete(session_id.encode())
 
-    def purge_expired(self, now: float | None = None) -> int:
-        """Delete sessions idle for longer than the TTL; returns how many."""
+    def purge_expired(self, now: float | None = None, batch: int = PURGE_BATCH) -> int:
+        """Delete sessions idle for longer than the TTL; returns how many.
+
+        Clicks go on meanwhile: the scan for idle sessions takes no lock, and the deletes run
+        in batches of `batch` keys, each under the lock for its own duration only. Each key's
+        last click is read again under the lock, so a session clicked since the scan stays.
+        """
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         now = time.time() if now is None else now
-        with self._lock:
-            stale = [k for k, v in self._db.items() if now - _decode(v).last_seen > self.ttl_s]
-            for key in stale:
-                self._db.delete(key)
-        return len(stale)
+        stale = [k for k, v in self._db.items() if now - _decode(v).last_seen > self.ttl_s]
+        purged = 0
+        for start in range(0, len(stale), batch):
+            with self._lock:
+                still = []
+                for key in stale[start : start + batch]:
+                    raw = self._db.get(key)
+                    if raw is not None and now - _decode(raw).last_seen > self.ttl_s:
+                        still.append(key)
+                if still:
+                    self._db.delete_many(still)
+            purged += len(still)
+            # let a click waiting for the lock take it before the next batch: the lock is not
+            # fair, and this thread would otherwise take it again at once
+            time.sleep(0)
+        return purged
 
     def __len__(self) -> int:
         return sum(1 for _ in self._db.items())
