@@ -28,6 +28,8 @@ ACTIONS = ("view", "add_to_cart", "purchase")
 DEVICES = ("mobile", "desktop", "tablet")
 MAX_EVENT_BYTES = 16_384
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
+# The schema's pattern for text without NUL (PostgreSQL text cannot hold one).
+NO_NUL = "^[^\\u0000]*$"
 MAX_FUTURE = timedelta(days=1)
 
 
@@ -72,6 +74,8 @@ def _check_field(name: str, value: Any, rule: dict[str, Any]) -> str | None:
             return f"field '{name}' is empty"
         if len(value) > rule.get("maxLength", 1 << 30):
             return f"field '{name}' is longer than {rule['maxLength']} characters"
+        if rule.get("pattern") == NO_NUL and "\x00" in value:
+            return f"field '{name}' contains a NUL character (\\u0000)"
         if "enum" in rule and value not in rule["enum"]:
             allowed = ", ".join(v for v in rule["enum"] if v is not None)
             return f"field '{name}' has unknown value {value[:40]!r} (expected one of {allowed})"
@@ -185,7 +189,9 @@ def validate_batch(
             append(Rejected("empty message (no value)"))
             continue
         # The fast path only accepts; every doubt goes to validate_event for its exact reason.
-        if len(value) <= MAX_EVENT_BYTES:
+        # It does not check NO_NUL: a NUL can only come escaped, so such values go the slow way.
+        nul = "\\u0000" if isinstance(value, str) else b"\\u0000"
+        if len(value) <= MAX_EVENT_BYTES and nul not in value:
             try:
                 event = loads(value)
                 convert(event, event_type)

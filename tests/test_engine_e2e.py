@@ -2,7 +2,8 @@
 
 - A flash-sale replay with malformed events: every valid event is counted, every malformed
   one lands in the dead-letter topic with its reason, the views in PostgreSQL equal a batch
-  run of their SQL at the same event clock, and the bundled psql reads trending_by_category.
+  run of their SQL at the same event clock, and the bundled psql that flashrec up prints
+  (read-only role, password file) reads trending_by_category.
 - kill -9 of the engine in the middle of a replay, restart: the views equal the batch run.
 """
 
@@ -120,13 +121,15 @@ def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
                      "--data-dir", str(tmp_path / "d"), "--clock", "event",
                      "--refresh-interval", "0.3"], tmp_path / "up.log")  # fmt: skip
     try:
-        dsn = f"postgresql://postgres@127.0.0.1:{pg_port}/postgres"
         deadline = time.monotonic() + 60
         while "running" not in (tmp_path / "up.log").read_text():
             assert proc.poll() is None and time.monotonic() < deadline, (
                 tmp_path / "up.log"
             ).read_text()
             time.sleep(0.2)
+        from recommender.pgserve import LocalPostgres
+
+        dsn = LocalPostgres(tmp_path / "d" / "pg", pg_port).dsn  # its password file's
         items = list(generate(FlashSaleConfig(seed=3, events=5000, rate=30.0, bot_share=0.05,
                                               malformed_share=0.03)))  # fmt: skip
         items += [items[5], items[6]]  # repeated event_ids
@@ -146,13 +149,11 @@ def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
         assert sum("duplicate event_id" in x["reason"] for x in letters) == 2
         time.sleep(0.8)  # one more refresh after the last count
         assert_equal_batch(dsn, items)
-        from recommender.pgserve import bin_dir
-
-        out = subprocess.run(
-            [str(bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres",
-             "-At", "-c", "SELECT * FROM trending_by_category"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+        # the psql command flashrec up prints: the read-only role, no password typed (-w)
+        psql = next(line.split(": ", 1)[1] for line in (tmp_path / "up.log").read_text()
+                    .splitlines() if line.startswith("psql (read-only"))  # fmt: skip
+        out = subprocess.run(f"{psql} -w -At -c 'SELECT * FROM trending_by_category'",
+                             shell=True, capture_output=True, text=True, timeout=30)  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert len(out.stdout.splitlines()) == len(pg_rows(dsn, "trending_by_category")) > 0
     finally:
@@ -195,3 +196,69 @@ def test_kill_9_and_restart_equals_batch(tmp_path: Path, broker) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+
+
+def _wait_running(proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while "flashrec up: running" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def _clicks(prefix: str, n: int, start: int) -> list[dict]:
+    from datetime import datetime, timedelta
+
+    from engine_support import click
+
+    t0 = datetime(2026, 3, 1, 12, 0)
+    out = [click(start + i, f"s{prefix}{i % 37}", i % 53, t0 + timedelta(seconds=start + i))
+           for i in range(n)]  # fmt: skip
+    for x in out:
+        x["event_id"] = f"{prefix}-{x['event_id']}"
+    return out
+
+
+def test_restarts_and_poison_messages_lose_nothing(tmp_path: Path) -> None:
+    """The embedded default's promise: a NUL event and a 200 KB control-character message
+    among valid events leave the engine running; after SIGTERM and a restart on the same data
+    dir (a new, empty broker), and after kill -9 and an immediate restart, every new event is
+    stored. Counts compared exactly."""
+    from recommender.pgserve import LocalPostgres
+
+    broker_port, pg_port, data = free_port(), free_port(), tmp_path / "d"
+    args = ["--broker-port", str(broker_port), "--pg-port", str(pg_port), "--data-dir",
+            str(data), "--clock", "event", "--refresh-interval", "0.3", "--no-intent"]
+    bootstrap = f"127.0.0.1:{broker_port}"
+    proc = start_up(args, tmp_path / "up1.log")
+    try:
+        _wait_running(proc, tmp_path / "up1.log")
+        dsn = LocalPostgres(data / "pg", pg_port).dsn
+        first = _clicks("one", 500, 0)
+        nul = dict(first[0], event_id="nul-1", product_name="bad\x00name")
+        produce(bootstrap, "clickstream", [*first[:250], nul, b"\x01" * 200_000, *first[250:]])
+        meta = wait_counted(dsn, 502, proc)
+        assert (int(meta["accepted"]), int(meta["rejected"])) == (500, 2)
+        letters = read_topic(bootstrap, "clickstream_dlq", 2)
+        assert sorted(("NUL" in x["reason"], bool(x.get("payload_truncated"))) for x in letters
+                      ) == [(False, True), (True, False)]  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+        proc = start_up(args, tmp_path / "up2.log")  # the broker starts empty
+        _wait_running(proc, tmp_path / "up2.log")
+        produce(bootstrap, "clickstream", _clicks("two", 300, 500))
+        wait_counted(dsn, 802, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+        proc = start_up(args, tmp_path / "up3.log")  # at once: what the killed run left
+        _wait_running(proc, tmp_path / "up3.log")
+        produce(bootstrap, "clickstream", _clicks("three", 300, 800))
+        meta = wait_counted(dsn, 1102, proc)
+        assert int(meta["accepted"]) == 1100
+        ids = [r[0] for r in pg_rows(dsn, "clickstream")]
+        assert len(ids) == len(set(ids)) == 1100
+        assert {i.split("-")[0] for i in ids} == {"one", "two", "three"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)

@@ -23,6 +23,7 @@ from producers.intent_patterns import IntentConfig, IntentTruth, generate
 from recommender.events import parse_ts
 from recommender.intent.dataset import time_split
 from recommender.intent.train import train
+from recommender.pgserve import LocalPostgres
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +84,7 @@ def test_up_scores_sessions_into_session_intent_and_the_api(tmp_path: Path) -> N
         for e in sent:
             producer.produce("clickstream", raw(e), key=e["session_id"])
         assert producer.flush(30) == 0
-        dsn = f"postgresql://postgres@127.0.0.1:{pg_port}/postgres"
+        dsn = LocalPostgres(data_dir / "pg", pg_port).dsn  # its password file's
         deadline = time.monotonic() + 60
         scored: dict[str, tuple] = {}
         while time.monotonic() < deadline:

@@ -41,6 +41,7 @@ class UpOptions:
     api_port: int
     intent: bool
     intent_model_dir: Path | None
+    broker_storage: str = config.DEFAULT_BROKER_STORAGE
 
 
 def _fail(message: str) -> None:
@@ -67,6 +68,12 @@ def register(app: typer.Typer) -> None:
         broker_port: int = typer.Option(
             config.DEFAULT_BROKER_PORT, "--broker-port", min=1, max=65535,
             envvar=config.ENV_BROKER_PORT, help="Port of the local broker on 127.0.0.1.",
+        ),
+        broker_storage: str = typer.Option(
+            config.DEFAULT_BROKER_STORAGE, "--broker-storage", envvar=config.ENV_BROKER_STORAGE,
+            help="Where the local broker keeps the events: disk (DATA_DIR/broker, kept across "
+            "restarts, deleted once the engine has stored them) or memory (until it stops; "
+            "for tests and demos).",
         ),
         partitions: int = typer.Option(
             config.DEFAULT_PARTITIONS, "--partitions", min=1, envvar=config.ENV_PARTITIONS,
@@ -183,8 +190,16 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             _fail(str(exc))
         stop = threading.Event()
+        starting = threading.Event()  # set while the engine starts (reads its views back)
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop.set()
+            if starting.is_set():  # interrupt the engine's start; a second signal only stops
+                starting.clear()
+                raise KeyboardInterrupt
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
         options = UpOptions(
             bootstrap=bootstrap, broker_port=broker_port, partitions=partitions,
             pg_dsn=pg_dsn, pg_port=pg_port,
@@ -193,11 +208,13 @@ def register(app: typer.Typer) -> None:
             background_share=background_share, background_process=background_process,
             unlogged_views=unlogged_views, duckdb_threads=duckdb_threads, topic=topic,
             dlq_topic=dlq_topic, group_id=group_id, api_port=api_port, intent=intent,
-            intent_model_dir=intent_model_dir,
+            intent_model_dir=intent_model_dir, broker_storage=broker_storage,
         )  # fmt: skip
         started: list[Any] = []
         try:
-            _run(options, stop, started)
+            _run(options, stop, started, starting)
+        except KeyboardInterrupt:
+            log.info("stopped while the engine started")
         finally:
             for thing in reversed(started):
                 try:
@@ -237,32 +254,34 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
     return f"intent: scoring sessions with model {scorer.version} (from {model_dir})"
 
 
-def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
+def _run(o: UpOptions, stop: threading.Event, started: list[Any],
+         starting: threading.Event) -> None:  # fmt: skip
     """Start what `o` asks for (each appended to `started`, which the caller stops) and
-    wait for `stop` or an engine failure."""
+    wait for `stop` or an engine failure. `starting` is set while the engine starts: a
+    signal then raises KeyboardInterrupt (the engine reads every view table back first)."""
     from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
-    from recommender.engine import Engine, EngineConfig
-    from recommender.pgserve import LocalPostgres, PostgresUnavailable
+    from recommender.pgserve import READER, LocalPostgres, PostgresUnavailable
 
     o.data_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = o.bootstrap
     try:
         if bootstrap is None:
             broker = LocalBroker(port=o.broker_port, topics=(o.topic, o.dlq_topic),
-                                 partitions=o.partitions,
-                                 log_path=o.data_dir / "broker.log")  # fmt: skip
+                                 partitions=o.partitions, log_path=o.data_dir / "broker.log",
+                                 pid_file=o.data_dir / "broker.pid", storage=o.broker_storage,
+                                 data_dir=o.data_dir / "broker")  # fmt: skip
             broker.start()
             started.append(broker)
             bootstrap = broker.bootstrap
-            log.info("the embedded broker keeps every event in memory, and its CPU grows with "
-                     "the batches it holds (a full core within an hour of traffic): for "
-                     "unattended runs use --bootstrap-servers with Kafka or Redpanda "
-                     "(docs/producers.md)")  # fmt: skip
+            if not broker.disk:
+                log.info("the embedded broker keeps every event in memory, and its CPU grows "
+                         "with the batches it holds: --broker-storage disk keeps only what the "
+                         "engine has not stored (docs/producers.md)")  # fmt: skip
         else:
             create_topics(bootstrap, [o.topic, o.dlq_topic], o.partitions)
     except BrokerUnavailable as exc:
         _fail(str(exc))
-    pg_dsn, psql = o.pg_dsn, None
+    pg_dsn, psql, shown_dsn = o.pg_dsn, None, o.pg_dsn
     if pg_dsn is None:
         try:
             pg = LocalPostgres(o.data_dir / "pg", o.pg_port,
@@ -270,15 +289,11 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
         except PostgresUnavailable as exc:
             _fail(str(exc))
         started.append(pg)
-        pg_dsn, psql = pg.dsn, pg.psql_command()
-    engine = Engine(EngineConfig(
-        pg_dsn=pg_dsn, state_path=o.data_dir / "engine.duckdb", bootstrap=bootstrap,
-        topic=o.topic, dlq_topic=o.dlq_topic, group_id=o.group_id, clock=o.clock,
-        refresh_interval=o.refresh_interval, background_interval=o.background_interval,
-        background_process=o.background_process, background_share=o.background_share,
-        unlogged_views=o.unlogged_views,
-        duckdb_threads=o.duckdb_threads or None,
-    )).start()  # fmt: skip
+        # printed: the writer's DSN naming its password file, psql as the read-only role
+        pg_dsn, psql, shown_dsn = pg.dsn, pg.psql_command(), f"{pg.passfile_dsn} (writer)"
+    if stop.is_set():  # a signal came while the broker or PostgreSQL started
+        return
+    engine = _start_engine(o, pg_dsn, bootstrap, starting)
     started.append(engine)
     if o.api_port:
         try:
@@ -292,14 +307,49 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any]) -> None:
     typer.echo(f"broker: {bootstrap} (topic {o.topic}, dead letters {o.dlq_topic})")
     typer.echo(f"views: {', '.join(engine.view_names)} (clock {o.clock}, every "
                f"{o.refresh_interval:g} s)")  # fmt: skip
-    typer.echo(f"PostgreSQL: {pg_dsn}")
+    typer.echo(f"PostgreSQL: {shown_dsn}")
     if psql:
-        typer.echo(f"psql: {psql}")
+        typer.echo(f"psql (read-only role {READER}): {psql}")
     if o.api_port:
         typer.echo(f"API: http://127.0.0.1:{o.api_port}")
     typer.echo(intent_line)
     typer.echo("flashrec up: running (Ctrl-C to stop)", err=False)
+    local_pg = next((x for x in started if type(x).__name__ == "LocalPostgres"), None)
     while not stop.wait(0.5):
         if engine.error is not None:
             log.error("engine failed: %s", engine.error)
             raise typer.Exit(1)
+        if local_pg is not None and not local_pg.running():
+            _restart_postgres(local_pg)
+
+
+def _start_engine(o: UpOptions, pg_dsn: str, bootstrap: str | None, starting: threading.Event
+                  ) -> Any:  # fmt: skip
+    """The engine, started. `starting` is set meanwhile: it reads every view table back
+    first, and a signal then raises KeyboardInterrupt."""
+    from recommender.engine import Engine, EngineConfig
+
+    starting.set()
+    try:
+        return Engine(EngineConfig(
+            pg_dsn=pg_dsn, state_path=o.data_dir / "engine.duckdb", bootstrap=bootstrap,
+            topic=o.topic, dlq_topic=o.dlq_topic, group_id=o.group_id, clock=o.clock,
+            refresh_interval=o.refresh_interval, background_interval=o.background_interval,
+            background_process=o.background_process, background_share=o.background_share,
+            unlogged_views=o.unlogged_views,
+            duckdb_threads=o.duckdb_threads or None,
+        )).start()  # fmt: skip
+    finally:
+        starting.clear()
+
+
+def _restart_postgres(pg: Any) -> None:
+    """Start the local PostgreSQL again after it died (the engine's publishes wait for it
+    and then go through)."""
+    from recommender.pgserve import PostgresUnavailable
+
+    log.warning("the local PostgreSQL is not running (crashed or killed): starting it again")
+    try:
+        pg.start()
+    except PostgresUnavailable as exc:
+        log.error("PostgreSQL did not start again: %s; trying again", exc)

@@ -22,6 +22,7 @@ from typing import Any
 from sqlglot import exp
 
 from recommender import sqlfiles
+from recommender.engine.baseline import seed_views
 from recommender.engine.feed import ChangeBatch, FeedHub
 from recommender.engine.refresh import ViewRunner
 
@@ -64,8 +65,7 @@ class BackgroundTier:
         self.con = con.cursor()
         self.runner = ViewRunner(self.con, objects, overrides)
         self.publisher = Publisher(dsn, feed_views=(), unlogged=unlogged)
-        for name in self.runner.names:
-            self.runner.seed(name, self.publisher.current_rows(name))
+        seed_views(self.runner, self.publisher, "background views")  # the diff's baseline
         self.interval = interval
         self.share = share
         self.nice = nice

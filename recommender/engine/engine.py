@@ -28,6 +28,8 @@ import orjson
 from recommender import sqlfiles
 from recommender.config import DEFAULT_BACKGROUND_SHARE, DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
 from recommender.engine.background import BackgroundTier, split_views
+from recommender.engine.baseline import seed_views
+from recommender.engine.dead_letters import DeadLetterSink, dead_letter
 from recommender.engine.feed import ChangeBatch, FeedHub, Subscription
 from recommender.engine.refresh import ViewRunner
 from recommender.engine.store import StateStore
@@ -88,6 +90,8 @@ class EngineConfig:
     # events/s): objects alive after a refresh are frozen (gc.freeze); every this many
     # seconds they are unfrozen and collected once (0: Python's default GC)
     gc_full_interval: float = 600.0
+    # a publish in flight this long is logged as stuck and /readyz says "stalled"
+    stall_warning: float = 10.0
     # DuckDB's threads (None: one per core, DuckDB's default). One measured fresher on 2
     # busy cores (docs/benchmarks.md): DuckDB's parallel tasks wait for each other there
     duckdb_threads: int | None = 1
@@ -102,6 +106,7 @@ class EngineConfig:
             ("background_share", 0 < self.background_share <= 1, "in (0, 1]"),
             ("catchup_refresh", self.catchup_refresh >= 0, "0 or more"),
             ("max_batch", self.max_batch > 0, "above 0"),
+            ("stall_warning", self.stall_warning > 0, "above 0"),
             ("duckdb_threads", self.duckdb_threads is None or self.duckdb_threads > 0,
              "above 0 or None"),
         ]  # fmt: skip
@@ -134,19 +139,6 @@ def gc_paused() -> Iterator[None]:
             _gc_pauses -= 1
             if _gc_pauses == 0 and _gc_was_enabled:
                 gc.enable()
-
-
-def dead_letter(reason: str, value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
-    """The dead-letter record: JSON with the reason, the original payload and where it was."""
-    payload = value or b""
-    try:
-        original: Any = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        original = payload.hex()
-        reason += " (payload shown as hex: not UTF-8)"
-    doc = {"reason": reason, "payload": original, "topic": topic, "partition": partition,
-           "offset": offset}  # fmt: skip
-    return orjson.dumps(doc)
 
 
 def incremental_overrides(objects: list[sqlfiles.SqlObject],
@@ -260,8 +252,7 @@ class Engine:
             )  # fmt: skip
         self.horizon = max(self.runner.horizon(),
                            self.background.runner.horizon() if self.background else timedelta(0))
-        for name in self.runner.names:
-            self.runner.seed(name, self.publisher.current_rows(name))
+        seed_views(self.runner, self.publisher, "main views")  # the diff's baseline
         self.last_refresh_ms = 0.0
         self.refresh_ms: deque[float] = deque(maxlen=10_000)  # main refreshes, newest last
         self._due: dict[str, float] = {}
@@ -271,12 +262,29 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer = None
-        self._producer = None
+        folder = None if config.state_path is None else config.state_path.parent
+        self.dead_letters = DeadLetterSink(config.bootstrap, config.dlq_topic, folder)
+        self._drop_unpublishable()
         self.error: BaseException | None = None
+        self.published_at: float | None = None  # wall time of the last publish
+        self.published_seq = self.raw_seq  # the newest event it carried
+        self._next_stall_warning = 0.0
+        self._last_offsets: dict[tuple[str, int], int] = {}  # of the last batch stored
         log.info("engine ready: views %s, epoch %d, %d events stored",
                  ", ".join(self.view_names), self.epoch, self.store.count())  # fmt: skip
 
     publishes_raw = True  # reads each refresh's new events for the clickstream table
+
+    def _drop_unpublishable(self) -> None:
+        """Events stored before the contract refused NUL in text go to the dead letters."""
+        dropped = self.store.drop_nul_events()
+        if not dropped:
+            return
+        log.warning("%d stored events hold a NUL character, which PostgreSQL text cannot "
+                    "hold: removed and sent to the dead letters", len(dropped))  # fmt: skip
+        self._send_dead_letters([dead_letter(
+            "field contains a NUL character (\\u0000); stored before such events were refused",
+            orjson.dumps(event, default=str), self.config.topic, -1, -1) for event in dropped])
 
     def _split(self, objects: list[sqlfiles.SqlObject]
                ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
@@ -308,6 +316,7 @@ class Engine:
         where: dict[str, tuple[str, int, int, bytes]] = {}
         letters: list[bytes] = []
         offsets: dict[tuple[str, int], int] = {}
+        repeats = 0  # event_ids repeated inside this batch
         good = []
         for msg in messages:
             if msg.error() is not None:
@@ -320,6 +329,7 @@ class Engine:
             offsets[(topic, part)] = off + 1
             if not isinstance(checked, Rejected) and checked["event_id"] in where:
                 checked = Rejected(f"duplicate event_id {checked['event_id']!r}")
+                repeats += 1
             if isinstance(checked, Rejected):
                 letters.append(dead_letter(checked.reason, value, topic, part, off))
                 continue
@@ -334,21 +344,13 @@ class Engine:
                 )
             self._send_dead_letters(letters)
 
-        dups = self.store.apply(keep, offsets, rejected=len(letters), before_commit=flush_letters)
+        dups = self.store.apply(keep, offsets, rejected=len(letters), duplicates=repeats,
+                                before_commit=flush_letters)  # fmt: skip
+        self._last_offsets = offsets
         return len(keep) - len(dups)
 
     def _send_dead_letters(self, letters: list[bytes]) -> None:
-        if not letters:
-            return
-        if self._producer is None:
-            from recommender.kafka_io import make_producer
-
-            self._producer = make_producer(self.config.bootstrap)
-        for letter in letters:
-            self._producer.produce(self.config.dlq_topic, letter)
-        remaining = self._producer.flush(30)
-        if remaining:
-            raise RuntimeError(f"{remaining} dead-letter records not delivered")
+        self.dead_letters.send(letters)
 
     # --- refresh --------------------------------------------------------------------------
     def refresh(self) -> list[ChangeBatch]:
@@ -408,6 +410,7 @@ class Engine:
             raw_keep_after=c.now - self.config.raw_retention, counters=c.counters,
         )  # fmt: skip
         publish_ms = (time.perf_counter() - publish_started) * 1000
+        self.published_at, self.published_seq = time.time(), c.raw_seq
         batches = self.hub.publish_refresh(c.results, c.epoch)
         self.last_refresh_ms = (time.perf_counter() - c.started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)
@@ -419,6 +422,44 @@ class Engine:
                         "(%s), %d raw events)", c.epoch, self.last_refresh_ms, c.scan_ms, parts,
                         publish_ms, spent, 0 if c.raw is None else c.raw.num_rows)  # fmt: skip
         return batches
+
+    def _publish_busy(self) -> bool:
+        """Whether a publish is still in flight in the publish thread."""
+        return self._publishing is not None and self._publishing.is_alive()
+
+    def _warn_if_stuck(self, tick: float) -> None:
+        """Log, every stall_warning seconds, a publish that has not finished for as long."""
+        health = self.health()
+        stuck = health["publish_in_flight_s"] or 0.0
+        if stuck < self.config.stall_warning or tick < self._next_stall_warning:
+            return
+        self._next_stall_warning = tick + self.config.stall_warning
+        log.warning("the publish of epoch %d to PostgreSQL has not finished for %.0f s (%s); "
+                    "%d events stored meanwhile wait for it", self.epoch, stuck,
+                    health["publish_error"] or "no answer", health["unpublished_events"])
+
+    def health(self) -> dict[str, Any]:
+        """The pipeline's state for /readyz and the logs: 'running', 'stalled' (a publish
+        in flight for stall_warning seconds or more, or failing), 'failed' or 'stopped'."""
+        busy = self.publisher.busy_since
+        in_flight = None if busy is None else round(time.monotonic() - busy, 3)
+        error = self.publisher.last_error
+        if self.error is not None:
+            state = "failed"
+        elif self._thread is not None and not self._thread.is_alive():
+            state = "stopped"
+        elif error or (in_flight or 0.0) >= self.config.stall_warning:
+            state = "stalled"
+        else:
+            state = "running"
+        published = self.published_at
+        return {
+            "state": state, "publish_in_flight_s": in_flight, "publish_error": error,
+            "last_published_s_ago": None if published is None
+            else round(time.time() - published, 3),
+            "unpublished_events": max(0, self.store.last_seq - self.published_seq),
+            "error": None if self.error is None else str(self.error),
+        }  # fmt: skip
 
     def _publish_quietly(self, job: Any) -> None:
         try:
@@ -460,12 +501,75 @@ class Engine:
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         from confluent_kafka import OFFSET_BEGINNING
 
+        for topic in sorted({tp.topic for tp in partitions}):
+            self._check_log(consumer, topic, [tp.partition for tp in partitions
+                                              if tp.topic == topic])  # fmt: skip
         stored = self.store.offsets()
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
         consumer.assign(partitions)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}"
                                          for tp in partitions))  # fmt: skip
+
+    def _check_log(self, consumer: Any, topic: str, parts: list[int]) -> None:
+        """Make sure the stored offsets of `topic` belong to the log the broker holds now.
+        A new incarnation of the topic (another id: recreated, or a broker that keeps its log
+        in memory and was restarted) or a stored offset beyond the log's end is read from its
+        beginning, with a warning; repeated events are refused by event_id."""
+        from recommender.broker import topic_id
+
+        current = topic_id(self.config.bootstrap, topic) if self.config.bootstrap else None
+        known = self.store.topic_id(topic)
+        stored = {p: o for (t, p), o in self.store.offsets().items() if t == topic}
+        why = ""
+        if stored and current is not None and known is not None and current != known:
+            why = f"the topic is a new incarnation (id {current}, offsets stored for {known})"
+        elif stored and (current is None or known is None):
+            ends = self._log_ends(consumer, topic, list(stored))
+            beyond = {p: (o, ends[p]) for p, o in stored.items()
+                      if p in ends and o > ends[p]}  # fmt: skip
+            if beyond:
+                why = "stored offsets lie beyond the log's end (" + ", ".join(
+                    f"partition {p}: stored {o}, log end {end}"
+                    for p, (o, end) in sorted(beyond.items())) + ")"  # fmt: skip
+        if why:
+            log.warning("%s: %s; reading partitions %s from the beginning (events already "
+                        "stored are refused as duplicates)", topic, why,
+                        ", ".join(map(str, sorted(set(parts) | set(stored)))))  # fmt: skip
+        if why or (current is not None and current != known):
+            self.store.follow_topic(topic, current, restart=bool(why))
+        if current is not None:
+            log.info("%s: topic id %s, stored offsets %s", topic, current,
+                     dict(sorted(stored.items())) if not why else "none")  # fmt: skip
+
+    @staticmethod
+    def _log_ends(consumer: Any, topic: str, parts: list[int]) -> dict[int, int]:
+        """Each partition's end offset as the broker reports it (partitions it does not
+        answer for are left out)."""
+        from confluent_kafka import TopicPartition
+
+        ends = {}
+        for p in parts:
+            try:
+                ends[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
+                                                         cached=False)[1]  # fmt: skip
+            except Exception as exc:  # KafkaException: unknown partition, timeout
+                log.warning("%s[%d]: no end offset from the broker: %s", topic, p, exc)
+        return ends
+
+    def _commit_stored(self, consumer: Any) -> None:
+        """Tell the broker how far this engine has stored (its group's committed offsets):
+        an embedded broker keeps the log only until its readers have stored it. Reading
+        positions come from the state file, never from these."""
+        from confluent_kafka import TopicPartition
+
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._last_offsets.items()]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except Exception as exc:  # KafkaException: e.g. the group is rebalancing
+            log.debug("offsets not committed to the broker: %s", exc)
 
     def _attach(self, consumer: Any) -> None:
         """Join the consumer group; partitions start at the stored offsets."""
@@ -487,9 +591,14 @@ class Engine:
                 if messages:
                     with self.store.lock:
                         self.ingest(messages)
+                    self._commit_stored(consumer)
                 behind = len(messages) >= self.config.max_batch // 5
                 tick = time.monotonic()
-                if tick >= next_refresh and (
+                if tick >= next_refresh and self._publish_busy():
+                    # PostgreSQL has not taken the last refresh yet: go on storing events
+                    self._warn_if_stuck(tick)
+                    next_refresh = tick + 0.05
+                elif tick >= next_refresh and (
                     not behind or tick - last_refresh >= self.config.catchup_refresh
                 ):
                     # refreshes start every refresh_interval (back to back when one takes
@@ -515,8 +624,7 @@ class Engine:
                 self.error = self.error or exc
                 log.exception("the last publish failed")
             consumer.close()
-            if self._producer is not None:
-                self._producer.flush(10)
+            self.dead_letters.close()
 
     def start(self) -> Engine:
         """Run the loop in a background thread."""
@@ -536,6 +644,7 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+        self.publisher.stop.set()
         if self.background is not None:
             self.background.stop()
         if self.worker is not None:

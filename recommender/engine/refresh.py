@@ -419,15 +419,56 @@ class ViewRunner:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE __prev_{name} AS SELECT * FROM {name}")
 
     def seed(self, name: str, rows: list[tuple[Any, ...]]) -> None:
-        """Set the baseline of view `name` (what PostgreSQL holds) before the first refresh."""
-        if name == BOT_VIEW:
-            self._bots = None
-        self.compute(datetime(1970, 1, 1), name)  # an empty table with the view's types
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __prev_{name} AS FROM {name} LIMIT 0")
+        """Set the baseline of view `name` (what PostgreSQL holds) before the first refresh:
+        its rows as tuples, inserted one by one (see seed_csv for the bulk way)."""
+        self._seed_table(name)
         if rows:
             width = len(rows[0])
             marks = ", ".join("?" * width)
             self.con.executemany(f"INSERT INTO __prev_{name} VALUES ({marks})", rows)
+        self._seeded(name, len(rows))
+
+    def seed_csv(self, name: str, path: str, pg_types: list[str]) -> int | None:
+        """seed() from a CSV file of Publisher.export_csv (columns of PostgreSQL types
+        `pg_types`) in one read_csv; returns the rows. None where the file's columns do not
+        fit the view's (count, arrays) or DuckDB refuses a value: nothing is seeded then."""
+        self._seed_table(name)
+        columns, types = self._describe(f"__prev_{name}")
+        arrays = [t.endswith("[]") for t in pg_types]
+        if len(pg_types) != len(types) or arrays != [t.endswith("]") for t in types]:
+            return None
+        read = ", ".join(f"'c{i}': '{'VARCHAR' if a else t}'"
+                         for i, (t, a) in enumerate(zip(types, arrays, strict=True)))  # fmt: skip
+        select = ", ".join(f"CAST(CAST(c{i} AS JSON) AS {t})" if a else f"c{i}"
+                           for i, (t, a) in enumerate(zip(types, arrays, strict=True)))  # fmt: skip
+        try:
+            count = self.con.execute(
+                f"INSERT INTO __prev_{name} SELECT {select} FROM read_csv(?, columns = {{{read}}}, "
+                "header = false, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+                "allow_quoted_nulls = false)", [path]).fetchall()[0][0]  # fmt: skip
+        except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
+            log.warning("%s: the bulk seed refused a value (%s); seeded row by row", name, exc)
+            return None
+        self._seeded(name, int(count))
+        return int(count)
+
+    def _seed_table(self, name: str) -> None:
+        """Empty tables {name} and __prev_{name} of the view's types. The view's query is
+        bound, not run (LIMIT 0: a restart with a full store computes nothing here); a view
+        maintained in code has its SQL's types and is not called (it builds its state at
+        the first refresh). Other views computed by code are computed."""
+        if name == BOT_VIEW:
+            self._bots = None
+        override = self.overrides.get(name)
+        if override is None or hasattr(override, "delta") or hasattr(override, "touched"):
+            query = sqlfiles.bind_now(self.sql[name], datetime(1970, 1, 1))
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
+                             f"SELECT * FROM ({query}) LIMIT 0")  # fmt: skip
+        else:
+            self.compute(datetime(1970, 1, 1), name)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __prev_{name} AS FROM {name} LIMIT 0")
+
+    def _seeded(self, name: str, rows: int) -> None:
         self.has_prev.add(name)
         if not rows:
             self.seeded_empty.add(name)

@@ -110,6 +110,25 @@ class StateStore:
         rows = self.con.execute("SELECT topic, part, next_offset FROM flashrec_offsets")
         return {(t, p): o for t, p, o in rows.fetchall()}
 
+    def topic_id(self, topic: str) -> str | None:
+        """The broker's id of the topic the stored offsets of `topic` belong to."""
+        return self.meta(f"topic_id:{topic}")
+
+    def follow_topic(self, topic: str, topic_id: str | None, restart: bool) -> None:
+        """Record that the offsets of `topic` belong to the topic with this id; `restart`:
+        forget its stored offsets first (reading starts at the beginning of its log)."""
+        with self.lock:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                if restart:
+                    self.con.execute("DELETE FROM flashrec_offsets WHERE topic = ?", [topic])
+                if topic_id is not None:
+                    self._set_meta({f"topic_id:{topic}": topic_id})
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
     # applying a batch --------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
         """Messages accepted, rejected (dead-lettered) and duplicates refused, all time."""
@@ -121,11 +140,13 @@ class StateStore:
         offsets: dict[tuple[str, int], int],
         rejected: int = 0,
         before_commit: Callable[[list[str]], None] | None = None,
+        duplicates: int = 0,
     ) -> list[str]:
         """Store `events` and the offsets in one transaction; returns refused duplicate ids.
 
         Duplicates inside `events` must already be removed (first one kept). `rejected`
-        counts the batch's invalid messages; `before_commit(duplicate_ids)` runs inside the
+        counts the batch's dead-lettered messages, `duplicates` those of them that repeated
+        an event_id of the same batch; `before_commit(duplicate_ids)` runs inside the
         transaction (the dead-letter records are flushed before the offsets are committed).
         """
         with self.lock:
@@ -168,7 +189,7 @@ class StateStore:
                         new_max = known
                 counts = dict(self._counters)
                 counts["accepted"] += len(events) - len(dups)
-                counts["duplicates"] += len(dups)
+                counts["duplicates"] += len(dups) + duplicates
                 counts["rejected"] += rejected + len(dups)
                 meta.update((key, str(value)) for key, value in counts.items())
                 self._set_meta(meta)
@@ -185,6 +206,22 @@ class StateStore:
                 con.execute("ROLLBACK")
                 raise
             return dups
+
+    def drop_nul_events(self) -> list[dict[str, Any]]:
+        """Remove events holding a NUL in a text field (stored before the contract refused
+        them: PostgreSQL cannot hold them) and return them; checked once per state file."""
+        if self.meta("nul_checked"):
+            return []
+        with self.lock:
+            where = " OR ".join(f"contains({c}, chr(0))" for c in _STRINGS)
+            found = self.con.execute(f"SELECT * FROM flashrec_events WHERE {where}")
+            names = [d[0] for d in found.description]
+            rows = [dict(zip(names, row, strict=True)) for row in found.fetchall()]
+            if rows:
+                self.con.execute(f"DELETE FROM flashrec_events WHERE {where}")
+                self.ids.pruned(self.con, len(rows))
+            self._set_meta({"nul_checked": "1"})
+        return rows
 
     def prune(self, before: datetime) -> int:
         """Forget events older than `before` (outside every view's horizon)."""

@@ -29,6 +29,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from recommender import sqlfiles
 from recommender.config import setup_logging
 from recommender.engine.background import local_backend, lower_priority, split_views
@@ -108,7 +110,12 @@ class BackgroundEngine(Engine):
         """The main engine sends them (it reads the same messages)."""
 
     def _publish(self, c: Computed) -> list[ChangeBatch]:
-        main_epoch = int(self.publisher.meta("epoch") or 0)
+        try:
+            main_epoch = int(self.publisher.meta("epoch") or 0)
+            self._main_epoch = main_epoch
+        except psycopg.OperationalError as exc:  # publish_views waits for PostgreSQL
+            log.warning("epoch of the main tier not read (%s): the last one known is used", exc)
+            main_epoch = getattr(self, "_main_epoch", 0)
         self.publisher.publish_views(c.results, watermark=c.now, epoch=main_epoch)
         self.last_refresh_ms = (time.perf_counter() - c.started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any
@@ -48,6 +49,8 @@ class ServingState:
     views: Views
     metrics: Metrics = field(default_factory=Metrics)
     sync: IndexSync | None = None
+    # the engine's health() when it runs in this process (`flashrec up --api-port`)
+    pipeline: Callable[[], dict[str, Any]] | None = None
     catalog_interval_s: float = 5.0
     purge_interval_s: float = 300.0
     started: float = field(default_factory=time.time)
@@ -351,8 +354,12 @@ def create_app(state: ServingState) -> FastAPI:
     # --- operations --------------------------------------------------------------------------
     def index_status() -> dict[str, Any]:
         sync = state.sync
+        pipeline = state.pipeline() if state.pipeline is not None else None
         return {
-            "ready": index.ready,
+            "ready": index.ready
+            and (sync is None or sync.following)
+            and (pipeline is None or pipeline["state"] == "running"),
+            "pipeline": pipeline,
             "sessions": index.n_sessions,
             "items": index.n_items,
             "updates_applied": index.updates,
@@ -362,6 +369,8 @@ def create_app(state: ServingState) -> FastAPI:
             "sync_age_s": round(time.time() - sync.last_heard, 3)
             if sync and sync.last_heard
             else None,
+            # what the follower is doing: error, reconnect attempts, recoveries, resnapshots
+            "sync": sync.status() if sync else None,
             "session_store": store.backend,
         }
 
@@ -382,7 +391,9 @@ def create_app(state: ServingState) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
-        """Ready once the index is built."""
+        """Ready once the index is built, while it follows its view (503 while the follower
+        retries, reconnects or rebuilds; `sync` says why) and, under `flashrec up`, while the
+        engine's refreshes reach PostgreSQL (503 with the reason while a publish is stuck)."""
         status = index_status()
         return _json(status, 200 if status["ready"] else 503)
 

@@ -5,8 +5,8 @@
   live by the engine's in-process change feed when the engine runs in this process
   (`flashrec up`), else by its `flashrec_changes` table (LISTEN/NOTIFY), else (a plain
   PostgreSQL holding the view) by re-reading the view's keys every second.
-- `--source risingwave`: built from RisingWave's vmis_history, then kept live by the
-  subscription `vmis_history_sub` (created by `flashrec deploy`).
+- `--source risingwave`: built from the snapshot of a FULL cursor on the subscription
+  `vmis_history_sub` (created by `flashrec deploy`), then kept live by the same cursor.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def make_index(
     def open_feed():
         if engine is not None:
             return EngineFeed(engine)
-        if source == "risingwave":
-            return RisingWaveFeed(dsn, SUBSCRIPTION)
+        if source == "risingwave":  # a FULL cursor: its snapshot, then the changes after it
+            return RisingWaveFeed(dsn, SUBSCRIPTION, full=True)
         if _has_change_table(dsn):
             from recommender.engine.feed import PgSubscription
 
@@ -174,6 +174,7 @@ def start_api(
     state = build_state(
         params=params or Params(), data_dir=data_dir, source="embedded", dsn=dsn, engine=engine
     )
+    state.pipeline = getattr(engine, "health", None)
     return ApiThread(create_app(state), host, port).start()
 
 
