@@ -19,9 +19,12 @@ from collections.abc import Iterable
 from importlib import util
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from recommender.config import DEFAULT_BROKER_PORT, DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
+
+if TYPE_CHECKING:
+    from recommender.objectstore.process import LocalObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,24 @@ def create_topics(
     return created
 
 
+def topic_id(bootstrap: str, topic: str, timeout: float = 10.0) -> str | None:
+    """The broker's id of `topic` (a new one each time the topic is created: a broker that
+    keeps its log in memory gives a new id after each restart); None when the broker gives
+    none or the topic does not exist."""
+    from confluent_kafka import TopicCollection
+
+    admin = _admin(bootstrap, timeout)
+    try:
+        [future] = admin.describe_topics(TopicCollection([topic]),
+                                         request_timeout=timeout).values()  # fmt: skip
+        found = future.result(timeout=timeout).topic_id
+    except Exception as exc:  # unknown topic, an old broker, a transport failure
+        log.info("no id for topic %s at %s: %s", topic, bootstrap, exc)
+        return None
+    text = str(found) if found is not None else ""
+    return None if not text or set(text) <= {"A", "0", "=", "-"} else text
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -128,11 +149,24 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-class LocalBroker:
-    """A tansu broker process on `host:port` with in-memory (or s3://) storage.
+DISK_BUCKET = "s3://tansu/"
 
-    Use as a context manager, or call start() / stop(). `storage` defaults to memory://tansu/;
-    an s3:// URL works if the AWS_* environment points at an S3 endpoint (e.g. moto).
+
+def storage_url(storage: str) -> str:
+    """tansu's --storage-engine for `storage`: "memory", "disk" (tansu on s3:// against the
+    local object store) or a storage URL as it is."""
+    return {"memory": "memory://tansu/", "disk": DISK_BUCKET}.get(storage, storage)
+
+
+class LocalBroker:
+    """A tansu broker process on `host:port` with in-memory, disk or s3:// storage.
+
+    Use as a context manager, or call start() / stop(). `storage`: "memory" (or
+    memory://tansu/, the default: everything is kept in memory until the broker stops),
+    "disk" (the events are kept under `data_dir` by a local object store process,
+    recommender.objectstore, that tansu uses as its S3 storage; it survives restarts and
+    deletes what every consumer group has committed past) or an s3:// URL (the AWS_*
+    environment points at an S3 endpoint).
     """
 
     def __init__(
@@ -143,14 +177,30 @@ class LocalBroker:
         topics: Iterable[str] = (DEFAULT_TOPIC, DEFAULT_DLQ_TOPIC),
         log_path: Path | str | None = None,
         storage: str = "memory://tansu/",
+        pid_file: Path | str | None = None,
+        data_dir: Path | str | None = None,
+        store_args: Iterable[str] = (),
     ) -> None:
+        """`pid_file`: where the broker's pid is kept while it runs; a broker that an
+        earlier process started with the same pid file and command, and left running (that
+        process was killed), is taken over with the events it holds instead of started.
+        `data_dir`: the object store's directory (storage "disk"); `store_args`: more
+        options of `python -m recommender.objectstore` (retention settings)."""
         self.port = port
         self.host = host
         self.partitions = partitions
         self.topics = tuple(topics)
         self.log_path = Path(log_path) if log_path else None
-        self.storage = storage
+        self.disk = storage == "disk"
+        if self.disk and data_dir is None:
+            raise ValueError('storage "disk" needs a data_dir')
+        self.storage = storage_url(storage)
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.store_args = tuple(store_args)
+        self.store: LocalObjectStore | None = None
+        self.pid_file = Path(pid_file) if pid_file else None
         self.process: subprocess.Popen[bytes] | None = None
+        self.adopted: int | None = None  # pid of a broker taken over from an earlier run
         self._log_file: IO[bytes] | None = None
 
     @property
@@ -172,7 +222,11 @@ class LocalBroker:
 
     def start(self, timeout: float = 20.0) -> LocalBroker:
         """Start the process, wait until it answers, create the topics."""
-        if self.process is not None and self.process.poll() is None:
+        if self.running():
+            return self
+        if self.disk:
+            self._start_store(timeout)
+        if self._adopt(timeout):
             return self
         if not _port_free(self.host, self.port):
             raise BrokerUnavailable(
@@ -185,10 +239,13 @@ class LocalBroker:
         out = self._log_file or subprocess.DEVNULL
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         env.setdefault("RUST_LOG", "warn")
+        env.update(self._store_env())
         log.info("starting tansu on %s (%s)", self.bootstrap, self.storage)
         self.process = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
+        if self.pid_file is not None:
+            self.pid_file.write_text(f"{self.process.pid}\n")
         try:
             self._wait_ready(timeout)
             if self.topics:
@@ -198,6 +255,36 @@ class LocalBroker:
             raise
         log.info("broker ready at %s", self.bootstrap)
         return self
+
+    def _adopt(self, timeout: float) -> bool:
+        """Take over the broker of the pid file if it still runs this command."""
+        if self.pid_file is None or not self.pid_file.exists():
+            return False
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        except (OSError, ValueError, IndexError):
+            cmdline, pid = [], 0
+        if [part.decode(errors="replace") for part in cmdline] != self.command():
+            self.pid_file.unlink(missing_ok=True)  # stale: that broker is gone
+            return False
+        if self.disk and _environ(pid).get("AWS_ENDPOINT") != self._store_env()["AWS_ENDPOINT"]:
+            log.warning("ending the broker left running by an earlier run (pid %d): it used "
+                        "an object store that is gone", pid)  # fmt: skip
+            _end(pid, timeout=5.0)
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        self.adopted = pid
+        log.warning("taking over the broker left running by an earlier run (pid %d, %s) with "
+                    "the events it holds", pid, self.bootstrap)  # fmt: skip
+        try:
+            wait_for_broker(self.bootstrap, timeout=timeout)
+            if self.topics:
+                create_topics(self.bootstrap, self.topics, self.partitions, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return True
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -220,7 +307,30 @@ class LocalBroker:
             except BrokerUnavailable:
                 continue
 
+    def _start_store(self, timeout: float) -> None:
+        from recommender.objectstore.process import LocalObjectStore, ObjectStoreUnavailable
+
+        assert self.data_dir is not None
+        self.store = LocalObjectStore(self.data_dir, host=self.host, args=self.store_args)
+        try:
+            self.store.start(timeout)
+        except ObjectStoreUnavailable as exc:
+            self.store = None
+            raise BrokerUnavailable(str(exc)) from exc
+
+    def _store_env(self) -> dict[str, str]:
+        """The environment that points tansu's s3:// storage at the local object store."""
+        if self.store is None:
+            return {}
+        return {"AWS_ENDPOINT": self.store.endpoint, "AWS_ALLOW_HTTP": "true",
+                "AWS_ACCESS_KEY_ID": "flashrec", "AWS_SECRET_ACCESS_KEY": "flashrec",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}  # fmt: skip
+
     def running(self) -> bool:
+        if self.store is not None and not self.store.running():
+            return False
+        if self.adopted is not None:
+            return _alive(self.adopted)
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -233,6 +343,14 @@ class LocalBroker:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=timeout)
+        if self.adopted is not None:
+            _end(self.adopted, timeout)
+            self.adopted = None
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+        if self.store is not None:  # after tansu: it writes to the store until it stops
+            self.store.stop(timeout)
+            self.store = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -247,6 +365,39 @@ class LocalBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _environ(pid: int) -> dict[str, str]:
+    """The environment process `pid` started with (empty when unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {k: v for k, _, v in pairs}
+
+
+def _end(pid: int, timeout: float) -> None:
+    """SIGTERM to a process that is not our child, then SIGKILL after `timeout` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(pid):
+            return
 
 
 # tansu reads these from the environment; the flags we pass must win over a stray export.

@@ -12,6 +12,7 @@ from pathlib import Path
 ENV_BOOTSTRAP = "FLASHREC_BOOTSTRAP_SERVERS"
 ENV_TOPIC = "FLASHREC_TOPIC"
 ENV_DLQ_TOPIC = "FLASHREC_DLQ_TOPIC"
+ENV_VALID_TOPIC = "FLASHREC_VALID_TOPIC"
 ENV_PG_DSN = "FLASHREC_PG_DSN"
 ENV_DATA_DIR = "FLASHREC_DATA_DIR"
 ENV_LOG_LEVEL = "FLASHREC_LOG_LEVEL"
@@ -20,6 +21,8 @@ DEFAULT_BROKER_PORT = 9092
 DEFAULT_BOOTSTRAP = f"127.0.0.1:{DEFAULT_BROKER_PORT}"
 DEFAULT_TOPIC = "clickstream"
 DEFAULT_DLQ_TOPIC = "clickstream_dlq"
+# The validated clickstream `flashrec relay` writes and RisingWave reads (production path)
+DEFAULT_VALID_TOPIC = "clickstream_valid"
 # Partitions of the topics flashrec creates. One: one engine reads them all, and the embedded
 # broker's CPU grows with the record batches it holds, which each partition multiplies for
 # keyed traffic (docs/producers.md). Production topics come from docker-compose.yml.
@@ -75,6 +78,8 @@ ENV_EVAL_CUTOFF = "FLASHREC_EVAL_CUTOFF"
 ENV_BROKER_PORT = "FLASHREC_BROKER_PORT"
 ENV_PARTITIONS = "FLASHREC_PARTITIONS"
 ENV_BROKER_STORAGE = "FLASHREC_BROKER_STORAGE"
+# the embedded broker keeps its log on disk (DATA_DIR/broker), trimmed to what readers need
+DEFAULT_BROKER_STORAGE = "disk"
 ENV_BROKER_WAIT = "FLASHREC_BROKER_WAIT"
 ENV_PRODUCE_SEED = "FLASHREC_PRODUCE_SEED"
 ENV_PRODUCE_RATE = "FLASHREC_PRODUCE_RATE"

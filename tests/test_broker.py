@@ -90,7 +90,7 @@ def test_cli_broker_starts_and_stops_on_sigterm(tmp_path, flags: list[str], part
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "recommender.cli", "broker", "--port", str(port), *flags,
-         "--log-file", str(tmp_path / "tansu.log")],
+         "--log-file", str(tmp_path / "tansu.log"), "--data-dir", str(tmp_path / "broker")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -121,7 +121,7 @@ def test_cli_broker_stops_cleanly_on_sigterm_while_starting(tmp_path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "recommender.cli", "broker", "--port", str(port),
-         "--log-file", str(tmp_path / "tansu.log")],
+         "--storage", "memory", "--log-file", str(tmp_path / "tansu.log")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -42,8 +42,15 @@ def register(app: typer.Typer) -> None:
             help="Dead-letter topic (malformed events with the reason).",
         ),
         storage: str = typer.Option(
-            "memory://tansu/", "--storage", envvar=config.ENV_BROKER_STORAGE,
-            help="tansu storage engine: memory://tansu/ (default) or s3://BUCKET/ (AWS_* env).",
+            config.DEFAULT_BROKER_STORAGE, "--storage", "--broker-storage",
+            envvar=config.ENV_BROKER_STORAGE,
+            help="disk (default: the events under --data-dir, kept across restarts and deleted "
+            "once every consumer group has committed past them), memory (until the broker "
+            "stops), or a tansu storage URL: memory://tansu/, s3://BUCKET/ (AWS_* env).",
+        ),
+        data_dir: Path = typer.Option(
+            config.DEFAULT_DATA_DIR / "broker", "--data-dir",
+            help="Folder of the disk storage (flashrec up uses DATA_DIR/broker).",
         ),
         bootstrap: str | None = typer.Option(
             None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP,
@@ -84,13 +91,14 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         local = LocalBroker(port=port, partitions=partitions, topics=topics, log_path=log_file,
-                            storage=storage)
+                            storage=storage, data_dir=data_dir)
         try:
             local.start(timeout=wait)
         except BrokerUnavailable as exc:
             _fail(f"{exc}. Try another --port, or --bootstrap-servers to use a running broker.")
         typer.echo(f"broker ready: bootstrap {local.bootstrap} (topics {topic}, {dlq_topic}; "
-                   f"{partitions} partitions; storage {storage}). Ctrl-C stops it.", err=False)
+                   f"{partitions} partitions; storage {storage}"
+                   f"{f' in {data_dir}' if local.disk else ''}). Ctrl-C stops it.", err=False)
         try:
             while not stop:
                 if not local.running():

@@ -1,0 +1,260 @@
+"""Soak benchmark: `flashrec up` (broker, PostgreSQL, engine, API) fed at a fixed rate for a
+long stretch; prints every process's memory and CPU over time, the views' freshness, and
+each process's RSS slope once the views' window has filled.
+
+Event time may run faster than the wall clock (--accel): the engine runs on the event clock
+(`--clock event`), so the views' windows are honoured in event time and a 30-minute window
+fills in 30/accel wall minutes. Freshness: a probe event every --probe-seconds, from the
+moment it is handed to the producer to the moment its row is visible in PostgreSQL's
+`clickstream` table. Processes: the `flashrec up` process (engine, background tier, API),
+its children (broker and its store, a background process if any) and PostgreSQL (all its
+backends summed).
+
+    .venv/bin/python bench/soak.py --rate 1000 --minutes 20 --accel 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from producers.flash_sale import FlashSaleConfig, generate
+from recommender.events import format_ts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def produce(bootstrap: str, rate: float, accel: float, seconds: float, t0: float,
+            probes: Any, probe_every: float) -> None:  # fmt: skip
+    """Child process: `rate` events/s of wall time for `seconds`, event time running `accel`
+    times faster from now; a probe event (its own session) every `probe_every` seconds."""
+    from recommender.kafka_io import make_producer
+
+    producer = make_producer(bootstrap, linger_ms=20)
+    start = datetime.now(UTC)
+    n = int(rate * seconds)
+    cfg = FlashSaleConfig(seed=17, start=start, events=n, rate=rate / accel,
+                          sale_offset_s=seconds * accel / 2, bot_share=0.02,
+                          run_id="soak")  # fmt: skip
+    next_probe, sent = t0, 0
+    for event in generate(cfg):
+        if not isinstance(event, dict):
+            continue
+        due = t0 + sent / rate
+        while (now := time.time()) < due:
+            time.sleep(min(0.005, due - now))
+        event["ts"] = format_ts(start + timedelta(seconds=(now - t0) * accel))
+        producer.produce("clickstream", orjson.dumps(event), key=event["session_id"])
+        producer.poll(0)
+        sent += 1
+        if now >= next_probe:
+            probe = dict(event, event_id=f"probe-{sent}", session_id=f"probe-{sent}")
+            producer.produce("clickstream", orjson.dumps(probe), key=probe["session_id"])
+            probes.put((probe["event_id"], now))
+            next_probe = now + probe_every
+    producer.flush(60)
+    probes.put(None)
+
+
+def tree(root: psutil.Process, pg_dir: Path) -> dict[str, list[psutil.Process]]:
+    """The processes to watch by role."""
+    roles: dict[str, list[psutil.Process]] = {"up": [root], "broker": [], "store": [],
+                                              "background": [], "postgres": []}  # fmt: skip
+    for child in root.children(recursive=True):
+        line = " ".join(child.cmdline())
+        role = ("broker" if "tansu" in line else "store" if "objectstore" in line
+                else "background" if "engine.worker" in line else None)  # fmt: skip
+        if role:
+            roles[role].append(child)
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if "postgres" in (proc.info["name"] or "") and str(pg_dir) in " ".join(
+                proc.info["cmdline"] or []):  # fmt: skip
+            roles["postgres"] += [proc, *proc.children()]
+    return roles
+
+
+def sample(roles: dict[str, list[psutil.Process]]) -> dict[str, tuple[float, float]]:
+    """Per role: (memory MB summed (PSS), CPU seconds summed)."""
+    out = {}
+    for role, procs in roles.items():
+        rss = cpu = 0.0
+        for proc in procs:
+            try:
+                rss += _pss(proc) / 2**20
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+            except psutil.Error:
+                continue
+        out[role] = (rss, cpu)
+    return out
+
+
+def _pss(proc: psutil.Process) -> float:
+    """Proportional set size (shared pages split among the processes sharing them, so
+    PostgreSQL's backends do not each count the shared buffers); RSS where unreadable."""
+    try:
+        return float(proc.memory_full_info().pss)
+    except (psutil.AccessDenied, AttributeError):
+        return float(proc.memory_info().rss)
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) points, in MB per hour."""
+    if len(points) < 3:
+        return float("nan")
+    xs, ys = zip(*points, strict=True)
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return 3600 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
+
+
+def visible(dsn: str, wanted: dict[str, float], seen: list[float]) -> None:
+    """Move the probes found in PostgreSQL from `wanted` to `seen` (latency, seconds)."""
+    import psycopg
+
+    if not wanted:
+        return
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT event_id FROM clickstream WHERE event_id = ANY(%s)",
+                            (list(wanted),)).fetchall()  # fmt: skip
+    now = time.time()
+    for (event_id,) in rows:
+        seen.append(now - wanted.pop(event_id))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rate", type=float, default=1000, help="events per wall second")
+    ap.add_argument("--minutes", type=float, default=20, help="wall minutes of traffic")
+    ap.add_argument("--accel", type=float, default=12, help="event seconds per wall second")
+    ap.add_argument("--report-seconds", type=float, default=60, help="a line this often")
+    ap.add_argument("--probe-seconds", type=float, default=2, help="a probe event this often")
+    ap.add_argument("--window-minutes", type=float, default=30,
+                    help="the longest window of the main views (event minutes)")
+    ap.add_argument("--up-args", default="", help="more flags for flashrec up, as one string")
+    ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
+    args = ap.parse_args()
+    data = args.data_dir or Path(tempfile.mkdtemp(prefix="flashrec-soak-"))
+    broker_port, pg_port, api_port = free_port(), free_port(), free_port()
+    cmd = [sys.executable, "-m", "recommender.cli", "up", "--data-dir", str(data),
+           "--broker-port", str(broker_port), "--pg-port", str(pg_port), "--api-port",
+           str(api_port), "--clock", "event", "--no-intent", *args.up_args.split()]
+    log = open(data / "up.log", "w")  # noqa: SIM115 (open while it runs)
+    up = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                          env={**os.environ, "FLASHREC_LOG_LEVEL": "INFO"})  # fmt: skip
+    try:
+        run(args, up, data, broker_port, pg_port)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=120)
+        log.close()
+
+
+def _wait_up(up: subprocess.Popen, data: Path) -> None:
+    deadline = time.monotonic() + 180
+    while "flashrec up: running" not in (data / "up.log").read_text():
+        if up.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("flashrec up did not start:\n" + (data / "up.log").read_text())
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port: int,
+        pg_port: int) -> None:  # fmt: skip
+    from recommender.pgserve import LocalPostgres
+
+    _wait_up(up, data)
+    dsn = LocalPostgres(data / "pg", pg_port).dsn
+    roles = tree(psutil.Process(up.pid), data / "pg")
+    print(f"soak: {args.rate:g} events/s for {args.minutes:g} min, event time x{args.accel:g}"
+          f" (window full after {args.window_minutes / args.accel:.1f} wall min); data {data}")
+    probes: Any = mp.Queue()
+    t0 = time.time() + 1
+    child = mp.Process(target=produce, args=(f"127.0.0.1:{broker_port}", args.rate, args.accel,
+                                             args.minutes * 60, t0, probes,
+                                             args.probe_seconds), daemon=True)  # fmt: skip
+    child.start()
+    history: dict[str, list[tuple[float, float, float]]] = {r: [] for r in roles}
+    wanted: dict[str, float] = {}
+    latencies: list[float] = []
+    all_latencies: list[tuple[float, float]] = []
+    next_report, done = t0 + args.report_seconds, False
+    print("  min " + "".join(f"{r + ' MB':>14}{r + ' cores':>14}" for r in roles)
+          + "  fresh p50/p99 s")
+    last = {r: (time.time(), v[1]) for r, v in sample(roles).items()}
+    while not done or wanted:
+        while not probes.empty():
+            item = probes.get()
+            if item is None:
+                done = True
+            else:
+                wanted[item[0]] = item[1]
+        before = len(latencies)
+        visible(dsn, wanted, latencies)
+        all_latencies += [(time.time() - t0, x) for x in latencies[before:]]
+        if done and wanted and time.time() > t0 + args.minutes * 60 + 120:
+            print(f"{len(wanted)} probes never became visible")
+            break
+        if time.time() >= next_report or (done and not wanted):
+            now, stats = time.time(), sample(roles)
+            cells = ""
+            for role, (rss, cpu) in stats.items():
+                then, cpu_then = last[role]
+                cores = (cpu - cpu_then) / max(1e-9, now - then)
+                history[role].append((now - t0, rss, cores))
+                last[role] = (now, cpu)
+                cells += f"{rss:14.0f}{cores:14.2f}"
+            print(f"{(now - t0) / 60:5.1f}{cells}  {pct(latencies, 0.5):.2f}/"
+                  f"{pct(latencies, 0.99):.2f}", flush=True)
+            latencies.clear()
+            next_report = now + args.report_seconds
+        time.sleep(0.2)
+    summarize(args, history, all_latencies)
+
+
+def summarize(args: argparse.Namespace, history: dict[str, list[tuple[float, float, float]]],
+              latencies: list[tuple[float, float]]) -> None:  # fmt: skip
+    filled = args.window_minutes * 60 / args.accel
+    print(f"after the window filled ({filled / 60:.1f} min): RSS slope MB/hour, cores first "
+          "sample vs last, RSS last")
+    total = 0.0
+    for role, points in history.items():
+        after = [(t, rss) for t, rss, _ in points if t >= filled]
+        cores = [c for t, _, c in points if t >= filled]
+        last = points[-1][1] if points else 0.0
+        total += last
+        first_c, last_c = (cores[0], cores[-1]) if cores else (float("nan"),) * 2
+        print(f"  {role:10} slope {slope(after):8.1f} MB/h   cores {first_c:.2f} -> "
+              f"{last_c:.2f}   RSS {last:.0f} MB")
+    late = [x for t, x in latencies if t >= filled]
+    print(f"  total RSS {total:.0f} MB; freshness after fill p50 {pct(late, 0.5):.2f} s, "
+          f"p99 {pct(late, 0.99):.2f} s, max {max(late, default=float('nan')):.2f} s "
+          f"({len(late)} probes)")
+
+
+if __name__ == "__main__":
+    main()
