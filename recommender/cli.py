@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "up",
     "serve",
     "deploy",
+    "relay",
     "intent",
     "experiment",
 ]

@@ -8,9 +8,12 @@ the UDF server.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from recommender.sqlfiles import SqlObject
@@ -30,6 +33,16 @@ CATALOG: dict[str, tuple[str, str]] = {
 _BOOTSTRAP_RE = re.compile(r"(properties\.bootstrap\.server\s*=\s*)'[^']*'", re.IGNORECASE)
 _TOPIC_RE = re.compile(r"(\btopic\s*=\s*)'[^']*'", re.IGNORECASE)
 _LINK_RE = re.compile(r"(USING\s+LINK\s+)'[^']*'", re.IGNORECASE)
+
+
+log = logging.getLogger(__name__)
+
+# RisingWave answers and has a running streaming compute node: CREATE can be planned and run
+# (the frontend accepts connections before the compute node has registered)
+READY_SQL = (
+    "SELECT count(*) FROM rw_catalog.rw_worker_nodes "
+    "WHERE type = 'WORKER_TYPE_COMPUTE_NODE' AND state = 'RUNNING' AND is_streaming"
+)
 
 
 class DeployError(Exception):
@@ -84,6 +97,18 @@ def plan(
     return steps
 
 
+def plan_folder(
+    folder: Path, bootstrap: str | None, topic: str | None, udf_link: str | None
+) -> list[Step]:
+    """The plan `flashrec deploy` makes for a folder of .sql files: the UDFs are created only
+    with a link to the UDF server (without one they are planned as skipped)."""
+    from recommender import sqlfiles
+
+    return plan(
+        sqlfiles.load(folder), bootstrap, topic, udf_link, include_functions=udf_link is not None
+    )
+
+
 def drop_sql(obj: SqlObject) -> str:
     """DROP ... IF EXISTS for one object (its dependants were dropped before it)."""
     return f"DROP {CATALOG[obj.kind][1]} IF EXISTS {obj.name}"
@@ -93,11 +118,28 @@ Query = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
 Execute = Callable[[str], None]
 
 
+def catalog_query(kind: str) -> str:
+    """The catalog lookup of an object of this kind by name (one %s parameter)."""
+    return f"SELECT 1 FROM {CATALOG[kind][0]} WHERE name = %s"
+
+
 def existing(query: Query, kind: str, name: str) -> bool:
     """Whether the catalog has an object of this kind and name."""
-    relation = CATALOG[kind][0]
     bare = name.split(".")[-1]
-    return bool(query(f"SELECT 1 FROM {relation} WHERE name = %s", (bare,)))
+    return bool(query(catalog_query(kind), (bare,)))
+
+
+def sent_statements(steps: list[Step]) -> list[tuple[Step, str]]:
+    """Every statement a deploy (or --drop) of these steps can send, as RisingWave receives
+    it: each object's catalog lookup (psycopg binds %s as $1), its CREATE unless the step is
+    skipped, and its DROP."""
+    out: list[tuple[Step, str]] = []
+    for step in steps:
+        out.append((step, catalog_query(step.obj.kind).replace("%s", "$1")))
+        if step.outcome != "skipped":
+            out.append((step, step.sql))
+        out.append((step, drop_sql(step.obj)))
+    return out
 
 
 def apply(steps: list[Step], query: Query, execute: Execute) -> list[Step]:
@@ -129,3 +171,35 @@ def drop(steps: list[Step], query: Query, execute: Execute) -> list[Step]:
             raise DeployError(f"dropping {step.obj.name} failed: {exc}") from exc
         step.outcome = "dropped"
     return steps
+
+
+def wait_ready(
+    connect: Callable[[], Any],
+    wait: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
+    """A connection from `connect()` once RisingWave answers READY_SQL with a running compute
+    node, retrying with backoff (0.5 s, doubling up to 8 s) for up to `wait` seconds; raises
+    DeployError with the last answer or error after that (wait 0: one try)."""
+    deadline = clock() + wait
+    delay, tries = 0.5, 0
+    while True:
+        tries += 1
+        conn = None
+        try:
+            conn = connect()
+            nodes = conn.execute(READY_SQL).fetchone()[0]
+            if nodes:
+                return conn
+            why = "no running streaming compute node yet"
+        except Exception as exc:  # the driver's error: refused, reset, starting up
+            why = " ".join(str(exc).split()) or type(exc).__name__
+        if conn is not None:
+            conn.close()
+        left = deadline - clock()
+        if left <= 0:
+            raise DeployError(f"RisingWave not ready after {tries} tries in {wait:.0f} s: {why}")
+        log.info("RisingWave not ready (%s): retrying in %.1f s", why, min(delay, left))
+        sleep(min(delay, left))
+        delay = min(delay * 2, 8.0)

@@ -24,6 +24,11 @@ from sqlglot import exp
 from recommender.config import SQL_DIR
 
 NOW_MARKER = "__flashrec_now__"
+# The relation every view reads: on RisingWave the deduplicating table of sql/010 (first copy
+# of each event_id kept, fed by the validating relay); on the embedded engine the view over
+# its event store (engine/store.py), which validates and deduplicates at ingest. The engine
+# maintains views only, so the table's statement is deployed to RisingWave and not run here.
+CLICKSTREAM = "clickstream"
 # The least event history a view without a temporal filter still gets (none today).
 DEFAULT_HORIZON = timedelta(days=7)
 
@@ -204,19 +209,26 @@ def _tumble_subquery(
 
 def to_duckdb(
     query: exp.Expression, restrict: str | None = None, tumble_restrict: str | None = None,
-    source: str = "clickstream",
+    source: str = CLICKSTREAM,
 ) -> str:
     """DuckDB SQL of a view query; NOW() is left as the identifier NOW_MARKER.
 
     `restrict`: a WHERE condition applied to every read of `clickstream` (partial recompute),
     which then reads relation `source` (same columns) instead;
     `tumble_restrict`: one applied to the rows a TUMBLE reads (columns of its relation).
+    `x AT TIME ZONE 'UTC'` becomes `x`: the engine's times are naive UTC already, which is
+    what RisingWave's TIMESTAMPTZ AT TIME ZONE 'UTC' gives (DuckDB would make it a TIMESTAMPTZ
+    and read its fields in the session's time zone).
     """
     query = query.copy()
+    for node in list(query.find_all(exp.AtTimeZone)):
+        zone = node.args.get("zone")
+        if isinstance(zone, exp.Literal) and zone.is_string and zone.name.upper() == "UTC":
+            node.replace(node.this)
     if restrict:
         for node in list(query.find_all(exp.Table)):
-            if node.name == "clickstream" and not isinstance(node.this, exp.Anonymous):
-                alias = node.alias or "clickstream"
+            if node.name == CLICKSTREAM and not isinstance(node.this, exp.Anonymous):
+                alias = node.alias or CLICKSTREAM
                 sub = sqlglot.parse_one(
                     f"SELECT * FROM (SELECT * FROM {source} WHERE {restrict}) AS {alias}",
                     read="duckdb",
@@ -276,3 +288,115 @@ def horizon(query: exp.Expression) -> timedelta | None:
 def views(objects: list[SqlObject] | None = None) -> list[SqlObject]:
     """The materialized views of sql/ that the engine can maintain, in file order."""
     return [o for o in (objects if objects is not None else load()) if o.is_view]
+
+
+# --- the clickstream table ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClickstreamTable:
+    """What sql/010's CREATE TABLE clickstream declares (RisingWave syntax, read by pattern:
+    sqlglot does not parse it)."""
+
+    columns: list[tuple[str, str]]  # (name, RisingWave type)
+    key: list[str]  # PRIMARY KEY columns
+    append_only: bool
+    on_conflict: str  # "DO NOTHING", "DO UPDATE FULL", ... or "" when not said
+    retention: timedelta | None  # retention_seconds
+    watermark: bool  # a WATERMARK FOR clause
+
+    def duckdb_ddl(self, name: str = CLICKSTREAM) -> str:
+        """The same table in DuckDB (naive UTC times, as the engine stores them)."""
+        types = {"TIMESTAMPTZ": "TIMESTAMP", "DOUBLE PRECISION": "DOUBLE"}
+        cols = [f"{c} {types.get(t.upper(), t)}" for c, t in self.columns]
+        if self.key:
+            cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        return f"CREATE TABLE {name} ({', '.join(cols)})"
+
+    def duckdb_insert(self, name: str = CLICKSTREAM) -> str:
+        """An INSERT of one row (all columns, ? parameters) with the table's conflict rule."""
+        names = [c for c, _ in self.columns]
+        marks = ", ".join("?" for _ in names)
+        conflict = f" ON CONFLICT {self.on_conflict}" if self.on_conflict == "DO NOTHING" else ""
+        return f"INSERT INTO {name} ({', '.join(names)}) VALUES ({marks}){conflict}"
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """`text` split at commas outside parentheses and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def clickstream_table(objects: list[SqlObject] | None = None) -> ClickstreamTable:
+    """The declaration of the clickstream table of sql/; ValueError when there is none."""
+    found = [o for o in (objects if objects is not None else load())
+             if o.name == CLICKSTREAM and o.kind == "table"]  # fmt: skip
+    if not found:
+        raise ValueError(f"sql/ has no CREATE TABLE {CLICKSTREAM}")
+    sql = found[0].sql
+    open_at = sql.index("(")
+    depth, close_at = 0, -1
+    for i in range(open_at, len(sql)):
+        depth += {"(": 1, ")": -1}.get(sql[i], 0)
+        if depth == 0:
+            close_at = i
+            break
+    body, tail = sql[open_at + 1 : close_at], sql[close_at + 1 :]
+    columns, key, watermark = [], [], False
+    for part in _top_level_parts(body):
+        words = part.split(None, 1)
+        head = part.upper()
+        if head.startswith("PRIMARY KEY"):
+            inner = part[part.index("(") + 1 : part.rindex(")")]
+            key = [k.strip() for k in inner.split(",")]
+        elif head.startswith("WATERMARK"):
+            watermark = True
+        elif len(words) == 2:
+            columns.append((words[0], " ".join(words[1].split())))
+    conflict = re.search(r"ON\s+CONFLICT\s+(DO\s+NOTHING|DO\s+UPDATE\s+(?:FULL|IF\s+NOT\s+NULL)"
+                         r"|OVERWRITE|IGNORE)", tail, re.IGNORECASE)  # fmt: skip
+    seconds = re.search(r"retention_seconds\s*=\s*'?(\d+)", tail, re.IGNORECASE)
+    return ClickstreamTable(
+        columns=columns, key=key,
+        append_only=re.search(r"\bAPPEND\s+ONLY\b", tail, re.IGNORECASE) is not None,
+        on_conflict=" ".join(conflict.group(1).upper().split()) if conflict else "",
+        retention=timedelta(seconds=int(seconds.group(1))) if seconds else None,
+        watermark=watermark,
+    )  # fmt: skip
+
+
+def clickstream_problems(objects: list[SqlObject] | None = None) -> list[str]:
+    """Where sql/'s clickstream table would not mean what the embedded engine's event store
+    means (each event_id once, first copy kept, no late event dropped, state kept at least as
+    long as the longest view look-back); empty when it does."""
+    objects = objects if objects is not None else load()
+    try:
+        table = clickstream_table(objects)
+    except ValueError as exc:
+        return [str(exc)]
+    problems = []
+    if table.key != ["event_id"]:
+        problems.append(f"its PRIMARY KEY is {table.key or 'missing'}, not (event_id)")
+    if not table.append_only or table.on_conflict != "DO NOTHING":
+        problems.append("it must be APPEND ONLY ON CONFLICT DO NOTHING (first copy kept)")
+    if table.watermark:
+        problems.append("it has a WATERMARK, which drops late events on RisingWave only")
+    spans = [horizon(view_query(v)) for v in views(objects)]
+    longest = max((s for s in spans if s is not None), default=DEFAULT_HORIZON)
+    if table.retention is None or table.retention < longest:
+        problems.append(f"its retention_seconds ({table.retention}) is shorter than the "
+                        f"longest view look-back ({longest})")  # fmt: skip
+    return problems

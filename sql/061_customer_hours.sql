@@ -1,6 +1,7 @@
 -- customer_hours: per customer, look-back window (1, 7, 14, 30 days) and UTC hour of day, the
 -- histogram of visits (sessions, by the hour of their first event in the window) and of
--- purchases. Hours without a visit or purchase have no row.
+-- purchases. Hours without a visit or purchase have no row. The hour is read in UTC
+-- (AT TIME ZONE 'UTC'), whatever the time zone of the session that deployed the view.
 CREATE MATERIALIZED VIEW IF NOT EXISTS customer_hours AS
 WITH windowed AS (
     SELECT user_id, session_id, action, ts, 1 AS window_days
@@ -16,13 +17,13 @@ WITH windowed AS (
     FROM clickstream WHERE ts > NOW() - INTERVAL '30 DAYS'
 ),
 visits AS (
-    SELECT user_id, window_days, EXTRACT(HOUR FROM MIN(ts)) AS hour_of_day,
+    SELECT user_id, window_days, EXTRACT(HOUR FROM MIN(ts) AT TIME ZONE 'UTC') AS hour_of_day,
            1 AS visits, 0 AS purchases
     FROM windowed
     GROUP BY user_id, window_days, session_id
 ),
 buys AS (
-    SELECT user_id, window_days, EXTRACT(HOUR FROM ts) AS hour_of_day,
+    SELECT user_id, window_days, EXTRACT(HOUR FROM ts AT TIME ZONE 'UTC') AS hour_of_day,
            0 AS visits, 1 AS purchases
     FROM windowed
     WHERE action = 'purchase'

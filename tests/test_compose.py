@@ -44,7 +44,7 @@ def test_services_start_in_order(compose: dict) -> None:
             assert dep in services, f"{name} depends on unknown service {dep}"
     assert services["risingwave"]["image"].startswith("risingwavelabs/risingwave:v")
     assert services["risingwave"]["command"] == "single_node"
-    ports = {p.split(":")[0] for p in services["risingwave"]["ports"]}
+    ports = {p.split(":")[-1] for p in services["risingwave"]["ports"]}
     assert ports == {"4566", "5691"}
     for name in ("redpanda", "risingwave", "udf", "api"):
         assert "healthcheck" in services[name], name
@@ -53,6 +53,22 @@ def test_services_start_in_order(compose: dict) -> None:
     assert services["api"]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
     assert services["producer"]["profiles"] == ["producer"]
     assert services["grafana"]["profiles"] == ["grafana"]
+
+
+def test_published_ports_listen_on_loopback_only(compose: dict) -> None:
+    """Every port published to the host is bound to 127.0.0.1: nothing answers on the
+    host's other addresses until someone sets credentials and opens it (production.md)."""
+    published = 0
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            if isinstance(port, dict):  # long syntax
+                host_ip = port.get("host_ip")
+            else:
+                parts = str(port).split(":")
+                host_ip = parts[0] if len(parts) == 3 else None
+            assert host_ip == "127.0.0.1", f"{name}: port {port} is open on every address"
+            published += 1
+    assert published >= 5  # Redpanda, RisingWave (2), API, Grafana
 
 
 def test_flashrec_services_run_real_cli_commands(compose: dict) -> None:
@@ -79,3 +95,23 @@ def test_dockerfile_passes_hadolint() -> None:
     dockerfile = str(PROJECT_ROOT / "Dockerfile")
     out = subprocess.run([hadolint, dockerfile], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_risingwave_reads_the_relays_valid_topic(compose: dict) -> None:
+    """Producers write `clickstream`; the relay validates it into `clickstream_valid`, which
+    `deploy` points RisingWave's clickstream table at; deploy waits for a real query."""
+    from typer.main import get_command
+
+    from recommender.cli import app
+
+    services = compose["services"]
+    relay = services["relay"]["command"]
+    assert relay[0] in get_command(app).commands
+    assert {"--topic=clickstream", "--valid-topic=clickstream_valid",
+            "--dlq-topic=clickstream_dlq"} <= set(relay)  # fmt: skip
+    deploy = services["deploy"]["command"]
+    assert "--topic=clickstream_valid" in deploy
+    assert any(arg.startswith("--wait=") and float(arg.split("=")[1]) > 0 for arg in deploy)
+    created = services["topics"]["command"][0]
+    for topic in ("clickstream ", "clickstream_valid ", "clickstream_dlq "):
+        assert f"topic create {topic}" in created

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 from typer.testing import CliRunner
@@ -44,7 +45,8 @@ def objects() -> list[sqlfiles.SqlObject]:
 
 def test_plan_substitutes_broker_topic_and_udf_link(objects) -> None:
     steps = deploy.plan(objects, "kafka-1:9092,kafka-2:9092", "clicks", "http://udf.prod:8815")
-    source = next(s for s in steps if s.obj.kind == "source")
+    source = next(s for s in steps if s.obj.name == sqlfiles.CLICKSTREAM)
+    assert source.obj.kind == "table"
     assert "properties.bootstrap.server = 'kafka-1:9092,kafka-2:9092'" in source.sql
     assert "topic = 'clicks'" in source.sql
     functions = [s for s in steps if s.obj.kind == "function"]
@@ -66,7 +68,7 @@ def test_apply_is_idempotent(objects) -> None:
     assert {s.outcome for s in second} == {"found"}
     assert len(rw.executed) == n_executed  # nothing ran twice
     kinds = {k for k, _ in rw.objects}
-    assert {"source", "materialized view", "subscription", "function"} <= kinds
+    assert {"table", "materialized view", "subscription", "function"} <= kinds
 
 
 def test_without_udf_link_functions_are_skipped(objects) -> None:
@@ -108,7 +110,64 @@ def test_dry_run_prints_every_object_in_order(objects) -> None:
 
 def test_unreachable_risingwave_is_a_clear_error() -> None:
     result = CliRunner().invoke(
-        app, ["deploy", "--dsn", "postgresql://root@127.0.0.1:1/dev", "--connect-timeout", "2"]
-    )
+        app, ["deploy", "--dsn", "postgresql://root@127.0.0.1:1/dev", "--connect-timeout", "2",
+              "--wait", "1"]
+    )  # fmt: skip
     assert result.exit_code == 2
-    assert "cannot reach RisingWave" in result.output
+    assert "cannot reach RisingWave" in result.output and "not ready after" in result.output
+
+
+class FakeConn:
+    def __init__(self, nodes: int) -> None:
+        self.nodes, self.closed = nodes, False
+
+    def execute(self, sql: str) -> FakeConn:
+        assert sql == deploy.READY_SQL
+        return self
+
+    def fetchone(self) -> tuple[int]:
+        return (self.nodes,)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_deploy_waits_with_backoff_until_a_compute_node_runs() -> None:
+    answers: list = [OSError("connection refused"), OSError("connection reset"), FakeConn(0),
+                     FakeConn(1)]  # fmt: skip
+    made: list = []
+    slept: list[float] = []
+
+    def connect() -> FakeConn:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        made.append(answer)
+        return answer
+
+    conn = deploy.wait_ready(connect, 60, sleep=slept.append, clock=lambda: sum(slept))
+    assert conn is made[-1] and conn.nodes == 1 and not conn.closed
+    assert made[0].closed  # the connection without a compute node was closed
+    assert slept == [0.5, 1.0, 2.0]
+
+
+def test_deploy_gives_up_after_its_wait_with_the_last_error() -> None:
+    slept: list[float] = []
+
+    def refused() -> FakeConn:
+        raise OSError("connection refused")
+
+    with pytest.raises(deploy.DeployError, match="not ready after .* connection refused"):
+        deploy.wait_ready(refused, 20, sleep=slept.append, clock=lambda: sum(slept))
+    assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 4.5]  # backoff capped, last wait to the deadline
+
+
+def test_ready_query_parses_with_risingwaves_parser() -> None:
+    from recommender import rwparser
+
+    path = rwparser.parser_path()
+    if not rwparser.available(path):
+        pytest.skip(rwparser.missing(path))
+    run = subprocess.run([str(path)], input=deploy.READY_SQL, capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.startswith("OK:"), run.stdout + run.stderr

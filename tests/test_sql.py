@@ -7,6 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from engine_support import valid_events
+from rw_support import mixed_stream, table_views, values_of
+from sqlglot import exp
 from typer.testing import CliRunner
 
 from recommender import sqlfiles
@@ -34,8 +37,9 @@ def test_every_statement_parses_and_commands_are_unchecked() -> None:
     for name in EXPECTED_VIEWS:
         assert name in views
     assert views.index("session_features") < views.index("trending_by_category")
-    source = next(o for o in objects if o.name == "clickstream")
-    assert source.kind == "source" and source.status == "ok"
+    table = next(o for o in objects if o.name == sqlfiles.CLICKSTREAM)
+    assert table.kind == "table" and table.status == "unchecked"  # sqlglot lacks APPEND ONLY
+    assert not [o for o in objects if o.kind == "source"]  # every view reads the table
     sub = next(o for o in objects if o.kind == "subscription")
     assert sub.status == "unchecked" and "Command" in sub.detail
 
@@ -130,3 +134,59 @@ def test_duplicate_event_ids_count_once() -> None:
     events = [ev(1, "s", "a", sec=1), ev(1, "s", "a", sec=2, event_id="e1")]
     rows = evaluate(events, T0 + timedelta(minutes=1))["session_features"]
     assert rows[0][4] == 1
+
+
+# --- the clickstream table: the same meaning on RisingWave and in the embedded engine ------
+
+
+def test_clickstream_table_deduplicates_without_a_watermark() -> None:
+    assert sqlfiles.clickstream_problems() == []
+    table = sqlfiles.clickstream_table()
+    assert table.key == ["event_id"] and table.on_conflict == "DO NOTHING"
+    assert table.retention >= timedelta(days=30) and not table.watermark
+    for view in sqlfiles.views():  # every view reads the deduplicated table
+        assert sqlfiles.reads(view) & {sqlfiles.CLICKSTREAM, "session_features"}, view.name
+    assert sqlfiles.clickstream_table().columns[0] == ("event_id", "VARCHAR")
+    old = sqlfiles.load()[0].sql
+    broken = (old.replace("    PRIMARY KEY (event_id)\n", "    WATERMARK FOR ts AS ts - "
+                          "INTERVAL '5 MINUTES'\n").replace("2678400", "86400"))
+    objects = [sqlfiles.check_statement("010.sql", broken)] + sqlfiles.views()
+    problems = " | ".join(sqlfiles.clickstream_problems(objects))
+    assert "PRIMARY KEY" in problems and "WATERMARK" in problems and "retention" in problems
+
+
+def test_table_semantics_equal_the_engine_on_late_duplicate_and_malformed_events() -> None:
+    items = mixed_stream()
+    now = T0 + timedelta(hours=5, minutes=10)
+    engine = evaluate(valid_events(items), now)  # the engine's dedup at ingest
+    assert table_views(values_of(items), now) == engine
+    assert engine["customer_features"] and engine["session_features"]
+    counts = {r[0]: r[4] for r in engine["session_features"]}
+    assert counts["s0"] == 6  # the retry and the differing copy of e1 are not counted
+
+
+def test_customer_hours_are_utc_whatever_the_session_time_zone() -> None:
+    for view in sqlfiles.views():  # RisingWave: every hour of day is read in UTC
+        for node in sqlfiles.view_query(view).find_all(exp.Extract):
+            if node.name.upper() == "HOUR":
+                zone = node.expression
+                assert isinstance(zone, exp.AtTimeZone) and zone.args["zone"].name == "UTC"
+    items = [ev(1, "s", "a", "purchase", sec=9.5 * 3600)]  # 23:30 UTC
+    now = T0 + timedelta(hours=10)
+    for tz in ("UTC", "America/New_York"):
+        rows = table_views(values_of(items), now, tz)["customer_hours"]
+        assert {r[2] for r in rows} == {23}, tz
+    assert evaluate(items, now)["customer_hours"] == table_views(values_of(items), now)[
+        "customer_hours"]
+
+
+def test_every_incremental_maintainer_still_applies_to_sql(caplog) -> None:
+    """After a change to a view's SQL its maintainer's fingerprint must follow (or the
+    engine silently falls back to recomputing the view)."""
+    from recommender.engine.engine import incremental_overrides
+
+    with caplog.at_level("WARNING"):
+        found = incremental_overrides(sqlfiles.load())
+    assert "is not the query its incremental maintainer reproduces" not in caplog.text
+    assert {"co_view_pairs", "trending_by_category", "customer_features",
+            "customer_hours", "session_features", "vmis_history"} <= set(found)  # fmt: skip

@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
             help="Kafka/Redpanda address as RisingWave reaches it (host:port[,host:port]).",
         ),
         topic: str = typer.Option(
-            config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC,
-            help="Kafka topic of the clickstream source.",
+            config.DEFAULT_VALID_TOPIC, "--topic", envvar=config.ENV_VALID_TOPIC,
+            help="Kafka topic the clickstream table reads: the validated events `flashrec "
+            "relay` writes (not the producers' raw topic).",
         ),
         udf_link: str | None = typer.Option(
             None, "--udf-link", envvar="FLASHREC_UDF_LINK",
@@ -43,42 +44,56 @@ def register(app: typer.Typer) -> None:
             False, "--drop", help="Remove every object of sql/ (newest first) instead."
         ),
         timeout: float = typer.Option(
-            30.0, "--connect-timeout", help="Seconds to wait for RisingWave to answer."
+            30.0, "--connect-timeout", help="Seconds one connection attempt may take."
+        ),
+        wait: float = typer.Option(
+            120.0, "--wait", min=0.0, envvar="FLASHREC_DEPLOY_WAIT",
+            help="Seconds to keep retrying (backoff 0.5 s doubling to 8 s) until RisingWave "
+            "answers a query and has a running compute node; 0 tries once.",
         ),
     ) -> None:
-        """Create the clickstream source, views, subscriptions and UDFs of sql/ on RisingWave.
+        """Create the clickstream table, views, subscriptions and UDFs of sql/ on RisingWave.
 
-        Idempotent: an object already in RisingWave's catalog is reported as found and left
-        as it is. --dry-run prints the SQL; --drop removes it all.
+        Waits first (up to --wait seconds, with backoff) until RisingWave answers a query and
+        has a running compute node. Idempotent: an object already in RisingWave's catalog is
+        reported as found and left as it is. --dry-run prints the SQL; --drop removes it all.
+        The clickstream table reads --topic: the validated events of `flashrec relay`.
         """
         from rich.console import Console
         from rich.table import Table
 
         from recommender import deploy as dep
-        from recommender import sqlfiles
 
         folder = Path(sql_dir or config.SQL_DIR)
         if not folder.is_dir():
             typer.echo(f"error: no SQL folder at {folder}", err=True)
             raise typer.Exit(2)
         try:
-            steps = dep.plan(
-                sqlfiles.load(folder), bootstrap_servers, topic, udf_link,
-                include_functions=udf_link is not None or dry_run,
-            )
+            steps = dep.plan_folder(folder, bootstrap_servers, topic, udf_link)
         except dep.DeployError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
-        if dry_run:
+        if dry_run:  # what a real run sends, in its order; a skipped step says why
             for step in reversed(steps) if drop else steps:
-                sql = dep.drop_sql(step.obj) if drop else step.sql
-                typer.echo(f"-- {step.obj.file}: {step.obj.kind} {step.obj.name}\n{sql};\n")
+                typer.echo(f"-- {step.obj.file}: {step.obj.kind} {step.obj.name}")
+                if drop:
+                    typer.echo(f"{dep.drop_sql(step.obj)};\n")
+                elif step.outcome == "skipped":
+                    typer.echo("-- skipped: no --udf-link (FLASHREC_UDF_LINK) given, so a real "
+                               "run does not create it\n")  # fmt: skip
+                else:
+                    typer.echo(f"{step.sql};\n")
             return
         import psycopg
 
+        from recommender.config import setup_logging
+
+        setup_logging()  # the retries are logged
         try:
-            conn = psycopg.connect(dsn, autocommit=True, connect_timeout=int(timeout))
-        except psycopg.OperationalError as exc:
+            conn = dep.wait_ready(
+                lambda: psycopg.connect(dsn, autocommit=True, connect_timeout=int(timeout)), wait
+            )
+        except dep.DeployError as exc:
             typer.echo(f"error: cannot reach RisingWave at {dsn}: {exc}", err=True)
             raise typer.Exit(2) from exc
         with conn:

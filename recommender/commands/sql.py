@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from recommender import config
+from recommender import config, rwparser
+from recommender.rwparser import Verdict
+
+if TYPE_CHECKING:
+    from recommender.sqlfiles import SqlObject
 
 STATUS_STYLE = {"ok": "green", "unchecked": "yellow", "error": "red"}
 
@@ -14,6 +20,39 @@ STATUS_STYLE = {"ok": "green", "unchecked": "yellow", "error": "red"}
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _rw_verdicts(
+    objects: list[SqlObject], parser: Path
+) -> tuple[list[Verdict | None], list[tuple[str, Verdict]], str]:
+    """RisingWave's parser on each object as `flashrec deploy` renders it and on the index
+    follower's cursor statements: (verdict per object, (statement, verdict) per cursor
+    statement, summary line). No verdicts, and the reason, when the parser is absent."""
+    from recommender import deploy
+    from recommender.serving.index_sync import cursor_statements
+
+    if not rwparser.available(parser):
+        return [None] * len(objects), [], f"RisingWave parser: {rwparser.missing(parser)}"
+    try:
+        per_object: list[Verdict | None] = []
+        per_object += rwparser.parse_all(
+            (deploy.render(o, config.DEFAULT_BOOTSTRAP, config.DEFAULT_TOPIC, None)
+             for o in objects), parser,
+        )  # fmt: skip
+        cursors = cursor_statements(rwparser.SUBSCRIPTION)
+        per_cursor = list(zip(cursors, rwparser.parse_all(cursors, parser), strict=True))
+    except rwparser.ParserError as exc:
+        _fail(str(exc))
+    verdicts = [v for v in per_object if v is not None] + [v for _, v in per_cursor]
+    bad = sum(not v.ok for v in verdicts)
+    summary = f"RisingWave parser ({parser}): {len(verdicts) - bad} ok, {bad} error"
+    return per_object, per_cursor, summary
+
+
+def _verdict_cell(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "[yellow]skipped[/]"
+    return "[green]ok[/]" if verdict.ok else "[red]error[/]"
 
 
 def register(app: typer.Typer) -> None:
@@ -27,12 +66,20 @@ def register(app: typer.Typer) -> None:
         help="Folder of the .sql files (default: the project's sql/).",
     )  # fmt: skip
 
-    @group.command("check")
-    def check(sql_dir: Path | None = sql_dir_option) -> None:
-        """Parse every statement with sqlglot (RisingWave dialect) and list each object.
+    parser_option = typer.Option(
+        None, "--parser", envvar=rwparser.ENV_PARSER,
+        help="RisingWave v3.0.3's SQL parser as a command (default: "
+        "../shared/tools/risingwave-sqlparser/rw-sqlparser beside the project).",
+    )  # fmt: skip
 
-        ok: parsed; unchecked: sqlglot only sees a generic command (not validated);
-        error: does not parse. Exit code 1 when a statement has an error.
+    @group.command("check")
+    def check(sql_dir: Path | None = sql_dir_option, parser: Path | None = parser_option) -> None:
+        """Parse every statement with sqlglot (RisingWave dialect) and with RisingWave's own
+        parser, and list each object; the index follower's cursor statements follow.
+
+        status (sqlglot): ok: parsed; unchecked: only seen as a generic command; error: does
+        not parse. risingwave: RisingWave v3.0.3's parser accepts it (ok) or not (error), or
+        skipped when the parser is not found. Exit code 1 when a statement has an error.
         """
         from rich.console import Console
         from rich.table import Table
@@ -43,16 +90,26 @@ def register(app: typer.Typer) -> None:
         if not Path(folder).is_dir():
             _fail(f"no SQL folder at {folder}")
         objects = sqlfiles.load(folder)
+        per_object, per_cursor, rw_summary = _rw_verdicts(objects, rwparser.parser_path(parser))
         table = Table(title=f"sql/ objects ({folder})")
-        for column in ("file", "kind", "name", "status", "detail"):
+        for column in ("file", "kind", "name", "status", "risingwave", "detail"):
             table.add_column(column)
-        for o in objects:
+        for o, verdict in zip(objects, per_object, strict=True):
             style = STATUS_STYLE.get(o.status, "")
-            table.add_row(o.file, o.kind, o.name, f"[{style}]{o.status}[/]", o.detail)
+            detail = verdict.summary if verdict is not None and not verdict.ok else o.detail
+            table.add_row(o.file, o.kind, o.name, f"[{style}]{o.status}[/]",
+                          _verdict_cell(verdict), detail)  # fmt: skip
+        for sql, verdict in per_cursor:  # name: the statement, its cursor's name shortened
+            shown = re.sub(r"\bflashrec_\w+_\d+\b", "<cursor>", sql)
+            detail = "" if verdict.ok else verdict.summary
+            table.add_row("index_sync.py", "cursor", shown, "", _verdict_cell(verdict), detail)
         Console(width=160).print(table)
         counts = {s: sum(o.status == s for o in objects) for s in STATUS_STYLE}
         typer.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
-        if counts["error"]:
+        typer.echo(rw_summary)
+        rw_errors = [v for v in per_object if v is not None and not v.ok]
+        rw_errors += [v for _, v in per_cursor if not v.ok]
+        if counts["error"] or rw_errors:
             raise typer.Exit(1)
 
     @group.command("show")

@@ -33,7 +33,7 @@ from recommender.engine.store import newest_seq
 
 # sqlfiles.fingerprint of the queries this module reproduces (the engine uses the SQL when a
 # view's query differs)
-FINGERPRINTS = {"customer_features": "65e216736a4d9f5a", "customer_hours": "7a2e32863e74d928"}
+FINGERPRINTS = {"customer_features": "65e216736a4d9f5a", "customer_hours": "e5cc8c64ae2ac1a2"}
 WINDOWS = (1, 7, 14, 30)  # days, as in both queries
 
 # per-session counters: column -> the event's condition

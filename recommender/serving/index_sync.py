@@ -12,6 +12,12 @@ them, or None:
 - the embedded engine's `flashrec_changes` table from another process (PgSubscription),
 - a RisingWave subscription cursor (blocking FETCH with a timeout),
 - a re-read of the whole view every second, diffed (any PostgreSQL-wire server).
+
+When polls keep failing (a dropped connection, a restarted RisingWave frontend, a cursor past
+the subscription's retention) the feed is closed and opened again with backoff: a RisingWave
+cursor is declared again from the last rw_timestamp applied while the subscription still holds
+it, else the index is rebuilt from a fresh snapshot. `IndexSync.state` says which of these is
+going on: starting, waiting, following, retrying, reconnecting, resnapshotting, stopped.
 """
 
 from __future__ import annotations
@@ -35,7 +41,25 @@ ITEMS_COLUMNS = ("items", "item_ids", "product_ids")
 TIME_COLUMNS = ("last_ts", "last_event_ts", "last_event", "last_event_at", "last_event_time", "ts")
 
 
-__all__ = ["ChangeBatch", "IndexSync", "RisingWaveFeed", "SnapshotDiffFeed", "apply_batch"]
+__all__ = [
+    "ChangeBatch",
+    "CursorExpired",
+    "IndexSync",
+    "RisingWaveFeed",
+    "SnapshotDiffFeed",
+    "apply_batch",
+]
+
+# the refusal RisingWave gives a DECLARE ... SINCE older than the subscription's retention
+# (src/frontend/src/handler/declare_cursor.rs)
+OUT_OF_RETENTION = "rw_timestamp is too small"
+# TCP keepalives, so that a peer that vanished fails the FETCH instead of hanging it
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+              "keepalives_count": 3}  # fmt: skip
+
+
+class CursorExpired(Exception):
+    """RisingWave no longer holds the changes from the requested rw_timestamp on."""
 
 
 class Feed(Protocol):
@@ -113,45 +137,171 @@ def _is_delete(op: Any) -> bool:
     return "delete" in str(op).lower()
 
 
+def declare_sql(
+    cursor: str, subscription: str, since: int | None = None, full: bool = False
+) -> str:
+    """The DECLARE of a subscription cursor: from a snapshot of the view followed by its
+    changes (FULL), from an rw_timestamp in unix ms (SINCE n, n included), else from now."""
+    if full:
+        start = "FULL"
+    elif since is not None:
+        start = f"SINCE {int(since)}"
+    else:
+        start = "SINCE now()"
+    return f"DECLARE {cursor} SUBSCRIPTION CURSOR FOR {subscription} {start}"
+
+
+def fetch_sql(cursor: str, count: int, timeout_s: float) -> str:
+    """A FETCH that waits up to `timeout_s` (whole seconds, at least 1) for a first row."""
+    return f"FETCH {count} FROM {cursor} WITH (timeout = '{max(1, int(timeout_s))}s')"
+
+
+def close_sql(cursor: str) -> str:
+    return f"CLOSE {cursor}"
+
+
+def cursor_name(subscription: str) -> str:
+    """A new cursor's name (cursors live in their connection's session)."""
+    return f"flashrec_{subscription}_{int(time.time() * 1000)}"
+
+
+def cursor_statements(subscription: str) -> list[str]:
+    """Every form of statement RisingWaveFeed sends, for checking them with a SQL parser."""
+    cursor = cursor_name(subscription)
+    return [
+        declare_sql(cursor, subscription, full=True),
+        declare_sql(cursor, subscription, since=int(time.time() * 1000) - 60_000),
+        declare_sql(cursor, subscription),
+        fetch_sql(cursor, RisingWaveFeed.FETCH_ROWS, 1.0),
+        close_sql(cursor),
+    ]
+
+
 class RisingWaveFeed:
     """Changes of a view from a RisingWave subscription (`CREATE SUBSCRIPTION ... FROM view`).
 
-    The cursor starts at the moment it is declared (the snapshot is read separately); each
-    FETCH blocks up to `timeout`. Rows carry the view's columns plus `op` and `rw_timestamp`.
+    The cursor starts when it is declared (the snapshot is read separately), at `since` (an
+    rw_timestamp in unix ms, e.g. the last one applied; raises CursorExpired when the
+    subscription no longer holds it), or with `full=True` at a snapshot of the view, which
+    `read_snapshot()` returns. Each FETCH blocks up to `timeout`. Rows carry the view's
+    columns plus `op` and `rw_timestamp` (NULL on snapshot rows).
     """
 
-    def __init__(self, dsn: str, subscription: str, view: str = HISTORY_VIEW) -> None:
+    FETCH_ROWS = 1000
+
+    def __init__(
+        self,
+        dsn: str,
+        subscription: str,
+        view: str = HISTORY_VIEW,
+        *,
+        since: int | None = None,
+        full: bool = False,
+    ) -> None:
         import psycopg
 
-        self.view = view
-        self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-        self._cursor = f"flashrec_{subscription}_{int(time.time() * 1000)}"
-        self._conn.execute(
-            f"DECLARE {self._cursor} SUBSCRIPTION CURSOR FOR {subscription} SINCE now()"
-        )
-        self.last_rw_timestamp: int | None = None
+        self.dsn, self.subscription, self.view = dsn, subscription, view
+        self.last_rw_timestamp: int | None = since
+        self._names: list[str] = []
+        self._pending: list[Sequence[Any]] = []  # change rows fetched with the snapshot's end
+        self._cursor = cursor_name(subscription)
+        self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10, **KEEPALIVES)
+        try:
+            self._conn.execute(declare_sql(self._cursor, subscription, since, full))
+        except Exception as exc:
+            self._conn.close()
+            if since is not None and OUT_OF_RETENTION in str(exc):
+                raise CursorExpired(
+                    f"{subscription} no longer holds rw_timestamp {since}: {exc}"
+                ) from exc
+            raise
 
-    def poll(self, timeout: float) -> ChangeBatch | None:
-        cur = self._conn.execute(
-            f"FETCH 1000 FROM {self._cursor} WITH (timeout = '{max(1, int(timeout))}s')"
-        )
+    @property
+    def position(self) -> int | None:
+        """The rw_timestamp of the last change row returned (None before the first)."""
+        return self.last_rw_timestamp
+
+    def resume(self, position: int) -> RisingWaveFeed:
+        """The same subscription on a new connection, from `position` on (that rw_timestamp
+        included: rows seen again are applied again, which gives the same index)."""
+        return RisingWaveFeed(self.dsn, self.subscription, self.view, since=position)
+
+    def _fetch(self, timeout: float) -> list[Sequence[Any]]:
+        cur = self._conn.execute(fetch_sql(self._cursor, self.FETCH_ROWS, timeout))
         rows = cur.fetchall()
+        if cur.description:
+            self._names = [d.name.lower() for d in cur.description]
+        return rows
+
+    def read_snapshot(self, timeout: float = 1.0) -> list[tuple[str, list[str], float]]:
+        """The view's rows where a FULL cursor starts. Snapshot rows have no rw_timestamp; an
+        empty FETCH or the first row with one ends the snapshot (change rows fetched with it
+        are kept for the next poll)."""
+        sessions: dict[str, tuple[str, list[str], float]] = {}
+        while True:
+            rows = self._fetch(timeout)
+            if not rows:
+                break
+            op_at, ts_at = self._names.index("op"), self._names.index("rw_timestamp")
+            parser = HistoryRows(self._names)
+            end = next((i for i, row in enumerate(rows) if row[ts_at] is not None), len(rows))
+            for row in rows[:end]:
+                session, items, ts = parser.parse(row)
+                if _is_delete(row[op_at]):
+                    sessions.pop(session, None)
+                else:
+                    sessions[session] = (session, items, ts)
+            if end < len(rows):
+                self._pending = rows[end:]
+                break
+        return list(sessions.values())
+
+    def poll(self, timeout: float) -> ChangeBatch | list[ChangeBatch] | None:
+        rows = self._pending or self._fetch(timeout)
+        self._pending = []
         if not rows:
             return None
-        names = [d.name.lower() for d in cur.description]
+        batches = self._batches(rows)
+        return batches[0] if len(batches) == 1 else batches
+
+    def _batches(self, rows: list[Sequence[Any]]) -> list[ChangeBatch]:
+        """Change rows as batches, in order. A batch's insert of a session wins over its delete
+        (an update is delete + insert), so a delete after an insert starts a new batch."""
+        names = self._names
         op_at, ts_at = names.index("op"), names.index("rw_timestamp")
         keep = [i for i in range(len(names)) if i not in (op_at, ts_at)]
-        batch = ChangeBatch(self.view, 0, [names[i] for i in keep])
+        columns = [names[i] for i in keep]
+        session_at = HistoryRows(columns).session
+        batches: list[ChangeBatch] = []
+        inserted: set[str] = set()
         for row in rows:
             values = [row[i] for i in keep]
-            (batch.deletes if _is_delete(row[op_at]) else batch.inserts).append(values)
-            self.last_rw_timestamp = int(row[ts_at])
-        batch.epoch = self.last_rw_timestamp or 0
-        batch.committed_at = batch.epoch / 1000.0 if batch.epoch else None
-        return batch
+            delete = _is_delete(row[op_at])
+            if not batches or (delete and str(values[session_at]) in inserted):
+                batches.append(ChangeBatch(self.view, 0, columns))
+                inserted = set()
+            batch = batches[-1]
+            if delete:
+                batch.deletes.append(values)
+            else:
+                batch.inserts.append(values)
+                inserted.add(str(values[session_at]))
+            if row[ts_at] is not None:
+                self.last_rw_timestamp = int(row[ts_at])
+            batch.epoch = self.last_rw_timestamp or 0
+            batch.committed_at = batch.epoch / 1000.0 if batch.epoch else None
+        return batches
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the cursor while the connection still works, then the connection."""
+        conn = self._conn
+        try:
+            if not (getattr(conn, "closed", False) or getattr(conn, "broken", False)):
+                conn.execute(close_sql(self._cursor))
+        except Exception as exc:  # the session (and its cursor) ends with the connection
+            log.debug("closing cursor %s failed: %s", self._cursor, exc)
+        finally:
+            conn.close()
 
 
 class SnapshotDiffFeed:
@@ -211,7 +361,15 @@ class SnapshotDiffFeed:
 
 
 class IndexSync:
-    """A background thread: open the feed, build the index from a snapshot, apply changes."""
+    """A background thread: open the feed, build the index from a snapshot, apply changes, and
+    open the feed again when its polls keep failing.
+
+    `state`: starting (first build), waiting (the first build failed; trying again),
+    following, retrying (a poll failed; polling again), reconnecting (`max_poll_errors` polls
+    failed in a row: the feed was closed and is being opened again, with backoff),
+    resnapshotting (rebuilding the index from a fresh snapshot), stopped. `last_error`,
+    `attempts` (tries of the current opening), `recoveries` and `resnapshots` say what happened.
+    """
 
     def __init__(
         self,
@@ -219,17 +377,28 @@ class IndexSync:
         open_feed: Callable[[], Feed],
         snapshot: Callable[[], list[tuple[str, list[str], float]]],
         metrics: Metrics | None = None,
+        *,
+        max_poll_errors: int = 3,
+        backoff_s: tuple[float, float] = (1.0, 30.0),
     ) -> None:
         self.index = index
         self.open_feed = open_feed
         self.snapshot = snapshot
         self.metrics = metrics
+        self.max_poll_errors = max_poll_errors
+        self.backoff_s = backoff_s  # first and longest wait between tries
         self.feed: Feed | None = None
         self.last_heard = 0.0
         self.last_lag_s: float | None = None
         self.applied = 0
         self.errors = 0
         self.state = "starting"
+        self.last_error: str | None = None
+        self.attempts = 0
+        self.recoveries = 0
+        self.resnapshots = 0
+        self._poll_errors = 0  # failed polls in a row
+        self._unproven = False  # resumed at a position and not yet polled once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="index-sync", daemon=True)
 
@@ -237,49 +406,128 @@ class IndexSync:
         self._thread.start()
         return self
 
-    def _start_feed(self) -> None:
+    @property
+    def following(self) -> bool:
+        return self.state == "following"
+
+    def status(self) -> dict[str, Any]:
+        """What the sync is doing and what happened to it, for /v1/status."""
+        return {
+            "state": self.state,
+            "error": self.last_error,
+            "attempts": self.attempts,
+            "recoveries": self.recoveries,
+            "resnapshots": self.resnapshots,
+            "position": getattr(self.feed, "position", None),
+        }
+
+    def _build(self) -> None:
+        """Open a feed and build the index from a snapshot: the feed's own (a FULL cursor) or
+        a read of the view made after the feed opened (changes in between then arrive twice,
+        which gives the same index). Building replaces every session the index held."""
+        self.feed = self.open_feed()
+        started = time.perf_counter()
+        read_snapshot = getattr(self.feed, "read_snapshot", None)
+        rows = read_snapshot() if read_snapshot is not None else self.snapshot()
+        prime = getattr(self.feed, "prime", None)
+        if prime is not None:
+            prime(rows)
+        self.index.build(rows)
+        log.info(
+            "index built from %s: %d sessions, %d items in %.2f s",
+            HISTORY_VIEW,
+            self.index.n_sessions,
+            self.index.n_items,
+            time.perf_counter() - started,
+        )
+
+    def _connect(self, old: Feed | None = None, position: Any = None) -> None:
+        """Open the feed, trying again with backoff until it works or the sync stops: `old`
+        resumed at `position` when given, else a new feed and an index rebuilt from a snapshot
+        (at once when the subscription no longer holds `position`)."""
+        recovering = old is not None
+        delay = self.backoff_s[0]
+        self.attempts = 0
         while not self._stop.is_set():
+            self.attempts += 1
             try:
-                self.feed = self.open_feed()
-                started = time.perf_counter()
-                rows = self.snapshot()
-                prime = getattr(self.feed, "prime", None)
-                if prime is not None:
-                    prime(rows)
-                self.index.build(rows)
-                log.info(
-                    "index built from %s: %d sessions, %d items in %.2f s",
-                    HISTORY_VIEW,
-                    self.index.n_sessions,
-                    self.index.n_items,
-                    time.perf_counter() - started,
-                )
+                if position is not None:
+                    self.feed = old.resume(position)  # type: ignore[union-attr]
+                    self._unproven = True
+                    log.info("change feed of %s resumed at %s", HISTORY_VIEW, position)
+                else:
+                    self.state = "resnapshotting" if recovering else "starting"
+                    self._build()
+                    if recovering:
+                        self.resnapshots += 1
                 self.state = "following"
                 self.last_heard = time.time()
                 return
+            except CursorExpired as exc:
+                self._failed(exc, "resnapshotting")
+                log.warning("%s; rebuilding the index from a fresh snapshot", exc)
+                position = None
             except Exception as exc:
                 self._close_feed()
-                self.errors += 1
-                self.state = f"waiting for {HISTORY_VIEW}: {exc}"
-                log.warning("cannot build the index yet (%s); retrying in 2 s", exc)
-                self._stop.wait(2.0)
+                self._failed(exc, "reconnecting" if recovering else "waiting")
+                log.warning(
+                    "cannot open the change feed of %s (attempt %d: %s); trying again in %.1f s",
+                    HISTORY_VIEW,
+                    self.attempts,
+                    exc,
+                    delay,
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff_s[1])
+
+    def _failed(self, exc: Exception, state: str) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}".strip()
+        self.state = state
 
     def _run(self) -> None:
-        self._start_feed()
+        self._connect()
         while not self._stop.is_set():
             try:
-                batch = self.feed.poll(0.5)
-            except Exception as exc:  # keep serving; the feed may recover
-                self.errors += 1
-                log.warning("change feed poll failed: %s", exc)
-                self._stop.wait(1.0)
+                batch = self.feed.poll(0.5)  # type: ignore[union-attr]
+            except Exception as exc:
+                self._poll_failed(exc)
                 continue
+            self._poll_errors = 0
+            self._unproven = False
+            self.state = "following"
             self.last_heard = time.time()
             if self.metrics is not None:
                 self.metrics.sync_age.set(0.0)
             batches = batch if isinstance(batch, list) else [batch] if batch is not None else []
             for one in batches:
                 self._apply(one)
+
+    def _poll_failed(self, exc: Exception) -> None:
+        """Poll again after a short wait; after `max_poll_errors` failures in a row, close the
+        feed and open it again: resumed at its position, else (no position, or the resumed feed
+        failed before its first poll) with a fresh snapshot."""
+        self._poll_errors += 1
+        self._failed(exc, "retrying")
+        if self._poll_errors < self.max_poll_errors:
+            log.warning("change feed poll failed (%d in a row): %s", self._poll_errors, exc)
+            self._stop.wait(self.backoff_s[0])
+            return
+        old = self.feed
+        position = getattr(old, "position", None)
+        if self._unproven or not hasattr(old, "resume"):
+            position = None
+        log.warning(
+            "change feed failed %d polls in a row (%s); reopening it %s",
+            self._poll_errors,
+            exc,
+            f"at {position}" if position is not None else "from a fresh snapshot",
+        )
+        self._close_feed()
+        self._poll_errors = 0
+        self.recoveries += 1
+        self.state = "reconnecting"
+        self._connect(old, position)
 
     def _apply(self, batch: Any) -> None:
         if not (batch.inserts or batch.deletes):
@@ -312,3 +560,4 @@ class IndexSync:
         self._stop.set()
         self._thread.join(timeout=5)
         self._close_feed()
+        self.state = "stopped"

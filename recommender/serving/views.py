@@ -45,14 +45,14 @@ ORDER BY t.category, t.rank
 """
 
 # Names and categories of products, from every view that has them. The raw-event table is
-# read only where the server keeps one as a table (embedded engine): on RisingWave
-# `clickstream` is a Kafka SOURCE, and a batch query would read the whole topic.
+# read only on the embedded engine's PostgreSQL, which keeps the last 30 minutes of it: on
+# RisingWave `clickstream` holds every event of its 31-day retention, too many to scan.
 # Read incrementally: only events from a little before the newest one already read.
 RAW_CATALOG_SQL = (
     "SELECT product_id, MAX(product_name) AS product_name, MAX(category) AS category, "
     "MAX(ts) AS seen FROM clickstream WHERE ts >= %(since)s GROUP BY product_id"
 )
-RAW_OVERLAP = timedelta(minutes=5)  # late events (the engine's watermark delay)
+RAW_OVERLAP = timedelta(minutes=5)  # events arriving late are read again this far back
 VIEW_CATALOG_SQL = (
     "SELECT product_id, MAX(product_name) AS product_name, MAX(category) AS category "
     "FROM trending_by_category GROUP BY product_id",
