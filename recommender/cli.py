@@ -5,10 +5,20 @@ and exposes `register(app)`; heavy imports stay inside the command functions so 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import typer
+import typer.rich_utils
 
 from recommender import __version__
+
+# Off a terminal (a pipe, CI, `docker logs`) rich renders help 80 columns wide, which cuts long
+# option names; give it room unless TERMINAL_WIDTH or COLUMNS asks for a width.
+HELP_WIDTH = 120
+if (typer.rich_utils.MAX_WIDTH is None and not os.environ.get("COLUMNS")
+        and not sys.stdout.isatty()):
+    typer.rich_utils.MAX_WIDTH = HELP_WIDTH
 
 COMMAND_MODULES = [
     "evaluate",

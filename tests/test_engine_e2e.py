@@ -232,6 +232,8 @@ def test_restarts_and_poison_messages_lose_nothing(tmp_path: Path) -> None:
     proc = start_up(args, tmp_path / "up1.log")
     try:
         _wait_running(proc, tmp_path / "up1.log")
+        banner = (tmp_path / "up1.log").read_text()
+        assert f"produce: flashrec produce flash-sale --bootstrap-servers {bootstrap}" in banner
         dsn = LocalPostgres(data / "pg", pg_port).dsn
         first = _clicks("one", 500, 0)
         nul = dict(first[0], event_id="nul-1", product_name="bad\x00name")

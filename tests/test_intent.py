@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ClickData
 from typer.testing import CliRunner
 
 from producers.intent_patterns import IntentConfig, IntentTruth, generate
@@ -270,18 +271,26 @@ def test_sessionize_by_30_minutes_of_silence() -> None:
     assert sessionize(rows) == ["a-0", "a-0", "b-0", "a-1", "a-1"]
 
 
-def test_retailrocket_events_are_sessionized(shared_data: Path) -> None:
-    events = load_events(str(shared_data / "retailrocket" / "events_sample_1500_visitors.csv"))
-    assert len(events) == 2771
+# (events, actions, visitors) of each RetailRocket file, counted in the raw file
+RETAILROCKET = {
+    "sample": (544, {"view": 487, "add_to_cart": 43, "purchase": 14}, 60),
+    "shared": (2771, {"view": 2695, "add_to_cart": 62, "purchase": 14}, 1500),
+}
+
+
+def test_retailrocket_events_are_sessionized(click_data: ClickData) -> None:
+    events = load_events(str(click_data["retailrocket"]))
+    count, want_actions, visitors = RETAILROCKET[click_data.name]
+    assert len(events) == count
     actions = defaultdict(int)
     for e in events:
         actions[e["action"]] += 1
-    assert actions == {"view": 2695, "add_to_cart": 62, "purchase": 14}
+    assert actions == want_actions
     users = {e["user_id"] for e in events}
     by_session = defaultdict(list)
     for e in events:
         by_session[e["session_id"]].append(_ts(e))
-    assert len(users) == 1500 and len(by_session) > len(users)
+    assert len(users) == visitors and len(by_session) > len(users)
     for times in by_session.values():
         times.sort()
         assert all(b - a <= timedelta(minutes=30) for a, b in zip(times, times[1:], strict=False))

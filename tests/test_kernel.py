@@ -17,12 +17,15 @@ from recommender.ids import IdMap
 from recommender.sessions_io import group_sessions, read_sessions
 from udfs.vmisknn import VMISIndex
 
+# name: (fixture holding the files, train, test); shared_data skips where the data is absent
 DATASETS = {
+    "sample": ("sample_data", "sessions_train.tsv", "sessions_test.tsv"),
     "yoochoose": (
+        "shared_data",
         "yoochoose_rsc15/yoochoose-clicks-100k_train_full.txt",
         "yoochoose_rsc15/yoochoose-clicks-100k_test.txt",
     ),
-    "serenade": ("serenade_example/train.txt", "serenade_example/test.txt"),
+    "serenade": ("shared_data", "serenade_example/train.txt", "serenade_example/test.txt"),
 }
 
 
@@ -46,10 +49,12 @@ def same_top(got: list, want: list, rel: float = 1e-9) -> bool:
 
 
 @pytest.fixture(scope="module", params=sorted(DATASETS))
-def real(request, shared_data: Path):
-    train_path, test_path = DATASETS[request.param]
-    train = read_sessions(shared_data / train_path)
-    test = read_sessions(shared_data / test_path)
+def real(request: pytest.FixtureRequest):
+    where, train_path, test_path = DATASETS[request.param]
+    found = request.getfixturevalue(where)
+    root: Path = found.root if where == "sample_data" else found
+    train = read_sessions(root / train_path)
+    test = read_sessions(root / test_path)
     return request.param, train, test
 
 

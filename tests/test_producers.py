@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import free_port, unique_topic
+from conftest import ClickData, free_port, unique_topic
 
 from producers.flash_sale import MALFORMED_KINDS, FlashSaleConfig, generate, plan
 from producers.replay import ReplayStats, read_dataset
@@ -247,21 +247,15 @@ def test_malformed_messages_are_rejected_and_cover_every_kind() -> None:
     assert kinds == set(MALFORMED_KINDS)
 
 
-# --- replays of the shared data sets --------------------------------------------------------
+# --- replays of click data sets: the sample in tests/data, and the public ones where present --
 
-REPLAYS = [
-    ("yoochoose_rsc15/yoochoose-clicks-100k_train_full.txt", "yoochoose"),
-    ("yoochoose_rsc15/yoochoose-clicks-100k_test.txt", "yoochoose"),
-    ("serenade_example/train.txt", "yoochoose"),
-    ("retailrocket/events_sample_1500_visitors.csv", "retailrocket"),
-    ("rees46_ecommerce/2019-Oct-sample.csv", "rees46"),
-    ("diginetica/sample_train-item-views.csv", "diginetica"),
-]
+REPLAYS = [("train", "yoochoose"), ("test", "yoochoose"), ("retailrocket", "retailrocket"),
+           ("rees46", "rees46"), ("diginetica", "diginetica")]
+SHARED_ONLY_REPLAYS = ["yoochoose_rsc15/yoochoose-clicks-100k_train_full.txt",
+                       "yoochoose_rsc15/yoochoose-clicks-100k_test.txt"]
 
 
-@pytest.mark.parametrize("rel, fmt", REPLAYS)
-def test_replay_maps_every_row(shared_data: Path, rel: str, fmt: str) -> None:
-    path = shared_data / rel
+def _check_replay_maps_every_row(path: Path, fmt: str) -> None:
     data_rows = sum(1 for line in path.open() if line.strip()) - 1
     stats = ReplayStats()
     events = list(read_dataset(path, fmt, stats))
@@ -273,12 +267,31 @@ def test_replay_maps_every_row(shared_data: Path, rel: str, fmt: str) -> None:
     assert len({e["event_id"] for e in events}) == len(events)
 
 
-def test_replay_action_mappings(shared_data: Path) -> None:
-    rr = Counter(e["action"] for e in read_dataset(
-        shared_data / "retailrocket/events_sample_1500_visitors.csv", "retailrocket"))
-    assert rr == {"view": 2695, "add_to_cart": 62, "purchase": 14}
-    rees = list(read_dataset(shared_data / "rees46_ecommerce/2019-Oct-sample.csv", "rees46"))
-    assert Counter(e["action"] for e in rees) == {"view": 987, "add_to_cart": 3, "purchase": 10}
+@pytest.mark.parametrize("role, fmt", REPLAYS)
+def test_replay_maps_every_row(click_data: ClickData, role: str, fmt: str) -> None:
+    _check_replay_maps_every_row(click_data[role], fmt)
+
+
+@pytest.mark.parametrize("rel", SHARED_ONLY_REPLAYS)
+def test_replay_maps_every_row_of_yoochoose(shared_data: Path, rel: str) -> None:
+    _check_replay_maps_every_row(shared_data / rel, "yoochoose")
+
+
+# (RetailRocket, REES46) actions per data set, counted in the raw files
+ACTIONS = {
+    "sample": ({"view": 487, "add_to_cart": 43, "purchase": 14},
+               {"view": 296, "add_to_cart": 29, "purchase": 12}),
+    "shared": ({"view": 2695, "add_to_cart": 62, "purchase": 14},
+               {"view": 987, "add_to_cart": 3, "purchase": 10}),
+}
+
+
+def test_replay_action_mappings(click_data: ClickData) -> None:
+    rr_actions, rees_actions = ACTIONS[click_data.name]
+    rr = Counter(e["action"] for e in read_dataset(click_data["retailrocket"], "retailrocket"))
+    assert rr == rr_actions
+    rees = list(read_dataset(click_data["rees46"], "rees46"))
+    assert Counter(e["action"] for e in rees) == rees_actions
     assert all(e["price"] >= 0 for e in rees)
 
 
@@ -326,15 +339,15 @@ def test_rebase_moves_the_last_event_to_now() -> None:
     assert abs(time.time() - parse_ts(out[1]["ts"]).timestamp()) < 5
 
 
-def test_cli_replay_to_jsonl(shared_data: Path, tmp_path: Path) -> None:
+def test_cli_replay_to_jsonl(sample_data: ClickData, tmp_path: Path) -> None:
     out = tmp_path / "rr.jsonl"
+    dataset = sample_data["retailrocket"]
     run = subprocess.run(
-        [*CLI, "replay", "--dataset", str(shared_data / "retailrocket/events_sample_1500_visitors"
-                                          ".csv"), "--format", "retailrocket", "--out", str(out),
+        [*CLI, "replay", "--dataset", str(dataset), "--format", "retailrocket", "--out", str(out),
          "--rebase-time", "--quiet"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     lines = out.read_bytes().splitlines()
-    assert len(lines) == 2771
+    assert len(lines) == len(dataset.read_text().splitlines()) - 1  # every data row
     last = parse_ts(orjson.loads(lines[-1])["ts"]).timestamp()
     assert abs(time.time() - last) < 30
     bad = subprocess.run([*CLI, "replay", "--dataset", str(tmp_path / "missing.csv"),

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import ClickData, free_port
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,8 +23,8 @@ from udfs.vmisknn import VMISIndex
 
 
 @pytest.fixture(scope="module")
-def train(shared_data):
-    return shared_data / "serenade_example" / "train.txt"
+def train(sample_data: ClickData):
+    return sample_data["train"]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,8 @@ def client(index, dsn, tmp_path):
         yield c
 
 
-def _test_sessions(shared_data, count: int) -> list[tuple[str, list[str]]]:
-    data = read_sessions(shared_data / "serenade_example" / "test.txt")
+def _test_sessions(click_data: ClickData, count: int) -> list[tuple[str, list[str]]]:
+    data = read_sessions(click_data["test"])
     order = np.lexsort((data.timestamps, data.session_ids))
     sessions: dict[str, list[str]] = {}
     for n in order.tolist():
@@ -58,12 +58,23 @@ def _test_sessions(shared_data, count: int) -> list[tuple[str, list[str]]]:
     return list(sessions.items())[:count]
 
 
-def test_recommend_equals_kernel_for_each_click(client, train, shared_data) -> None:
+@pytest.fixture
+def data_client(click_data: ClickData, dsn, tmp_path):
+    """A client over an index of `click_data` (the sample, and the public data where present)."""
+    idx = LiveIndex()
+    idx.build_from_tsv(click_data["train"])
+    state = ServingState(idx, SessionStore(tmp_path / "sessions"), Views(dsn, cache_s=0))
+    with TestClient(create_app(state), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_recommend_equals_kernel_for_each_click(data_client, click_data) -> None:
     """Kernel built independently from the same file, fed the stored session's last 2 clicks."""
-    data = read_sessions(train)
+    client = data_client
+    data = read_sessions(click_data["train"])
     kernel = VMISIndex.build(data.session_ids, data.item_ids, data.timestamps, m=500)
     checked = nonempty = 0
-    for session_id, items in _test_sessions(shared_data, 60):
+    for session_id, items in _test_sessions(click_data, 60):
         clicks: list[str] = []
         for item in items:
             if not clicks or clicks[-1] != item:
@@ -80,6 +91,48 @@ def test_recommend_equals_kernel_for_each_click(client, train, shared_data) -> N
                 nonempty += 1
             checked += 1
     assert checked > 100 and nonempty > checked // 2
+
+
+def test_a_built_index_has_its_kernels_loaded() -> None:
+    """Building the index loads the compiled kernels (so /readyz waits for them), in a fresh
+    process where nothing else has called them."""
+    import subprocess
+    import sys
+
+    from recommender.config import PROJECT_ROOT
+
+    code = ("from recommender.serving.live_index import LiveIndex\n"
+            "from udfs import kernel\n"
+            "LiveIndex().build([('h1', ['a', 'b'], 1.0)])\n"
+            "print(len(kernel.recommend_one.signatures), len(kernel.recommend_batch.signatures),"
+            " len(kernel.upsert.signatures))\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert [int(n) > 0 for n in out.stdout.split()] == [True, True, True], out.stdout
+
+
+def test_session_items_are_left_out_where_a_shop_wants(tmp_path) -> None:
+    index = LiveIndex()
+    index.build([("h1", ["a", "b", "c"], 1.0), ("h2", ["a", "b", "c"], 2.0)])
+    state = ServingState(index, SessionStore(tmp_path / "sessions"), Views(None, cache_s=0))
+    with TestClient(create_app(state), raise_server_exceptions=False) as c:
+        c.post("/v1/sessions/s/clicks", json={"item_id": "a"})
+        body = c.post("/v1/sessions/s/clicks", json={"item_id": "b"}).json()
+        assert [r["product_id"] for r in body["recommendations"]] == ["c"]
+        stored = c.get("/v1/sessions/s/recommendations").json()
+        assert [r["product_id"] for r in stored["recommendations"]] == ["c"]
+        every = c.get("/v1/sessions/s/recommendations",
+                      params={"exclude_session_items": "false"}).json()  # fmt: skip
+        assert {r["product_id"] for r in every["recommendations"]} == {"a", "c"}
+        # the Serenade-compatible route answers as Serenade does unless asked
+        params = {"session_id": "t", "item_id": "a", "user_consent": "true"}
+        c.get("/v1/recommend", params=params)
+        assert set(c.get("/v1/recommend", params={**params, "item_id": "b"}).json()) == {"a", "c"}
+        c.get("/v1/recommend", params={**params, "session_id": "u"})
+        only_new = c.get("/v1/recommend", params={**params, "session_id": "u", "item_id": "b",
+                                                  "exclude_session_items": "true"})  # fmt: skip
+        assert only_new.json() == ["c"]
 
 
 def test_scored_api_matches_serenade_endpoint(client, index) -> None:
@@ -156,10 +209,10 @@ def test_bad_bodies_and_limits_are_4xx(client) -> None:
     assert nul.status_code == 422 and "pattern" in nul.json()["detail"]
 
 
-def test_health_ready_metrics_openapi(client) -> None:
+def test_health_ready_metrics_openapi(client, index) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()
-    assert ready["ready"] and ready["sessions"] > 20_000
+    assert ready["ready"] and ready["sessions"] == index.n_sessions > 100
     client.get("/v1/recommend", params={"session_id": "m", "item_id": "1"})
     text = client.get("/metrics").text
     assert 'flashrec_request_seconds_bucket{le="0.001",route="/v1/recommend"}' in text
@@ -230,8 +283,9 @@ def test_restart_keeps_sessions(train, tmp_path) -> None:
     """kill -9 of `flashrec serve`, start again on the same data dir: the session goes on."""
     port = free_port()
     args = ["--history", str(train), "--data-dir", str(tmp_path / "data")]
+    first = [line.split("\t")[1] for line in train.read_text().splitlines()[1:3]]
     with api_process(args, port, tmp_path / "api.log") as url:
-        for item in ("14957", "14713"):
+        for item in first:
             httpx.get(
                 f"{url}/v1/recommend",
                 params={"session_id": "r1", "item_id": item, "user_consent": "true"},
@@ -239,6 +293,6 @@ def test_restart_keeps_sessions(train, tmp_path) -> None:
         before = httpx.get(f"{url}/v1/sessions/r1/recommendations").json()
     with api_process(args, port, tmp_path / "api.log") as url:
         after = httpx.get(f"{url}/v1/sessions/r1/recommendations").json()
-    assert [p["product_id"] for p in after["items"]] == ["14957", "14713"]
+    assert [p["product_id"] for p in after["items"]] == first
     assert after["recommendations"] == before["recommendations"]
     assert after["recommendations"]

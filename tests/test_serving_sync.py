@@ -3,6 +3,7 @@ a rebuild from the view's final rows."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from datetime import UTC, datetime, timedelta
@@ -118,6 +119,31 @@ def test_sync_thread_follows_an_engine_feed() -> None:
         assert sync.errors == 0
     finally:
         sync.stop()
+
+
+def test_a_first_start_waits_for_the_view_without_a_warning(caplog) -> None:
+    """Before the engine's first refresh vmis_history does not exist: an INFO line, no warning."""
+    engine = _FakeEngine()
+    index = LiveIndex()
+    reads: list[int] = []
+
+    def snapshot() -> list[tuple[str, list[str], float]]:
+        reads.append(1)
+        if len(reads) < 3:
+            raise psycopg.errors.UndefinedTable('relation "vmis_history" does not exist')
+        return _rows(HISTORY)
+
+    caplog.set_level(logging.INFO, logger="recommender.serving.index_sync")
+    sync = IndexSync(index, lambda: EngineFeed(engine), snapshot, backoff_s=(0.01, 0.05))
+    sync.start()
+    try:
+        _wait(lambda: sync.state == "following")
+    finally:
+        sync.stop()
+    records = [r for r in caplog.records if r.name == "recommender.serving.index_sync"]
+    assert not [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert any("waiting for the engine's first refresh" in r.getMessage() for r in records)
+    assert index.n_sessions == len(HISTORY)
 
 
 @pytest.mark.e2e

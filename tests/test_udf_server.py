@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from conftest import free_port
+from conftest import ClickData, free_port
 
 from recommender.serving.live_index import LiveIndex
 from recommender.sessions_io import read_sessions
@@ -13,9 +13,9 @@ from udfs.server import make_server
 
 
 @pytest.fixture(scope="module")
-def index(shared_data) -> LiveIndex:
+def index(click_data: ClickData) -> LiveIndex:
     idx = LiveIndex()
-    idx.build_from_tsv(shared_data / "serenade_example" / "train.txt")
+    idx.build_from_tsv(click_data["train"])
     return idx
 
 
@@ -47,12 +47,14 @@ def _call(client, name: str, sessions: list, ns: list) -> list:
     return table.column(0).to_pylist()
 
 
-def _test_sessions(shared_data, count: int) -> list[list[str]]:
-    data = read_sessions(shared_data / "serenade_example" / "test.txt")
+def _test_sessions(click_data: ClickData, count: int) -> list[list[str]]:
+    """The first 3 clicks of `count` test sessions (taken again from the start if too few)."""
+    data = read_sessions(click_data["test"])
     sessions: dict[str, list[str]] = {}
     for s, i in zip(data.session_ids.tolist(), data.item_ids.tolist(), strict=True):
         sessions.setdefault(str(s), []).append(str(i))
-    return [items[:3] for items in sessions.values()][:count]
+    firsts = [items[:3] for items in sessions.values()]
+    return [firsts[n % len(firsts)] for n in range(count)]
 
 
 def test_schema_is_what_create_function_declares(client) -> None:
@@ -65,8 +67,8 @@ def test_schema_is_what_create_function_declares(client) -> None:
     assert result.field("scores").type == pa.list_(pa.float64())
 
 
-def test_batch_equals_kernel_row_by_row(client, index, shared_data) -> None:
-    sessions = _test_sessions(shared_data, 256)  # RisingWave's largest batch
+def test_batch_equals_kernel_row_by_row(client, index, click_data) -> None:
+    sessions = _test_sessions(click_data, 256)  # RisingWave's largest batch
     ns = [21] * len(sessions)
     got = _call(client, "vmis_recommend", sessions, ns)
     expected = [[i for i, _ in index.recommend(s, how_many=21)] for s in sessions]
@@ -79,8 +81,8 @@ def test_batch_equals_kernel_row_by_row(client, index, shared_data) -> None:
         assert row["scores"] == pytest.approx([sc for _, sc in recs])
 
 
-def test_nulls_unknown_items_and_bad_n(client, index, shared_data) -> None:
-    known = _test_sessions(shared_data, 1)[0]
+def test_nulls_unknown_items_and_bad_n(client, index, click_data) -> None:
+    known = _test_sessions(click_data, 1)[0]
     got = _call(
         client,
         "vmis_recommend",
@@ -92,8 +94,24 @@ def test_nulls_unknown_items_and_bad_n(client, index, shared_data) -> None:
     assert got[5] == [i for i, _ in index.recommend(known, how_many=500)]
 
 
+def test_calls_are_refused_until_the_index_is_built() -> None:
+    index = LiveIndex()
+    port = free_port()
+    server = make_server(index, "127.0.0.1", port)
+    c = flight.connect(f"grpc://127.0.0.1:{port}")
+    try:
+        c.wait_for_available(timeout=10)
+        with pytest.raises(flight.FlightUnavailableError, match="index not built yet"):
+            _call(c, "vmis_recommend", [["a"]], [3])
+        index.build([("h1", ["a", "b"], 1.0), ("h2", ["a", "b"], 2.0)])
+        assert _call(c, "vmis_recommend", [["a"]], [3]) == [["b"]]
+    finally:
+        server.shutdown()
+        c.close()
+
+
 @pytest.mark.e2e
-def test_udf_server_command(shared_data, tmp_path) -> None:
+def test_udf_server_command(sample_data: ClickData, tmp_path) -> None:
     """`flashrec udf-server --history` as a real process answers a Flight call."""
     import subprocess
     import sys
@@ -101,7 +119,8 @@ def test_udf_server_command(shared_data, tmp_path) -> None:
     from recommender.config import PROJECT_ROOT
 
     port = free_port()
-    train = shared_data / "serenade_example" / "train.txt"
+    train = sample_data["train"]
+    first_item = train.read_text().splitlines()[1].split("\t")[1]
     log = (tmp_path / "udf.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "recommender.cli", "udf-server", "--history", str(train),
@@ -111,7 +130,7 @@ def test_udf_server_command(shared_data, tmp_path) -> None:
     try:
         c = flight.connect(f"grpc://127.0.0.1:{port}")
         c.wait_for_available(timeout=60)
-        got = _call(c, "vmis_recommend", [["14957"], None], [3, 3])
+        got = _call(c, "vmis_recommend", [[first_item], None], [3, 3])
         assert len(got[0]) == 3 and got[1] == []
         c.close()
     finally:

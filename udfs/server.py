@@ -9,14 +9,18 @@ batch with one call of the kernel's batch path (per distinct n) under the index 
         -> STRUCT<item_ids VARCHAR[], scores DOUBLE PRECISION[]>
 
 A NULL or empty session, or one whose items are all unknown, gives an empty list; a NULL or
-non-positive n gives the index's default (21); n is capped at 500.
+non-positive n gives the index's default (21); n is capped at 500. Until the index is built
+every call is refused with FlightUnavailableError ("index not built yet"), not answered with
+empty lists.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
+import pyarrow.flight as flight
 from arrow_udf import UdfServer, udf
 
 from recommender.serving.live_index import LiveIndex
@@ -64,9 +68,25 @@ def make_functions(index: LiveIndex) -> list:
     return [vmis_recommend, vmis_recommend_scored]
 
 
+NOT_READY = "vmis index not built yet (it is being read from vmis_history): try again shortly"
+
+
+class _ReadyServer(UdfServer):
+    """Refuses calls until its index is built: an empty list would look like a real answer."""
+
+    def __init__(self, index: LiveIndex, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.index = index
+
+    def do_exchange(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
+        if not self.index.ready:
+            raise flight.FlightUnavailableError(NOT_READY)
+        super().do_exchange(context, descriptor, reader, writer)
+
+
 def make_server(index: LiveIndex, host: str = "0.0.0.0", port: int = 8815) -> UdfServer:
     """A Flight server exposing the functions (call `.serve()` to block)."""
-    server = UdfServer(location=f"{host}:{port}")
+    server = _ReadyServer(index, location=f"{host}:{port}")
     for function in make_functions(index):
         server.add_function(function)
     return server

@@ -254,6 +254,12 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
     return f"intent: scoring sessions with model {scorer.version} (from {model_dir})"
 
 
+def producer_command(bootstrap: str, topic: str) -> str:
+    """The command that sends a flash sale to this broker and topic (printed in the banner)."""
+    command = f"flashrec produce flash-sale --bootstrap-servers {bootstrap} --rate 200"
+    return command if topic == config.DEFAULT_TOPIC else f"{command} --topic {topic}"
+
+
 def _run(o: UpOptions, stop: threading.Event, started: list[Any],
          starting: threading.Event) -> None:  # fmt: skip
     """Start what `o` asks for (each appended to `started`, which the caller stops) and
@@ -305,6 +311,7 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any],
         model_dir = Path(o.intent_model_dir or o.data_dir / "intent_models")
         intent_line = start_intent(engine, pg_dsn, model_dir, o.clock, started)
     typer.echo(f"broker: {bootstrap} (topic {o.topic}, dead letters {o.dlq_topic})")
+    typer.echo(f"produce: {producer_command(bootstrap, o.topic)}")
     typer.echo(f"views: {', '.join(engine.view_names)} (clock {o.clock}, every "
                f"{o.refresh_interval:g} s)")  # fmt: skip
     typer.echo(f"PostgreSQL: {shown_dsn}")

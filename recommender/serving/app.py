@@ -220,8 +220,15 @@ def create_app(state: ServingState) -> FastAPI:
     async def views_down(_request, exc: ViewsUnavailable) -> Response:
         return _json({"detail": f"views unavailable: {exc}"}, 503)
 
-    def recs_for(items: list[str], how_many: int) -> tuple[list[tuple[str, float]], str]:
-        recs = index.recommend(items, how_many=how_many)
+    def recs_for(
+        items: list[str], how_many: int, exclude_session: bool = False
+    ) -> tuple[list[tuple[str, float]], str]:
+        if exclude_session:  # ask for more, then drop what the session already holds
+            seen = set(items)
+            recs = index.recommend(items, how_many=how_many + len(seen))
+            recs = [pair for pair in recs if pair[0] not in seen][:how_many]
+        else:
+            recs = index.recommend(items, how_many=how_many)
         if recs:
             return recs, "vmis"
         metrics.fallbacks.inc()
@@ -240,18 +247,27 @@ def create_app(state: ServingState) -> FastAPI:
         user_consent: Annotated[
             bool, Query(description="Store the click in the session (false: store nothing).")
         ] = False,
+        exclude_session_items: Annotated[
+            bool, Query(description="Leave out items the session already holds (default false: "
+                        "Serenade's answer, which may repeat an older click).")
+        ] = False,
     ) -> Response:
-        return Response(serenade(session_id, item_id, user_consent), media_type=JSON)
+        body = serenade(session_id, item_id, user_consent, exclude_session_items)
+        return Response(body, media_type=JSON)
 
-    def serenade(session_id: str, item_id: str, user_consent: bool) -> bytes:
+    def serenade(
+        session_id: str, item_id: str, user_consent: bool, exclude_session: bool = False
+    ) -> bytes:
         """The answer of /v1/recommend (shared by the route and its fast path)."""
         items = store.append(session_id, item_id) if user_consent else [item_id]
-        recs, _ = recs_for(items, index.params.how_many)
+        recs, _ = recs_for(items, index.params.how_many, exclude_session)
         return orjson.dumps([item for item, _score in recs])
 
     # --- sessions --------------------------------------------------------------------------
-    def session_answer(session_id: str, items: list[str], how_many: int) -> dict[str, Any]:
-        recs, source = recs_for(items, how_many) if items else ([], "none")
+    def session_answer(
+        session_id: str, items: list[str], how_many: int, exclude_session: bool
+    ) -> dict[str, Any]:
+        recs, source = recs_for(items, how_many, exclude_session) if items else ([], "none")
         return {
             "session_id": session_id,
             "items": [views.describe(i) for i in items],
@@ -267,19 +283,25 @@ def create_app(state: ServingState) -> FastAPI:
         item_id: Annotated[str, Body(min_length=1, max_length=MAX_ID, pattern=NO_NUL, embed=True)],
         user_consent: Annotated[bool, Body(embed=True)] = True,
         how_many: Annotated[int, Body(ge=1, le=500, embed=True)] = 21,
+        exclude_session_items: Annotated[bool, Body(embed=True)] = True,
     ) -> Response:
-        """Record a click and return scored next-item recommendations with names."""
+        """Record a click and return scored next-item recommendations with names (without
+        the session's own items unless `exclude_session_items` is false)."""
         items = store.append(session_id, item_id) if user_consent else [item_id]
-        return _json(session_answer(session_id, items, how_many))
+        return _json(session_answer(session_id, items, how_many, exclude_session_items))
 
     @app.get("/v1/sessions/{session_id}/recommendations", tags=["sessions"])
     async def session_recs(
         session_id: IdPath,
         how_many: HowMany = 21,
+        exclude_session_items: Annotated[
+            bool, Query(description="Leave out items the session already holds.")
+        ] = True,
     ) -> Response:
         """Scored next-item recommendations for a stored session (no click recorded)."""
         session = store.get(session_id)
-        return _json(session_answer(session_id, session.items if session else [], how_many))
+        items = session.items if session else []
+        return _json(session_answer(session_id, items, how_many, exclude_session_items))
 
     @app.get("/v1/sessions/{session_id}/trending", tags=["sessions"])
     def session_trending(

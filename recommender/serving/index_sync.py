@@ -360,6 +360,11 @@ class SnapshotDiffFeed:
         self._conn.close()
 
 
+def _view_missing(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused because a relation does not exist (SQLSTATE 42P01)."""
+    return getattr(exc, "sqlstate", None) == "42P01"
+
+
 class IndexSync:
     """A background thread: open the feed, build the index from a snapshot, apply changes, and
     open the feed again when its polls keep failing.
@@ -470,6 +475,13 @@ class IndexSync:
             except Exception as exc:
                 self._close_feed()
                 self._failed(exc, "reconnecting" if recovering else "waiting")
+                if not recovering and _view_missing(exc):
+                    # a first start: the engine creates the view at its first refresh
+                    level = logging.INFO if self.attempts == 1 else logging.DEBUG
+                    log.log(level, "%s does not exist yet: waiting for the engine's first "
+                            "refresh (checking every %.1f s)", HISTORY_VIEW, self.backoff_s[0])
+                    self._stop.wait(self.backoff_s[0])
+                    continue
                 log.warning(
                     "cannot open the change feed of %s (attempt %d: %s); trying again in %.1f s",
                     HISTORY_VIEW,

@@ -19,6 +19,9 @@ import numpy as np
 MIN_SESSIONS_FOR_CUT = 1000
 SMALL_HISTORY_MAX_LENGTH = 100
 
+_warm_lock = threading.Lock()
+_warmed = False
+
 
 @dataclass(frozen=True)
 class Params:
@@ -29,6 +32,32 @@ class Params:
     how_many: int = 21
     max_items_in_session: int = 2
     idf_weighting: float = 1.0
+
+
+def warm_kernels(params: Params) -> None:
+    """Load the compiled kernels (Numba) with one small call of each path the API and the UDF
+    server take, so that the first request does not wait for them. Once per process."""
+    global _warmed
+    with _warm_lock:
+        if _warmed:
+            return
+        from udfs.vmisknn import VMISIndex
+
+        tiny = VMISIndex.build(
+            np.asarray(["w1", "w1", "w2", "w2"], dtype=str),
+            np.asarray(["a", "b", "a", "c"], dtype=str),
+            np.asarray([1.0, 1.0, 2.0, 2.0]),
+            m=params.m,
+            max_session_length=SMALL_HISTORY_MAX_LENGTH,
+        )
+        args = dict(k=params.k, how_many=params.how_many,
+                    max_items_in_session=params.max_items_in_session,
+                    idf_weighting=params.idf_weighting)  # fmt: skip
+        tiny.recommend(["a", "b"], **args)
+        tiny.recommend_flat([0, 1], ["a"], **args)
+        tiny.upsert_session("w3", ["b", "c"], 3.0)
+        tiny.remove_session("w3")
+        _warmed = True
 
 
 class LiveIndex:
@@ -77,6 +106,7 @@ class LiveIndex:
             m=self.params.m,
             max_session_length=SMALL_HISTORY_MAX_LENGTH if small else None,
         )
+        warm_kernels(self.params)  # before the index counts as ready
         with self._lock:
             self._index = index
             self._popular = (0.0, [])
@@ -107,6 +137,7 @@ class LiveIndex:
         if self._index is None:
             from udfs.vmisknn import VMISIndex
 
+            warm_kernels(self.params)
             self._index = VMISIndex(m=self.params.m, max_session_length=SMALL_HISTORY_MAX_LENGTH)
         return self._index
 

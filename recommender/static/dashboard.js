@@ -174,7 +174,9 @@ function startSession() {
   sessionId = newSessionId();
   $("session-id").textContent = sessionId;
   $("session-items").replaceChildren();
-  $("recommendations").replaceChildren();
+  $("recommendations").replaceChildren(
+    el("li", { class: "muted", id: "session-hint", style: "list-style: none" },
+      "click a product to start this session"));
   $("session-trending").replaceChildren();
 }
 
@@ -190,8 +192,9 @@ async function tick() {
 
 startSession();
 tick().then(() => {
-  // show a first product's neighbours and a first click so the page is alive at once
+  // show a first product's neighbours at once; reading only: a session starts with the
+  // user's first click, so a page load records nothing
   const first = known.keys().next().value;
-  if (first) { $("also-product").value = first; click(first); }
+  if (first) { $("also-product").value = first; showAlsoViewed(first); }
 });
 setInterval(tick, POLL_MS);
