@@ -52,11 +52,12 @@ def pct(values: list[float], q: float) -> float:
 def produce(bootstrap: str, rate: float, accel: float, seconds: float, t0: float,
             probes: Any, probe_every: float) -> None:  # fmt: skip
     """Child process: `rate` events/s of wall time for `seconds`, event time running `accel`
-    times faster from now; a probe event (its own session) every `probe_every` seconds."""
+    times faster, ending now (the contract refuses events a day ahead); a probe event (its
+    own session) every `probe_every` seconds."""
     from recommender.kafka_io import make_producer
 
     producer = make_producer(bootstrap, linger_ms=20)
-    start = datetime.now(UTC)
+    start = datetime.now(UTC) - timedelta(seconds=seconds * accel)  # the last event is now
     n = int(rate * seconds)
     cfg = FlashSaleConfig(seed=17, start=start, events=n, rate=rate / accel,
                           sale_offset_s=seconds * accel / 2, bot_share=0.02,
