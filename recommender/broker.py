@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
+from recommender import processes
 from recommender.config import DEFAULT_BROKER_PORT, DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
 
 if TYPE_CHECKING:
@@ -262,16 +262,16 @@ class LocalBroker:
             return False
         try:
             pid = int(self.pid_file.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
         except (OSError, ValueError, IndexError):
-            cmdline, pid = [], 0
-        if [part.decode(errors="replace") for part in cmdline] != self.command():
+            pid = 0
+        if not pid or processes.cmdline(pid) != self.command():
             self.pid_file.unlink(missing_ok=True)  # stale: that broker is gone
             return False
-        if self.disk and _environ(pid).get("AWS_ENDPOINT") != self._store_env()["AWS_ENDPOINT"]:
+        endpoint = processes.environ(pid).get("AWS_ENDPOINT")
+        if self.disk and endpoint != self._store_env()["AWS_ENDPOINT"]:
             log.warning("ending the broker left running by an earlier run (pid %d): it used "
                         "an object store that is gone", pid)  # fmt: skip
-            _end(pid, timeout=5.0)
+            processes.end(pid, timeout=5.0)
             self.pid_file.unlink(missing_ok=True)
             return False
         self.adopted = pid
@@ -329,23 +329,12 @@ class LocalBroker:
     def running(self) -> bool:
         if self.store is not None and not self.store.running():
             return False
-        if self.adopted is not None:
-            return _alive(self.adopted)
-        return self.process is not None and self.process.poll() is None
+        return processes.running(self.process, self.adopted)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds."""
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        if self.adopted is not None:
-            _end(self.adopted, timeout)
-            self.adopted = None
+        processes.stop(self.process, self.adopted, timeout)
+        self.process = self.adopted = None
         if self.pid_file is not None:
             self.pid_file.unlink(missing_ok=True)
         if self.store is not None:  # after tansu: it writes to the store until it stops
@@ -365,39 +354,6 @@ class LocalBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` runs (a zombie does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _environ(pid: int) -> dict[str, str]:
-    """The environment process `pid` started with (empty when unreadable)."""
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
-    return {k: v for k, _, v in pairs}
-
-
-def _end(pid: int, timeout: float) -> None:
-    """SIGTERM to a process that is not our child, then SIGKILL after `timeout` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _alive(pid):
-            return
 
 
 # tansu reads these from the environment; the flags we pass must win over a stray export.

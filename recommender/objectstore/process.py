@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
+
+from recommender import processes
 
 log = logging.getLogger("flashrec.objectstore")
 
@@ -25,14 +26,6 @@ def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw]
 
 
 class LocalObjectStore:
@@ -94,7 +87,7 @@ class LocalObjectStore:
             pid = int(self.pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             pid = 0
-        cmd = _cmdline(pid)[1:] if pid else []
+        cmd = processes.cmdline(pid)[1:] if pid else []
         try:
             port = int(cmd[cmd.index("--port") + 1])
         except (ValueError, IndexError):
@@ -139,27 +132,12 @@ class LocalObjectStore:
         )
 
     def running(self) -> bool:
-        from recommender.broker import _alive
-
-        if self.adopted is not None:
-            return _alive(self.adopted)
-        return self.process is not None and self.process.poll() is None
+        return processes.running(self.process, self.adopted)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds."""
-        from recommender.broker import _end
-
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        if self.adopted is not None:
-            _end(self.adopted, timeout)
-            self.adopted = None
+        processes.stop(self.process, self.adopted, timeout)
+        self.process = self.adopted = None
         self.pid_file.unlink(missing_ok=True)
         if self._log_file is not None:
             self._log_file.close()
