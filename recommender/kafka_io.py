@@ -13,7 +13,8 @@ from typing import Any
 from recommender.broker import BrokerUnavailable, wait_for_broker
 from recommender.config import bootstrap_servers
 
-__all__ = ["BrokerUnavailable", "make_producer", "make_consumer", "resolve_bootstrap"]
+__all__ = ["BrokerUnavailable", "make_producer", "make_consumer", "resolve_bootstrap",
+           "validated"]
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +111,18 @@ def make_consumer(
     if topics:
         consumer.subscribe(list(topics))
     return consumer
+
+
+def validated(messages: list[Any], now: Any = None) -> list[tuple[Any, Any, Any]]:
+    """(message, value, event dict or Rejected) for each consumed message without an error
+    (those are logged and left out), validated as one batch at clock `now`."""
+    from recommender.events import validate_batch
+
+    good = []
+    for msg in messages:
+        if msg.error() is not None:
+            log.warning("consumer error: %s", msg.error())
+        else:
+            good.append(msg)
+    values = [m.value() for m in good]
+    return list(zip(good, values, validate_batch(values, now), strict=True))

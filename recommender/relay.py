@@ -27,7 +27,8 @@ from typing import Any
 
 from recommender.config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, DEFAULT_VALID_TOPIC
 from recommender.engine.dead_letters import DeadLetterSink, dead_letter
-from recommender.events import Rejected, validate_batch
+from recommender.events import Rejected
+from recommender.kafka_io import validated
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,7 @@ class Relay:
     def relay(self, messages: list[Any]) -> dict[tuple[str, int], int]:
         """Send one batch on; returns the next offset per (topic, partition) to commit.
         Raises RelayError when a valid event was not delivered (nothing may be committed)."""
-        good = []
-        for msg in messages:
-            if msg.error() is not None:
-                log.warning("consumer error: %s", msg.error())
-            else:
-                good.append(msg)
-        values = [m.value() for m in good]
-        checked_all = validate_batch(values, self.now() if self.now else None)
+        checked_all = validated(messages, self.now() if self.now else None)
         failed: list[str] = []
 
         def done(err: Any, _msg: Any) -> None:
@@ -90,7 +84,7 @@ class Relay:
 
         letters: list[bytes] = []
         offsets: dict[tuple[str, int], int] = {}
-        for msg, value, checked in zip(good, values, checked_all, strict=True):
+        for msg, value, checked in checked_all:
             topic, part, off = msg.topic(), msg.partition(), msg.offset()
             offsets[(topic, part)] = max(offsets.get((topic, part), 0), off + 1)
             if isinstance(checked, Rejected):
@@ -104,12 +98,13 @@ class Relay:
             why = failed[0] if failed else f"{left} not confirmed in {self.flush_timeout:.0f} s"
             raise RelayError(f"{len(failed) or left} valid events not delivered to "
                              f"{self.valid_topic} ({why}); offsets not committed")  # fmt: skip
-        self.stats.consumed += len(good)
+        self.stats.consumed += len(checked_all)
         self.stats.rejected += len(letters)
-        self.stats.relayed += len(good) - len(letters)
+        self.stats.relayed += len(checked_all) - len(letters)
         self.stats.batches += 1
         if letters:
-            log.info("%d of %d messages refused to the dead letters", len(letters), len(good))
+            log.info("%d of %d messages refused to the dead letters", len(letters),
+                     len(checked_all))
         return offsets
 
     def _produce(self, value: bytes, key: bytes, done: Callable[[Any, Any], None]) -> None:

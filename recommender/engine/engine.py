@@ -33,7 +33,8 @@ from recommender.engine.dead_letters import DeadLetterSink, dead_letter
 from recommender.engine.feed import ChangeBatch, FeedHub, Subscription
 from recommender.engine.refresh import ViewRunner
 from recommender.engine.store import StateStore
-from recommender.events import Rejected, validate_batch
+from recommender.events import Rejected
+from recommender.kafka_io import validated
 from recommender.pgserve import DEFAULT_FEED_VIEWS
 
 if TYPE_CHECKING:
@@ -317,14 +318,7 @@ class Engine:
         letters: list[bytes] = []
         offsets: dict[tuple[str, int], int] = {}
         repeats = 0  # event_ids repeated inside this batch
-        good = []
-        for msg in messages:
-            if msg.error() is not None:
-                log.warning("consumer error: %s", msg.error())
-            else:
-                good.append(msg)
-        values = [m.value() for m in good]
-        for msg, value, checked in zip(good, values, validate_batch(values), strict=True):
+        for msg, value, checked in validated(messages):
             topic, part, off = msg.topic(), msg.partition(), msg.offset()
             offsets[(topic, part)] = off + 1
             if not isinstance(checked, Rejected) and checked["event_id"] in where:
