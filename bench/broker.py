@@ -43,9 +43,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import free_port, produce_all  # noqa: E402
+from common import free_port  # noqa: E402
+from pipeline import produce_all  # noqa: E402
 
-from recommender.broker import LocalBroker  # noqa: E402
 from recommender.config import DEFAULT_PARTITIONS  # noqa: E402
 from recommender.kafka_io import (  # noqa: E402
     CONSUMER_DEFAULTS,
@@ -53,6 +53,7 @@ from recommender.kafka_io import (  # noqa: E402
     make_consumer,
     make_producer,
 )
+from recommender.local_broker import LocalBroker  # noqa: E402
 
 TOPIC = "clickstream"
 EVENT = orjson.dumps({

@@ -32,8 +32,8 @@ import orjson
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import stats  # noqa: E402
 from pipeline import history_stream  # noqa: E402
-from refresh import stats  # noqa: E402
 
 from producers.flash_sale import FlashSaleConfig, generate  # noqa: E402
 from recommender import sqlfiles  # noqa: E402

@@ -22,11 +22,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
-
-
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
+from common import pct
 
 
 def _big_snapshot(snaps, events, want: int):
@@ -146,12 +142,12 @@ def main() -> None:
             score_snapshot(model, meta["version"], snap)
             full.append(time.perf_counter() - t)
         print(f"score in process ({meta['algorithm']}), {n:,} open sessions per pass: "
-              f"median {statistics.median(full) * 1000:.0f} ms (p90 {_pct(full, 90) * 1000:.0f})"
+              f"median {statistics.median(full) * 1000:.0f} ms (p90 {pct(full, 0.9) * 1000:.0f})"
               f" = {n / statistics.median(full):,.0f} sessions/s; baseline predict_proba alone "
               f"{statistics.median(base) * 1000:.0f} ms = {n / statistics.median(base):,.0f}/s")
         if not args.no_pg:
             from recommender.intent.score import IntentScorer
-            from recommender.pgserve import LocalPostgres
+            from recommender.postgres.local import LocalPostgres
 
             port = 56000 + int(time.time()) % 1000
             with LocalPostgres(folder / "pg", port) as pg:
@@ -165,7 +161,7 @@ def main() -> None:
                 scorer.close()
             print(f"score via PostgreSQL (read views, score, upsert session_intent), "
                   f"{written:,} sessions per pass: median {statistics.median(laps) * 1000:.0f} "
-                  f"ms (p90 {_pct(laps, 90) * 1000:.0f}) = "
+                  f"ms (p90 {pct(laps, 0.9) * 1000:.0f}) = "
                   f"{written / statistics.median(laps):,.0f} sessions/s")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -23,7 +23,7 @@ from numba import types
 from numba.typed import Dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import pct  # noqa: E402
+from common import pct  # noqa: E402
 
 from recommender.engine import intmap  # noqa: E402
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
+from common import pct  # noqa: E402
 from reference_vmis import ReferenceVMIS  # noqa: E402
 
 from recommender.sessions_io import group_sessions, read_sessions  # noqa: E402
@@ -48,10 +49,6 @@ DATASETS = {
 M = 500
 KS = (100, 500)
 MAX_ITEMS = 2
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 def timed(fn, *args) -> float:
@@ -108,27 +105,27 @@ def bench_dataset(name: str, sample: int, rng: random.Random) -> dict:
         flat = np.concatenate(codes)
         batch_us = timed(index.recommend_codes, offsets, flat, k) / len(codes)
         out[f"k{k}"] = {
-            "api_p50_us": pct(api, 50), "api_p90_us": pct(api, 90), "api_p99_us": pct(api, 99),
-            "kernel_p50_us": pct(bare, 50), "kernel_p90_us": pct(bare, 90),
-            "kernel_p99_us": pct(bare, 99),
-            "reference_p50_us": pct(ref_t, 50), "reference_p90_us": pct(ref_t, 90),
-            "reference_p99_us": pct(ref_t, 99),
-            "ratio_p50": pct(ref_t, 50) / pct(api_sample, 50),
+            "api_p50_us": pct(api, 0.5), "api_p90_us": pct(api, 0.9), "api_p99_us": pct(api, 0.99),
+            "kernel_p50_us": pct(bare, 0.5), "kernel_p90_us": pct(bare, 0.9),
+            "kernel_p99_us": pct(bare, 0.99),
+            "reference_p50_us": pct(ref_t, 0.5), "reference_p90_us": pct(ref_t, 0.9),
+            "reference_p99_us": pct(ref_t, 0.99),
+            "ratio_p50": pct(ref_t, 0.5) / pct(api_sample, 0.5),
             "ratio_mean": float(np.mean(ref_t) / np.mean(api_sample)),
-            "kernel_ratio_p50": pct(ref_t, 50) / pct([bare[i] for i in picked], 50),
+            "kernel_ratio_p50": pct(ref_t, 0.5) / pct([bare[i] for i in picked], 0.5),
             "batch_us_per_rec": batch_us,
             "reference_sample": len(picked),
         }  # fmt: skip
     rows = [(sid, items.tolist(), float(i)) for i, (sid, items) in enumerate(group_sessions(test))]
     t0 = ts.max() + 1
     ups = [timed(index.upsert_session, sid, items, t0 + i) for sid, items, i in rows]
-    out["upsert_p50_us"] = pct(ups, 50)
-    out["upsert_p99_us"] = pct(ups, 99)
+    out["upsert_p50_us"] = pct(ups, 0.5)
+    out["upsert_p99_us"] = pct(ups, 0.99)
     live = np.flatnonzero(index.se_len[: len(index.sessions)] > 0)
     oldest = live[np.argsort(index.se_time[live], kind="stable")][:2000]
     expire = [timed(index.remove_session, index.sessions.id_of(c)) for c in oldest.tolist()]
-    out["expire_p50_us"] = pct(expire, 50)
-    out["expire_p99_us"] = pct(expire, 99)
+    out["expire_p50_us"] = pct(expire, 0.5)
+    out["expire_p99_us"] = pct(expire, 0.99)
     return out
 
 

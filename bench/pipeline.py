@@ -34,27 +34,17 @@ from typing import Any
 
 import orjson
 import psutil
+from common import free_port, pct
 
 from producers.flash_sale import FlashSaleConfig, generate
-from recommender.broker import LocalBroker
 from recommender.config import DEFAULT_PARTITIONS
 from recommender.engine import Engine, EngineConfig
+from recommender.engine.background import BackgroundTier, thread_tier
+from recommender.engine.worker import BackgroundProcess, process_tier
 from recommender.events import format_ts
 from recommender.kafka_io import make_producer
-from recommender.pgserve import LocalPostgres
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+from recommender.local_broker import LocalBroker
+from recommender.postgres.local import LocalPostgres
 
 
 def history_stream(rate: float, minutes: float, seed: int) -> Iterator[bytes]:
@@ -285,12 +275,12 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         background_share: float | None = None,
         view_intervals: dict[str, float] | None = None,
         unlogged_views: bool = False, history_linger_ms: float | None = None,
-        partitions: int = DEFAULT_PARTITIONS) -> dict:  # fmt: skip
+        partitions: int = DEFAULT_PARTITIONS, storage: str = "memory") -> dict:  # fmt: skip
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        broker = LocalBroker(port=free_port(), partitions=partitions,
-                             log_path=work / "broker.log").start()
+        broker = LocalBroker(port=free_port(), partitions=partitions, storage=storage,
+                             data_dir=work / "broker", log_path=work / "broker.log").start()
         pg = LocalPostgres(work / "pg", free_port(), shared_buffers=shared_buffers).start()
         try:
             ctx = mp.get_context("spawn")  # generation's memory stays out of this process
@@ -305,12 +295,11 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh, background_interval=background,
                 publish_thread=publish_thread, background_nice=nice,
-                background_process=background_process,
                 **({} if duckdb_threads is None else {"duckdb_threads": duckdb_threads or None}),
                 **({} if catchup_refresh is None else {"catchup_refresh": catchup_refresh}),
                 **({} if background_share is None else {"background_share": background_share}),
                 view_intervals=view_intervals or {}, unlogged_views=unlogged_views,
-            ))  # fmt: skip
+            ), tier=process_tier if background_process else thread_tier)  # fmt: skip
             started = time.perf_counter()
             engine.start()
             while engine.store.counters()["accepted"] < n_history:
@@ -341,9 +330,9 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
                 before["producer"] = {}
                 cores = cpu_cores(before, after, t1 - t0)
             live_refresh = list(engine.refresh_ms)[mark[0] if mark else 0 :]
-            if engine.background is not None:
-                background_ms = engine.background.last_refresh_ms
-                background_runs: int | None = engine.background.refresh_count
+            if isinstance(engine.tier, BackgroundTier):
+                background_ms = engine.tier.last_refresh_ms
+                background_runs: int | None = engine.tier.refresh_count
             else:  # the child process: its views' last compute time, from flashrec_status
                 background_ms = _status_ms(pg.dsn, engine.background_names)
                 background_runs = None
@@ -353,8 +342,8 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             rebuilt = getattr(getattr(sessions, "state", None), "rebuilt", None)
             threads = engine.config.duckdb_threads or 0
             rss_worker = 0
-            if engine.worker is not None and engine.worker.running:
-                rss_worker = psutil.Process(engine.worker.process.pid).memory_info().rss
+            if isinstance(engine.tier, BackgroundProcess) and engine.tier.running:
+                rss_worker = psutil.Process(engine.tier.process.pid).memory_info().rss
             engine.stop()
             state_mb = sum(f.stat().st_size for f in work.glob("engine*.duckdb")) / 2**20
         finally:
@@ -384,7 +373,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "background_share": engine.config.background_share,
         "view_intervals": engine.config.view_intervals,
         "unlogged_views": unlogged_views, "history_linger_ms": history_linger_ms,
-        "partitions": partitions,
+        "partitions": partitions, "broker_storage": storage,
         "cpu_cores_after_settle": cores,
         "rss_mb_after_history": round(rss_after_history / 2**20),
         "rss_mb_end": round(proc.memory_info().rss / 2**20),
@@ -447,6 +436,9 @@ def main() -> None:
     parser.add_argument("--unlogged-views", action="store_true",
                         help="views without a change feed in UNLOGGED tables (no WAL; "
                         "flashrec up --unlogged-views)")
+    parser.add_argument("--broker-storage", choices=["memory", "disk"], default="memory",
+                        help="the broker's log: in memory, or on disk through the local "
+                        "object store (flashrec up's default)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/pipeline.json"))
     args = parser.parse_args()
     intervals = {}
@@ -463,7 +455,8 @@ def main() -> None:
                      args.producer_linger_ms, args.background_nice,
                      args.background_process, args.duckdb_threads, args.catchup_refresh,
                      args.pg_shared_buffers, args.background_share, intervals,
-                     args.unlogged_views, args.history_linger_ms, args.partitions)
+                     args.unlogged_views, args.history_linger_ms, args.partitions,
+                     args.broker_storage)
         print(json.dumps(result), flush=True)
         results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

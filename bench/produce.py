@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import time
@@ -29,20 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
+from common import free_port  # noqa: E402
 
 from producers.flash_sale import FlashSaleConfig, generate  # noqa: E402
 from producers.replay import read_dataset  # noqa: E402
 from producers.sink import KafkaSink  # noqa: E402
-from recommender.broker import LocalBroker, create_topics  # noqa: E402
+from recommender.extras import require  # noqa: E402
+from recommender.local_broker import LocalBroker, create_topics  # noqa: E402
 
 YOOCHOOSE = ROOT.parent / "shared" / "data" / "yoochoose_rsc15" / \
     "yoochoose-clicks-100k_train_full.txt"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rate(n: int, seconds: float) -> float:
@@ -93,6 +88,7 @@ def bench_pipeline(bootstrap: str, events: int, run: int) -> float:
 
 
 def bench_kafka_python(bootstrap: str, items: list[dict]) -> float:
+    require("kafka", "bench")
     from kafka import KafkaProducer
 
     topic = f"bench_kp_{int(time.time())}"

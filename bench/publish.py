@@ -48,11 +48,14 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import free_port  # noqa: E402
+from common import free_port  # noqa: E402
 
-from recommender import pgserve  # noqa: E402
+from recommender.changefeed import feed_table  # noqa: E402
 from recommender.engine.refresh import ArrowRows, rows_table  # noqa: E402
-from recommender.pgserve import LocalPostgres, Publisher, _copy_rows, feed_table  # noqa: E402
+from recommender.postgres import publisher as pgpublish  # noqa: E402
+from recommender.postgres.encoding import copy_rows  # noqa: E402
+from recommender.postgres.local import LocalPostgres  # noqa: E402
+from recommender.postgres.publisher import Publisher  # noqa: E402
 
 SESSION_COLUMNS = [
     ("session_id", "VARCHAR"), ("user_id", "VARCHAR"), ("session_start", "TIMESTAMP"),
@@ -141,7 +144,7 @@ def one_refresh(pub: Publisher, path: str, name: str, cols: list[tuple[str, str]
                 epoch: int, table_rows: int) -> None:  # fmt: skip
     columns, types = [c for c, _ in cols], [t for _, t in cols]
     feed = None if path == "none" else epoch
-    pgserve._fed = jsonb_fed if path == "jsonb" else TYPED_FED
+    pgpublish._fed = jsonb_fed if path == "jsonb" else TYPED_FED
     with pub.conn.transaction():
         if path == "update":
             new, old = pub._update(name, columns, new, old, feed, table_rows)
@@ -151,7 +154,7 @@ def one_refresh(pub: Publisher, path: str, name: str, cols: list[tuple[str, str]
             pub._insert(name, columns, new, feed)
 
 
-TYPED_FED = pgserve._fed
+TYPED_FED = pgpublish._fed
 
 
 def main() -> None:
@@ -185,7 +188,7 @@ def main() -> None:
         for name, (cols, rows) in views.items():
             pub.ensure_view(name, [c for c, _ in cols], [t for _, t in cols])
             with conn.transaction():
-                _copy_rows(conn, name, [c for c, _ in cols], rows)
+                copy_rows(conn, name, [c for c, _ in cols], rows)
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
         conn.autocommit = False
@@ -243,7 +246,7 @@ def pairs_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
         conn.commit()
         pub.ensure_view("co_view_pairs", cols, types)
         with conn.transaction():
-            _copy_rows(conn, "co_view_pairs", cols, rows)
+            copy_rows(conn, "co_view_pairs", cols, rows)
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE co_view_pairs")
         conn.autocommit = False
@@ -314,7 +317,7 @@ def customer_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
             pub.conn.commit()
             pub.ensure_view("customer_features", cols, types)
             with pub.conn.transaction():
-                _copy_rows(pub.conn, "customer_features", cols, rows)
+                copy_rows(pub.conn, "customer_features", cols, rows)
             pub.conn.autocommit = True
             pub.conn.execute("VACUUM ANALYZE customer_features")
             pub.conn.autocommit = False

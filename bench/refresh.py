@@ -34,7 +34,7 @@ from pipeline import free_port, history, pct  # noqa: E402
 from producers.flash_sale import FlashSaleConfig, generate  # noqa: E402
 from recommender.engine import Engine, EngineConfig, ViewRunner  # noqa: E402
 from recommender.events import format_ts  # noqa: E402
-from recommender.pgserve import LocalPostgres  # noqa: E402
+from recommender.postgres.local import LocalPostgres  # noqa: E402
 
 
 class Message:
@@ -99,8 +99,8 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int,
             runner.refresh = timed_refresh  # type: ignore[method-assign]
 
         timed(engine.runner)
-        if engine.background is not None:
-            timed(engine.background.runner)
+        if engine.tier is not None:
+            timed(engine.tier.runner)
         offset = 0
         started = time.perf_counter()
         for i in track(range(0, len(values), batch), description="history", transient=True):
@@ -114,8 +114,8 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int,
         events = (e for e in generate(cfg) if isinstance(e, dict))
         live, ingest_ms, total_ms, scan_ms = True, [], [], []
         publish_ms.clear()
-        if engine.background is not None:  # its own thread, as in the engine loop
-            engine.background.start()
+        if engine.tier is not None:  # its own thread, as in the engine loop
+            engine.tier.start()
         profiler = cProfile.Profile() if profile else None
         for _ in track(range(steps), description="live steps", transient=True):
             msgs = []

@@ -36,7 +36,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import free_port, history_stream  # noqa: E402
+from common import free_port  # noqa: E402
+from pipeline import history_stream  # noqa: E402
 from refresh import Message  # noqa: E402
 
 from recommender.engine import Engine, EngineConfig  # noqa: E402
@@ -46,7 +47,8 @@ from recommender.engine.baseline import seed_views  # noqa: E402
 from recommender.engine.refresh import ViewRunner  # noqa: E402
 from recommender.engine.store import StateStore  # noqa: E402
 from recommender.events import format_ts, validate_batch  # noqa: E402
-from recommender.pgserve import LocalPostgres, Publisher  # noqa: E402
+from recommender.postgres.local import LocalPostgres  # noqa: E402
+from recommender.postgres.publisher import Publisher  # noqa: E402
 
 # Each view's share of the rows: the flash-sale generator's view rows at 5,000 events/s
 # after 6 and 12 minutes, extrapolated to the full 30-minute window (docs/benchmarks.md,

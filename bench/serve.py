@@ -192,7 +192,7 @@ def sync_lag(train: Path, trials: int) -> dict:
     import orjson
     import psycopg
 
-    from recommender.pgserve import LocalPostgres
+    from recommender.postgres.local import LocalPostgres
     from recommender.sessions_io import read_sessions
 
     folder = Path(tempfile.mkdtemp(prefix="flashrec-lag-"))
@@ -270,8 +270,8 @@ def udf_throughput(train: Path, test: Path, batches: int = 200) -> dict:
     import pyarrow.flight as flight
 
     from recommender.serving.live_index import LiveIndex
+    from recommender.serving.udf_server import make_server
     from recommender.sessions_io import read_sessions
-    from udfs.server import make_server
 
     index = LiveIndex()
     index.build_from_tsv(train)

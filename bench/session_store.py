@@ -1,6 +1,6 @@
 """Session store purge benchmark: clicks during `SessionStore.purge_expired`, the purge that
 holds the store's lock for the whole scan and delete (the former code, kept here to compare)
-against the batched purge (recommender/serving/sessions.py), same store, same process.
+against the batched purge (recommender/serving/session_store.py), same store, same process.
 
 Fills a store with `--sessions` sessions, `--idle-share` of them idle for longer than the TTL,
 then per round purges while one thread clicks live sessions back to back (`append`, as the
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recommender.serving.sessions import SessionStore, _decode  # noqa: E402
+from recommender.serving.session_store import SessionStore, _decode  # noqa: E402
 
 TTL_S = 1800.0
 NOW = 1_000_000.0

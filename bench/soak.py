@@ -19,7 +19,6 @@ import argparse
 import multiprocessing as mp
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,22 +30,12 @@ from typing import Any
 
 import orjson
 import psutil
+from common import free_port, pct
 
 from producers.flash_sale import FlashSaleConfig, generate
 from recommender.events import format_ts
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def produce(bootstrap: str, rate: float, accel: float, seconds: float, t0: float,
@@ -161,6 +150,7 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
     args = ap.parse_args()
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="flashrec-soak-"))
+    data.mkdir(parents=True, exist_ok=True)
     broker_port, pg_port, api_port = free_port(), free_port(), free_port()
     cmd = [sys.executable, "-m", "recommender.cli", "up", "--data-dir", str(data),
            "--broker-port", str(broker_port), "--pg-port", str(pg_port), "--api-port",
@@ -186,7 +176,7 @@ def _wait_up(up: subprocess.Popen, data: Path) -> None:
 
 def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port: int,
         pg_port: int) -> None:  # fmt: skip
-    from recommender.pgserve import LocalPostgres
+    from recommender.postgres.local import LocalPostgres
 
     _wait_up(up, data)
     dsn = LocalPostgres(data / "pg", pg_port).dsn

@@ -52,7 +52,7 @@ from typing import Any
 
 import orjson
 
-from producers.catalog import Product, build_catalog
+from producers.products import Product, build_catalog
 
 MAX_USERS = 1_000_000  # returning users are drawn from at most this many known users
 DEFAULT_START = datetime(2024, 3, 15, 13, 30, tzinfo=UTC)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from producers.catalog import Product, build_catalog
+from producers.products import Product, build_catalog
 
 DEFAULT_START = datetime(2024, 3, 1, tzinfo=UTC)
 DAY_S = 86_400

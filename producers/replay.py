@@ -27,12 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recommender.events import format_ts
+from recommender.events import SESSION_GAP, format_ts
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("yoochoose", "retailrocket", "rees46", "diginetica")
-SESSION_GAP_MS = 30 * 60 * 1000
+SESSION_GAP_MS = int(SESSION_GAP.total_seconds() * 1000)
 UNKNOWN = "unknown"
 
 
@@ -180,7 +180,7 @@ def _retailrocket(path: Path, stats: ReplayStats) -> Iterator[Row]:
             stats.skipped[f"unknown event type {row[2]!r}"] += 1
         except (IndexError, ValueError):
             stats.skipped["unreadable row"] += 1
-    raw.sort()  # per visitor, by time: cut sessions at 30 minutes of inactivity
+    raw.sort()  # per visitor, by time: cut sessions at SESSION_GAP of inactivity
     visitor, last_ms, k = None, 0, 0
     for who, ms, n, action, item in raw:
         if who != visitor:

@@ -37,7 +37,9 @@ app = typer.Typer(
     name="flashrec",
     help=(
         "flashrec: real-time 'customers also viewed', 'trending now' and VMIS-kNN next-item "
-        "recommendations from a live clickstream. Run `flashrec COMMAND --help` for details."
+        "recommendations from a live clickstream. Run `flashrec COMMAND --help` for details. "
+        "A setting comes from its flag, else its FLASHREC_* variable, else the --config file, "
+        "else its default."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -21,18 +21,29 @@ from typing import Any
 import numpy as np
 
 from recommender.sessions_io import Sessions, group_sessions
+from udfs.params import VmisParams
 
 CHUNK = 2048  # evaluations per kernel call (one progress step)
 
 
+_VMIS = VmisParams()
+
+
 @dataclass(frozen=True)
 class EvalParams:
-    m: int = 500
-    k: int = 500
-    max_items_in_session: int = 2
-    how_many: int = 21
+    """VMIS-kNN's parameters (defaults: udfs.params.VmisParams) and the metrics' cut-off."""
+
+    m: int = _VMIS.m
+    k: int = _VMIS.k
+    max_items_in_session: int = _VMIS.max_items_in_session
+    how_many: int = _VMIS.how_many
     cutoff: int = 20
-    idf_weighting: float = 1.0
+    idf_weighting: float = _VMIS.idf_weighting
+
+    @classmethod
+    def of(cls, vmis: VmisParams, cutoff: int = 20) -> EvalParams:
+        """These VMIS-kNN parameters with this cut-off."""
+        return cls(cutoff=cutoff, **asdict(vmis))
 
 
 @dataclass

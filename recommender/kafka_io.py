@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from recommender.broker import BrokerUnavailable, wait_for_broker
 from recommender.config import bootstrap_servers
+from recommender.local_broker import BrokerUnavailable, wait_for_broker
 
 __all__ = ["BrokerUnavailable", "make_producer", "make_consumer", "resolve_bootstrap",
            "validated"]

@@ -100,15 +100,15 @@ def sent_statements(
     """(what, statement) for every statement flashrec sends to RisingWave: `flashrec deploy`'s
     plan of `folder` as deploy makes it (UDFs with `udf_link`), then the follower's cursor
     statements."""
-    from recommender import config, deploy
+    from recommender import config, risingwave
     from recommender.serving.index_sync import cursor_statements
 
-    steps = deploy.plan_folder(
+    steps = risingwave.plan_folder(
         folder, bootstrap or config.DEFAULT_BOOTSTRAP, topic or config.DEFAULT_TOPIC, udf_link
     )
     out = [
         (f"{step.obj.file}: {step.obj.kind} {step.obj.name}", sql)
-        for step, sql in deploy.sent_statements(steps)
+        for step, sql in risingwave.sent_statements(steps)
     ]
     out += [("index follower: subscription cursor", sql) for sql in cursor_statements(SUBSCRIPTION)]
     return out

@@ -7,6 +7,9 @@ does not understand it) is reported as "unchecked", never as valid.
 The embedded engine evaluates each materialized view's query on DuckDB: sqlglot writes the
 query as DuckDB SQL, `TUMBLE(rel, ts, size)` becomes a subquery adding window_start and
 window_end (epoch-aligned, like RisingWave's), and NOW() becomes the engine clock.
+
+The .toml beside a view's file is its catalog entry (recommender/catalog.py), kept on its
+SqlObject as `meta`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
+from recommender.catalog import ViewMeta
+from recommender.catalog import check as check_catalog
+from recommender.catalog import read as read_meta
 from recommender.config import SQL_DIR
 
 NOW_MARKER = "__flashrec_now__"
@@ -44,6 +50,7 @@ class SqlObject:
     status: str  # ok | unchecked | error
     detail: str = ""
     tree: exp.Expression | None = field(default=None, repr=False)
+    meta: ViewMeta | None = field(default=None, repr=False)  # its catalog entry (.toml)
 
     @property
     def is_view(self) -> bool:
@@ -120,13 +127,31 @@ def check_statement(file: str, sql: str) -> SqlObject:
 
 
 def load(sql_dir: Path | None = None) -> list[SqlObject]:
-    """Every statement of sql/*.sql, in file-name order, checked."""
+    """Every statement of sql/*.sql, in file-name order, checked, with the catalog entry of
+    the .toml beside its file (ValueError naming the file when one is not valid)."""
     folder = Path(sql_dir or SQL_DIR)
     objects = []
     for path in sorted(folder.glob("*.sql")):
-        for statement in split_statements(path.read_text()):
-            objects.append(check_statement(path.name, statement))
+        found = [check_statement(path.name, s) for s in split_statements(path.read_text())]
+        sidecar = path.with_suffix(".toml")
+        if sidecar.exists():
+            kinds = [o.kind for o in found]
+            if kinds not in (["materialized view"], ["table"]):
+                raise ValueError(f"{sidecar.name}: a catalog entry describes the one view or "
+                                 f"table of its .sql; {path.name} holds {kinds or 'nothing'}")
+            found[0].meta = read_meta(sidecar, found[0].name)
+        objects += found
+    strays = sorted(p.name for p in folder.glob("*.toml") if not p.with_suffix(".sql").exists())
+    if strays:
+        raise ValueError(f"{', '.join(strays)}: no .sql of the same name beside it")
+    check_catalog([o.meta for o in objects if o.meta is not None])
     return objects
+
+
+def catalog(objects: list[SqlObject] | None = None) -> dict[str, ViewMeta]:
+    """The catalog entries of these objects (default: sql/'s), by view name, in file order."""
+    found = objects if objects is not None else load()
+    return {o.name: o.meta for o in found if o.meta is not None}
 
 
 # --- transpiling a view to DuckDB ---------------------------------------------------------
@@ -149,10 +174,68 @@ def reads(obj: SqlObject) -> set[str]:
     return {t.name for t in query.find_all(exp.Table) if t.name and t.name not in ctes}
 
 
-def fingerprint(query: exp.Expression) -> str:
-    """Short hash of a parsed query (comments and layout do not count): code that
-    reproduces a view's SQL by hand checks it still has the text it was written for."""
-    return hashlib.sha256(query.sql().encode()).hexdigest()[:16]
+class ShapeError(ValueError):
+    """A view's query is not the one an incremental maintainer reproduces."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A literal of a query that its shape leaves out (see `shape`)."""
+
+    kind: str  # interval | number
+    value: float  # an interval's seconds, or the number
+    sql: str  # as written
+
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_PLACEHOLDER = re.compile(r":p(\d+)\b")
+
+
+def _parameter(node: exp.Expression) -> Parameter | None:
+    """The node as a parameter: an INTERVAL; a number compared with (`>= 3`, also as the
+    factor of a product compared with: `< 1.0 * n`); a number selected as a column
+    (`7 AS window_days`). None: not one."""
+    if isinstance(node, exp.Interval):
+        seconds = _interval_seconds(node)
+        return None if seconds is None else Parameter("interval", seconds, node.sql())
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return None
+    parent = node.parent
+    compared = isinstance(parent, _COMPARISONS) or (
+        isinstance(parent, exp.Mul) and isinstance(parent.parent, _COMPARISONS))
+    selected = isinstance(parent, exp.Alias) and isinstance(parent.parent, exp.Select)
+    if not (compared or selected):
+        return None
+    try:
+        return Parameter("number", float(node.this), node.sql())
+    except ValueError:
+        return None
+
+
+def shape(query: exp.Expression) -> tuple[str, list[Parameter]]:
+    """(shape, parameters) of a parsed query. The shape is a short hash of the query with
+    each parameter (`_parameter`: look-backs, window sizes, thresholds, window labels) as a
+    placeholder of its kind; comments and layout do not count. The parameters come in the
+    order they appear in the query. Code that reproduces a view's SQL by hand checks the
+    view still has the shape it was written for and reads the parameters."""
+    query = query.copy()
+    found = [(node, p) for node in list(query.walk()) if (p := _parameter(node)) is not None]
+    for i, (node, _) in enumerate(found):
+        node.replace(exp.Placeholder(this=f"p{i}"))
+    text = query.sql()
+    order = [int(m.group(1)) for m in _PLACEHOLDER.finditer(text)]
+    text = _PLACEHOLDER.sub(lambda m: ":" + found[int(m.group(1))][1].kind, text)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], [found[i][1] for i in order]
+
+
+def match(query: exp.Expression, expected: str, what: str) -> list[Parameter]:
+    """The query's parameters when its shape is `expected`; ShapeError when not (`what`:
+    the parameters a maintainer reads, for the message)."""
+    found, parameters = shape(query)
+    if found != expected:
+        raise ShapeError(f"its shape is {found}, not {expected}: more than its parameters "
+                         f"({what}) differs from the query the maintainer reproduces")
+    return parameters
 
 
 def _interval_seconds(node: exp.Expression) -> float | None:

@@ -1,5 +1,5 @@
 -- VMIS-kNN next-item recommendations as SQL functions, served by `flashrec udf-server`
--- (arrow-udf over Arrow Flight, udfs/server.py). External functions: no LANGUAGE clause.
+-- (arrow-udf over Arrow Flight, recommender/serving/udf_server.py). External functions: no LANGUAGE clause.
 -- The USING LINK literal is the UDF server's address, and `flashrec deploy --udf-link URL`
 -- substitutes it (the default matches the `udf` service of docker-compose.yml).
 -- Example: SELECT vmis_recommend(ARRAY['p1', 'p7'], 10)

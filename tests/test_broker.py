@@ -11,14 +11,14 @@ import time
 import pytest
 from conftest import free_port, unique_topic
 
-from recommender.broker import (
+from recommender.kafka_io import make_consumer, make_producer
+from recommender.local_broker import (
     BrokerUnavailable,
     LocalBroker,
     create_topics,
     tansu_path,
     wait_for_broker,
 )
-from recommender.kafka_io import make_consumer, make_producer
 
 pytestmark = pytest.mark.e2e
 

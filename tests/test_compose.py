@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import compose_spec
 import jsonschema
@@ -37,7 +39,8 @@ def test_validator_rejects_a_broken_compose_file() -> None:
 
 def test_services_start_in_order(compose: dict) -> None:
     services = compose["services"]
-    expected = {"redpanda", "risingwave", "udf", "deploy", "api", "producer", "grafana"}
+    expected = {"redpanda", "risingwave", "udf", "deploy", "api", "producer", "grafana",
+                "grafana-embedded"}
     assert expected <= set(services)
     for name, svc in services.items():
         for dep in svc.get("depends_on", {}):
@@ -83,11 +86,64 @@ def test_flashrec_services_run_real_cli_commands(compose: dict) -> None:
 
 def test_grafana_provisioning_is_valid() -> None:
     root = PROJECT_ROOT / "docker" / "grafana"
-    ds = yaml.safe_load((root / "provisioning/datasources/risingwave.yml").read_text())
-    assert ds["datasources"][0]["url"] == "risingwave:4566"
+    ds = yaml.safe_load((root / "provisioning/datasources/flashrec.yml").read_text())
+    assert ds["datasources"][0]["uid"] == "flashrec"
+    assert ds["datasources"][0]["url"] == "${FLASHREC_GRAFANA_PG_HOST}"
     dash = json.loads((root / "dashboards/flashrec.json").read_text())
     sql = " ".join(t["rawSql"] for p in dash["panels"] for t in p["targets"])
     assert "trending_by_category" in sql and "co_view_pairs" in sql
+    # tests/test_grafana_dashboard.py runs every panel's SQL against the embedded views
+
+
+GRAFANA_VARIABLES = re.compile(r"\$\{?(FLASHREC_GRAFANA_\w+)")
+
+
+def test_grafana_services_share_provisioning(compose: dict) -> None:
+    """`grafana` and `grafana-embedded` mount the same data source and dashboards, and each
+    sets every variable the data source file reads."""
+    services = compose["services"]
+    root = PROJECT_ROOT / "docker" / "grafana" / "provisioning"
+    wanted = set()
+    for path in root.rglob("*.yml"):
+        wanted |= set(GRAFANA_VARIABLES.findall(path.read_text()))
+    assert wanted == {"FLASHREC_GRAFANA_PG_HOST", "FLASHREC_GRAFANA_PG_USER",
+                      "FLASHREC_GRAFANA_PG_DATABASE", "FLASHREC_GRAFANA_PG_PASSWORD"}
+    dashboards = yaml.safe_load((root / "dashboards/flashrec.yml").read_text())
+    for name in ("grafana", "grafana-embedded"):
+        svc = services[name]
+        assert svc["image"].startswith("grafana/grafana-oss:"), name
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+        assert mounts["/etc/grafana/provisioning"] == "./docker/grafana/provisioning", name
+        assert mounts[dashboards["providers"][0]["options"]["path"]] == \
+            "./docker/grafana/dashboards", name
+        assert wanted <= set(svc["environment"]), name
+    assert services["grafana"]["image"] == services["grafana-embedded"]["image"]
+
+
+def test_grafana_embedded_reads_flashrec_up_as_the_reader(compose: dict) -> None:
+    """`grafana-embedded` reaches `flashrec up`'s PostgreSQL (127.0.0.1 only) by the host's
+    network as the read-only role, at the port `flashrec up` uses by default, and listens on
+    loopback only itself (it publishes no ports to bind)."""
+    from recommender.config import DEFAULT_PG_PORT, ENV_PG_PORT
+    from recommender.postgres.local import READER
+
+    svc = compose["services"]["grafana-embedded"]
+    env = svc["environment"]
+    assert svc["profiles"] == ["grafana-embedded"]
+    assert svc["network_mode"] == "host" and "ports" not in svc
+    assert env["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
+    assert env["FLASHREC_GRAFANA_PG_HOST"] == f"127.0.0.1:${{{ENV_PG_PORT}:-{DEFAULT_PG_PORT}}}"
+    assert env["FLASHREC_GRAFANA_PG_USER"] == READER
+    assert env["FLASHREC_GRAFANA_PG_DATABASE"] == "postgres"
+    assert "depends_on" not in svc  # starts alone, beside a running `flashrec up`
+
+
+def test_grafana_reads_the_risingwave_the_services_use(compose: dict) -> None:
+    env = compose["services"]["grafana"]["environment"]
+    dsn = urlsplit(compose["x-flashrec"]["environment"]["FLASHREC_PG_DSN"])
+    assert env["FLASHREC_GRAFANA_PG_HOST"] == f"{dsn.hostname}:{dsn.port}"
+    assert env["FLASHREC_GRAFANA_PG_USER"] == dsn.username
+    assert env["FLASHREC_GRAFANA_PG_DATABASE"] == dsn.path.lstrip("/")
 
 
 def test_dockerfile_passes_hadolint() -> None:

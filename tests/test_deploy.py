@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from recommender import deploy, sqlfiles
+from recommender import risingwave, sqlfiles
 from recommender.cli import app
 
 
@@ -22,7 +22,7 @@ class FakeRisingWave:
 
     def query(self, sql: str, params: tuple) -> list[tuple]:
         relation = re.search(r"FROM (\S+)", sql).group(1)
-        kind = next(k for k, (rel, _) in deploy.CATALOG.items() if rel == relation)
+        kind = next(k for k, (rel, _) in risingwave.CATALOG.items() if rel == relation)
         return [(1,)] if (kind, params[0]) in self.objects else []
 
     def execute(self, sql: str) -> None:
@@ -31,7 +31,7 @@ class FakeRisingWave:
             raise RuntimeError("syntax error at or near 'x'")
         drop = re.match(r"DROP (.+?) IF EXISTS (\w+)", sql)
         if drop:
-            kind = next(k for k, (_, kw) in deploy.CATALOG.items() if kw == drop.group(1))
+            kind = next(k for k, (_, kw) in risingwave.CATALOG.items() if kw == drop.group(1))
             self.objects.discard((kind, drop.group(2)))
             return
         kind, name = sqlfiles._kind_and_name(sql)
@@ -44,7 +44,7 @@ def objects() -> list[sqlfiles.SqlObject]:
 
 
 def test_plan_substitutes_broker_topic_and_udf_link(objects) -> None:
-    steps = deploy.plan(objects, "kafka-1:9092,kafka-2:9092", "clicks", "http://udf.prod:8815")
+    steps = risingwave.plan(objects, "kafka-1:9092,kafka-2:9092", "clicks", "http://udf.prod:8815")
     source = next(s for s in steps if s.obj.name == sqlfiles.CLICKSTREAM)
     assert source.obj.kind == "table"
     assert "properties.bootstrap.server = 'kafka-1:9092,kafka-2:9092'" in source.sql
@@ -57,9 +57,9 @@ def test_plan_substitutes_broker_topic_and_udf_link(objects) -> None:
 def test_apply_is_idempotent(objects) -> None:
     rw = FakeRisingWave()
 
-    def run() -> list[deploy.Step]:
-        steps = deploy.plan(objects, "b:9092", "t", "http://u:8815")
-        return deploy.apply(steps, rw.query, rw.execute)
+    def run() -> list[risingwave.Step]:
+        steps = risingwave.plan(objects, "b:9092", "t", "http://u:8815")
+        return risingwave.apply(steps, rw.query, rw.execute)
 
     first = run()
     assert {s.outcome for s in first} == {"created"}
@@ -73,8 +73,8 @@ def test_apply_is_idempotent(objects) -> None:
 
 def test_without_udf_link_functions_are_skipped(objects) -> None:
     rw = FakeRisingWave()
-    steps = deploy.apply(
-        deploy.plan(objects, "b:9092", "t", None, include_functions=False), rw.query, rw.execute
+    steps = risingwave.apply(
+        risingwave.plan(objects, "b:9092", "t", None, include_functions=False), rw.query, rw.execute
     )
     assert {s.outcome for s in steps if s.obj.kind == "function"} == {"skipped"}
     assert not any(k == "function" for k, _ in rw.objects)
@@ -82,10 +82,10 @@ def test_without_udf_link_functions_are_skipped(objects) -> None:
 
 def test_drop_removes_everything_newest_first(objects) -> None:
     rw = FakeRisingWave()
-    steps = deploy.plan(objects, "b:9092", "t", "http://u:8815")
-    deploy.apply(steps, rw.query, rw.execute)
+    steps = risingwave.plan(objects, "b:9092", "t", "http://u:8815")
+    risingwave.apply(steps, rw.query, rw.execute)
     rw.executed.clear()
-    dropped = deploy.drop(steps, rw.query, rw.execute)
+    dropped = risingwave.drop(steps, rw.query, rw.execute)
     assert {s.outcome for s in dropped} == {"dropped"}
     assert rw.objects == set()
     names = [re.match(r"DROP .+? IF EXISTS (\w+)", sql).group(1) for sql in rw.executed]
@@ -94,8 +94,9 @@ def test_drop_removes_everything_newest_first(objects) -> None:
 
 def test_a_failing_statement_names_its_file(objects) -> None:
     rw = FakeRisingWave(fail_on="co_view_pairs")
-    with pytest.raises(deploy.DeployError, match=r"045_co_view_pairs\.sql: creating co_view_pairs"):
-        deploy.apply(deploy.plan(objects, "b:9092", "t", None), rw.query, rw.execute)
+    failing = r"045_co_view_pairs\.sql: creating co_view_pairs"
+    with pytest.raises(risingwave.DeployError, match=failing):
+        risingwave.apply(risingwave.plan(objects, "b:9092", "t", None), rw.query, rw.execute)
 
 
 def test_dry_run_prints_every_object_in_order(objects) -> None:
@@ -122,7 +123,7 @@ class FakeConn:
         self.nodes, self.closed = nodes, False
 
     def execute(self, sql: str) -> FakeConn:
-        assert sql == deploy.READY_SQL
+        assert sql == risingwave.READY_SQL
         return self
 
     def fetchone(self) -> tuple[int]:
@@ -145,7 +146,7 @@ def test_deploy_waits_with_backoff_until_a_compute_node_runs() -> None:
         made.append(answer)
         return answer
 
-    conn = deploy.wait_ready(connect, 60, sleep=slept.append, clock=lambda: sum(slept))
+    conn = risingwave.wait_ready(connect, 60, sleep=slept.append, clock=lambda: sum(slept))
     assert conn is made[-1] and conn.nodes == 1 and not conn.closed
     assert made[0].closed  # the connection without a compute node was closed
     assert slept == [0.5, 1.0, 2.0]
@@ -157,8 +158,8 @@ def test_deploy_gives_up_after_its_wait_with_the_last_error() -> None:
     def refused() -> FakeConn:
         raise OSError("connection refused")
 
-    with pytest.raises(deploy.DeployError, match="not ready after .* connection refused"):
-        deploy.wait_ready(refused, 20, sleep=slept.append, clock=lambda: sum(slept))
+    with pytest.raises(risingwave.DeployError, match="not ready after .* connection refused"):
+        risingwave.wait_ready(refused, 20, sleep=slept.append, clock=lambda: sum(slept))
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 4.5]  # backoff capped, last wait to the deadline
 
 
@@ -168,6 +169,6 @@ def test_ready_query_parses_with_risingwaves_parser() -> None:
     path = rwparser.parser_path()
     if not rwparser.available(path):
         pytest.skip(rwparser.missing(path))
-    run = subprocess.run([str(path)], input=deploy.READY_SQL, capture_output=True, text=True,
+    run = subprocess.run([str(path)], input=risingwave.READY_SQL, capture_output=True, text=True,
                          timeout=30)  # fmt: skip
     assert run.returncode == 0 and run.stdout.startswith("OK:"), run.stdout + run.stderr

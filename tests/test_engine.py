@@ -13,24 +13,13 @@ from typing import Any
 
 import pytest
 from conftest import free_port
-from engine_support import Msg, new_db, pg_meta, pg_rows, raw, valid_events
+from engine_support import Msg, pg_meta, pg_rows, raw, valid_events
 
 from producers.flash_sale import FlashSaleConfig, generate
 from producers.replay import read_dataset
 from recommender.engine import Engine, EngineConfig, PgSubscription, evaluate
-from recommender.pgserve import DEFAULT_FEED_VIEWS, LocalPostgres
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
-        yield pg
-
-
-@pytest.fixture
-def dsn(postgres) -> str:
-    """A fresh database on the module's server."""
-    return new_db(postgres.dsn)
+from recommender.postgres.local import LocalPostgres
+from recommender.postgres.publisher import DEFAULT_FEED_VIEWS
 
 
 def make_engine(dsn: str, state: Path, letters: list[bytes]) -> Engine:
@@ -155,8 +144,10 @@ def test_views_come_back_after_a_postgres_crash(tmp_path: Path, logged: bool) ->
         views = engine.view_names
         assert all(pg_rows(pg.dsn, v) for v in views)
         with psycopg.connect(pg.dsn) as conn:
-            kinds = dict(conn.execute("SELECT relname, relpersistence FROM pg_class "
-                                      "WHERE relname = ANY(%s)", (views,)).fetchall())  # fmt: skip
+            kinds = dict(conn.execute(  # the views' tables (public holds SQL views over them)
+                "SELECT relname, relpersistence FROM pg_class WHERE relname = ANY(%s) "
+                "AND relkind = 'r' AND relnamespace = 'flashrec'::regnamespace",
+                (views,)).fetchall())  # fmt: skip
             # the server commits asynchronously (synchronous_commit=off): a crash may also
             # lose its last commits, which the engine's next start republishes as well;
             # here only the unlogged tables may lose rows
@@ -367,8 +358,8 @@ def test_publish_in_its_own_thread(dsn: str, tmp_path: Path) -> None:
             assert engine._refresh_main(wait=False) == []
         engine.wait_published()
         assert pg_meta(dsn)["epoch"] == str(engine.epoch) == "2"
-        if engine.background is not None:  # the customer views: their own tier
-            engine.background.refresh()
+        if engine.tier is not None:  # the customer views: their own tier
+            engine.tier.refresh()
         assert_views_equal(engine, dsn, items)
         engine.publisher.conn.close()  # the connection lost: reconnected, published once
         engine.ingest([Msg(raw(items[0] | {"event_id": "late"}), 600)])
@@ -404,12 +395,12 @@ def test_background_tier_runs_nicer(dsn: str, tmp_path: Path) -> None:
     engine = Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
                                  background_nice=7))  # fmt: skip
     try:
-        assert engine.background is not None
+        assert engine.tier is not None
         base = nice(os.getpid())
-        assert nice(backend(engine.background.publisher.conn)) == nice(
+        assert nice(backend(engine.tier.publisher.conn)) == nice(
             backend(engine.publisher.conn)) + 7  # fmt: skip
-        engine.background.start()
-        thread = engine.background._thread
+        engine.tier.start()
+        thread = engine.tier._thread
         assert thread is not None and thread.native_id is not None
         deadline = time.monotonic() + 10
         while nice(thread.native_id) != base + 7 and time.monotonic() < deadline:
@@ -429,7 +420,7 @@ def test_background_tier_keeps_to_its_share_of_the_time(dsn: str, tmp_path: Path
     engine = Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
                                  background_interval=0.05, background_share=share))  # fmt: skip
     try:
-        tier = engine.background
+        tier = engine.tier
         assert tier is not None
         assert tier.pause_after(0.01) == 0.05  # the interval when refreshes are short
         compute = tier.runner.refresh
@@ -548,11 +539,11 @@ def test_prune_waits_for_the_background_tier(dsn: str, tmp_path: Path) -> None:
     from datetime import datetime, timedelta
 
     engine = make_engine(dsn, tmp_path / "state.duckdb", [])
-    assert engine.background is not None and engine.horizon >= timedelta(days=30)
+    assert engine.tier is not None and engine.horizon >= timedelta(days=30)
     now = datetime(2024, 5, 1, 12, 0)
     margin = engine.horizon + timedelta(minutes=1)
     assert engine._prune_before(now) == now - margin  # no background refresh yet
-    engine.background.last_now = now - timedelta(minutes=5)
+    engine.tier.last_now = now - timedelta(minutes=5)
     assert engine._prune_before(now) == now - timedelta(minutes=5) - margin
     engine.stop()
 

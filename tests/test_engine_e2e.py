@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import free_port, unique_topic
+from conftest import free_port, read_topic, unique_topic
 from engine_support import pg_meta, pg_rows, raw, valid_events
 
 from producers.flash_sale import FlashSaleConfig, generate
@@ -101,18 +101,9 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] not in ("Z", "X")
 
 
-def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 20) -> list[dict]:
-    from recommender.kafka_io import make_consumer
-
-    consumer = make_consumer(f"g-{topic}", [topic], bootstrap)
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < n and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, timeout=0.5):
-            if msg.error() is None:
-                out.append(orjson.loads(msg.value()))
-    consumer.close()
-    return out
+def dead_letters(bootstrap: str, n: int) -> list[dict]:
+    """The dead letters of clickstream_dlq (once `n` are there), decoded."""
+    return [orjson.loads(m.value()) for m in read_topic(bootstrap, "clickstream_dlq", n, 20)]
 
 
 def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
@@ -127,7 +118,7 @@ def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
                 tmp_path / "up.log"
             ).read_text()
             time.sleep(0.2)
-        from recommender.pgserve import LocalPostgres
+        from recommender.postgres.local import LocalPostgres
 
         dsn = LocalPostgres(tmp_path / "d" / "pg", pg_port).dsn  # its password file's
         items = list(generate(FlashSaleConfig(seed=3, events=5000, rate=30.0, bot_share=0.05,
@@ -143,7 +134,7 @@ def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
         valid = valid_events(items)
         assert int(meta["accepted"]) == len(valid)
         bad = len(items) - len(valid)
-        letters = read_topic(bootstrap, "clickstream_dlq", bad)
+        letters = dead_letters(bootstrap, bad)
         assert len(letters) == bad
         assert all(x["reason"] and "payload" in x and x["topic"] == "clickstream" for x in letters)
         assert sum("duplicate event_id" in x["reason"] for x in letters) == 2
@@ -164,8 +155,8 @@ def test_up_dead_letters_equality_and_psql(tmp_path: Path) -> None:
 
 
 def test_kill_9_and_restart_equals_batch(tmp_path: Path, broker) -> None:
-    from recommender.broker import create_topics
-    from recommender.pgserve import LocalPostgres
+    from recommender.local_broker import create_topics
+    from recommender.postgres.local import LocalPostgres
 
     topic, dlq = unique_topic("click"), unique_topic("dlq")
     create_topics(broker.bootstrap, [topic, dlq], partitions=3)
@@ -223,7 +214,7 @@ def test_restarts_and_poison_messages_lose_nothing(tmp_path: Path) -> None:
     among valid events leave the engine running; after SIGTERM and a restart on the same data
     dir (a new, empty broker), and after kill -9 and an immediate restart, every new event is
     stored. Counts compared exactly."""
-    from recommender.pgserve import LocalPostgres
+    from recommender.postgres.local import LocalPostgres
 
     broker_port, pg_port, data = free_port(), free_port(), tmp_path / "d"
     args = ["--broker-port", str(broker_port), "--pg-port", str(pg_port), "--data-dir",
@@ -240,7 +231,7 @@ def test_restarts_and_poison_messages_lose_nothing(tmp_path: Path) -> None:
         produce(bootstrap, "clickstream", [*first[:250], nul, b"\x01" * 200_000, *first[250:]])
         meta = wait_counted(dsn, 502, proc)
         assert (int(meta["accepted"]), int(meta["rejected"])) == (500, 2)
-        letters = read_topic(bootstrap, "clickstream_dlq", 2)
+        letters = dead_letters(bootstrap, 2)
         assert sorted(("NUL" in x["reason"], bool(x.get("payload_truncated"))) for x in letters
                       ) == [(False, True), (True, False)]  # fmt: skip
         proc.send_signal(signal.SIGTERM)
@@ -264,3 +255,40 @@ def test_restarts_and_poison_messages_lose_nothing(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def test_a_killed_broker_is_started_again_and_loses_nothing(tmp_path: Path) -> None:
+    """kill -9 of the embedded broker under a running `flashrec up`: it is started again on
+    the same port with the events it held on disk, the engine and a producer reconnect, and
+    every event is stored once."""
+    import psutil
+
+    from recommender.postgres.local import LocalPostgres
+
+    broker_port, pg_port, data = free_port(), free_port(), tmp_path / "d"
+    args = ["--broker-port", str(broker_port), "--pg-port", str(pg_port), "--data-dir",
+            str(data), "--clock", "event", "--refresh-interval", "0.3", "--no-intent"]
+    bootstrap, log = f"127.0.0.1:{broker_port}", tmp_path / "up.log"
+    proc = start_up(args, log)
+    try:
+        _wait_running(proc, log)
+        dsn = LocalPostgres(data / "pg", pg_port).dsn
+        produce(bootstrap, "clickstream", _clicks("before", 300, 0))
+        wait_counted(dsn, 300, proc)
+        tansu = [c for c in psutil.Process(proc.pid).children()
+                 if "tansu" in " ".join(c.cmdline())]  # fmt: skip
+        assert len(tansu) == 1
+        tansu[0].kill()
+        deadline = time.monotonic() + 60
+        while "broker ready" not in log.read_text().split("starting it again", 1)[-1]:
+            assert "starting it again" in log.read_text() or time.monotonic() < deadline - 50
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        produce(bootstrap, "clickstream", _clicks("after", 200, 300))
+        meta = wait_counted(dsn, 500, proc)
+        assert int(meta["accepted"]) == 500
+        ids = [r[0] for r in pg_rows(dsn, "clickstream")]
+        assert len(ids) == len(set(ids)) == 500
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0

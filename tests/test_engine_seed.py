@@ -24,15 +24,17 @@ from typing import Any
 import duckdb
 import pytest
 from conftest import free_port
-from engine_support import Msg, new_db, raw
+from engine_support import Msg, raw
 
 from producers.flash_sale import FlashSaleConfig, generate
-from recommender import pgserve, sqlfiles
+from recommender import sqlfiles
 from recommender.engine import Engine, EngineConfig, baseline
 from recommender.engine.baseline import seed_views
 from recommender.engine.refresh import ViewRunner
 from recommender.engine.store import StateStore
-from recommender.pgserve import LocalPostgres, Publisher
+from recommender.postgres import publisher as publisher_module
+from recommender.postgres.local import LocalPostgres
+from recommender.postgres.publisher import Publisher
 
 STRINGS = [
     "", "plain", "tab\there", "new\nline", "cr\rx", "crlf\r\n", "back\\slash", "\\N", "\\.",
@@ -69,18 +71,6 @@ VALUES: dict[str, list[Any]] = {
 }
 # a view of every column type the publisher maps (pg_type), computed by code (an override)
 ODD = {"odd_" + t.lower().translate(str.maketrans(" ()[],", "______")): t for t in VALUES}
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
-        yield pg
-
-
-@pytest.fixture
-def dsn(postgres) -> str:
-    """A fresh database on the module's server."""
-    return new_db(postgres.dsn)
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +191,8 @@ def test_missing_tables_seed_empty_and_progress_is_logged(dsn: str, odd_views, m
     runner = ViewRunner(store.con, objects, overrides)
     fill(dsn, runner, 50)
     with Publisher(dsn).conn as conn:
-        conn.execute("DROP TABLE co_view_pairs")
-    monkeypatch.setattr(pgserve, "EXPORT_PROGRESS_ROWS", 10)
+        conn.execute("DROP TABLE co_view_pairs CASCADE")  # and its view in public
+    monkeypatch.setattr(publisher_module, "EXPORT_PROGRESS_ROWS", 10)
     monkeypatch.setattr(baseline, "PROGRESS_S", 0.0)
     publisher = Publisher(dsn)
     with caplog.at_level(logging.INFO, logger="recommender.engine.baseline"):

@@ -135,10 +135,17 @@ def test_used_only_for_the_sql_it_reproduces() -> None:
     found = incremental_overrides(sqlfiles.load())
     assert all(isinstance(found[v], SessionView) for v in VIEWS)
     changed = []
-    for obj in OBJECTS:  # the bot rule changes: the SQL maintains both views
+    for obj in OBJECTS:  # the bot rule's threshold changes: read from the SQL
         text = obj.sql.replace("event_count >= 5", "event_count >= 6")
         changed.append(sqlfiles.check_statement(obj.file, text))
-    assert maintainers(sqlfiles.views(changed)) == {}
+    found = maintainers(sqlfiles.views(changed))
+    assert found[VIEWS[0]].state.bot_rule[0] == 6
+    changed = []
+    for obj in OBJECTS:  # the bot rule's form changes: not the query the maintainer keeps
+        text = obj.sql.replace("event_count >= 5", "distinct_products >= 5")
+        changed.append(sqlfiles.check_statement(obj.file, text))
+    with pytest.raises(sqlfiles.ShapeError, match="its shape is"):
+        maintainers(sqlfiles.views(changed))
     # a view that reads session_features by SQL would read a table no longer kept
     trending = next(o for o in sqlfiles.load() if o.name == "trending_by_category")
     edited = sqlfiles.check_statement(trending.file, trending.sql.replace("THEN 3", "THEN 4"))

@@ -1,4 +1,5 @@
-"""The background tier in its own process (`background_process`, as `flashrec up` runs it):
+"""The background tier in its own process (`process_tier`, as `flashrec up --background-process`
+runs it):
 a started engine with a real broker and PostgreSQL; the child's views equal the batch SQL,
 it sends no dead letters of its own, it runs niced, it stops with the engine, and its death
 stops the engine's loop with an error that says so."""
@@ -12,26 +13,20 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import free_port, unique_topic
+from conftest import unique_topic
 from engine_support import new_db, pg_meta, pg_rows, raw, valid_events
 
 from producers.flash_sale import FlashSaleConfig, generate
 from recommender.engine import Engine, EngineConfig, evaluate
 from recommender.engine.store import parse_naive
-from recommender.pgserve import LocalPostgres
+from recommender.engine.worker import BackgroundProcess, process_tier
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory):
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as server:
-        yield server
-
-
 def start_engine(broker, dsn: str, state: Path, items: list) -> tuple[Engine, str]:
-    from recommender.broker import create_topics
     from recommender.kafka_io import make_producer
+    from recommender.local_broker import create_topics
 
     topic, dlq = unique_topic("wclick"), unique_topic("wdlq")
     create_topics(broker.bootstrap, [topic, dlq], partitions=3)
@@ -42,8 +37,8 @@ def start_engine(broker, dsn: str, state: Path, items: list) -> tuple[Engine, st
     engine = Engine(EngineConfig(
         pg_dsn=dsn, state_path=state, bootstrap=broker.bootstrap, topic=topic, dlq_topic=dlq,
         group_id=f"g-{topic}", clock="event", refresh_interval=0.2, background_interval=1.0,
-        background_process=True, background_nice=5,
-    ))  # fmt: skip
+        background_nice=5,
+    ), tier=process_tier)  # fmt: skip
     return engine.start(), dlq
 
 
@@ -78,16 +73,15 @@ def count_topic(bootstrap: str, topic: str, seconds: float) -> int:
     return n
 
 
-def test_worker_views_equal_batch_sql(broker, pg, tmp_path: Path) -> None:
+def test_worker_views_equal_batch_sql(broker, postgres, tmp_path: Path) -> None:
     items = list(generate(FlashSaleConfig(seed=5, events=4000, rate=20.0, bot_share=0.05,
                                           malformed_share=0.03)))  # fmt: skip
     items += [items[3]]  # a repeated event_id
-    dsn = new_db(pg.dsn)
+    dsn = new_db(postgres.dsn)
     engine, dlq = start_engine(broker, dsn, tmp_path / "state.duckdb", items)
     try:
-        worker = engine.worker
-        assert worker is not None and worker.running
-        assert engine.background is None
+        worker = engine.tier
+        assert isinstance(worker, BackgroundProcess) and worker.running
         with pytest.raises(KeyError, match="background process"):
             engine.subscribe("customer_features")
         valid = valid_events(items)
@@ -105,15 +99,15 @@ def test_worker_views_equal_batch_sql(broker, pg, tmp_path: Path) -> None:
     assert worker.process.returncode == 0  # stopped cleanly by SIGTERM
 
 
-def test_worker_death_stops_the_engine(broker, pg, tmp_path: Path) -> None:
+def test_worker_death_stops_the_engine(broker, postgres, tmp_path: Path) -> None:
     items = list(generate(FlashSaleConfig(seed=6, events=500, rate=20.0)))
-    engine, _ = start_engine(broker, new_db(pg.dsn), tmp_path / "state.duckdb", items)
+    engine, _ = start_engine(broker, new_db(postgres.dsn), tmp_path / "state.duckdb", items)
     try:
         deadline = time.monotonic() + 60
         while engine.store.counters()["accepted"] < len(items):
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        engine.worker.process.send_signal(signal.SIGKILL)
+        engine.tier.process.send_signal(signal.SIGKILL)
         deadline = time.monotonic() + 30
         while engine.error is None:
             assert time.monotonic() < deadline, "the engine did not notice"

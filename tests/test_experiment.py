@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from recommender.experiment import experiment, metrics
+from recommender.experiment import runner, scores
 from recommender.experiment.live import LiveHistory, also_viewed_table
-from recommender.experiment.replay import Params
+from recommender.experiment.nightly_vs_live import Params
 from recommender.experiment.scenario import Scenario, flash_sale_replay
 from recommender.experiment.sqlviews import SqlViews
 
@@ -23,7 +23,7 @@ PARAMS = Params(refresh_s=60.0)
 
 
 def _run(scenario: Scenario, out: Path | None = None) -> dict:
-    return experiment.run(lambda: flash_sale_replay(scenario), PARAMS, out, "test",
+    return runner.run(lambda: flash_sale_replay(scenario), PARAMS, out, "test",
                           replicates=200)
 
 
@@ -121,7 +121,7 @@ def test_bootstrap_is_deterministic_and_brackets_the_value(no_sale: dict) -> Non
     for key in ("vmis_nightly|mrr|normal", "popular_live|hit_rate|sale"):
         lo, hi = stats[key]["ci"]
         assert lo <= stats[key]["value"] <= hi
-    assert set(metrics.WINDOWS) == {"normal", "sale"}
+    assert set(scores.WINDOWS) == {"normal", "sale"}
 
 
 def test_cli_writes_the_report_and_rejects_bad_input(tmp_path: Path) -> None:

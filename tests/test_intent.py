@@ -33,8 +33,8 @@ from recommender.intent.features import (
     SqlSnapshots,
     feature_matrix,
 )
-from recommender.intent.report import write_report
 from recommender.intent.train import current_version, load_model, train, versions
+from recommender.intent.training_report import write_report
 
 STEP = timedelta(minutes=10)
 

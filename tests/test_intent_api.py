@@ -9,12 +9,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from serving_support import start_postgres
 
 from recommender.intent.score import table_sql
 from recommender.serving.app import ServingState, create_app
 from recommender.serving.live_index import LiveIndex
-from recommender.serving.sessions import SessionStore
+from recommender.serving.session_store import SessionStore
 from recommender.serving.views import Views
 
 FEATURES_AT = datetime(2026, 11, 30, 19, 5, 0, tzinfo=UTC)
@@ -22,10 +21,9 @@ SCORED_AT = FEATURES_AT + timedelta(seconds=2)
 
 
 @pytest.fixture(scope="module")
-def dsn(tmp_path_factory):
-    server, uri = start_postgres(tmp_path_factory.mktemp("pg"))
-    yield uri
-    server.cleanup()
+def dsn(postgres) -> str:
+    """The module's server itself (the scorer's table lives in its default database)."""
+    return postgres.dsn
 
 
 def _client(dsn: str, tmp_path) -> TestClient:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from conftest import free_port
 from engine_support import Msg, raw
 
 from producers.intent_patterns import IntentConfig, IntentTruth, generate
@@ -27,11 +26,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def dsn(tmp_path_factory: pytest.TempPathFactory):
-    from recommender.pgserve import LocalPostgres
-
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
-        yield pg.dsn
+def dsn(postgres) -> str:
+    """The module's server itself: the scorer's tables live in its default database."""
+    return postgres.dsn
 
 
 def _open_sessions_index(events: list[dict], start: int) -> int:

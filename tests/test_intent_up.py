@@ -23,7 +23,7 @@ from producers.intent_patterns import IntentConfig, IntentTruth, generate
 from recommender.events import parse_ts
 from recommender.intent.dataset import time_split
 from recommender.intent.train import train
-from recommender.pgserve import LocalPostgres
+from recommender.postgres.local import LocalPostgres
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ from xml.etree import ElementTree
 import pytest
 from conftest import free_port
 
-from recommender.broker import LocalBroker, topic_id
 from recommender.kafka_io import make_consumer, make_producer
+from recommender.local_broker import LocalBroker, topic_id
 from recommender.objectstore.disk import DiskStore
 from recommender.objectstore.process import LocalObjectStore
 from recommender.objectstore.retention import Policy, Retention

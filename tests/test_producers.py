@@ -20,9 +20,9 @@ from conftest import ClickData, free_port, unique_topic
 from producers.flash_sale import MALFORMED_KINDS, FlashSaleConfig, generate, plan
 from producers.replay import ReplayStats, read_dataset
 from producers.sink import JsonlSink
-from recommender.broker import create_topics
 from recommender.commands.produce import rebase
 from recommender.events import Rejected, parse_ts, validate_event
+from recommender.local_broker import create_topics
 
 CLI = [sys.executable, "-m", "recommender.cli"]
 START = "2024-03-15T13:30:00Z"
@@ -492,7 +492,7 @@ def test_broker_down_is_a_clear_error_within_bounded_time() -> None:
 
 @pytest.mark.e2e
 def test_broker_lost_mid_run_stops_with_an_error() -> None:
-    from recommender.broker import LocalBroker
+    from recommender.local_broker import LocalBroker
 
     with LocalBroker(port=free_port()) as lost:
         proc = subprocess.Popen(

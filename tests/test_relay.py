@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import unique_topic
+from conftest import read_topic, unique_topic
 from engine_support import Msg, valid_events
 from rw_support import T0, mixed_stream, table_views, values_of
 
-from recommender.broker import create_topics
 from recommender.engine import evaluate
 from recommender.engine.dead_letters import DeadLetterSink, dead_letter
 from recommender.events import Rejected, validate_batch, validate_event
-from recommender.kafka_io import make_consumer, make_producer
-from recommender.relay import Relay, RelayConfig, RelayError, run
+from recommender.kafka_io import make_producer
+from recommender.local_broker import create_topics
+from recommender.validate_relay import Relay, RelayConfig, RelayError, run
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -34,18 +34,8 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def _read_all(bootstrap: str, topic: str, n: int, timeout: float = 60.0) -> list[Any]:
-    consumer = make_consumer(f"reader-{topic}", [topic], bootstrap)
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < n and time.monotonic() < deadline:
-            got += [m for m in consumer.consume(1000, timeout=0.5) if m.error() is None]
-        extra = consumer.consume(1000, timeout=1.0)  # nothing beyond n
-        got += [m for m in extra if m.error() is None]
-    finally:
-        consumer.close()
-    return got
+def _read_all(bootstrap: str, topic: str, n: int) -> list[Any]:
+    return read_topic(bootstrap, topic, n, settle_s=1.0)  # a second more: nothing beyond n
 
 
 def _relay_until(cfg: RelayConfig, n: int, timeout: float = 60.0):

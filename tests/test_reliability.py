@@ -24,24 +24,13 @@ from typing import Any
 import orjson
 import pytest
 from conftest import free_port
-from engine_support import Msg, click, new_db, pg_meta, pg_rows, raw
+from engine_support import Msg, click, pg_meta, pg_rows, raw
 
 from recommender.engine import Engine, EngineConfig
 from recommender.engine.dead_letters import MAX_PAYLOAD_BYTES, DeadLetterSink, dead_letter
-from recommender.pgserve import LocalPostgres
+from recommender.postgres.local import LocalPostgres
 
 T0 = datetime(2026, 3, 1, 12, 0)
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
-        yield pg
-
-
-@pytest.fixture
-def dsn(postgres) -> str:
-    return new_db(postgres.dsn)
 
 
 def engine_for(dsn: str, state: Path | None, letters: list[bytes], **kw: Any) -> Engine:
@@ -113,7 +102,7 @@ def test_dead_letter_records_are_bounded() -> None:
 def test_a_dead_letter_the_broker_refuses_is_kept_locally(broker, tmp_path: Path) -> None:
     from conftest import unique_topic
 
-    from recommender.broker import create_topics
+    from recommender.local_broker import create_topics
 
     topic = unique_topic("dlq")
     create_topics(broker.bootstrap, [topic], partitions=1)
@@ -206,7 +195,7 @@ def _wait_stored(engine: Engine, n: int, timeout: float = 60) -> None:
 
 def test_a_new_incarnation_of_the_topic_is_read_from_its_start(
         dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
-    from recommender.broker import LocalBroker
+    from recommender.local_broker import LocalBroker
 
     port = free_port()
     config = {"bootstrap": f"127.0.0.1:{port}", "refresh_interval": 0.2,
@@ -226,8 +215,8 @@ def test_a_new_incarnation_of_the_topic_is_read_from_its_start(
 
 
 def test_a_broker_left_running_is_taken_over_with_its_events(tmp_path: Path) -> None:
-    from recommender.broker import LocalBroker
     from recommender.kafka_io import make_consumer
+    from recommender.local_broker import LocalBroker
 
     port, pid_file = free_port(), tmp_path / "broker.pid"
     first = LocalBroker(port=port, partitions=1, pid_file=pid_file).start()

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from conftest import free_port
+from conftest import free_port, read_topic
 
 from recommender.config import PROJECT_ROOT
 
@@ -85,7 +85,7 @@ def stack():
         .with_kwargs(extra_hosts={"host.docker.internal": "host-gateway"})
     )
     with redpanda, risingwave:
-        from recommender.broker import create_topics, wait_for_broker
+        from recommender.local_broker import create_topics, wait_for_broker
 
         bootstrap = f"127.0.0.1:{kafka_port}"
         wait_for_broker(bootstrap, timeout=120)
@@ -106,7 +106,7 @@ def stack():
 
 def _relay(bootstrap: str, stop: threading.Event) -> None:
     """`flashrec relay` with the compose file's topics, until the module's tests end."""
-    from recommender.relay import RelayConfig, run
+    from recommender.validate_relay import RelayConfig, run
 
     run(RelayConfig(bootstrap=bootstrap, topic=TOPICS[0], valid_topic=TOPICS[1],
                     dlq_topic=TOPICS[2]), lambda _stats: stop.is_set())  # fmt: skip
@@ -214,22 +214,8 @@ def test_views_on_risingwave_equal_the_engine_on_a_messy_stream(stack) -> None:
     # the malformed messages are the relay's dead letters, with the engine's reasons
     values = [x for x in items if isinstance(x, bytes)]
     reasons = sorted(r.reason for r in validate_batch(values))
-    letters = _read_topic(stack["bootstrap"], TOPICS[2], len(values))
-    assert sorted(orjson.loads(m)["reason"] for m in letters) == reasons
-
-
-def _read_topic(bootstrap: str, topic: str, n: int, timeout: float = 60.0) -> list[bytes]:
-    from recommender.kafka_io import make_consumer
-
-    consumer = make_consumer(f"reader-{topic}-{time.time_ns()}", [topic], bootstrap)
-    got: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < n and time.monotonic() < deadline:
-            got += [m.value() for m in consumer.consume(500, timeout=0.5) if m.error() is None]
-    finally:
-        consumer.close()
-    return got
+    letters = read_topic(stack["bootstrap"], TOPICS[2], len(values))
+    assert sorted(orjson.loads(m.value())["reason"] for m in letters) == reasons
 
 
 def test_index_follows_the_subscription_live(stack) -> None:

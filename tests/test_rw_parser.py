@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from recommender import config, deploy, rwparser, sqlfiles
+from recommender import config, risingwave, rwparser, sqlfiles
 from recommender.cli import app
 
 PARSER = rwparser.parser_path()
@@ -92,7 +92,7 @@ def test_default_parser_path_is_beside_the_project(monkeypatch: pytest.MonkeyPat
 def test_dry_run_prints_exactly_what_a_real_run_sends() -> None:
     """Without --udf-link a real run skips the UDFs: the dry run says so instead of printing
     them with the file's placeholder link."""
-    steps = deploy.plan_folder(config.SQL_DIR, "rp:9092", "clicks", None)
+    steps = risingwave.plan_folder(config.SQL_DIR, "rp:9092", "clicks", None)
     sent = [s.sql for s in steps if s.outcome != "skipped"]
     result = CliRunner().invoke(app, ["deploy", "--dry-run", "--bootstrap-servers", "rp:9092",
                                       "--topic", "clicks"])  # fmt: skip

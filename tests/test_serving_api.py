@@ -12,11 +12,11 @@ from conftest import ClickData, free_port
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_support import api_process, fill_views, start_postgres
+from serving_support import api_process, fill_views
 
 from recommender.serving.app import ServingState, create_app
 from recommender.serving.live_index import LiveIndex
-from recommender.serving.sessions import SessionStore
+from recommender.serving.session_store import SessionStore
 from recommender.serving.views import Views
 from recommender.sessions_io import read_sessions
 from udfs.vmisknn import VMISIndex
@@ -35,11 +35,10 @@ def index(train) -> LiveIndex:
 
 
 @pytest.fixture(scope="module")
-def dsn(tmp_path_factory):
-    server, uri = start_postgres(tmp_path_factory.mktemp("pg"))
-    fill_views(uri)
-    yield uri
-    server.cleanup()
+def dsn(postgres) -> str:
+    """The module's server, its view tables filled."""
+    fill_views(postgres.dsn)
+    return postgres.dsn
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ also-viewed and trending answers equal the engine's PostgreSQL tables."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
 import psycopg
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 from engine_support import Msg
-from serving_support import api_process, start_postgres
+from serving_support import api_process
 
 from recommender.engine import Engine, EngineConfig
 from recommender.serving.runtime import start_api
@@ -43,14 +42,6 @@ class Clicks:
         return Msg(orjson.dumps(event), self.offset - 1)
 
 
-def _wait(check, timeout: float = 30.0) -> float:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, "timed out"
-        time.sleep(0.02)
-    return time.monotonic() - started
-
-
 def _recs(url: str, item: str) -> list[str]:
     got = httpx.get(f"{url}/v1/recommend", params={"session_id": "probe", "item_id": item},
                     timeout=30.0)  # the first call may load the kernel on a busy machine
@@ -59,8 +50,7 @@ def _recs(url: str, item: str) -> list[str]:
 
 
 @pytest.fixture
-def pipeline(tmp_path):
-    server, dsn = start_postgres(tmp_path)
+def pipeline(dsn: str):
     engine = Engine(EngineConfig(pg_dsn=dsn, state_path=None, clock="event"))
     click = Clicks()
     # three sessions view a and b (a co-view pair), one views b and c
@@ -72,7 +62,6 @@ def pipeline(tmp_path):
         yield engine, dsn, click
     finally:
         engine.stop()
-        server.cleanup()
 
 
 def test_engine_feed_in_process(pipeline, tmp_path) -> None:
@@ -81,20 +70,20 @@ def test_engine_feed_in_process(pipeline, tmp_path) -> None:
     api = start_api(engine, dsn, port=port, data_dir=tmp_path / "data")
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         assert _recs(url, "a")[:1] == ["b"]
         assert "z" not in _recs(url, "a")
 
         # a new session pairs z with a: after one refresh the index has it
         engine.ingest([click("s5", "z", 10), click("s5", "a", 10.5)])
         engine.refresh()
-        lag = _wait(lambda: _recs(url, "z")[:1] == ["a"])
+        lag = wait_until(lambda: _recs(url, "z")[:1] == ["a"])
         assert lag < 5
 
         # the event clock jumps 8 days: every session leaves the 7-day history (deletes)
         engine.ingest([click("late", "c", 8 * 24 * 60)])
         engine.refresh()
-        _wait(lambda: httpx.get(f"{url}/v1/status").json()["index"]["sessions"] == 1)
+        wait_until(lambda: httpx.get(f"{url}/v1/status").json()["index"]["sessions"] == 1)
         assert "a" not in _recs(url, "z")
 
         # also-viewed and trending equal the engine's tables
@@ -126,5 +115,5 @@ def test_change_table_from_another_process(pipeline, tmp_path) -> None:
         assert _recs(url, "a")[:1] == ["b"]
         engine.ingest([click("s5", "z", 10), click("s5", "a", 10.5)])
         engine.refresh()
-        assert _wait(lambda: _recs(url, "z")[:1] == ["a"]) < 5
+        assert wait_until(lambda: _recs(url, "z")[:1] == ["a"]) < 5
     assert "by re-reading it" not in (tmp_path / "api.log").read_text()  # not the fallback

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from recommender.serving.sessions import SessionStore
+from recommender.serving.session_store import SessionStore
 
 
 @pytest.fixture(params=["rocksdb", "sqlite"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from serving_support import HISTORY, NOW, fill_views, start_postgres
+from conftest import wait_until
+from serving_support import HISTORY, NOW, fill_views
 
 from recommender.serving.index_sync import (
     ChangeBatch,
@@ -22,7 +22,7 @@ from recommender.serving.index_sync import (
     load_snapshot,
 )
 from recommender.serving.live_index import LiveIndex
-from recommender.serving.metrics import Metrics
+from recommender.serving.prometheus import Metrics
 from recommender.serving.runtime import EngineFeed
 
 COLUMNS = ["session_id", "items", "last_ts"]
@@ -92,30 +92,22 @@ class _FakeEngine:
         return _Sub()
 
 
-def _wait(condition, timeout: float = 30.0) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "index did not catch up"
-        time.sleep(0.01)
-    return time.monotonic() - started
-
-
 def test_sync_thread_follows_an_engine_feed() -> None:
     engine = _FakeEngine()
     index = LiveIndex()
     sync = IndexSync(index, lambda: EngineFeed(engine), lambda: _rows(HISTORY)).start()
     try:
-        _wait(lambda: sync.state == "following")
+        wait_until(lambda: sync.state == "following")
         assert index.n_sessions == len(HISTORY)
         batch = ChangeBatch("vmis_history", 2, COLUMNS)
         batch.inserts = [("h9", ["p5", "p7"], NOW.timestamp())]
         engine.batches.put(batch)
-        _wait(lambda: "p7" in {i for i, _ in index.recommend(["p5"])})
+        wait_until(lambda: "p7" in {i for i, _ in index.recommend(["p5"])})
         gone = ChangeBatch("vmis_history", 3, COLUMNS)
         gone.deletes = [("h9", ["p5", "p7"], NOW.timestamp())]
         engine.batches.put(gone)
-        _wait(lambda: "p7" not in {i for i, _ in index.recommend(["p5"])})
-        _wait(lambda: sync.applied == 2)  # counted just after the index changed
+        wait_until(lambda: "p7" not in {i for i, _ in index.recommend(["p5"])})
+        wait_until(lambda: sync.applied == 2)  # counted just after the index changed
         assert sync.errors == 0
     finally:
         sync.stop()
@@ -137,7 +129,7 @@ def test_a_first_start_waits_for_the_view_without_a_warning(caplog) -> None:
     sync = IndexSync(index, lambda: EngineFeed(engine), snapshot, backoff_s=(0.01, 0.05))
     sync.start()
     try:
-        _wait(lambda: sync.state == "following")
+        wait_until(lambda: sync.state == "following")
     finally:
         sync.stop()
     records = [r for r in caplog.records if r.name == "recommender.serving.index_sync"]
@@ -147,65 +139,59 @@ def test_a_first_start_waits_for_the_view_without_a_warning(caplog) -> None:
 
 
 @pytest.mark.e2e
-def test_sync_follows_postgres_view(tmp_path) -> None:
+def test_sync_follows_postgres_view(dsn: str) -> None:
     """Changes written to vmis_history in PostgreSQL reach the index within seconds."""
-    server, dsn = start_postgres(tmp_path)
+    fill_views(dsn)
+    index = LiveIndex()
+    metrics = Metrics()
+    sync = IndexSync(
+        index, lambda: SnapshotDiffFeed(dsn, interval=0.2), lambda: load_snapshot(dsn), metrics
+    ).start()
     try:
-        fill_views(dsn)
-        index = LiveIndex()
-        metrics = Metrics()
-        sync = IndexSync(
-            index, lambda: SnapshotDiffFeed(dsn, interval=0.2), lambda: load_snapshot(dsn), metrics
-        ).start()
-        try:
-            _wait(lambda: index.ready)
-            later = datetime.now(UTC)
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(
-                    "INSERT INTO vmis_history VALUES ('h7', ARRAY['p3','p7'], %s)", (later,)
-                )
-                conn.execute("DELETE FROM vmis_history WHERE session_id = 'h3'")
-                conn.execute(
-                    "UPDATE vmis_history SET items = ARRAY['p1','p7'], last_ts = %s "
-                    "WHERE session_id = 'h4'",
-                    (later,),
-                )
-            lag = _wait(lambda: index.updates >= 3)
-            assert lag < 5.0
-            assert _answers(index) == _answers(_rebuilt(load_snapshot(dsn)))
-        finally:
-            sync.stop()
+        wait_until(lambda: index.ready)
+        later = datetime.now(UTC)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO vmis_history VALUES ('h7', ARRAY['p3','p7'], %s)", (later,)
+            )
+            conn.execute("DELETE FROM vmis_history WHERE session_id = 'h3'")
+            conn.execute(
+                "UPDATE vmis_history SET items = ARRAY['p1','p7'], last_ts = %s "
+                "WHERE session_id = 'h4'",
+                (later,),
+            )
+        lag = wait_until(lambda: index.updates >= 3)
+        assert lag < 5.0
+        assert _answers(index) == _answers(_rebuilt(load_snapshot(dsn)))
     finally:
-        server.cleanup()
+        sync.stop()
 
 
 @pytest.mark.e2e
-def test_start_api_hook_serves_and_follows_engine(tmp_path) -> None:
+def test_start_api_hook_serves_and_follows_engine(dsn: str, tmp_path) -> None:
     """What `flashrec up` calls: the API in a thread, index from PostgreSQL + engine feed."""
     import httpx
     from conftest import free_port
 
     from recommender.serving.runtime import start_api
 
-    server, dsn = start_postgres(tmp_path)
     fill_views(dsn)
     engine = _FakeEngine()
     port = free_port()
     api = start_api(engine, dsn, port=port, data_dir=tmp_path / "data")
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait(lambda: _ready(url))
+        wait_until(lambda: _ready(url))
         batch = ChangeBatch("vmis_history", 2, COLUMNS)
         batch.inserts = [("h9", ["p5", "p8"], NOW.timestamp())]
         engine.batches.put(batch)
         params = {"session_id": "x", "item_id": "p8"}
-        _wait(lambda: httpx.get(f"{url}/v1/recommend", params=params).json()[:1] == ["p5"])
+        wait_until(lambda: httpx.get(f"{url}/v1/recommend", params=params).json()[:1] == ["p5"])
         status = httpx.get(f"{url}/v1/status").json()
         assert status["index"]["updates_applied"] == 1
         assert status["index"]["sync_state"] == "following"
     finally:
         api.stop()
-        server.cleanup()
 
 
 def _ready(url: str) -> bool:

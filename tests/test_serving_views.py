@@ -5,20 +5,19 @@ from __future__ import annotations
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from serving_support import CO_VIEWS, PRODUCTS, fill_views, start_postgres
+from serving_support import CO_VIEWS, PRODUCTS, fill_views
 
 from recommender.serving.app import ServingState, create_app
 from recommender.serving.live_index import LiveIndex
-from recommender.serving.sessions import SessionStore
+from recommender.serving.session_store import SessionStore
 from recommender.serving.views import Views
 
 
 @pytest.fixture(scope="module")
-def dsn(tmp_path_factory):
-    server, uri = start_postgres(tmp_path_factory.mktemp("pg"))
-    fill_views(uri)
-    yield uri
-    server.cleanup()
+def dsn(postgres) -> str:
+    """The module's server, its view tables filled."""
+    fill_views(postgres.dsn)
+    return postgres.dsn
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import wait_until
 from serving_support import HISTORY, NOW
 
 from recommender.serving.index_sync import IndexSync, epoch_seconds
@@ -216,13 +217,6 @@ def _same(index: LiveIndex, rw: FakeRisingWave) -> bool:
     return index.n_sessions == len(rows) and _answers(index) == _answers(rebuilt)
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "the follower did not recover"
-        time.sleep(0.02)
-
-
 def _follow(rw: FakeRisingWave, monkeypatch: pytest.MonkeyPatch) -> tuple[LiveIndex, IndexSync]:
     """What `flashrec serve --source risingwave` and `flashrec udf-server` start."""
     monkeypatch.setattr(psycopg, "connect", rw.connect)
@@ -230,7 +224,7 @@ def _follow(rw: FakeRisingWave, monkeypatch: pytest.MonkeyPatch) -> tuple[LiveIn
     assert sync is not None
     sync.backoff_s = (0.01, 0.05)  # short waits for the test
     sync.start()
-    _wait(lambda: sync.state == "following" and _same(index, rw))
+    wait_until(lambda: sync.state == "following" and _same(index, rw))
     return index, sync
 
 
@@ -245,11 +239,11 @@ def test_a_cursor_whose_fetch_fails_is_declared_again_at_the_last_rw_timestamp(
     index, sync = _follow(rw, monkeypatch)
     try:
         rw.change(upsert=[("h6", ["p4", "p7"], _at(1))])
-        _wait(lambda: _same(index, rw))
+        wait_until(lambda: _same(index, rw))
         applied = rw.newest_rw_timestamp
         rw.invalidate_cursors()
         rw.change(upsert=[("h2", ["p1", "p2", "p7"], _at(2))], delete=["h3"])
-        _wait(lambda: sync.state == "following" and _same(index, rw))
+        wait_until(lambda: sync.state == "following" and _same(index, rw))
         declared = [s for s in rw.statements if s.startswith("DECLARE")]
         assert declared[0].endswith(" FULL") and declared[-1].endswith(f" SINCE {applied}")
         assert "CLOSE" in " ".join(rw.statements)  # the broken cursor was closed
@@ -268,11 +262,11 @@ def test_a_restarted_frontend_is_reconnected_with_backoff(monkeypatch: pytest.Mo
     rw.on_connect = lambda: seen.append(sync.state)
     try:
         rw.change(upsert=[("h7", ["p3", "p8"], _at(1))])
-        _wait(lambda: _same(index, rw))
+        wait_until(lambda: _same(index, rw))
         applied = rw.newest_rw_timestamp
         rw.restart(refuse=3)
         rw.change(upsert=[("h4", ["p1", "p6", "p8"], _at(2))], delete=["h1"])
-        _wait(lambda: sync.state == "following" and _same(index, rw))
+        wait_until(lambda: sync.state == "following" and _same(index, rw))
         assert seen == ["reconnecting"] * 4  # three refused, the fourth declared the cursor
         declared = [s for s in rw.statements if s.startswith("DECLARE")]
         assert declared[-1].endswith(f" SINCE {applied}")
@@ -291,12 +285,12 @@ def test_a_cursor_past_the_retention_rebuilds_the_index_from_a_fresh_snapshot(
     index, sync = _follow(rw, monkeypatch)
     try:
         rw.change(upsert=[("h8", ["p5", "p9"], _at(1))])
-        _wait(lambda: _same(index, rw))
+        wait_until(lambda: _same(index, rw))
         applied = rw.newest_rw_timestamp
         # while the follower is away, sessions change and leave; the log no longer has it
         rw.change(upsert=[("h9", ["p2", "p9"], _at(2))], delete=["h2", "h8"], logged=False)
         rw.pass_retention()
-        _wait(lambda: sync.state == "following" and _same(index, rw))
+        wait_until(lambda: sync.state == "following" and _same(index, rw))
         declared = [s for s in rw.statements if s.startswith("DECLARE")]
         assert declared[-2].endswith(f" SINCE {applied}")
         assert declared[-1].endswith(" FULL")  # refused: rebuilt from a new snapshot
@@ -313,7 +307,7 @@ def test_readyz_is_not_ready_while_the_follower_reconnects(
     from fastapi.testclient import TestClient
 
     from recommender.serving.app import ServingState, create_app
-    from recommender.serving.sessions import SessionStore
+    from recommender.serving.session_store import SessionStore
     from recommender.serving.views import Views
 
     rw = FakeRisingWave(HISTORY)
@@ -322,16 +316,16 @@ def test_readyz_is_not_ready_while_the_follower_reconnects(
     client = TestClient(create_app(state))
     try:
         rw.change(upsert=[("h6", ["p4", "p7"], _at(1))])
-        _wait(lambda: _same(index, rw) and client.get("/readyz").status_code == 200)
+        wait_until(lambda: _same(index, rw) and client.get("/readyz").status_code == 200)
         rw.restart(refuse=10**6)
-        _wait(lambda: sync.state == "reconnecting" and sync.attempts > 1)
+        wait_until(lambda: sync.state == "reconnecting" and sync.attempts > 1)
         answer = client.get("/readyz")
         assert answer.status_code == 503
         body = answer.json()
         assert body["sync_state"] == "reconnecting" and body["sync"]["attempts"] > 1
         assert "connection refused" in body["sync"]["error"]
         rw.refuse = 0
-        _wait(lambda: client.get("/readyz").status_code == 200)
+        wait_until(lambda: client.get("/readyz").status_code == 200)
         assert client.get("/v1/status").json()["index"]["sync"]["state"] == "following"
     finally:
         sync.stop()

@@ -8,8 +8,8 @@ import pytest
 from conftest import ClickData, free_port
 
 from recommender.serving.live_index import LiveIndex
+from recommender.serving.udf_server import make_server
 from recommender.sessions_io import read_sessions
-from udfs.server import make_server
 
 
 @pytest.fixture(scope="module")

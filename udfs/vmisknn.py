@@ -41,12 +41,14 @@ import numpy as np
 
 from recommender.ids import IdMap
 from udfs import kernel
+from udfs.params import VmisParams
 
-DEFAULT_M = 500
-DEFAULT_K = 500
-DEFAULT_HOW_MANY = 21
-DEFAULT_MAX_ITEMS = 2
-DEFAULT_IDF_WEIGHTING = 1.0
+_DEFAULTS = VmisParams()
+DEFAULT_M = _DEFAULTS.m
+DEFAULT_K = _DEFAULTS.k
+DEFAULT_HOW_MANY = _DEFAULTS.how_many
+DEFAULT_MAX_ITEMS = _DEFAULTS.max_items_in_session
+DEFAULT_IDF_WEIGHTING = _DEFAULTS.idf_weighting
 LENGTH_PERCENTILE = 99.5
 MAX_CODE = 2**31 - 1
 COMPACT_FLOOR = 16384  # pool entries of waste tolerated before compacting
@@ -302,7 +304,7 @@ class VMISIndex:
         """A fresh index of the current sessions only (same m and length threshold, same
         order). Session codes are never reused, so a long-running index that sees many
         sessions come and go holds ~40 bytes (plus the id map entry) per session ever seen:
-        swap in `rebuilt()` now and then (about 0.3 s per million pairs) to shed them."""
+        swap in `rebuilt()` now and then to shed them (docs/production.md, Tuning)."""
         live = np.flatnonzero(self.se_len[: len(self.sessions)] > 0)
         lens = self.se_len[live]
         firsts = self.se_start[live]

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from recommender import config
+from recommender.commands import options
 
 log = logging.getLogger("flashrec.broker")
 
@@ -24,55 +25,35 @@ def register(app: typer.Typer) -> None:
 
     @app.command("broker")
     def broker(
-        port: int = typer.Option(
-            config.DEFAULT_BROKER_PORT, "--port", min=1, max=65535, envvar=config.ENV_BROKER_PORT,
-            help="TCP port on 127.0.0.1 for the local broker.",
-        ),
-        partitions: int = typer.Option(
-            config.DEFAULT_PARTITIONS, "--partitions", min=1, envvar=config.ENV_PARTITIONS,
-            help="Partitions of the clickstream and dead-letter topics. One engine reads them "
-            "all; more partitions make the embedded broker hold more batches (three times as "
-            "many for three), and its CPU grows with them (docs/producers.md).",
-        ),
-        topic: str = typer.Option(
-            config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC, help="Clickstream topic."
-        ),
-        dlq_topic: str = typer.Option(
-            config.DEFAULT_DLQ_TOPIC, "--dlq-topic", envvar=config.ENV_DLQ_TOPIC,
-            help="Dead-letter topic (malformed events with the reason).",
-        ),
-        storage: str = typer.Option(
-            config.DEFAULT_BROKER_STORAGE, "--storage", "--broker-storage",
-            envvar=config.ENV_BROKER_STORAGE,
-            help="disk (default: the events under --data-dir, kept across restarts and deleted "
-            "once every consumer group has committed past them), memory (until the broker "
-            "stops), or a tansu storage URL: memory://tansu/, s3://BUCKET/ (AWS_* env).",
+        port: int = options.broker_port("--port"),
+        partitions: int = options.partitions(),
+        topic: str = options.topic(),
+        dlq_topic: str = options.dlq_topic(),
+        storage: str = options.broker_storage(
+            "--storage", "--broker-storage",
+            help="disk, memory, or a tansu storage URL (memory://tansu/, s3://BUCKET/).",
         ),
         data_dir: Path = typer.Option(
             config.DEFAULT_DATA_DIR / "broker", "--data-dir",
             help="Folder of the disk storage (flashrec up uses DATA_DIR/broker).",
         ),
-        bootstrap: str | None = typer.Option(
-            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP,
-            help="Use this running Kafka/Redpanda instead (create the topics there and exit). "
-            "Ignored when it is the local address 127.0.0.1:PORT.",
+        bootstrap: str | None = options.bootstrap_servers(
+            help="Use this Kafka/Redpanda instead: create the topics there and exit."
         ),
         log_file: Path | None = typer.Option(
             None, "--log-file", help="Write the broker's own log here (default: discard)."
         ),
-        wait: float = typer.Option(
-            20.0, "--wait", min=0.5, envvar=config.ENV_BROKER_WAIT,
-            help="Seconds to wait for the broker to answer before giving up.",
-        ),
+        wait: float = options.broker_wait(20.0),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Start a Kafka-compatible broker on 127.0.0.1, create the topics, run until Ctrl-C."""
-        from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
+        from recommender.local_broker import BrokerUnavailable, LocalBroker, create_topics
 
         config.setup_logging()
         topics = (topic, dlq_topic)
         if bootstrap and bootstrap not in (f"127.0.0.1:{port}", f"localhost:{port}"):
             try:
-                from recommender.broker import wait_for_broker
+                from recommender.local_broker import wait_for_broker
 
                 wait_for_broker(bootstrap, wait)
                 created = create_topics(bootstrap, topics, partitions, timeout=wait)

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 
 from recommender import config
-
-DEFAULT_DSN = "postgresql://root@localhost:4566/dev"
+from recommender.commands import options
 
 
 def register(app: typer.Typer) -> None:
@@ -16,27 +15,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("deploy")
     def deploy(
-        dsn: str = typer.Option(
-            DEFAULT_DSN, "--dsn", envvar="FLASHREC_RW_DSN",
-            help="RisingWave SQL endpoint (PostgreSQL wire protocol).",
-        ),
-        bootstrap_servers: str = typer.Option(
-            config.DEFAULT_BOOTSTRAP, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP,
+        dsn: str = options.setting("risingwave.dsn", "--dsn"),
+        bootstrap_servers: str = options.bootstrap_servers(
+            default=config.DEFAULT_BOOTSTRAP,
             help="Kafka/Redpanda address as RisingWave reaches it (host:port[,host:port]).",
         ),
-        topic: str = typer.Option(
-            config.DEFAULT_VALID_TOPIC, "--topic", envvar=config.ENV_VALID_TOPIC,
-            help="Kafka topic the clickstream table reads: the validated events `flashrec "
-            "relay` writes (not the producers' raw topic).",
+        topic: str = options.valid_topic("--topic"),
+        udf_link: str | None = options.setting(
+            "udf.link", "--udf-link",
+            help="Address of the UDF server as RisingWave reaches it (none: UDFs skipped).",
         ),
-        udf_link: str | None = typer.Option(
-            None, "--udf-link", envvar="FLASHREC_UDF_LINK",
-            help="Address of `flashrec udf-server` as RisingWave reaches it, e.g. "
-            "http://udf:8815. Without it the UDFs are skipped.",
-        ),
-        sql_dir: Path | None = typer.Option(
-            None, "--sql-dir", envvar=config.ENV_SQL_DIR, help="Folder of the .sql files."
-        ),
+        sql_dir: Path | None = options.setting("paths.sql_dir", "--sql-dir"),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Print the SQL that would run; connect to nothing."
         ),
@@ -46,11 +35,8 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(
             30.0, "--connect-timeout", help="Seconds one connection attempt may take."
         ),
-        wait: float = typer.Option(
-            120.0, "--wait", min=0.0, envvar="FLASHREC_DEPLOY_WAIT",
-            help="Seconds to keep retrying (backoff 0.5 s doubling to 8 s) until RisingWave "
-            "answers a query and has a running compute node; 0 tries once.",
-        ),
+        wait: float = options.setting("risingwave.wait", "--wait", min=0.0),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Create the clickstream table, views, subscriptions and UDFs of sql/ on RisingWave.
 
@@ -62,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from recommender import deploy as dep
+        from recommender import risingwave as dep
 
         folder = Path(sql_dir or config.SQL_DIR)
         if not folder.is_dir():

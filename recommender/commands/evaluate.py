@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from recommender import config
+from recommender.commands import options
 
 log = logging.getLogger("flashrec.evaluate")
 
@@ -52,41 +53,22 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate(
-        train: Path = typer.Option(
-            ..., "--train", envvar=config.ENV_EVAL_TRAIN,
-            help="Training clicks: TSV with header SessionId, ItemId, Time (epoch seconds).",
-        ),
-        test: Path = typer.Option(
-            ..., "--test", envvar=config.ENV_EVAL_TEST,
+        train: Path = options.setting("evaluate.train", "--train", default=...),
+        test: Path = options.setting(
+            "evaluate.test", "--test", default=...,
             help="Test clicks, same format; every prefix of every session is one evaluation.",
         ),
-        m: int = typer.Option(
-            500, "--m", min=1, envvar=config.ENV_VMIS_M,
-            help="Most recent sessions per item considered as candidates.",
-        ),
-        k: int = typer.Option(
-            500, "--k", min=1, envvar=config.ENV_VMIS_K, help="Neighbour sessions kept."
-        ),
-        max_items: int = typer.Option(
-            2, "--max-session-items", min=0, envvar=config.ENV_VMIS_MAX_ITEMS,
-            help="Only the last N clicks of the session are used (0 = all).",
-        ),
-        how_many: int = typer.Option(
-            21, "--how-many", min=1, envvar=config.ENV_VMIS_HOW_MANY,
-            help="Items recommended per evaluation.",
-        ),
-        cutoff: int = typer.Option(
-            20, "--cutoff", min=1, envvar=config.ENV_EVAL_CUTOFF,
-            help="Metric cut-off c of MRR@c, HitRate@c, Precision@c.",
-        ),
-        idf_weighting: float = typer.Option(
-            1.0, "--idf-weighting", min=0.0, envvar=config.ENV_VMIS_IDF_WEIGHTING,
-            help="Factor on the items' idf (0 = no idf).",
-        ),
+        m: int = options.vmis_m(),
+        k: int = options.vmis_k(),
+        max_items: int = options.vmis_max_items(),
+        how_many: int = options.vmis_how_many(),
+        cutoff: int = options.setting("evaluate.cutoff", "--cutoff", min=1),
+        idf_weighting: float = options.vmis_idf_weighting(),
         as_json: bool = typer.Option(
             False, "--json", help="Print one JSON object instead of a table."
         ),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        quiet: bool = options.quiet(),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Build the VMIS-kNN index from --train and report MRR, HitRate and Precision at
         --cutoff on --test."""
@@ -96,6 +78,7 @@ def register(app: typer.Typer) -> None:
         from recommender.evaluation import EvalParams
         from recommender.evaluation import evaluate as run_evaluation
         from recommender.sessions_io import SessionFileError, read_sessions
+        from udfs.params import VmisParams
         from udfs.vmisknn import VMISIndex
 
         try:
@@ -105,7 +88,9 @@ def register(app: typer.Typer) -> None:
             _fail(str(exc))
         if len(train_data) == 0:
             _fail(f"{train}: no clicks after the header line")
-        params = EvalParams(m, k, max_items, how_many, cutoff, idf_weighting)
+        vmis = VmisParams(m=m, k=k, how_many=how_many, max_items_in_session=max_items,
+                          idf_weighting=idf_weighting)
+        params = EvalParams.of(vmis, cutoff)
         started = time.perf_counter()
         index = VMISIndex.build(
             train_data.session_ids, train_data.item_ids, train_data.timestamps, m=m

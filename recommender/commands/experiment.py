@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from recommender import config
+from recommender.commands import options
 
 log = logging.getLogger("flashrec.experiment")
 
@@ -24,16 +25,20 @@ def _fail(message: str) -> None:
 
 
 def _params(refresh_s: float, nightly_window_h: float) -> Any:
-    from recommender.experiment.replay import Params
+    """The replay's parameters: VMIS-kNN's from its settings (config.vmis_params())."""
+    from recommender.experiment.nightly_vs_live import Params
 
-    return Params(refresh_s=refresh_s, nightly_window_h=nightly_window_h)
+    vmis = config.vmis_params()
+    return Params(m=vmis.m, k=vmis.k, max_items=vmis.max_items_in_session,
+                  idf_weighting=vmis.idf_weighting, refresh_s=refresh_s,
+                  nightly_window_h=nightly_window_h)  # fmt: skip
 
 
 def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from recommender.experiment import experiment
+    from recommender.experiment import runner
 
     command = "flashrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     console = Console(stderr=True)
@@ -57,7 +62,7 @@ def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -
                            at=clock(ts_ms).strftime("%Y-%m-%d %H:%M"))
 
         try:
-            summary = experiment.run(load, params, out, command, replicates, progress, loaded)
+            summary = runner.run(load, params, out, command, replicates, progress, loaded)
         except (ValueError, RuntimeError, OSError) as exc:
             _fail(str(exc))
     if as_json:
@@ -79,7 +84,7 @@ def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -
 
     typer.echo(f"{summary['replay']}: {summary['run']['evaluations']:,} evaluations in "
                f"{summary['seconds']:.0f} s")
-    from recommender.experiment.replay import RECOMMENDERS
+    from recommender.experiment.nightly_vs_live import RECOMMENDERS
 
     for name in RECOMMENDERS:
         typer.echo(f"  {name:16} HitRate@20 normal {v(f'{name}|hit_rate|normal')}  "
@@ -98,38 +103,24 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(group, name="experiment")
 
-    out_opt = typer.Option(
-        Path(".flashrec/experiment"), "--out", envvar=config.ENV_EXPERIMENT_OUT,
-        help="Folder for report.md, summary.json and the PNG plots (created if missing).",
-    )
-    refresh_opt = typer.Option(
-        30.0, "--refresh-s", min=0.001, envvar=config.ENV_EXPERIMENT_REFRESH,
-        help="Live views (co_view_pairs, popularity) are recomputed every this many seconds "
-        "of event time; the live VMIS-kNN index gets every click.",
-    )
+    out_opt = options.setting("experiment.out", "--out")
+    refresh_opt = options.setting("experiment.refresh_s", "--refresh-s", min=0.001)
     nightly_opt = typer.Option(
         24.0, "--nightly-window-h", min=0.1,
-        help="Look-back in hours of the nightly co_view_pairs batch job (live: the view's "
-        "30 minutes).",
+        help="Look-back in hours of the nightly co_view_pairs batch job.",
     )
     boot_opt = typer.Option(
-        1000, "--bootstrap", min=10, help="Bootstrap replicates (resampled sessions) for the "
-        "95% intervals.",
+        1000, "--bootstrap", min=10, help="Bootstrap replicates for the 95% intervals."
     )
-    quiet_opt = typer.Option(False, "--quiet", help="No progress bar.")
+    quiet_opt = options.quiet()
     json_opt = typer.Option(False, "--json", help="Print the statistics as JSON.")
+    config_opt = options.config_file()
 
     @group.command("flash-sale")
     def flash_sale(
-        seed: int = typer.Option(
-            42, "--seed", envvar=config.ENV_EXPERIMENT_SEED,
-            help="Seed of the generated traffic (same seed, same report).",
-        ),
+        seed: int = options.seed(),
         out: Path = out_opt,
-        rate: float = typer.Option(
-            4.0, "--rate", min=0.05, envvar=config.ENV_EXPERIMENT_RATE,
-            help="Shop size: events per second of event time (the day has 86,400 s).",
-        ),
+        rate: float = options.setting("experiment.rate", "--rate", min=0.05),
         history_days: int = typer.Option(
             1, "--history-days", min=1, max=6,
             help="Days of traffic before the replayed day (what the nightly job sees).",
@@ -138,15 +129,12 @@ def register(app: typer.Typer) -> None:
             24.0, "--hours", min=0.5, max=24.0,
             help="Replayed hours of the day from midnight (smaller = faster).",
         ),
-        products: int = typer.Option(5000, "--products", min=100, help="Catalog size."),
+        products: int = options.products(),
         sale_hour: float = typer.Option(
             14.0, "--sale-hour", min=0.0, max=23.9,
             help="Sale start, hours after midnight of the replayed day (UTC).",
         ),
-        sale_strength: float = typer.Option(
-            0.6, "--sale-strength", min=0.0, max=1.0,
-            help="Share of new sessions that are sale sessions once the sale is on.",
-        ),
+        sale_strength: float = options.sale_strength(),
         sale_focus: float = typer.Option(
             0.8, "--sale-focus", min=0.0, max=1.0,
             help="Share of a sale session's views that are sale products.",
@@ -160,6 +148,7 @@ def register(app: typer.Typer) -> None:
         replicates: int = boot_opt,
         quiet: bool = quiet_opt,
         as_json: bool = json_opt,
+        config_file: Path | None = config_opt,
     ) -> None:
         """Replay a seeded flash-sale day and compare nightly and live recommenders."""
         config.setup_logging("WARNING" if not quiet else "ERROR")
@@ -183,15 +172,14 @@ def register(app: typer.Typer) -> None:
     def dataset(
         train: Path = typer.Option(..., "--train", help="History (what the nightly job sees)."),
         test: Path = typer.Option(..., "--test", help="The replayed period that follows it."),
-        fmt: str = typer.Option(
-            "yoochoose", "--format", help="yoochoose | retailrocket | rees46 | diginetica."
-        ),
+        fmt: str = options.dataset_format("yoochoose"),
         out: Path = out_opt,
         refresh_s: float = refresh_opt,
         nightly_window_h: float = nightly_opt,
         replicates: int = boot_opt,
         quiet: bool = quiet_opt,
         as_json: bool = json_opt,
+        config_file: Path | None = config_opt,
     ) -> None:
         """Replay a real data set's test period after its history: nightly versus live.
 

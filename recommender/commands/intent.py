@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from recommender import config
+from recommender.commands import options
 
 log = logging.getLogger("flashrec.intent")
 
@@ -27,26 +28,21 @@ def _model_dir(value: Path | None) -> Path:
     return value if value is not None else config.data_dir() / "intent_models"
 
 
-ModelDirOption = typer.Option(
-    None, "--model-dir", envvar=config.ENV_INTENT_MODEL_DIR,
-    help="Folder of the versioned models (default: DATA_DIR/intent_models).",
-)
+ModelDirOption = options.intent_model_dir("--model-dir")
+ConfigOption = options.config_file()
 
 
 @intent_app.command("train")
 def train(
-    data: str = typer.Option(
-        ..., "--data", envvar=config.ENV_INTENT_DATA,
-        help="Events to train on: a JSON-lines file of contract events, the RetailRocket "
-        "events CSV (sessions cut by 30 min of inactivity), or 'generated[:days=21,users=1500,"
-        "seed=7]' (producers/intent_patterns.py).",
+    data: str = options.setting(
+        "intent.data", "--data", default=...,
+        help="Events: a JSON-lines file, the RetailRocket events CSV, or 'generated[:...]' "
+        "(docs/intent.md).",
     ),
     model_dir: Path | None = ModelDirOption,
     step_minutes: float = typer.Option(
         10.0, "--step-minutes", min=0.0,
-        help="Feature snapshot grid: sessions with new events are scored every this many "
-        "minutes of event time (one training row each); 0 = after every event (exact, slow "
-        "on large data; for small real data sets).",
+        help="Minutes of event time between feature snapshots (0: after every event).",
     ),
     horizon_hours: float = typer.Option(
         0.0, "--horizon-hours", min=0.0,
@@ -65,9 +61,8 @@ def train(
         help="Comma-separated algorithms to search (each with its own grid).",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed of the models."),
-    log_level: str = typer.Option(
-        "INFO", "--log-level", envvar=config.ENV_LOG_LEVEL, help="Logging level."
-    ),
+    log_level: str = options.log_level(),
+    config_file: Path | None = ConfigOption,
 ) -> None:
     """Build features from the views' SQL, search three algorithms, report, maybe promote."""
     import time
@@ -76,8 +71,8 @@ def train(
     from rich.progress import Progress
 
     from recommender.intent.dataset import DataError, load_events, time_split
-    from recommender.intent.report import write_report
     from recommender.intent.train import train as run_training
+    from recommender.intent.training_report import write_report
 
     config.setup_logging(log_level)
     if grid not in ("full", "small"):
@@ -130,25 +125,19 @@ def train(
 
 @intent_app.command("score")
 def score(
-    pg_dsn: str = typer.Option(
-        ..., "--pg-dsn", envvar=config.ENV_PG_DSN,
-        help="PostgreSQL (or RisingWave) holding session_features, customer_features and "
-        "customer_hours; session_intent is written there.",
+    pg_dsn: str = options.pg_dsn(
+        required=True, help="PostgreSQL (or RisingWave) of the views; session_intent goes there."
     ),
     model_dir: Path | None = ModelDirOption,
-    clock: str = typer.Option(
-        "wall", "--clock", envvar=config.ENV_CLOCK,
-        help="NOW() of the features: 'wall', or 'event' (newest event time; replays).",
-    ),
+    clock: str = options.clock(),
     once: bool = typer.Option(
         False, "--once", help="Score the open sessions once and exit (else follow changes)."
     ),
     poll_seconds: float = typer.Option(
         1.0, "--poll-seconds", min=0.05, help="Longest wait for a change of session_features."
     ),
-    log_level: str = typer.Option(
-        "INFO", "--log-level", envvar=config.ENV_LOG_LEVEL, help="Logging level."
-    ),
+    log_level: str = options.log_level(),
+    config_file: Path | None = ConfigOption,
 ) -> None:
     """Score live sessions as their features change, into the session_intent table."""
     import psycopg
@@ -169,7 +158,7 @@ def score(
             n = scorer.score_once()
             typer.echo(f"scored {n} session(s) with model {scorer.handle.version}")
             return
-        from recommender.engine.feed import PgSubscription
+        from recommender.changefeed import PgSubscription
 
         feed = PgSubscription(pg_dsn, "session_features")
         log.info("following session_features changes with model %s", scorer.handle.version)
@@ -188,9 +177,8 @@ def score(
 @intent_app.command("show")
 def show(
     session_id: str = typer.Argument(..., help="The session id."),
-    pg_dsn: str = typer.Option(
-        ..., "--pg-dsn", envvar=config.ENV_PG_DSN, help="PostgreSQL holding session_intent."
-    ),
+    pg_dsn: str = options.pg_dsn(required=True, help="PostgreSQL holding session_intent."),
+    config_file: Path | None = ConfigOption,
 ) -> None:
     """Print a session's purchase probability (its session_intent row) as JSON."""
     import json

@@ -20,6 +20,7 @@ from typing import Any
 import typer
 
 from recommender import config
+from recommender.commands import options
 
 log = logging.getLogger("flashrec.produce")
 
@@ -32,7 +33,7 @@ def _fail(message: str) -> None:
 def _open_sink(out: Path | None, bootstrap: str | None, topic: str, wait: float,
                delivery_timeout: float = 30.0):
     from producers.sink import JsonlSink, KafkaSink
-    from recommender.broker import BrokerUnavailable
+    from recommender.local_broker import BrokerUnavailable
 
     if out is not None:
         return JsonlSink(out)
@@ -161,9 +162,6 @@ def _parse_start(value: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-_BOOTSTRAP_HELP = "Kafka bootstrap servers (default 127.0.0.1:9092)."
-
-
 def register(app: typer.Typer) -> None:
     """Add `produce flash-sale` and `replay` to the CLI."""
     produce = typer.Typer(
@@ -174,16 +172,10 @@ def register(app: typer.Typer) -> None:
 
     @produce.command("flash-sale")
     def flash_sale(
-        seed: int = typer.Option(
-            42, "--seed", envvar=config.ENV_PRODUCE_SEED,
-            help="Random seed: same seed and --start, same traffic (products, actions, "
-            "times). Ids start with it: event e<seed>-<run id>-<n>.",
-        ),
+        seed: int = options.seed(),
         run_id: str | None = typer.Option(
             None, "--run-id",
-            help="Tag in every event, session and user id of this run (1-40 letters, digits, "
-            "'_' or '.'). Default: a fresh random tag, so a rerun is new traffic and not "
-            "dropped as duplicates. Give the same tag to reproduce a run byte for byte.",
+            help="Tag in every id of this run (1-40 of A-Z a-z 0-9 _ .; default: a fresh one).",
         ),
         start: str = typer.Option(
             "now", "--start", help="Event time of the first click: 'now' or ISO-8601 UTC."
@@ -194,20 +186,12 @@ def register(app: typer.Typer) -> None:
         duration: float | None = typer.Option(
             None, "--duration", min=1, help="Stop after this many seconds of event time."
         ),
-        rate: float = typer.Option(200.0, "--rate", min=0.01, envvar=config.ENV_PRODUCE_RATE,
-                                   help="Shop traffic: events per second of event time."),
-        speed: float = typer.Option(
-            1.0, "--speed", min=0, envvar=config.ENV_PRODUCE_SPEED,
-            help="Pacing: 1 = real time, 60 = a minute of event time per second, "
-            "0 = as fast as possible.",
-        ),
+        rate: float = options.setting("traffic.rate", "--rate", min=0.01),
+        speed: float = options.speed(),
         sale_after: float = typer.Option(
             600.0, "--sale-after", min=0, help="Seconds of event time before the flash sale."
         ),
-        sale_strength: float = typer.Option(
-            0.6, "--sale-strength", min=0, max=1,
-            help="Share of new sessions drawn to the sale once it is at full strength.",
-        ),
+        sale_strength: float = options.sale_strength(),
         sale_ramp: float = typer.Option(
             180.0, "--sale-ramp", min=0, help="Seconds for the sale to reach full strength."
         ),
@@ -216,7 +200,7 @@ def register(app: typer.Typer) -> None:
         ),
         sale_products: int = typer.Option(60, "--sale-products", min=1,
                                           help="Products on sale."),
-        products: int = typer.Option(5000, "--products", min=100, help="Catalog size."),
+        products: int = options.products(),
         bot_share: float = typer.Option(
             0.0, "--bot-share", min=0, max=1, help="Share of sessions that are bots."
         ),
@@ -226,28 +210,15 @@ def register(app: typer.Typer) -> None:
         ),
         intent_patterns: bool = typer.Option(
             False, "--intent-patterns",
-            help="Plant the purchase-intent patterns (browse by day on mobile, buy in the "
-            "evening on desktop, customer history; producers/intent_patterns.py). Visible "
-            "over hours of event time, e.g. --start 2024-03-15T08:00:00Z --duration 43200.",
+            help="Plant the purchase-intent patterns (producers/intent_patterns.py).",
         ),
-        out: Path | None = typer.Option(
-            None, "--out", help="Write JSONL to this file instead of sending to Kafka."
-        ),
-        bootstrap: str | None = typer.Option(
-            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP, help=_BOOTSTRAP_HELP
-        ),
-        topic: str = typer.Option(config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC,
-                                  help="Kafka topic."),
-        wait: float = typer.Option(
-            10.0, "--wait", min=0.5, envvar=config.ENV_BROKER_WAIT,
-            help="Seconds to wait for the broker before giving up with an error.",
-        ),
-        delivery_timeout: float = typer.Option(
-            30.0, "--delivery-timeout", min=1,
-            help="Seconds a message may wait for the broker's confirmation; after that the "
-            "command stops with an error (broker lost).",
-        ),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        out: Path | None = options.jsonl_out(),
+        bootstrap: str | None = options.bootstrap_servers(),
+        topic: str = options.topic(),
+        wait: float = options.broker_wait(10.0),
+        delivery_timeout: float = options.delivery_timeout(),
+        quiet: bool = options.quiet(),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Synthetic fashion-shop traffic with a flash sale (Zipf popularity, funnels, bots)."""
         from producers.flash_sale import RUN_ID_PATTERN, FlashSaleConfig, generate, new_run_id, plan
@@ -281,43 +252,23 @@ def register(app: typer.Typer) -> None:
     @app.command("replay")
     def replay(
         dataset: Path = typer.Option(
-            ..., "--dataset",
-            help="Data set file to replay. Ids are the data set's own (event <file stem>-<row "
-            "number>), so replaying a file again sends the same events and the engine drops "
-            "them as duplicates.",
+            ..., "--dataset", help="Data set file to replay (ids are the data set's own)."
         ),
-        fmt: str = typer.Option(
-            ..., "--format", help="yoochoose | retailrocket | rees46 | diginetica."
-        ),
-        speed: float = typer.Option(
-            0.0, "--speed", min=0, envvar=config.ENV_PRODUCE_SPEED,
-            help="1 = real time, 60 = a minute per second, 0 = as fast as possible.",
-        ),
+        fmt: str = options.dataset_format(),
+        speed: float = options.speed(default=0.0),
         rebase_time: bool = typer.Option(
             False, "--rebase-time",
-            help="Shift timestamps so the replay looks live: at --speed 1 the first event is "
-            "now; otherwise the last event is now (no event lies in the future).",
+            help="Shift timestamps so the replay looks live (the first or last event is now).",
         ),
         limit: int | None = typer.Option(None, "--limit", min=1,
                                          help="Send only the first N events."),
-        out: Path | None = typer.Option(
-            None, "--out", help="Write JSONL to this file instead of sending to Kafka."
-        ),
-        bootstrap: str | None = typer.Option(
-            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP, help=_BOOTSTRAP_HELP
-        ),
-        topic: str = typer.Option(config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC,
-                                  help="Kafka topic."),
-        wait: float = typer.Option(
-            10.0, "--wait", min=0.5, envvar=config.ENV_BROKER_WAIT,
-            help="Seconds to wait for the broker before giving up with an error.",
-        ),
-        delivery_timeout: float = typer.Option(
-            30.0, "--delivery-timeout", min=1,
-            help="Seconds a message may wait for the broker's confirmation; after that the "
-            "command stops with an error (broker lost).",
-        ),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        out: Path | None = options.jsonl_out(),
+        bootstrap: str | None = options.bootstrap_servers(),
+        topic: str = options.topic(),
+        wait: float = options.broker_wait(10.0),
+        delivery_timeout: float = options.delivery_timeout(),
+        quiet: bool = options.quiet(),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Replay a real click data set (e.g. ../shared/data) in timestamp order."""
         from itertools import islice

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from recommender import config
+from recommender.commands import options
 
 
 def register(app: typer.Typer) -> None:
@@ -15,47 +16,30 @@ def register(app: typer.Typer) -> None:
 
     @app.command("relay")
     def relay(
-        bootstrap_servers: str | None = typer.Option(
-            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP,
-            help="Kafka/Redpanda address (host:port[,host:port]); default 127.0.0.1:9092.",
-        ),
-        topic: str = typer.Option(
-            config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC,
-            help="Topic the producers write (raw events, any content).",
-        ),
-        valid_topic: str = typer.Option(
-            config.DEFAULT_VALID_TOPIC, "--valid-topic", envvar=config.ENV_VALID_TOPIC,
-            help="Topic of the valid events, the one RisingWave's clickstream table reads "
-            "(`flashrec deploy --topic`).",
-        ),
-        dlq_topic: str = typer.Option(
-            config.DEFAULT_DLQ_TOPIC, "--dlq-topic", envvar=config.ENV_DLQ_TOPIC,
-            help="Dead-letter topic: one JSON record per refused message (reason, payload, "
-            "topic, partition, offset), as the embedded engine writes them.",
-        ),
+        bootstrap_servers: str | None = options.bootstrap_servers(),
+        topic: str = options.topic(help="Topic the producers write (raw events, any content)."),
+        valid_topic: str = options.valid_topic(),
+        dlq_topic: str = options.dlq_topic(),
         group_id: str = typer.Option(
-            "flashrec-relay", "--group-id", help="Consumer group (its committed offsets are "
-            "where a restarted relay resumes)."
+            "flashrec-relay", "--group-id", help="Consumer group (where a restart resumes)."
         ),
-        data_dir: Path | None = typer.Option(
-            None, "--data-dir", envvar=config.ENV_DATA_DIR, show_default=".flashrec",
-            help="Folder of dead-letters.jsonl, where dead letters the broker refuses go.",
-        ),
+        data_dir: Path = options.data_dir(help="Folder of dead-letters.jsonl (dead letters the "
+                                          "broker refuses)."),
         max_batch: int = typer.Option(
             10_000, "--max-batch", min=1, help="Most messages validated and sent per batch."
         ),
         report_every: float = typer.Option(
-            30.0, "--report-every", min=1.0,
-            help="Seconds between log lines counting relayed and rejected messages.",
+            30.0, "--report-every", min=1.0, help="Seconds between log lines of the counts."
         ),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Validate every message of the producers' topic with the engine's validator: valid
         events go on, keyed by session_id, to the topic RisingWave reads; refused ones go to
         the dead-letter topic with the reason. Offsets are committed only after both are
         delivered (at least once: RisingWave's clickstream table drops repeated event_ids).
         Runs until SIGTERM or Ctrl-C; counts are logged every --report-every seconds."""
-        from recommender.broker import BrokerUnavailable
-        from recommender.relay import RelayConfig, RelayError, run
+        from recommender.local_broker import BrokerUnavailable
+        from recommender.validate_relay import RelayConfig, RelayError, run
 
         config.setup_logging()
         stop = False
@@ -68,7 +52,7 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGINT, on_signal)
         settings = RelayConfig(
             bootstrap=bootstrap_servers, topic=topic, valid_topic=valid_topic,
-            dlq_topic=dlq_topic, group_id=group_id, folder=data_dir or config.data_dir(),
+            dlq_topic=dlq_topic, group_id=group_id, folder=data_dir,
             max_batch=max_batch, report_every=report_every,
         )  # fmt: skip
         try:

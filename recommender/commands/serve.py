@@ -8,19 +8,19 @@ from pathlib import Path
 import typer
 
 from recommender import config
+from recommender.commands import options
+from udfs.params import VmisParams
 
 log = logging.getLogger("flashrec.serve")
 
-SOURCE_HELP = (
-    "Where the live history comes from: 'embedded' (PostgreSQL of `flashrec up`) or "
-    "'risingwave' (subscription vmis_history_sub)."
-)
+SOURCE_HELP = "Where the history comes from: embedded (`flashrec up`) or risingwave."
+DSN_HELP = "PostgreSQL-wire DSN of the views (embedded PostgreSQL or RisingWave)."
+HISTORY_HELP = "Build the index once from this TSV (SessionId, ItemId, Time) instead."
 
 
-def _params(m: int, k: int, how_many: int, max_items: int, idf_weighting: float):
-    from recommender.serving.live_index import Params
-
-    return Params(
+def _params(m: int, k: int, how_many: int, max_items: int, idf_weighting: float
+            ) -> VmisParams:  # fmt: skip
+    return VmisParams(
         m=m, k=k, how_many=how_many, max_items_in_session=max_items, idf_weighting=idf_weighting
     )
 
@@ -44,40 +44,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-        port: int = typer.Option(config.DEFAULT_API_PORT, "--port", help="HTTP port."),
-        pg_dsn: str = typer.Option(
-            None,
-            "--pg-dsn",
-            envvar=config.ENV_PG_DSN,
-            help="PostgreSQL-wire DSN of the views (embedded PostgreSQL or RisingWave).",
-        ),
+        host: str = options.host(),
+        port: int = options.api_port(),
+        pg_dsn: str | None = options.pg_dsn(help=DSN_HELP),
         source: str = typer.Option("embedded", "--source", help=SOURCE_HELP),
-        history: Path = typer.Option(
-            None,
-            "--history",
-            help="Build the index once from this TSV (SessionId, ItemId, Time) instead of the "
-            "vmis_history view (benchmarks, offline use).",
-        ),
-        data_dir: Path = typer.Option(
-            config.DEFAULT_DATA_DIR,
-            "--data-dir",
-            envvar=config.ENV_DATA_DIR,
-            help="Folder for the session store (sessions/).",
-        ),
-        m: int = typer.Option(500, "--m", help="Most recent sessions kept per item."),
-        k: int = typer.Option(500, "--k", help="Neighbour sessions used per recommendation."),
-        how_many: int = typer.Option(21, "--how-many", help="Items returned by /v1/recommend."),
-        max_items: int = typer.Option(
-            2, "--max-session-items", help="Newest clicks of a session kept and used."
-        ),
-        idf_weighting: float = typer.Option(1.0, "--idf-weighting", help="idf weight factor."),
-        session_ttl: float = typer.Option(
-            1800.0, "--session-ttl", help="Seconds of inactivity after which a session restarts."
-        ),
-        log_level: str = typer.Option(
-            None, "--log-level", envvar=config.ENV_LOG_LEVEL, help="Logging level (INFO...)."
-        ),
+        history: Path | None = typer.Option(None, "--history", help=HISTORY_HELP),
+        data_dir: Path = options.data_dir(help="Folder for the session store (sessions/)."),
+        m: int = options.vmis_m(),
+        k: int = options.vmis_k(),
+        how_many: int = options.vmis_how_many(),
+        max_items: int = options.vmis_max_items(),
+        idf_weighting: float = options.vmis_idf_weighting(),
+        session_ttl: float = options.setting("api.session_ttl", "--session-ttl", min=0.0),
+        log_level: str | None = options.log_level(),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Serve recommendations, the dashboard, health and metrics over HTTP."""
         config.setup_logging(log_level)
@@ -111,37 +91,28 @@ def register(app: typer.Typer) -> None:
 
     @app.command("udf-server")
     def udf_server(
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-        port: int = typer.Option(8815, "--port", help="Arrow Flight port."),
-        pg_dsn: str = typer.Option(
-            None,
-            "--pg-dsn",
-            envvar=config.ENV_PG_DSN,
-            help="PostgreSQL-wire DSN of the views (embedded PostgreSQL or RisingWave).",
-        ),
+        host: str = options.host(),
+        port: int = options.setting("udf.port", "--port", min=1, max=65535),
+        pg_dsn: str | None = options.pg_dsn(help=DSN_HELP),
         source: str = typer.Option("risingwave", "--source", help=SOURCE_HELP),
-        history: Path = typer.Option(
-            None, "--history", help="Build the index once from this TSV instead of the view."
-        ),
-        m: int = typer.Option(500, "--m", help="Most recent sessions kept per item."),
-        k: int = typer.Option(500, "--k", help="Neighbour sessions used per recommendation."),
-        max_items: int = typer.Option(
-            2, "--max-session-items", help="Newest clicks of a session used."
-        ),
-        idf_weighting: float = typer.Option(1.0, "--idf-weighting", help="idf weight factor."),
-        log_level: str = typer.Option(
-            None, "--log-level", envvar=config.ENV_LOG_LEVEL, help="Logging level (INFO...)."
-        ),
+        history: Path | None = typer.Option(None, "--history", help=HISTORY_HELP),
+        m: int = options.vmis_m(),
+        k: int = options.vmis_k(),
+        how_many: int = options.vmis_how_many(),
+        max_items: int = options.vmis_max_items(),
+        idf_weighting: float = options.vmis_idf_weighting(),
+        log_level: str | None = options.log_level(),
+        config_file: Path | None = options.config_file(),
     ) -> None:
         """Serve vmis_recommend(items, n) to RisingWave as an Arrow Flight UDF server."""
         config.setup_logging(log_level)
         _check_inputs(history, source, pg_dsn)
         from recommender.serving.runtime import make_index
-        from udfs.server import make_server
+        from recommender.serving.udf_server import make_server
 
         try:
             index, sync = make_index(
-                _params(m, k, 21, max_items, idf_weighting),
+                _params(m, k, how_many, max_items, idf_weighting),
                 history=history,
                 source=source,
                 dsn=pg_dsn,

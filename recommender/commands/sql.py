@@ -28,7 +28,7 @@ def _rw_verdicts(
     """RisingWave's parser on each object as `flashrec deploy` renders it and on the index
     follower's cursor statements: (verdict per object, (statement, verdict) per cursor
     statement, summary line). No verdicts, and the reason, when the parser is absent."""
-    from recommender import deploy
+    from recommender import risingwave
     from recommender.serving.index_sync import cursor_statements
 
     if not rwparser.available(parser):
@@ -36,7 +36,7 @@ def _rw_verdicts(
     try:
         per_object: list[Verdict | None] = []
         per_object += rwparser.parse_all(
-            (deploy.render(o, config.DEFAULT_BOOTSTRAP, config.DEFAULT_TOPIC, None)
+            (risingwave.render(o, config.DEFAULT_BOOTSTRAP, config.DEFAULT_TOPIC, None)
              for o in objects), parser,
         )  # fmt: skip
         cursors = cursor_statements(rwparser.SUBSCRIPTION)
@@ -53,6 +53,28 @@ def _verdict_cell(verdict: Verdict | None) -> str:
     if verdict is None:
         return "[yellow]skipped[/]"
     return "[green]ok[/]" if verdict.ok else "[red]error[/]"
+
+
+def _maintainer_rows(objects: list[SqlObject]) -> tuple[list[tuple[str, ...]], int]:
+    """(view, its .toml, declared maintainer, cell, detail) per view, and how many views'
+    SQL does not have the shape of their declared maintainer."""
+    from recommender import sqlfiles
+    from recommender.engine import maintainers
+
+    views = sqlfiles.views(objects)
+    problems = maintainers.problems(views)
+    rows, bad = [], 0
+    for view in views:
+        meta = view.meta
+        declared = meta.maintainer if meta is not None else None
+        if declared is None:
+            rows.append((view.name, meta.file if meta else "", "-", "", "recomputed by its SQL"))
+            continue
+        problem = problems.get(view.name)
+        bad += problem is not None
+        cell = "[red]mismatch[/]" if problem else "[green]matches[/]"
+        rows.append((view.name, meta.file if meta else "", declared, cell, problem or ""))
+    return rows, bad
 
 
 def register(app: typer.Typer) -> None:
@@ -79,7 +101,10 @@ def register(app: typer.Typer) -> None:
 
         status (sqlglot): ok: parsed; unchecked: only seen as a generic command; error: does
         not parse. risingwave: RisingWave v3.0.3's parser accepts it (ok) or not (error), or
-        skipped when the parser is not found. Exit code 1 when a statement has an error.
+        skipped when the parser is not found. Then each view's incremental maintainer (named
+        in the .toml beside its file) and whether the view's SQL has the shape it
+        reproduces. Exit code 1 when a statement has an error or a view's SQL does not match
+        its maintainer; 2 when a .toml is not valid.
         """
         from rich.console import Console
         from rich.table import Table
@@ -89,7 +114,10 @@ def register(app: typer.Typer) -> None:
         folder = sql_dir or config.SQL_DIR
         if not Path(folder).is_dir():
             _fail(f"no SQL folder at {folder}")
-        objects = sqlfiles.load(folder)
+        try:
+            objects = sqlfiles.load(folder)
+        except ValueError as exc:  # a catalog entry (.toml) that is not valid
+            _fail(str(exc))
         per_object, per_cursor, rw_summary = _rw_verdicts(objects, rwparser.parser_path(parser))
         table = Table(title=f"sql/ objects ({folder})")
         for column in ("file", "kind", "name", "status", "risingwave", "detail"):
@@ -103,13 +131,23 @@ def register(app: typer.Typer) -> None:
             shown = re.sub(r"\bflashrec_\w+_\d+\b", "<cursor>", sql)
             detail = "" if verdict.ok else verdict.summary
             table.add_row("index_sync.py", "cursor", shown, "", _verdict_cell(verdict), detail)
-        Console(width=160).print(table)
+        console = Console(width=160)
+        console.print(table)
+        rows, mismatches = _maintainer_rows(objects)
+        kept = Table(title="incremental maintainers (catalog: the .toml beside each view)")
+        for column in ("view", "catalog", "maintainer", "shape", "detail"):
+            kept.add_column(column)
+        for row in rows:
+            kept.add_row(*row)
+        console.print(kept)
         counts = {s: sum(o.status == s for o in objects) for s in STATUS_STYLE}
         typer.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
         typer.echo(rw_summary)
+        declared = sum(r[2] != "-" for r in rows)
+        typer.echo(f"maintainers: {declared - mismatches} match, {mismatches} mismatch")
         rw_errors = [v for v in per_object if v is not None and not v.ok]
         rw_errors += [v for _, v in per_cursor if not v.ok]
-        if counts["error"] or rw_errors:
+        if counts["error"] or rw_errors or mismatches:
             raise typer.Exit(1)
 
     @group.command("show")

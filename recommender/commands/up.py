@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from recommender import config
+from recommender.commands import options
 
 log = logging.getLogger("flashrec.up")
 
@@ -61,126 +62,55 @@ def register(app: typer.Typer) -> None:
 
     @app.command("up")
     def up(
-        bootstrap: str | None = typer.Option(
-            None, "--bootstrap-servers", envvar=config.ENV_BOOTSTRAP,
-            help="Use this running Kafka/Redpanda instead of starting the local broker.",
+        data_dir: Path = options.data_dir(
+            help="Folder of the engine state, the local broker's and PostgreSQL's data."
         ),
-        broker_port: int = typer.Option(
-            config.DEFAULT_BROKER_PORT, "--broker-port", min=1, max=65535,
-            envvar=config.ENV_BROKER_PORT, help="Port of the local broker on 127.0.0.1.",
+        api_port: int = options.api_port(
+            "--api-port", default=0, help="Also serve the recommendation API on this port (0: no)."
         ),
-        broker_storage: str = typer.Option(
-            config.DEFAULT_BROKER_STORAGE, "--broker-storage", envvar=config.ENV_BROKER_STORAGE,
-            help="Where the local broker keeps the events: disk (DATA_DIR/broker, kept across "
-            "restarts, deleted once the engine has stored them) or memory (until it stops; "
-            "for tests and demos).",
+        bootstrap: str | None = options.bootstrap_servers(
+            help="Use this Kafka/Redpanda instead of starting the local broker."
         ),
-        partitions: int = typer.Option(
-            config.DEFAULT_PARTITIONS, "--partitions", min=1, envvar=config.ENV_PARTITIONS,
-            help="Partitions of the clickstream and dead-letter topics, where flashrec creates "
-            "them (topics that exist keep theirs). The engine reads them all; more partitions "
-            "make the embedded broker hold more batches, and its CPU grows with them "
-            "(docs/producers.md).",
+        pg_dsn: str | None = options.pg_dsn(
+            help="Publish the views into this PostgreSQL instead of starting the local one."
         ),
-        pg_dsn: str | None = typer.Option(
-            None, "--pg-dsn", envvar=config.ENV_PG_DSN,
-            help="Publish the views into this PostgreSQL instead of starting the local one.",
+        broker_port: int = options.broker_port(),
+        pg_port: int = options.pg_port(),
+        topic: str = options.topic(),
+        dlq_topic: str = options.dlq_topic(),
+        clock: str = options.clock(),
+        intent: bool = options.setting("intent.enabled", "--intent/--no-intent"),
+        intent_model_dir: Path | None = options.intent_model_dir(),
+        config_file: Path | None = options.config_file(),
+        broker_storage: str = options.broker_storage(panel=options.TUNING),
+        partitions: int = options.partitions(panel=options.TUNING),
+        pg_shared_buffers: str = options.setting(
+            "postgres.shared_buffers", "--pg-shared-buffers", panel=options.TUNING
         ),
-        pg_port: int = typer.Option(
-            config.DEFAULT_PG_PORT, "--pg-port", min=1, max=65535, envvar=config.ENV_PG_PORT,
-            help="TCP port of the local PostgreSQL on 127.0.0.1 (psql -h 127.0.0.1 -p PORT).",
+        refresh_interval: float = options.setting(
+            "engine.refresh_interval", "--refresh-interval", min=0.05, panel=options.TUNING
         ),
-        pg_shared_buffers: str = typer.Option(
-            config.DEFAULT_PG_SHARED_BUFFERS, "--pg-shared-buffers",
-            envvar=config.ENV_PG_SHARED_BUFFERS,
-            help="Buffer cache of the local PostgreSQL (e.g. 512MB, 2GB). Large view tables "
-            "such as co_view_pairs at flash-sale rates need it in memory: at 5,000 events/s "
-            "1GB published co_view_pairs 3-5 times faster than PostgreSQL's 128MB "
-            "(docs/benchmarks.md).",
+        background_interval: float = options.setting(
+            "engine.background_interval", "--background-interval", min=0.0, panel=options.TUNING
         ),
-        data_dir: Path = typer.Option(
-            config.DEFAULT_DATA_DIR, "--data-dir", envvar=config.ENV_DATA_DIR,
-            help="Folder of the engine state (engine.duckdb) and PostgreSQL data (pg/).",
+        background_share: float = options.setting(
+            "engine.background_share", "--background-share", min=0.05, max=1.0, panel=options.TUNING
         ),
-        clock: str = typer.Option(
-            "wall", "--clock", envvar=config.ENV_CLOCK,
-            help="NOW() of the views: 'wall' (current time) or 'event' (newest event time "
-            "seen; deterministic replays).",
+        background_process: bool = options.setting(
+            "engine.background_process", "--background-process/--background-thread",
+            panel=options.TUNING,
         ),
-        refresh_interval: float = typer.Option(
-            1.0, "--refresh-interval", min=0.05, envvar=config.ENV_REFRESH_INTERVAL,
-            help="Seconds between view refreshes (each one PostgreSQL transaction).",
+        unlogged_views: bool = options.setting(
+            "engine.unlogged_views", "--unlogged-views/--logged-views", panel=options.TUNING
         ),
-        background_interval: float = typer.Option(
-            30.0, "--background-interval", min=0.0, envvar=config.ENV_BACKGROUND_INTERVAL,
-            help="Seconds between refreshes of the heavy 30-day customer views, which run "
-            "apart from the other views so they never delay them (0: refresh them with every "
-            "other view).",
+        duckdb_threads: int = options.setting(
+            "engine.duckdb_threads", "--duckdb-threads", min=0, panel=options.TUNING
         ),
-        background_share: float = typer.Option(
-            config.DEFAULT_BACKGROUND_SHARE, "--background-share", min=0.05, max=1.0,
-            envvar=config.ENV_BACKGROUND_SHARE,
-            help="At most this share of the time goes to refreshing the customer views: when "
-            "a refresh takes D seconds, the next starts after max(--background-interval, "
-            "D*(1-share)/share) seconds. At the full 30-minute window at 5,000 events/s a "
-            "refresh takes minutes and slows every other view while it runs: the default 0.2 "
-            "keeps those views fresher than 0.5 did, and the customer views up to about 7-12 "
-            "minutes behind there (docs/benchmarks.md). 1: only the interval. Not used with "
-            "--background-process.",
-        ),
-        background_process: bool = typer.Option(
-            False, "--background-process/--background-thread",
-            envvar=config.ENV_BACKGROUND_PROCESS,
-            help="Run the customer views in a child process (own interpreter, Kafka consumer "
-            "and state file engine-background.duckdb) instead of a thread of the engine. It "
-            "reads and stores every event a second time: on 2 cores the thread measured "
-            "fresher (docs/benchmarks.md); with cores to spare the process keeps the engine's "
-            "interpreter free.",
-        ),
-        unlogged_views: bool = typer.Option(
-            False, "--unlogged-views/--logged-views", envvar=config.ENV_UNLOGGED_VIEWS,
-            help="Keep the views without a change feed (co_view_pairs and the customer views) "
-            "in UNLOGGED tables: PostgreSQL writes no WAL for them (the customer views write "
-            "about 230 MB per 500,000 events). PostgreSQL empties them if it crashes, and the "
-            "engine republishes them when it starts again; replicas and backups do not hold "
-            "them. For disks or replication links short of WAL bandwidth; no speed gain was "
-            "measured on a 2-core machine (docs/benchmarks.md).",
-        ),
-        duckdb_threads: int = typer.Option(
-            1, "--duckdb-threads", min=0, envvar=config.ENV_DUCKDB_THREADS,
-            help="Threads of the engine's DuckDB (0: one per core, DuckDB's default). One "
-            "measured fresher and faster on 2 cores, where the broker and PostgreSQL share "
-            "them (docs/benchmarks.md).",
-        ),
-        topic: str = typer.Option(
-            config.DEFAULT_TOPIC, "--topic", envvar=config.ENV_TOPIC, help="Clickstream topic."
-        ),
-        dlq_topic: str = typer.Option(
-            config.DEFAULT_DLQ_TOPIC, "--dlq-topic", envvar=config.ENV_DLQ_TOPIC,
-            help="Dead-letter topic for malformed and duplicate events.",
-        ),
-        group_id: str = typer.Option(
-            "flashrec-engine", "--group-id", envvar=config.ENV_ENGINE_GROUP,
-            help="Kafka consumer group of the engine.",
-        ),
-        api_port: int = typer.Option(
-            0, "--api-port", min=0, max=65535,
-            help="Also serve the recommendation API on this port (0: do not).",
-        ),
-        intent: bool = typer.Option(
-            True, "--intent/--no-intent", envvar=config.ENV_INTENT,
-            help="Score live sessions' purchase intent into session_intent with the promoted "
-            "model of --intent-model-dir (off when there is none).",
-        ),
-        intent_model_dir: Path | None = typer.Option(
-            None, "--intent-model-dir", envvar=config.ENV_INTENT_MODEL_DIR,
-            help="Folder of the intent models (default: DATA_DIR/intent_models, where "
-            "`flashrec intent train` puts them).",
-        ),
+        group_id: str = options.setting("engine.group_id", "--group-id", panel=options.TUNING),
     ) -> None:
         """Start broker, PostgreSQL and the streaming engine on 127.0.0.1; Ctrl-C stops all."""
         from recommender.engine import CLOCKS
-        from recommender.pgserve import check_size
+        from recommender.postgres.local import check_size
 
         config.setup_logging()
         if clock not in CLOCKS:
@@ -230,6 +160,7 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
     model exists; returns the status line to print."""
     import psycopg
 
+    from recommender.extras import MissingExtra
     from recommender.intent.score import ScorerThread
     from recommender.intent.train import current_version
 
@@ -246,7 +177,7 @@ def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: li
         return "intent: off (no session_features view)"
     try:
         scorer = ScorerThread(dsn, model_dir, feed, clock=clock)
-    except (FileNotFoundError, psycopg.Error) as exc:
+    except (FileNotFoundError, psycopg.Error, MissingExtra) as exc:
         feed.close()
         log.warning("intent scorer not started: %s", exc)
         return f"intent: off ({exc})"
@@ -265,8 +196,8 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any],
     """Start what `o` asks for (each appended to `started`, which the caller stops) and
     wait for `stop` or an engine failure. `starting` is set while the engine starts: a
     signal then raises KeyboardInterrupt (the engine reads every view table back first)."""
-    from recommender.broker import BrokerUnavailable, LocalBroker, create_topics
-    from recommender.pgserve import READER, LocalPostgres, PostgresUnavailable
+    from recommender.local_broker import BrokerUnavailable, LocalBroker, create_topics
+    from recommender.postgres.local import READER, LocalPostgres, PostgresUnavailable
 
     o.data_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = o.bootstrap
@@ -322,12 +253,15 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any],
     typer.echo(intent_line)
     typer.echo("flashrec up: running (Ctrl-C to stop)", err=False)
     local_pg = next((x for x in started if type(x).__name__ == "LocalPostgres"), None)
+    local_broker = next((x for x in started if type(x).__name__ == "LocalBroker"), None)
     while not stop.wait(0.5):
         if engine.error is not None:
             log.error("engine failed: %s", engine.error)
             raise typer.Exit(1)
         if local_pg is not None and not local_pg.running():
             _restart_postgres(local_pg)
+        if local_broker is not None and not local_broker.running() and not stop.is_set():
+            _restart_broker(local_broker)
 
 
 def _start_engine(o: UpOptions, pg_dsn: str, bootstrap: str | None, starting: threading.Event
@@ -335,6 +269,8 @@ def _start_engine(o: UpOptions, pg_dsn: str, bootstrap: str | None, starting: th
     """The engine, started. `starting` is set meanwhile: it reads every view table back
     first, and a signal then raises KeyboardInterrupt."""
     from recommender.engine import Engine, EngineConfig
+    from recommender.engine.background import thread_tier
+    from recommender.engine.worker import process_tier
 
     starting.set()
     try:
@@ -342,18 +278,32 @@ def _start_engine(o: UpOptions, pg_dsn: str, bootstrap: str | None, starting: th
             pg_dsn=pg_dsn, state_path=o.data_dir / "engine.duckdb", bootstrap=bootstrap,
             topic=o.topic, dlq_topic=o.dlq_topic, group_id=o.group_id, clock=o.clock,
             refresh_interval=o.refresh_interval, background_interval=o.background_interval,
-            background_process=o.background_process, background_share=o.background_share,
-            unlogged_views=o.unlogged_views,
+            background_share=o.background_share, unlogged_views=o.unlogged_views,
             duckdb_threads=o.duckdb_threads or None,
-        )).start()  # fmt: skip
+        ), tier=process_tier if o.background_process else thread_tier).start()  # fmt: skip
     finally:
         starting.clear()
+
+
+def _restart_broker(broker: Any) -> None:
+    """Start the local broker again after it (or its object store) died: on disk it comes
+    back with the events it held; in memory it is a new, empty incarnation, which the engine
+    recognises and reads from its start. Producers and the engine reconnect by themselves."""
+    from recommender.local_broker import BrokerUnavailable
+
+    log.warning("the local broker is not running (crashed or killed): starting it again on "
+                "%s", broker.bootstrap)  # fmt: skip
+    broker.stop()  # what is left of it (its object store, its pid file)
+    try:
+        broker.start()
+    except BrokerUnavailable as exc:
+        log.error("the broker did not start again: %s; trying again", exc)
 
 
 def _restart_postgres(pg: Any) -> None:
     """Start the local PostgreSQL again after it died (the engine's publishes wait for it
     and then go through)."""
-    from recommender.pgserve import PostgresUnavailable
+    from recommender.postgres.local import PostgresUnavailable
 
     log.warning("the local PostgreSQL is not running (crashed or killed): starting it again")
     try:

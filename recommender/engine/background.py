@@ -1,5 +1,10 @@
 """The background tier: heavy views refreshed on their own cadence, off the ingest loop.
 
+A tier is chosen by whoever starts the engine and handed to it as a `TierFactory`:
+`thread_tier` (the default: a thread of the engine's process, below) or
+`recommender.engine.worker.process_tier` (a child process). With no background interval the
+engine keeps every view in its main refresh (no tier).
+
 The 30-day customer views cost hundreds of milliseconds per refresh at flash-sale rates, and
 a backlog of touched users makes one refresh take seconds; refreshed in the engine loop they
 would hold back every event's way into PostgreSQL. Here they run in their own thread, with
@@ -16,14 +21,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlglot import exp
 
 from recommender import sqlfiles
+from recommender.changefeed import ChangeBatch, FeedHub
 from recommender.engine.baseline import seed_views
-from recommender.engine.feed import ChangeBatch, FeedHub
 from recommender.engine.refresh import ViewRunner
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,54 @@ def split_views(
     return main, [o for o in objects if o.name in chosen]
 
 
+@dataclass(frozen=True)
+class TierContext:
+    """What a tier gets from the engine that starts it."""
+
+    con: Any  # the engine's DuckDB connection (its stored events)
+    views: list[sqlfiles.SqlObject]  # the tier's views
+    overrides: dict[str, Any]  # their incremental maintainers
+    config: Any  # the engine's EngineConfig
+    clock: Callable[[], datetime | None]
+    hub: FeedHub
+    epoch: Callable[[], int]  # the main tier's epoch now
+
+
+class Tier(Protocol):
+    """The background views' refresher, as the engine drives it."""
+
+    in_process: bool  # its changes reach the engine's in-process subscribers
+    last_now: datetime | None  # the clock of its last refresh (None: none, or not known)
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def error(self) -> BaseException | None: ...
+
+    def horizon(self) -> timedelta: ...
+
+    def refresh(self) -> list[ChangeBatch]: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+TierFactory = Callable[[TierContext], Tier]
+
+
+def thread_tier(ctx: TierContext) -> BackgroundTier:
+    """The background views in a thread of the engine's process."""
+    c = ctx.config
+    from recommender.postgres.schema import view_comments
+
+    return BackgroundTier(ctx.con, ctx.views, c.pg_dsn, c.background_interval, ctx.clock,
+                          ctx.hub, ctx.epoch, c.background_nice, ctx.overrides,
+                          c.background_share, unlogged=c.unlogged_views,
+                          comments=view_comments(ctx.views, c.sql_dir))  # fmt: skip
+
+
 class BackgroundTier:
     """Refreshes some views every `interval` seconds in a thread; each refresh one
     PostgreSQL transaction of their changes and status rows."""
@@ -57,14 +111,15 @@ class BackgroundTier:
                  clock: Callable[[], datetime | None], hub: FeedHub,
                  epoch: Callable[[], int], nice: int = 0,
                  overrides: dict[str, Any] | None = None, share: float = 1.0,
-                 unlogged: bool = False) -> None:  # fmt: skip
-        from recommender.pgserve import Publisher
+                 unlogged: bool = False, comments: dict[str, str] | None = None
+                 ) -> None:  # fmt: skip
+        from recommender.postgres.publisher import Publisher
 
         if not 0 < share <= 1:  # before any cursor or connection is opened
             raise ValueError(f"the background share must be in (0, 1], not {share}")
         self.con = con.cursor()
         self.runner = ViewRunner(self.con, objects, overrides)
-        self.publisher = Publisher(dsn, feed_views=(), unlogged=unlogged)
+        self.publisher = Publisher(dsn, feed_views=(), unlogged=unlogged, comments=comments)
         seed_views(self.runner, self.publisher, "background views")  # the diff's baseline
         self.interval = interval
         self.share = share
@@ -74,6 +129,7 @@ class BackgroundTier:
         self.clock = clock
         self.hub = hub
         self.epoch = epoch
+        self.in_process = True
         self.last_refresh_ms = 0.0
         self.last_now: datetime | None = None  # the clock of the last refresh
         self.refresh_count = 0
@@ -85,6 +141,9 @@ class BackgroundTier:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def horizon(self) -> timedelta:
+        return self.runner.horizon()
 
     def refresh(self) -> list[ChangeBatch]:
         """One refresh of the tier's views at the engine clock; returns the changes."""

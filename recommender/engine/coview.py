@@ -8,11 +8,13 @@ proportional to the events that enter or leave the window, not to the window's s
 Bots: the sessions `session_features.is_bot` flags (as of that view's last refresh) count for
 no pair; a session that turns bot (or back) removes (or adds) all its pairs at once.
 Product names: the greatest name among the window's view events of the product (as the SQL).
+The window and the least number of sessions of a pair are read from the view's SQL.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import datetime, timedelta
 
@@ -29,10 +31,10 @@ from recommender.engine.refresh import bot_sessions, rows_table
 log = logging.getLogger(__name__)
 
 PAIR_SHIFT = np.int64(1 << 31)
-MIN_SESSIONS = 3
-# sqlfiles.fingerprint of the sql/045 query this module reproduces (the engine uses the SQL
-# when the view's query differs)
-FINGERPRINT = "06aa2a2d21f070a7"
+VIEW = "co_view_pairs"
+# sqlfiles.shape of the sql/045 query this module reproduces; its parameters, in query order
+SHAPE = "4f0b0fd537fce150"
+PARAMETERS = "the window's INTERVAL, the HAVING threshold"
 
 
 @nb.njit(cache=True)
@@ -187,8 +189,9 @@ class Interner:
 class CoViewMaintainer:
     """The co_view_pairs view over the engine's stored events, updated per refresh."""
 
-    def __init__(self, window: timedelta = timedelta(minutes=30)) -> None:
+    def __init__(self, window: timedelta = timedelta(minutes=30), min_sessions: int = 3) -> None:
         self.window = window
+        self.min_sessions = min_sessions  # pairs viewed by fewer human sessions have no row
         self.sessions = Interner()
         self.products = Interner()  # product_id strings
         self.name_keys = Interner()  # "product_id\x00product_name"
@@ -213,14 +216,12 @@ class CoViewMaintainer:
         self.pub_by_product: dict[int, set[int]] = {}  # product -> its published pair keys
 
     @classmethod
-    def for_view(cls, view: sqlfiles.SqlObject) -> CoViewMaintainer | None:
-        """A maintainer for the view when its query is the one this module reproduces."""
-        query = sqlfiles.view_query(view)
-        window = sqlfiles.horizon(query)
-        if sqlfiles.fingerprint(query) != FINGERPRINT or not window:
-            return None
+    def for_view(cls, view: sqlfiles.SqlObject) -> CoViewMaintainer:
+        """A maintainer for the view, with the parameters of its SQL (ShapeError when its
+        query is not the one this module reproduces)."""
+        window, min_sessions = parameters(view)
         warm_up()
-        return cls(window)
+        return cls(window, min_sessions)
 
     def _update(self, s: np.ndarray, p: np.ndarray, n: np.ndarray, sign: int) -> None:
         if not len(s):
@@ -383,7 +384,7 @@ class CoViewMaintainer:
         counts = self.pairs.get(keys)
         for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
             old = self.published.get(key)
-            new = self._row(key, count) if count >= MIN_SESSIONS else None
+            new = self._row(key, count) if count >= self.min_sessions else None
             if old == new:
                 continue
             if old is not None:
@@ -395,7 +396,7 @@ class CoViewMaintainer:
 
     def table(self) -> pa.Table:
         """The view's rows: product_a, product_a_name, product_b, product_b_name, count."""
-        keys, c = self.pairs.at_least(MIN_SESSIONS)
+        keys, c = self.pairs.at_least(self.min_sessions)
         a, b = keys // PAIR_SHIFT, keys % PAIR_SHIFT
         _drain(self.changed)
         self.renamed.clear()
@@ -413,6 +414,23 @@ class CoViewMaintainer:
         self.advance(con, now)
         con.register("__coview_arrow", self.table())
         return "SELECT * FROM __coview_arrow"
+
+
+def parameters(view: sqlfiles.SqlObject) -> tuple[timedelta, int]:
+    """(window, least sessions of a pair) of the view's SQL; ShapeError when its query is not
+    the one this module reproduces."""
+    if view.name != VIEW:
+        raise sqlfiles.ShapeError(f"the co-view maintainer reproduces {VIEW} only")
+    window, least = sqlfiles.match(sqlfiles.view_query(view), SHAPE, PARAMETERS)
+    if window.value <= 0:
+        raise sqlfiles.ShapeError(f"its window ({window.sql}) must be longer than 0")
+    # a pair's count is a whole number of sessions, at least 1 for a pair that exists
+    return timedelta(seconds=window.value), max(1, math.ceil(least.value))
+
+
+def maintainers(views: list[sqlfiles.SqlObject]) -> dict[str, CoViewMaintainer]:
+    """The maintainer of the co-view view among these (ShapeError: its SQL differs)."""
+    return {v.name: CoViewMaintainer.for_view(v) for v in views if v.name == VIEW}
 
 
 _warmed = False
@@ -442,7 +460,7 @@ def warm_up() -> None:
     one = np.array([1], np.int64)
     for to_bot in (True, False):
         m._set_bots(one, to_bot)
-    m.pairs.at_least(MIN_SESSIONS)
+    m.pairs.at_least(m.min_sessions)
     apply(-signs)  # every session leaves the window
     len(m.emptied)
     _release_emptied(m.emptied, m.session_products, m.bots)

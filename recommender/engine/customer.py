@@ -1,13 +1,13 @@
 """customer_features and customer_hours maintained incrementally, equal to the SQL of
 sql/060_customer_features.sql and sql/061_customer_hours.sql.
 
-State (DuckDB temp tables of the runner's connection), per look-back window (1, 7, 14, 30
-days): per (user, session) the counts of its events inside the window, the newest time per
-action and overall and the oldest time; per (user, hour of day) the purchases inside the
-window. A refresh adds the events stored since the last one and, per window, takes out the
-events that its moving edge (NOW() - window) passed (or puts them back if the clock went
-back). Its work follows those events, not the 30 days behind every touched user that the
-SQL reads again.
+State (DuckDB temp tables of the runner's connection), per look-back window (read from the
+views' SQL: 1, 7, 14 and 30 days in sql/): per (user, session) the counts of its events
+inside the window, the newest time per action and overall and the oldest time; per (user,
+hour of day) the purchases inside the window. A refresh adds the events stored since the
+last one and, per window, takes out the events that its moving edge (NOW() - window) passed
+(or puts them back if the clock went back). Its work follows those events, not the 30 days
+behind every touched user that the SQL reads again.
 
 Why this equals the SQL:
 - COUNT(DISTINCT session_id) is the number of (user, session) rows with events left;
@@ -31,10 +31,14 @@ import duckdb
 from recommender import sqlfiles
 from recommender.engine.store import newest_seq
 
-# sqlfiles.fingerprint of the queries this module reproduces (the engine uses the SQL when a
-# view's query differs)
-FINGERPRINTS = {"customer_features": "65e216736a4d9f5a", "customer_hours": "e5cc8c64ae2ac1a2"}
-WINDOWS = (1, 7, 14, 30)  # days, as in both queries
+# sqlfiles.shape of the queries this module reproduces. Their parameters, in query order:
+# per look-back window its label and its INTERVAL (`7 AS window_days ... INTERVAL '7 DAYS'`);
+# customer_hours then counts 1 visit or 1 purchase per row (`1 AS visits, 0 AS purchases`,
+# `0 AS visits, 1 AS purchases`), which are kept as they are.
+SHAPES = {"customer_features": "a1ee5a694c8b55ba", "customer_hours": "88c251a49a15299b"}
+PARAMETERS = "each window's label and INTERVAL"
+HOURS_COUNTS = (1.0, 0.0, 0.0, 1.0)
+DAY_S = 86400
 
 # per-session counters: column -> the event's condition
 COUNTS = {
@@ -61,7 +65,8 @@ BUY_HOURS = "__cust_buy_hours"
 class CustomerState:
     """The events inside each customer look-back window, aggregated per session."""
 
-    def __init__(self) -> None:
+    def __init__(self, windows: tuple[int, ...] = (1, 7, 14, 30)) -> None:
+        self.windows = windows  # look-back windows, in days
         self.last_seq = 0
         self.last_now: datetime | None = None
         self.views: set[str] = set()
@@ -98,7 +103,7 @@ class CustomerState:
         cols = "user_id, session_id, action, device, ts"
         parts: list[str] = []
         params: list[Any] = []
-        for days in WINDOWS:
+        for days in self.windows:
             span = timedelta(days=days)
             if seq > self.last_seq:  # new events inside the window
                 parts.append(f"SELECT {cols}, {days} AS window_days, 1 AS sign FROM "
@@ -239,12 +244,21 @@ class CustomerView:
     """ViewRunner override of one customer view over the shared state: `override` gives
     every row, `touched` the rows of the users changed since this view's last refresh."""
 
-    def __init__(self, name: str, state: CustomerState,
-                 rows: Callable[[str | None], str]) -> None:  # fmt: skip
+    def __init__(self, name: str, state: CustomerState, rows: Callable[[str | None], str],
+                 windows: tuple[int, ...] | None = None) -> None:  # fmt: skip
         self.name = name
         self.state = state
-        self._rows = rows  # SQL of the view's rows (all, or the users in a table)
+        self._all_rows = rows  # SQL of the view's rows (all, or the users in a table)
+        self.windows = windows or state.windows  # the view's own windows (days)
         state.views.add(name)
+
+    def _rows(self, keys: str | None) -> str:
+        """SQL of the view's rows, of its own windows where the state keeps more."""
+        sql = self._all_rows(keys)
+        if set(self.windows) == set(self.state.windows):
+            return sql
+        days = ", ".join(str(d) for d in self.windows)
+        return f"SELECT * FROM ({sql}) WHERE window_days IN ({days})"
 
     def override(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
         self.state.advance(con, now)
@@ -260,14 +274,34 @@ class CustomerView:
         return self._rows(table)
 
 
+def parameters(view: sqlfiles.SqlObject) -> tuple[int, ...]:
+    """The look-back windows (days) of a customer view's SQL; ShapeError when its query is
+    not the one this module reproduces."""
+    if view.name not in SHAPES:
+        raise sqlfiles.ShapeError(f"the customer maintainer reproduces {' and '.join(SHAPES)}")
+    found = sqlfiles.match(sqlfiles.view_query(view), SHAPES[view.name], PARAMETERS)
+    windows = found[:8]
+    if view.name == "customer_hours" and tuple(p.value for p in found[8:]) != HOURS_COUNTS:
+        raise sqlfiles.ShapeError("its visits and purchases columns must stay 1 AS visits, "
+                                  "0 AS purchases and 0 AS visits, 1 AS purchases")
+    days = []
+    for label, span in zip(windows[::2], windows[1::2], strict=True):
+        if label.value != span.value / DAY_S or not label.value.is_integer() or label.value <= 0:
+            raise sqlfiles.ShapeError(f"its window {label.sql} AS window_days looks back "
+                                      f"{span.sql}: the label must be the whole number of days")
+        days.append(int(label.value))
+    if len(set(days)) != len(days):
+        raise sqlfiles.ShapeError(f"its windows {days} repeat a window")
+    return tuple(days)
+
+
 def maintainers(views: list[sqlfiles.SqlObject]) -> dict[str, CustomerView]:
-    """Overrides for the customer views whose queries are the ones this module reproduces
-    (one shared state)."""
-    state = CustomerState()
+    """Overrides for the customer views among these, with the windows of their SQL (one
+    shared state keeps every window of either); ShapeError when a view's query is not the
+    one this module reproduces."""
+    windows = {v.name: parameters(v) for v in views if v.name in SHAPES}
+    if not windows:
+        return {}
+    state = CustomerState(tuple(sorted(set().union(*windows.values()))))
     rows = {"customer_features": state.features_sql, "customer_hours": state.hours_sql}
-    out: dict[str, CustomerView] = {}
-    for view in views:
-        expected = FINGERPRINTS.get(view.name)
-        if expected and sqlfiles.fingerprint(sqlfiles.view_query(view)) == expected:
-            out[view.name] = CustomerView(view.name, state, rows[view.name])
-    return out
+    return {n: CustomerView(n, state, rows[n], w) for n, w in windows.items()}

@@ -21,28 +21,35 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from recommender import sqlfiles
+from recommender.catalog import tier_views
+from recommender.changefeed import ChangeBatch, FeedHub, Subscription
 from recommender.config import DEFAULT_BACKGROUND_SHARE, DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
-from recommender.engine.background import BackgroundTier, split_views
+from recommender.engine.background import (
+    Tier,
+    TierContext,
+    TierFactory,
+    local_backend,
+    lower_priority,
+    split_views,
+    thread_tier,
+)
 from recommender.engine.baseline import seed_views
 from recommender.engine.dead_letters import DeadLetterSink, dead_letter
-from recommender.engine.feed import ChangeBatch, FeedHub, Subscription
 from recommender.engine.refresh import ViewRunner
 from recommender.engine.store import StateStore
 from recommender.events import Rejected
 from recommender.kafka_io import validated
-from recommender.pgserve import DEFAULT_FEED_VIEWS
-
-if TYPE_CHECKING:
-    from recommender.engine.worker import BackgroundProcess
+from recommender.postgres.publisher import DEFAULT_FEED_VIEWS
 
 log = logging.getLogger(__name__)
 
 CLOCKS = ("wall", "event")
+ROLES = ("main", "background")
 
 
 @dataclass
@@ -70,15 +77,18 @@ class EngineConfig:
     # the engine republishes them when it starts. Off: no speed gain was measured on one
     # machine (docs/benchmarks.md), and replicas and backups do not hold such tables
     unlogged_views: bool = False
-    # views refreshed in a background thread every background_interval s (0: in every refresh)
-    background_views: tuple[str, ...] = ("customer_features", "customer_hours")
+    # views refreshed in a background thread every background_interval s (0: in every refresh);
+    # default: those of tier "background" in sql/'s catalog
+    background_views: tuple[str, ...] = field(
+        default_factory=lambda: tier_views(sqlfiles.catalog(), "background"))
     background_interval: float = 30.0
     # at most this share of the time goes to refreshing them: after a refresh of D s the
     # next waits max(background_interval, D * (1 - share) / share) (1: only the interval)
     background_share: float = DEFAULT_BACKGROUND_SHARE
-    # run them in a child process (start() only: see engine/worker.py) instead of a thread
-    # of this one; an engine driven by hand (refresh()) then does not maintain them
-    background_process: bool = False
+    # "main": the engine; "background": the child process of the background tier
+    # (engine/worker.py): its views only, every partition assigned by hand, no dead letters,
+    # no raw events or change feed, status rows under the main tier's epoch
+    role: str = "main"
     # the background thread and its PostgreSQL backend (local servers) run this much nicer
     # than the engine, so the main tier's freshness comes first when the CPU is short
     background_nice: int = 10
@@ -101,6 +111,8 @@ class EngineConfig:
         """Raise ValueError naming the first setting out of its range."""
         if self.clock not in CLOCKS:
             raise ValueError(f"unknown clock {self.clock!r} (expected wall or event)")
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r} (expected main or background)")
         ranges = [
             ("refresh_interval", self.refresh_interval > 0, "above 0"),
             ("background_interval", self.background_interval >= 0, "0 or more"),
@@ -144,43 +156,29 @@ def gc_paused() -> Iterator[None]:
 
 def incremental_overrides(objects: list[sqlfiles.SqlObject],
                           apart: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
-    """Views maintained incrementally rather than recomputed (same result as their SQL).
+    """Views maintained incrementally rather than recomputed (same result as their SQL):
+    those whose catalog entry (sql/*.toml) names a maintainer. ValueError when a view's SQL
+    does not have the shape of query its maintainer reproduces.
     `apart`: views refreshed on a cadence or in a tier of their own. The session views
     share one state and are refreshed together: with one of them apart, or read by
     another view's SQL, their SQL maintains them."""
-    from recommender.engine import sessions
-    from recommender.engine.coview import CoViewMaintainer
-    from recommender.engine.customer import FINGERPRINTS, maintainers
-    from recommender.engine.trending import TrendingMaintainer
+    from recommender.engine import maintainers
 
-    kinds: dict[str, Any] = {"co_view_pairs": CoViewMaintainer,
-                             "trending_by_category": TrendingMaintainer}  # fmt: skip
     views = sqlfiles.views(objects)
-    out: dict[str, Any] = {}
-    for view in views:
-        maintainer = kinds[view.name].for_view(view) if view.name in kinds else None
-        if maintainer is not None:
-            out[view.name] = maintainer
-    out.update(maintainers([v for v in views if v.name in FINGERPRINTS]))
-    found = sessions.maintainers(views)
+    out = maintainers.build(views)
+    shared = {v.name for v in maintainers.declared(views).get("sessions", [])}
     # their tables are not kept once they report their own changes: every other view that
     # reads them must be maintained too (those read only the bot set the runner keeps)
-    readers = [v.name for v in views if v.name not in out and v.name not in sessions.VIEWS
-               and sqlfiles.reads(v) & set(sessions.VIEWS)]  # fmt: skip
+    readers = [v.name for v in views if v.name not in out and v.name not in shared
+               and sqlfiles.reads(v) & shared]  # fmt: skip
     why = ""
-    if found and readers:
+    if shared and readers:
         why = f"{', '.join(readers)} read them by SQL"
-    elif found and apart & set(sessions.VIEWS):
+    elif apart & shared:
         why = "they have their own cadence or tier"
     if why:
         log.warning("session views refreshed by their SQL: %s", why)
-    else:
-        out.update(found)
-    for view in views:
-        known = view.name in kinds or view.name in FINGERPRINTS or view.name in sessions.VIEWS
-        if known and view.name not in out and view.name not in found:
-            log.warning("%s's SQL is not the query its incremental maintainer reproduces: "
-                        "refreshed by its SQL", view.name)  # fmt: skip
+        out = {n: o for n, o in out.items() if n not in shared}
     return out
 
 
@@ -214,15 +212,20 @@ class Computed:
 
 
 class Engine:
-    """Maintains the views of sql/ from the clickstream topic into PostgreSQL."""
+    """Maintains the views of sql/ from the clickstream topic into PostgreSQL.
 
-    def __init__(self, config: EngineConfig) -> None:
-        from recommender.pgserve import Publisher
+    `tier`: how the background views are refreshed (`thread_tier` by default;
+    `recommender.engine.worker.process_tier` runs them in a child process)."""
+
+    def __init__(self, config: EngineConfig, tier: TierFactory = thread_tier) -> None:
+        from recommender.postgres.publisher import Publisher
+        from recommender.postgres.schema import view_comments
 
         config.check()  # before anything is opened
         self.config = config
         self.store = StateStore(config.state_path, threads=config.duckdb_threads)
         objects = sqlfiles.load(config.sql_dir)
+        views_all = sqlfiles.views(objects)
         overrides = dict(config.overrides)
         if config.incremental:
             overrides.update(incremental_overrides(objects, _apart(config)))
@@ -234,25 +237,20 @@ class Engine:
         # each tier only its own views' maintainers: none is refreshed by two runners
         self.runner = ViewRunner(self.store.con, objects, _only(overrides, objects))
         self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views,
-                                   unlogged=config.unlogged_views)  # fmt: skip
+                                   unlogged=config.unlogged_views,
+                                   comments=view_comments(views_all, config.sql_dir))  # fmt: skip
+        if config.role == "background" and config.background_nice:
+            lower_priority(local_backend(self.publisher.conn), config.background_nice,
+                           "its PostgreSQL backend")  # fmt: skip
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
-        self.background: BackgroundTier | None = None
-        self.worker: BackgroundProcess | None = None
-        if background and config.background_process:
-            from recommender.engine.worker import BackgroundProcess
-
-            self.worker = BackgroundProcess(config)
-        elif background:
-            self.background = BackgroundTier(
-                self.store.con, background, config.pg_dsn, config.background_interval,
-                self.clock, self.hub, lambda: self.epoch, config.background_nice,
-                _only(overrides, background), config.background_share,
-                unlogged=config.unlogged_views,
-            )  # fmt: skip
+        self.tier: Tier | None = None
+        if background:
+            self.tier = tier(TierContext(self.store.con, background, _only(overrides, background),
+                                         config, self.clock, self.hub, lambda: self.epoch))
         self.horizon = max(self.runner.horizon(),
-                           self.background.runner.horizon() if self.background else timedelta(0))
+                           self.tier.horizon() if self.tier else timedelta(0))  # fmt: skip
         seed_views(self.runner, self.publisher, "main views")  # the diff's baseline
         self.last_refresh_ms = 0.0
         self.refresh_ms: deque[float] = deque(maxlen=10_000)  # main refreshes, newest last
@@ -265,6 +263,7 @@ class Engine:
         self._consumer = None
         folder = None if config.state_path is None else config.state_path.parent
         self.dead_letters = DeadLetterSink(config.bootstrap, config.dlq_topic, folder)
+        self.main_epoch = 0  # background role: the main tier's epoch last read
         self._drop_unpublishable()
         self.error: BaseException | None = None
         self.published_at: float | None = None  # wall time of the last publish
@@ -273,8 +272,6 @@ class Engine:
         self._last_offsets: dict[tuple[str, int], int] = {}  # of the last batch stored
         log.info("engine ready: views %s, epoch %d, %d events stored",
                  ", ".join(self.view_names), self.epoch, self.store.count())  # fmt: skip
-
-    publishes_raw = True  # reads each refresh's new events for the clickstream table
 
     def _drop_unpublishable(self) -> None:
         """Events stored before the contract refused NUL in text go to the dead letters."""
@@ -290,6 +287,8 @@ class Engine:
     def _split(self, objects: list[sqlfiles.SqlObject]
                ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
         """(objects of this engine's main tier, views of its background tier)."""
+        if self.config.role == "background":  # the background views are this engine's own
+            return split_views(objects, self.config.background_views)[1], []
         if self.config.background_interval <= 0:
             return objects, []
         return split_views(objects, self.config.background_views)
@@ -305,7 +304,7 @@ class Engine:
         """Follow a view's changes from the next refresh on (in process)."""
         if view not in self.view_names:
             raise KeyError(f"unknown view {view!r} (views: {', '.join(self.view_names)})")
-        if self.worker is not None and view in self.background_names:
+        if self.tier is not None and not self.tier.in_process and view in self.background_names:
             raise KeyError(f"{view} is maintained by the background process: follow it in "
                            "PostgreSQL (flashrec_status, or the table itself)")
         return self.hub.subscribe(view)
@@ -344,17 +343,19 @@ class Engine:
         return len(keep) - len(dups)
 
     def _send_dead_letters(self, letters: list[bytes]) -> None:
-        self.dead_letters.send(letters)
+        if self.config.role == "main":  # the main engine reads the same messages
+            self.dead_letters.send(letters)
 
     # --- refresh --------------------------------------------------------------------------
     def refresh(self) -> list[ChangeBatch]:
         """Recompute the views at the clock and publish the changes; returns them.
 
-        The background tier's views are refreshed here too while its thread is not running
-        (an engine driven by hand, as in tests), each tier in its own transaction."""
+        The background tier's views are refreshed here too while it is not running (an
+        engine driven by hand, as in tests; a process tier then refreshes nothing), each
+        tier in its own transaction."""
         batches = self._refresh_main()
-        if self.background is not None and not self.background.running:
-            batches += self.background.refresh()
+        if self.tier is not None and not self.tier.running:
+            batches += self.tier.refresh()
         return batches
 
     def _refresh_main(self, wait: bool = True) -> list[ChangeBatch]:
@@ -370,7 +371,7 @@ class Engine:
             self._due[name] = tick + self.config.view_intervals[name]
         with self._gc_paused():
             results = self.runner.refresh(now, only=only)
-        raw = self.store.events_since(self.raw_seq) if self.publishes_raw else None
+        raw = self.store.events_since(self.raw_seq) if self.config.role == "main" else None
         raw_seq = self.store.last_seq
         self.wait_published()
         self.epoch += 1
@@ -393,11 +394,13 @@ class Engine:
     def _prune_before(self, now: datetime) -> datetime:
         """Events older than this are no view's: the horizon behind the older clock of the
         two tiers (the customer views still take out the events leaving their windows)."""
-        last = self.background.last_now if self.background is not None else None
+        last = self.tier.last_now if self.tier is not None else None
         return min(now, last or now) - self.horizon - timedelta(minutes=1)
 
     def _publish(self, c: Computed) -> list[ChangeBatch]:
         """One refresh into PostgreSQL (one transaction), then to in-process subscribers."""
+        if self.config.role == "background":
+            return self._publish_background(c)
         publish_started = time.perf_counter()
         self.publisher.publish(
             c.epoch, c.results, c.raw, c.raw_seq, watermark=c.watermark,
@@ -416,6 +419,21 @@ class Engine:
                         "(%s), %d raw events)", c.epoch, self.last_refresh_ms, c.scan_ms, parts,
                         publish_ms, spent, 0 if c.raw is None else c.raw.num_rows)  # fmt: skip
         return batches
+
+    def _publish_background(self, c: Computed) -> list[ChangeBatch]:
+        """The background role's views and status rows, under the main tier's epoch."""
+        import psycopg
+
+        try:
+            self.main_epoch = int(self.publisher.meta("epoch") or 0)
+        except psycopg.OperationalError as exc:  # publish_views waits for PostgreSQL
+            log.warning("epoch of the main tier not read (%s): the last one known is used", exc)
+        self.publisher.publish_views(c.results, watermark=c.now, epoch=self.main_epoch)
+        self.last_refresh_ms = (time.perf_counter() - c.started) * 1000
+        self.refresh_ms.append(self.last_refresh_ms)
+        log.info("background refresh: %.0f ms (%s)", self.last_refresh_ms, ", ".join(
+            f"{r.name} {len(r.inserts)}+/{len(r.deletes)}-" for r in c.results))  # fmt: skip
+        return self.hub.publish_refresh(c.results, self.main_epoch)
 
     def _publish_busy(self) -> bool:
         """Whether a publish is still in flight in the publish thread."""
@@ -510,7 +528,7 @@ class Engine:
         A new incarnation of the topic (another id: recreated, or a broker that keeps its log
         in memory and was restarted) or a stored offset beyond the log's end is read from its
         beginning, with a warning; repeated events are refused by event_id."""
-        from recommender.broker import topic_id
+        from recommender.local_broker import topic_id
 
         current = topic_id(self.config.bootstrap, topic) if self.config.bootstrap else None
         known = self.store.topic_id(topic)
@@ -566,8 +584,19 @@ class Engine:
             log.debug("offsets not committed to the broker: %s", exc)
 
     def _attach(self, consumer: Any) -> None:
-        """Join the consumer group; partitions start at the stored offsets."""
-        consumer.subscribe([self.config.topic], on_assign=self._on_assign)
+        """Join the consumer group; partitions start at the stored offsets. The background
+        role reads every partition, assigned by hand (no group membership: a restart after a
+        kill never waits for the group to give up the dead member's partitions)."""
+        from confluent_kafka import TopicPartition
+
+        topic = self.config.topic
+        if self.config.role == "main":
+            consumer.subscribe([topic], on_assign=self._on_assign)
+            return
+        meta = consumer.list_topics(topic, timeout=30).topics[topic]
+        if meta.error is not None:
+            raise RuntimeError(f"topic {topic!r}: {meta.error}")
+        self._on_assign(consumer, [TopicPartition(topic, p) for p in sorted(meta.partitions)])
 
     def run(self) -> None:
         """Consume and refresh until stop() (blocking)."""
@@ -602,9 +631,8 @@ class Engine:
                         self._refresh_main(wait=not self.config.publish_thread)
                     last_refresh = time.monotonic()
                     next_refresh = tick + self.config.refresh_interval
-                for tier in (self.background, self.worker):
-                    if tier is not None and tier.error is not None:
-                        raise tier.error
+                if self.tier is not None and self.tier.error is not None:
+                    raise self.tier.error
                 if self._publish_error is not None:
                     self.wait_published()
         except BaseException as exc:
@@ -624,10 +652,8 @@ class Engine:
         """Run the loop in a background thread."""
         self._thread = threading.Thread(target=self._run_quietly, name="engine", daemon=True)
         self._thread.start()
-        if self.background is not None:
-            self.background.start()
-        if self.worker is not None:
-            self.worker.start()
+        if self.tier is not None:
+            self.tier.start()
         return self
 
     def _run_quietly(self) -> None:
@@ -639,10 +665,8 @@ class Engine:
     def stop(self) -> None:
         self._stop.set()
         self.publisher.stop.set()
-        if self.background is not None:
-            self.background.stop()
-        if self.worker is not None:
-            self.worker.stop()
+        if self.tier is not None:
+            self.tier.stop()
         if self._thread is not None:
             self._thread.join(timeout=300)  # let a running refresh finish
         self.publisher.close()

@@ -4,6 +4,13 @@ Views are computed in file order into temporary tables named like the views, so 
 reads another (trending_by_category reads session_features) sees this refresh's result. The
 diff against the previous result (`EXCEPT ALL` both ways) is the change feed; `commit()` makes
 the new results the baseline once they are published.
+
+After the first refresh, a view whose catalog entry (sql/*.toml, recommender/catalog.py) has a
+`partition` column is recomputed for the values of that column touched since the last one (new
+events, or events leaving a temporal filter's window), not for all of them; a view marked
+`window_partitioned` for the TUMBLE windows touched (windows of new events, windows leaving
+the horizon, windows holding events of sessions whose bot flag changed). The view marked
+`bot_source` is the one whose is_bot flags keep bots out of the others.
 """
 
 from __future__ import annotations
@@ -18,28 +25,10 @@ from typing import Any, overload
 
 import duckdb
 
-from recommender import sqlfiles
+from recommender import catalog, sqlfiles
 from recommender.engine.store import newest_seq, registered
 
 log = logging.getLogger(__name__)
-
-# Views whose rows each depend only on the events of one key (and on views partitioned the
-# same way): after the first refresh they are recomputed for the keys touched since the last
-# one (new events, or events leaving a temporal filter's window), not for all keys.
-PARTITION_KEYS = {
-    "session_features": "session_id",
-    "vmis_history": "session_id",
-    "customer_features": "user_id",
-    "customer_hours": "user_id",
-}
-
-# Views whose rows each belong to one TUMBLE window of `ts` (window_start) and depend only on
-# that window's events and on session_features.is_bot of their sessions: after the first
-# refresh they are recomputed for the windows touched since the last one (windows of new
-# events, windows leaving the horizon, windows holding events of sessions whose bot flag
-# changed).
-WINDOW_PARTITIONED = ("trending_by_category",)
-BOT_VIEW = "session_features"  # the view whose is_bot flags keep bots out of the others
 
 LO_MARKER, HI_MARKER = "__FLASHREC_LO__", "__FLASHREC_HI__"
 
@@ -75,7 +64,9 @@ class ViewRunner:
         self.views = sqlfiles.views(objects)
         self.sql = {v.name: sqlfiles.to_duckdb(sqlfiles.view_query(v)) for v in self.views}
         self.overrides = overrides or {}
-        state = getattr(self.overrides.get(BOT_VIEW), "state", None)
+        meta = sqlfiles.catalog(self.views)
+        self.bot_view = catalog.bot_view(meta)  # None: no view flags bots
+        state = getattr(self.overrides.get(self.bot_view or ""), "state", None)
         if hasattr(state, "first_click"):  # the session views' clicks, for trending's flips
             for override in self.overrides.values():
                 if hasattr(override, "first_click"):
@@ -86,8 +77,8 @@ class ViewRunner:
         # overrides with `touched` keep their own state and give the touched keys' rows
         self.maintained = {n for n, o in self.overrides.items() if hasattr(o, "touched")}
         self.partitioned = {
-            n: k for n, k in PARTITION_KEYS.items()
-            if n in self.sql and (n not in self.overrides or n in self.maintained)
+            n: m.partition for n, m in meta.items()
+            if m.partition and n in self.sql and (n not in self.overrides or n in self.maintained)
         }
         # Views partitioned by a key read the events of their touched keys from one shared
         # scan per key and refresh, __events_by_{key} (stored columns and seq). Per session
@@ -104,7 +95,7 @@ class ViewRunner:
         self.windowed: dict[str, int] = {}  # view -> window size (microseconds)
         for view in self.views:
             n = view.name
-            if n not in WINDOW_PARTITIONED or n in self.overrides:
+            if n not in meta or not meta[n].window_partitioned or n in self.overrides:
                 continue
             query = sqlfiles.view_query(view)
             micros = sqlfiles.tumble_micros(query)
@@ -182,15 +173,15 @@ class ViewRunner:
                 ms = (time.perf_counter() - started) * 1000
                 results.append(ViewResult(name, list(override.COLUMNS), list(override.TYPES),
                                           inserts, deletes, count, ms))  # fmt: skip
-                if name == BOT_VIEW:
+                if name == self.bot_view:
                     self._follow_bots(results[-1])
                 continue
             if diff and name in self.part_ready:
                 results.append(self._partial(name, now, started))
-                if name == BOT_VIEW:
+                if name == self.bot_view:
                     self._follow_bots(results[-1])
                 continue
-            if name == BOT_VIEW:
+            if name == self.bot_view:
                 self._bots = None  # read again when asked
             self.compute(now, name)
             self._pending_state[name] = (self._last_seq(), now)
@@ -220,7 +211,7 @@ class ViewRunner:
         refreshes session_features the set is kept from each refresh's changed rows (read
         once); else it is read from the table. Never changed in place: a new set each time.
         (`con` is not used: the maintainers call this as they call `bot_sessions`.)"""
-        if BOT_VIEW not in self.names:
+        if self.bot_view not in self.names:
             return bot_sessions(self.con)
         if self._bots is None:
             self._bots = bot_sessions(self.con)
@@ -285,19 +276,19 @@ class ViewRunner:
         __events_by_session_id when every flip since the view's last refresh comes from this
         refresh of session_features (its touched sessions are all there), else the store.
         Both have the columns of flashrec_events."""
-        same_call = self._commit_call.get(name) == self._commit_call.get("session_features")
-        scanned = same_call and "session_features" in self._scanned
+        same_call = self._commit_call.get(name) == self._commit_call.get(self.bot_view or "")
+        scanned = same_call and self.bot_view in self._scanned
         return "__events_by_session_id" if scanned else "flashrec_events"
 
     def _tracks_bots(self, name: str) -> bool:
-        return name in self.windowed and "session_features" in self.names
+        return name in self.windowed and self.bot_view in self.names
 
     def _track_bots(self, name: str) -> bool:
         """Snapshot the bot sessions for a window-partitioned view (committed with it)."""
         if not self._tracks_bots(name):
             return False
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE __bots_next_{name} AS "
-                         "SELECT session_id FROM session_features WHERE is_bot")  # fmt: skip
+                         f"SELECT session_id FROM {self.bot_view} WHERE is_bot")  # fmt: skip
         self.con.execute(f"CREATE TEMP TABLE IF NOT EXISTS __bots_{name} "
                          f"AS FROM __bots_next_{name} LIMIT 0")  # fmt: skip
         return True
@@ -457,7 +448,7 @@ class ViewRunner:
         bound, not run (LIMIT 0: a restart with a full store computes nothing here); a view
         maintained in code has its SQL's types and is not called (it builds its state at
         the first refresh). Other views computed by code are computed."""
-        if name == BOT_VIEW:
+        if name == self.bot_view:
             self._bots = None
         override = self.overrides.get(name)
         if override is None or hasattr(override, "delta") or hasattr(override, "touched"):

@@ -17,8 +17,9 @@ are listed with their first and last click in a DuckDB table, which bounds the s
 
 session_features' columns (mean gap, bot flag, types) come from the view's own final SELECT
 run over these aggregates, so they are the SQL's by construction; vmis_history's rows are
-its sessions' viewed products in first-view order, for the sessions that SELECT does not
-flag as bots.
+its sessions' viewed products in first-view order, for the sessions not flagged as bots by
+the same rule, whose thresholds (clicks, seconds per click) and the horizon are read from
+the views' SQL.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -42,14 +44,19 @@ from recommender.engine.store import newest_seq, registered
 
 log = logging.getLogger(__name__)
 
-# sqlfiles.fingerprint of the queries this module reproduces (the engine uses the SQL when a
-# view's query differs)
-FINGERPRINTS = {"session_features": "378f60d69c5a1676", "vmis_history": "f0ff461a1fcbb833"}
-VIEWS = tuple(FINGERPRINTS)
+# sqlfiles.shape of the queries this module reproduces. Their parameters, in query order:
+# session_features: the horizon's INTERVAL, the clicks a mean gap needs (read by the view's
+# own SELECT, any value), the bot rule's least clicks and its seconds per click;
+# vmis_history: the horizon's INTERVAL.
+SHAPES = {"session_features": "e74df74364c2f09f", "vmis_history": "689f5c300e96bae7"}
+PARAMETERS = {"session_features": "the horizon, the mean gap's and the bot rule's thresholds",
+              "vmis_history": "the horizon"}  # fmt: skip
+VIEWS = tuple(SHAPES)
 NO_VIEW = 1 << 62  # first-view time of a product the session only carted or bought
 UNBOUNDED = -(1 << 62)
 NO_CLICK = 1 << 62  # the oldest click's time when there is none
 EPOCH = datetime(1970, 1, 1)
+DAY_US = 86_400_000_000
 PRELOAD_CHUNK = 100_000  # events per fetch when sessions are built at the full build
 KNOWN = "__sess_known"  # sessions not in memory: session_id, first and last click (us)
 SWEEP_ROUND, SWEEP_MIN = 60, 2_000  # eviction: refreshes per round, sessions per refresh
@@ -74,6 +81,7 @@ BASE_SCHEMA = pa.schema([
 ])  # fmt: skip
 
 Row = tuple[Any, ...]
+BotRule = tuple[float, Decimal]  # (least clicks, seconds per gap): session_features' is_bot
 
 
 class Session:
@@ -150,10 +158,16 @@ class Session:
             j -= 1
         items.insert(j, product)
 
-    def is_bot(self) -> bool:
-        """session_features' rule: at least 5 clicks, (last - first) < (clicks - 1) seconds
-        (in whole microseconds: the same as the SQL's seconds as a double within 7 days)."""
-        return self.n >= 5 and self.last - self.start < (self.n - 1) * 1_000_000
+    def is_bot(self, rule: BotRule) -> bool:
+        """session_features' rule: at least `clicks` clicks, and (last - first) in seconds
+        under `seconds` per gap between them, both doubles as DuckDB computes them: the
+        seconds of an interval of whole days and microseconds, and the decimal product of
+        `1.0 * (event_count - 1)`."""
+        clicks, seconds = rule
+        if self.n < clicks:
+            return False
+        days, micros = divmod(self.last - self.start, DAY_US)
+        return days * 86400 + micros / 1e6 < float(seconds * (self.n - 1))
 
 
 def _features_of(sid: str, s: Session | None) -> Row | None:
@@ -164,21 +178,20 @@ def _features_of(sid: str, s: Session | None) -> Row | None:
             len(s.categories), s.device, s.gap)  # fmt: skip
 
 
-def _history_of(sid: str, s: Session | None) -> Row | None:
+def _history_of(sid: str, s: Session | None, rule: BotRule) -> Row | None:
     """The session's vmis_history row as (id, items, last click us); None: no row."""
-    if s is None or not s.items or s.is_bot():
+    if s is None or not s.items or s.is_bot(rule):
         return None
     return sid, tuple(s.items), s.last
-
-
-SNAPSHOTS = {"session_features": _features_of, "vmis_history": _history_of}
 
 
 class SessionState:
     """The sessions both views read, updated from the stored events at each refresh."""
 
-    def __init__(self, horizon: timedelta, idle: timedelta) -> None:
+    def __init__(self, horizon: timedelta, idle: timedelta,
+                 bot_rule: BotRule = (5, Decimal("1.0"))) -> None:  # fmt: skip
         self.horizon = horizon
+        self.bot_rule = bot_rule
         self.idle_us = int(idle / timedelta(microseconds=1))
         self.sessions: dict[str, Session] = {}
         # per view: session -> its row when the view last published it (None: no row)
@@ -281,7 +294,7 @@ class SessionState:
         """Keep the session's current row for each view that has not got it yet."""
         for view, pending in self.pending.items():
             if sid not in pending:
-                pending[sid] = SNAPSHOTS[view](sid, session)
+                pending[sid] = self._snapshot(view, sid, session)
 
     def _edge_sessions(self, con: duckdb.DuckDBPyConnection, now: datetime) -> set[str]:
         """Sessions with stored clicks that NOW()'s move took out of (or back into) the
@@ -391,13 +404,18 @@ class SessionState:
             oldest = min(oldest, session.start)
         return None if oldest == NO_CLICK else EPOCH + timedelta(microseconds=oldest)
 
+    def _snapshot(self, view: str, sid: str, session: Session | None) -> Row | None:
+        """The session's row in `view` (None: no row)."""
+        if view == "session_features":
+            return _features_of(sid, session)
+        return _history_of(sid, session, self.bot_rule)
+
     def take(self, view: str) -> list[tuple[Row | None, Row | None]]:
         """The sessions changed since `view` last took them: (row before, row now)."""
         pending, self.pending[view] = self.pending[view], {}
-        snapshot = SNAPSHOTS[view]
         out = []
         for sid, old in pending.items():
-            new = snapshot(sid, self.sessions.get(sid))
+            new = self._snapshot(view, sid, self.sessions.get(sid))
             if new != old:
                 out.append((old, new))
         return out
@@ -478,17 +496,44 @@ def _final_select(features: exp.Expression) -> str:
     return f"WITH __sess_base AS ({PER_SESSION}) " + query.sql(dialect="duckdb")
 
 
+def parameters(view: sqlfiles.SqlObject) -> tuple[timedelta, BotRule | None]:
+    """(horizon, bot rule: session_features only) of a session view's SQL; ShapeError when
+    its query is not the one this module reproduces."""
+    if view.name not in SHAPES:
+        raise sqlfiles.ShapeError(f"the sessions maintainer reproduces {' and '.join(VIEWS)}")
+    found = sqlfiles.match(sqlfiles.view_query(view), SHAPES[view.name], PARAMETERS[view.name])
+    if found[0].value <= 0:
+        raise sqlfiles.ShapeError(f"its horizon ({found[0].sql}) must be longer than 0")
+    rule = (found[2].value, Decimal(found[3].sql)) if view.name == "session_features" else None
+    return timedelta(seconds=found[0].value), rule
+
+
+def joint_problem(views: list[sqlfiles.SqlObject]) -> str | None:
+    """Why these session views (each of the right shape) cannot share one state: the
+    maintainer keeps both views, over one horizon. None: they can."""
+    found = {v.name: parameters(v)[0] for v in views if v.name in SHAPES}
+    if set(found) != set(VIEWS):
+        return (f"the sessions maintainer keeps {' and '.join(VIEWS)} together; "
+                f"{', '.join(sorted(set(VIEWS) - set(found)))} is not among its views")
+    if len(set(found.values())) > 1:
+        spans = ", ".join(f"{n} {h}" for n, h in found.items())
+        return f"the session views must look back as far as each other ({spans})"
+    return None
+
+
 def maintainers(views: list[sqlfiles.SqlObject],
                 idle: timedelta = timedelta(minutes=10)) -> dict[str, SessionView]:  # fmt: skip
-    """Overrides for both session views when their queries are the ones this module
-    reproduces (one shared state); none otherwise (the SQL maintains both)."""
-    queries = {v.name: sqlfiles.view_query(v) for v in views if v.name in FINGERPRINTS}
-    if set(queries) != set(VIEWS) or any(
-        sqlfiles.fingerprint(q) != FINGERPRINTS[n] for n, q in queries.items()
-    ):
+    """Overrides for both session views (one shared state), with the horizon and bot rule
+    of their SQL; none when neither is among `views`. ShapeError when a view's query is not
+    the one this module reproduces, or the two cannot share one state."""
+    found = {v.name: v for v in views if v.name in SHAPES}
+    if not found:
         return {}
-    horizon = sqlfiles.horizon(queries["session_features"])
-    if horizon is None or sqlfiles.horizon(queries["vmis_history"]) != horizon:
-        return {}
-    state = SessionState(horizon, idle)
-    return {n: SessionView(n, state, q, queries["session_features"]) for n, q in queries.items()}
+    problem = joint_problem(list(found.values()))
+    if problem:
+        raise sqlfiles.ShapeError(problem)
+    horizon, rule = parameters(found["session_features"])
+    assert rule is not None
+    state = SessionState(horizon, idle, rule)
+    features = sqlfiles.view_query(found["session_features"])
+    return {n: SessionView(n, state, sqlfiles.view_query(v), features) for n, v in found.items()}

@@ -8,8 +8,9 @@ earlier events of sessions whose bot flag flipped out of (or back into) the coun
 windows that left the horizon, and ranks again only the groups that changed. Its work follows
 the events that arrived; the SQL path aggregates every event of each touched window again.
 
-The weights, top 10 and tie order are those of the SQL text this was written for: the engine
-uses this class only while the view's query has that text (`FINGERPRINT`), else the SQL.
+The weights and tie order are those of the SQL this was written for: the view's query must
+have that shape (`SHAPE`); the window size, the horizon and the number of products per group
+are read from it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from recommender import sqlfiles
 from recommender.engine.refresh import bot_sessions, rows_table
 from recommender.engine.store import newest_seq
 
-# sqlfiles.fingerprint of the sql/040 query this class reproduces
-FINGERPRINT = "d5383a1bd3ec6f92"
-TOP = 10
+VIEW = "trending_by_category"
+# sqlfiles.shape of the sql/040 query this class reproduces; its parameters, in query order
+SHAPE = "9a7d89c49532d7ed"
+PARAMETERS = "the TUMBLE size, the horizon's INTERVAL, the highest rank"
 
 Group = tuple[str, datetime]  # (category, window_start)
 # product -> [views, cart adds, purchases, {product_name: events}]
@@ -47,9 +49,10 @@ class TrendingMaintainer:
     TYPES = ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "HUGEINT", "HUGEINT", "HUGEINT",
              "TIMESTAMP"]  # fmt: skip
 
-    def __init__(self, window: timedelta, horizon: timedelta) -> None:
+    def __init__(self, window: timedelta, horizon: timedelta, top: int = 10) -> None:
         self.window_us = int(window / timedelta(microseconds=1))
         self.horizon = horizon
+        self.top = top  # products per group
         self.groups: dict[Group, Products] = {}
         self.published: dict[Group, list[tuple[Any, ...]]] = {}
         self.bots: frozenset[str] = frozenset()  # session_features' bots at the last refresh
@@ -64,13 +67,10 @@ class TrendingMaintainer:
         self.first_click: Callable[[Iterable[str], int], datetime | None] = _unknown
 
     @classmethod
-    def for_view(cls, view: sqlfiles.SqlObject) -> TrendingMaintainer | None:
-        """A maintainer for the view when its query is the one this class reproduces."""
-        query = sqlfiles.view_query(view)
-        window, horizon = sqlfiles.tumble_micros(query), sqlfiles.horizon(query)
-        if sqlfiles.fingerprint(query) != FINGERPRINT or not window or horizon is None:
-            return None
-        return cls(timedelta(microseconds=window), horizon)
+    def for_view(cls, view: sqlfiles.SqlObject) -> TrendingMaintainer:
+        """A maintainer for the view, with the parameters of its SQL (ShapeError when its
+        query is not the one this class reproduces)."""
+        return cls(*parameters(view))
 
     def _fetch(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any],
                since: datetime, source: str = "flashrec_events",
@@ -132,7 +132,7 @@ class TrendingMaintainer:
         return touched
 
     def _top(self, group: Group) -> list[tuple[Any, ...]]:
-        """The group's rows: its TOP products by engagement, ties by product_id."""
+        """The group's rows: its `top` products by engagement, ties by product_id."""
         products = self.groups.get(group)
         if not products:
             return []
@@ -144,7 +144,7 @@ class TrendingMaintainer:
         category, start = group
         return [(category, rank, product, max(c[3]), c[0] + 3 * c[1] + 5 * c[2], c[0], c[1],
                  start)
-                for rank, (product, c) in enumerate(heapq.nsmallest(TOP, products.items(),
+                for rank, (product, c) in enumerate(heapq.nsmallest(self.top, products.items(),
                                                                     key=order), 1)]  # fmt: skip
 
     def delta(self, con: duckdb.DuckDBPyConnection,
@@ -175,3 +175,20 @@ class TrendingMaintainer:
         casts = ", ".join(f"CAST({c} AS {t}) AS {c}"
                           for c, t in zip(self.COLUMNS, self.TYPES, strict=True))  # fmt: skip
         return f"SELECT {casts} FROM __trending_arrow"
+
+
+def parameters(view: sqlfiles.SqlObject) -> tuple[timedelta, timedelta, int]:
+    """(window size, horizon, products per group) of the view's SQL; ShapeError when its
+    query is not the one this module reproduces."""
+    if view.name != VIEW:
+        raise sqlfiles.ShapeError(f"the trending maintainer reproduces {VIEW} only")
+    size, horizon, rank = sqlfiles.match(sqlfiles.view_query(view), SHAPE, PARAMETERS)
+    if size.value <= 0:
+        raise sqlfiles.ShapeError(f"its TUMBLE size ({size.sql}) must be longer than 0")
+    # `rank <= x` keeps the ranks 1 .. floor(x)
+    return timedelta(seconds=size.value), timedelta(seconds=horizon.value), max(0, int(rank.value))
+
+
+def maintainers(views: list[sqlfiles.SqlObject]) -> dict[str, TrendingMaintainer]:
+    """The maintainer of the trending view among these (ShapeError: its SQL differs)."""
+    return {v.name: TrendingMaintainer.for_view(v) for v in views if v.name == VIEW}

@@ -10,8 +10,9 @@ PostgreSQL connection, niced so that the main tier gets the CPU first. It does n
 letters (the main engine does) nor write the raw `clickstream` table, the change feed or the
 counters; its status rows carry the main tier's epoch.
 
-`BackgroundProcess` starts and watches the child; `python -m recommender.engine.worker`
-is the child (its configuration comes in the environment variable FLASHREC_WORKER_SPEC).
+`process_tier` is the tier factory to hand to `Engine`; `BackgroundProcess` starts and
+watches the child; `python -m recommender.engine.worker` is the child, an `Engine` in the
+background role (its configuration comes in the environment variable FLASHREC_WORKER_SPEC).
 """
 
 from __future__ import annotations
@@ -29,13 +30,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from recommender import sqlfiles
+from recommender.changefeed import ChangeBatch
 from recommender.config import setup_logging
-from recommender.engine.background import local_backend, lower_priority, split_views
-from recommender.engine.engine import Computed, Engine, EngineConfig
-from recommender.engine.feed import ChangeBatch
+from recommender.engine.background import TierContext
+from recommender.engine.engine import Engine, EngineConfig
 
 log = logging.getLogger("recommender.engine.worker")  # also when run as __main__
 
@@ -51,7 +49,7 @@ def worker_config(config: EngineConfig) -> EngineConfig:
     return replace(
         config, state_path=state, group_id=f"{config.group_id}-background",
         refresh_interval=config.background_interval, feed_views=(), publish_thread=False,
-        background_process=False, view_intervals={}, overrides={},
+        role="background", view_intervals={}, overrides={},
     )  # fmt: skip
 
 
@@ -80,57 +78,28 @@ def _from_spec(text: str) -> EngineConfig:
     return EngineConfig(**doc)
 
 
-class BackgroundEngine(Engine):
-    """An engine that maintains only the background views and publishes only them."""
-
-    publishes_raw = False
-
-    def __init__(self, config: EngineConfig) -> None:
-        super().__init__(config)
-        if config.background_nice:
-            lower_priority(local_backend(self.publisher.conn), config.background_nice,
-                            "its PostgreSQL backend")  # fmt: skip
-
-    def _split(self, objects: list[sqlfiles.SqlObject]
-               ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
-        return split_views(objects, self.config.background_views)[1], []
-
-    def _attach(self, consumer: Any) -> None:
-        """Read every partition, assigned by hand (no group membership: a restart after a
-        kill never waits for the group to give up the dead member's partitions)."""
-        from confluent_kafka import TopicPartition
-
-        topic = self.config.topic
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        if meta.error is not None:
-            raise RuntimeError(f"topic {topic!r}: {meta.error}")
-        self._on_assign(consumer, [TopicPartition(topic, p) for p in sorted(meta.partitions)])
-
-    def _send_dead_letters(self, letters: list[bytes]) -> None:
-        """The main engine sends them (it reads the same messages)."""
-
-    def _publish(self, c: Computed) -> list[ChangeBatch]:
-        try:
-            main_epoch = int(self.publisher.meta("epoch") or 0)
-            self._main_epoch = main_epoch
-        except psycopg.OperationalError as exc:  # publish_views waits for PostgreSQL
-            log.warning("epoch of the main tier not read (%s): the last one known is used", exc)
-            main_epoch = getattr(self, "_main_epoch", 0)
-        self.publisher.publish_views(c.results, watermark=c.now, epoch=main_epoch)
-        self.last_refresh_ms = (time.perf_counter() - c.started) * 1000
-        self.refresh_ms.append(self.last_refresh_ms)
-        log.info("background refresh: %.0f ms (%s)", self.last_refresh_ms, ", ".join(
-            f"{r.name} {len(r.inserts)}+/{len(r.deletes)}-" for r in c.results))  # fmt: skip
-        return self.hub.publish_refresh(c.results, main_epoch)
+def process_tier(ctx: TierContext) -> BackgroundProcess:
+    """The background views in a child process (its own state file and PostgreSQL
+    connection); an engine driven by hand (refresh()) then does not maintain them."""
+    return BackgroundProcess(ctx.config)
 
 
 class BackgroundProcess:
     """Starts the child process for the background views and reports when it died."""
 
+    in_process = False  # its changes go to PostgreSQL only
+    last_now = None  # it prunes its own state file
+
     def __init__(self, config: EngineConfig) -> None:
         self.config = worker_config(config)
         self.process: subprocess.Popen[bytes] | None = None
         self._stopping = False
+
+    def horizon(self) -> timedelta:
+        return timedelta(0)  # its events are in its own state file
+
+    def refresh(self) -> list[ChangeBatch]:
+        return []  # refreshed by the child only
 
     @property
     def running(self) -> bool:
@@ -188,14 +157,14 @@ def _watch_parent(parent: int, stop: threading.Event, grace: float = 5.0) -> Non
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _open(config: EngineConfig, wait: float = 120.0) -> BackgroundEngine:
+def _open(config: EngineConfig, wait: float = 120.0) -> Engine:
     """The engine on its state file, waiting for a previous child that still holds it."""
     import duckdb
 
     deadline = time.monotonic() + wait
     while True:
         try:
-            return BackgroundEngine(config)
+            return Engine(config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise

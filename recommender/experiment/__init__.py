@@ -7,6 +7,6 @@ clock, VMIS-kNN index updated with every click) for the next item. docs/flash-sa
 
 Modules: clicks (events as columns), scenario (the seeded day and real data sets), sqlviews
 (the views of sql/ run by DuckDB on an event-time clock), live (incrementally kept state),
-replay (the evaluation loop), metrics (per hour, windows, bootstrap), report (files),
-experiment (one run: load, replay, summarise, write).
+nightly_vs_live (the evaluation loop), scores (per hour, windows, bootstrap), report (files),
+runner (one run: load, replay, summarise, write).
 """

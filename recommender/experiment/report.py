@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from recommender.extras import require
+
 LABELS = {
     "vmis_nightly": "VMIS-kNN nightly",
     "vmis_live": "VMIS-kNN live",
@@ -33,8 +35,7 @@ METRIC_NAMES = {"hit_rate": "HitRate@20", "mrr": "MRR@20"}
 
 
 def _plot(path: Path, summary: dict[str, Any], metric: str, models: tuple[str, ...]) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "experiment")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -1,7 +1,7 @@
 """Purchase-intent features of a live session, from the views of sql/.
 
 The features are the rows of three views at one clock: `session_features` (the session so
-far, issue 4), `customer_features` and `customer_hours` (the customer's look-back windows of
+far), `customer_features` and `customer_hours` (the customer's look-back windows of
 1, 7, 14 and 30 days). `feature_matrix` turns those rows into model inputs; the live scorer
 feeds it rows read from PostgreSQL, training feeds it the same views computed by DuckDB from
 the same SQL text (`SqlSnapshots`), so training and serving share one definition.
@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from recommender.events import SESSION_GAP
+
 WINDOWS = (1, 7, 14, 30)
 VIEWS = ("session_features", "customer_features", "customer_hours")
-SESSION_GAP = timedelta(minutes=30)
 MAX_SESSION_EVENTS = 1000
 DEVICES = ("mobile", "desktop", "tablet")
 NEVER_S = 31 * 86_400.0  # "time since" when nothing happened in the 30-day window

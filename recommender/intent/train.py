@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from recommender.extras import require
 from recommender.intent.dataset import Examples, Split
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def signed_log1p(x: np.ndarray) -> np.ndarray:
 
 def algorithms(grid: str = "full", seed: int = 0) -> dict[str, tuple[Any, dict[str, list]]]:
     """name -> (estimator, parameter grid). `grid` is 'full' or 'small' (tests, smoke runs)."""
+    require("sklearn", "intent")
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -76,6 +78,7 @@ def algorithms(grid: str = "full", seed: int = 0) -> dict[str, tuple[Any, dict[s
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """PR-AUC, recall at precision >= RECALL_AT_PRECISION, ROC AUC, baseline PR-AUC."""
+    require("sklearn", "intent")
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
     if len(y) == 0 or y.min() == y.max():
@@ -121,6 +124,7 @@ class RunResult:
 def search(name: str, estimator: Any, grid: dict[str, list], data: Examples, test: Examples,
            folds: int) -> AlgorithmResult:
     """Grid search with time-ordered CV on `data`; the refit best model scored on `test`."""
+    require("sklearn", "intent")
     from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 
     started = time.perf_counter()
@@ -139,6 +143,7 @@ def search(name: str, estimator: Any, grid: dict[str, list], data: Examples, tes
 def importances(model: Any, test: Examples, names: list[str], seed: int = 0,
                 max_rows: int = 3000) -> dict[str, float]:
     """Permutation importance (drop in PR-AUC) on the test split, for any model."""
+    require("sklearn", "intent")
     from sklearn.inspection import permutation_importance
 
     if len(test) == 0 or test.y.min() == test.y.max():
@@ -172,7 +177,8 @@ def current_version(model_dir: Path) -> str | None:
 
 def load_model(model_dir: Path, version: str | None = None) -> tuple[Any, dict[str, Any]]:
     """(model, meta) of `version` (default: the current one). FileNotFoundError if none."""
-    import joblib
+    joblib = require("joblib", "intent")
+    require("sklearn", "intent")  # the stored models are scikit-learn's
 
     version = version or current_version(model_dir)
     if version is None:
@@ -205,7 +211,7 @@ def train(split: Split, model_dir: Path, grid: str = "full", folds: int = 4, see
           settings: dict[str, Any] | None = None, only: list[str] | None = None) -> RunResult:
     """Search every algorithm (or `only` these), pick the challenger, decide promotion, save
     a new version."""
-    import joblib
+    joblib = require("joblib", "intent")
 
     started = time.perf_counter()
     data, test = split.train, split.test

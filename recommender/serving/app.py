@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from recommender import __version__
 from recommender.serving.index_sync import IndexSync
 from recommender.serving.live_index import LiveIndex
-from recommender.serving.metrics import Metrics
-from recommender.serving.sessions import SessionStore
+from recommender.serving.prometheus import Metrics
+from recommender.serving.session_store import SessionStore
 from recommender.serving.views import Views, ViewsUnavailable
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def create_app(state: ServingState) -> FastAPI:
         session_id: IdPath,
         item_id: Annotated[str, Body(min_length=1, max_length=MAX_ID, pattern=NO_NUL, embed=True)],
         user_consent: Annotated[bool, Body(embed=True)] = True,
-        how_many: Annotated[int, Body(ge=1, le=500, embed=True)] = 21,
+        how_many: Annotated[int, Body(ge=1, le=500, embed=True)] = index.params.how_many,
         exclude_session_items: Annotated[bool, Body(embed=True)] = True,
     ) -> Response:
         """Record a click and return scored next-item recommendations with names (without
@@ -293,7 +293,7 @@ def create_app(state: ServingState) -> FastAPI:
     @app.get("/v1/sessions/{session_id}/recommendations", tags=["sessions"])
     async def session_recs(
         session_id: IdPath,
-        how_many: HowMany = 21,
+        how_many: HowMany = index.params.how_many,
         exclude_session_items: Annotated[
             bool, Query(description="Leave out items the session already holds.")
         ] = True,

@@ -29,14 +29,24 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from recommender.engine.feed import ChangeBatch  # the change feed's batch, one definition
+from recommender import catalog, sqlfiles
+from recommender.changefeed import ChangeBatch  # the change feed's batch, one definition
 from recommender.serving.live_index import LiveIndex
-from recommender.serving.metrics import Metrics
+from recommender.serving.prometheus import Metrics
 
 log = logging.getLogger(__name__)
 
-HISTORY_VIEW = "vmis_history"
-SESSION_COLUMNS = ("session_id",)
+
+def _history_view() -> tuple[str, tuple[str, ...]]:
+    """The view the index follows (`history = true` in sql/'s catalog) and its key columns."""
+    entries = sqlfiles.catalog()
+    name = catalog.history_view(entries)
+    if name is None:
+        raise RuntimeError("no view of sql/ is marked history = true in its .toml")
+    return name, entries[name].keys
+
+
+HISTORY_VIEW, SESSION_COLUMNS = _history_view()
 ITEMS_COLUMNS = ("items", "item_ids", "product_ids")
 TIME_COLUMNS = ("last_ts", "last_event_ts", "last_event", "last_event_at", "last_event_time", "ts")
 

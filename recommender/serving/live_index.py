@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from udfs.params import VmisParams
 
 MIN_SESSIONS_FOR_CUT = 1000
 SMALL_HISTORY_MAX_LENGTH = 100
@@ -23,15 +24,7 @@ _warm_lock = threading.Lock()
 _warmed = False
 
 
-@dataclass(frozen=True)
-class Params:
-    """VMIS-kNN parameters (Serenade's defaults)."""
-
-    m: int = 500
-    k: int = 500
-    how_many: int = 21
-    max_items_in_session: int = 2
-    idf_weighting: float = 1.0
+Params = VmisParams  # VMIS-kNN's parameters, defined in udfs/params.py
 
 
 def warm_kernels(params: Params) -> None:

@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from recommender import config
+from recommender.config import DEFAULT_API_PORT, DEFAULT_DATA_DIR
 from recommender.serving.index_sync import (
     HISTORY_VIEW,
     IndexSync,
@@ -22,8 +24,9 @@ from recommender.serving.index_sync import (
     SnapshotDiffFeed,
     load_snapshot,
 )
-from recommender.serving.live_index import LiveIndex, Params
-from recommender.serving.metrics import Metrics
+from recommender.serving.live_index import LiveIndex
+from recommender.serving.prometheus import Metrics
+from udfs.params import VmisParams
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +54,14 @@ def _has_change_table(dsn: str) -> bool:
     over the per-view feed tables, made when the engine's publisher starts)."""
     import psycopg
 
-    from recommender.pgserve import relation_exists
+    from recommender.postgres import relation_exists
 
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         return relation_exists(conn, "flashrec_changes")
 
 
 def make_index(
-    params: Params,
+    params: VmisParams | None = None,
     *,
     history: Path | None = None,
     source: str = "embedded",
@@ -66,8 +69,9 @@ def make_index(
     engine: Any = None,
     metrics: Metrics | None = None,
 ) -> tuple[LiveIndex, IndexSync | None]:
-    """The index and, when it follows a view, its (not yet started) sync thread."""
-    index = LiveIndex(params)
+    """The index and, when it follows a view, its (not yet started) sync thread. `params`:
+    config.vmis_params() when not given."""
+    index = LiveIndex(params or config.vmis_params())
     if history is not None:
         index.build_from_tsv(history)
         log.info(
@@ -85,7 +89,7 @@ def make_index(
         if source == "risingwave":  # a FULL cursor: its snapshot, then the changes after it
             return RisingWaveFeed(dsn, SUBSCRIPTION, full=True)
         if _has_change_table(dsn):
-            from recommender.engine.feed import PgSubscription
+            from recommender.changefeed import PgSubscription
 
             return PgSubscription(dsn, HISTORY_VIEW)
         log.warning("no flashrec_changes table: following %s by re-reading it", HISTORY_VIEW)
@@ -97,25 +101,29 @@ def make_index(
 
 def build_state(
     *,
-    params: Params,
+    params: VmisParams | None = None,
     data_dir: Path,
     history: Path | None = None,
     source: str = "embedded",
     dsn: str | None = None,
     engine: Any = None,
-    session_ttl_s: float = 1800.0,
+    session_ttl_s: float | None = None,
 ):
-    """The serving state (index, sync thread, session store, views) for the API."""
+    """The serving state (index, sync thread, session store, views) for the API. `params` and
+    `session_ttl_s` not given: their settings (config.vmis_params(), api.session_ttl)."""
+    from recommender import config
     from recommender.serving.app import ServingState
-    from recommender.serving.sessions import SessionStore
+    from recommender.serving.session_store import SessionStore
     from recommender.serving.views import Views
 
+    params = params or config.vmis_params()
     metrics = Metrics()
     index, sync = make_index(
         params, history=history, source=source, dsn=dsn, engine=engine, metrics=metrics
     )
     store = SessionStore(
-        data_dir / "sessions", max_items=params.max_items_in_session, ttl_s=session_ttl_s
+        data_dir / "sessions", max_items=params.max_items_in_session,
+        ttl_s=config.value("api.session_ttl") if session_ttl_s is None else session_ttl_s,
     )
     views = Views(dsn, raw_events=source == "embedded")
     return ServingState(index=index, store=store, views=views, metrics=metrics, sync=sync)
@@ -164,15 +172,15 @@ def start_api(
     dsn: str,
     *,
     host: str = "127.0.0.1",
-    port: int = 8080,
-    data_dir: Path = Path(".flashrec"),
-    params: Params | None = None,
+    port: int = DEFAULT_API_PORT,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    params: VmisParams | None = None,
 ) -> ApiThread:
     """Hook for `flashrec up`: serve the API in this process, following `engine`'s feed."""
     from recommender.serving.app import create_app
 
     state = build_state(
-        params=params or Params(), data_dir=data_dir, source="embedded", dsn=dsn, engine=engine
+        params=params, data_dir=data_dir, source="embedded", dsn=dsn, engine=engine
     )
     state.pipeline = getattr(engine, "health", None)
     return ApiThread(create_app(state), host, port).start()

@@ -3,7 +3,7 @@
 Only plain SELECTs that both servers accept: no DISTINCT ON, no correlated subqueries, no
 server-side cursors. Connections are pooled (a few, reconnecting after errors); answers of
 the heavier queries are cached for a fraction of a second so a burst of requests costs one
-query. Column names follow docs/views.md (issue 4).
+query. Column names follow docs/views.md.
 """
 
 from __future__ import annotations

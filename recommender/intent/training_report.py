@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recommender.extras import require
 from recommender.intent.dataset import Split
 from recommender.intent.train import RECALL_AT_PRECISION, RunResult, versions
 
@@ -21,6 +22,7 @@ TOP_FEATURES = 20
 def ks_shift(current: np.ndarray, previous: np.ndarray, names: list[str],
              previous_names: list[str]) -> list[tuple[str, float, float]]:
     """(feature, KS statistic, p-value) for features present in both runs, most shifted first."""
+    require("scipy", "intent")
     from scipy.stats import ks_2samp
 
     where = {n: i for i, n in enumerate(previous_names)}
@@ -38,9 +40,9 @@ def _previous(run: RunResult) -> Path | None:
 
 
 def _plots(run: RunResult, split: Split) -> list[str]:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "intent")
     matplotlib.use("Agg")
+    require("sklearn", "intent")
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve
 

@@ -8,7 +8,6 @@ import logging
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -16,7 +15,8 @@ import pytest
 from conftest import free_port
 from psycopg import errors
 
-from recommender.pgserve import PG_USER, READER, LocalPostgres, Publisher
+from recommender.postgres.local import PG_USER, READER, LocalPostgres
+from recommender.postgres.publisher import Publisher
 
 
 @pytest.fixture(autouse=True)
@@ -27,22 +27,21 @@ def no_ambient_password(monkeypatch, tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    """A started server with a table made before the read-only role's grants were last
+def server(postgres: LocalPostgres) -> LocalPostgres:
+    """The module's server with a table made before the read-only role's grants were last
     set (a restart of flashrec up) and a view table the publisher made after them."""
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
-        with psycopg.connect(pg.dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE before_table (x bigint)")
-            conn.execute("INSERT INTO before_table VALUES (1)")
-        pg.start()  # already running: the grants are set again
-        pub = Publisher(pg.dsn, feed_views=())
-        try:
-            pub.ensure_view("later_view", ["k"], ["VARCHAR"])
-            with pub.conn.transaction():
-                pub.conn.execute("INSERT INTO later_view VALUES ('a')")
-        finally:
-            pub.close()
-        yield pg
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE before_table (x bigint)")
+        conn.execute("INSERT INTO before_table VALUES (1)")
+    postgres.start()  # already running: the grants are set again
+    pub = Publisher(postgres.dsn, feed_views=())
+    try:
+        pub.ensure_view("later_view", ["k"], ["VARCHAR"])
+        with pub.conn.transaction():
+            pub.conn.execute("INSERT INTO later_view VALUES ('a')")
+    finally:
+        pub.close()
+    return postgres
 
 
 def _refused(**params: str | int) -> str:
@@ -108,7 +107,7 @@ def test_reader_selects_and_writes_nothing(server: LocalPostgres, tmp_path: Path
             "INSERT INTO before_table VALUES (2)",
             "UPDATE later_view SET k = 'b'",
             "DELETE FROM before_table",
-            "TRUNCATE later_view",
+            "TRUNCATE flashrec.later_view",  # the view's table
             "CREATE TABLE mine (x int)",
             "CREATE TEMP TABLE mine (x int)",
             "CREATE SCHEMA mine",
@@ -143,7 +142,7 @@ def test_a_trust_data_dir_is_moved_to_passwords(tmp_path: Path, caplog, running:
         if not running:
             old.stop()
         assert not old.password_file.exists()
-        with caplog.at_level(logging.INFO, logger="recommender.pgserve"):
+        with caplog.at_level(logging.INFO, logger="recommender.postgres.local"):
             pg = LocalPostgres(tmp_path / "pg", port).start()
         assert "without a password (trust)" in caplog.text
         assert str(pg.password_file) in caplog.text
@@ -157,7 +156,7 @@ def test_a_trust_data_dir_is_moved_to_passwords(tmp_path: Path, caplog, running:
         with _reader(pg) as conn:
             assert conn.execute("SELECT x FROM kept").fetchall() == [(7,)]
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="recommender.pgserve"):
+        with caplog.at_level(logging.INFO, logger="recommender.postgres.local"):
             LocalPostgres(tmp_path / "pg", port).start()  # nothing left to move
         assert "(trust)" not in caplog.text
     finally:

@@ -1,4 +1,4 @@
-"""One experiment: replay, metrics, files."""
+"""One experiment: the nightly-vs-live replay, its scores, files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recommender.experiment import metrics, replay, report
+from recommender.experiment import nightly_vs_live, report, scores
 from recommender.experiment.scenario import Replay
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def _iso(ms: int) -> str:
 
 def run(
     load: Callable[[], Replay],
-    params: replay.Params,
+    params: nightly_vs_live.Params,
     out: Path | None,
     command: str,
     replicates: int = 1000,
@@ -36,12 +36,12 @@ def run(
     log.info("loaded %s: %d events in %.1f s", data.name, len(data.clicks), load_s)
     if on_loaded is not None:
         on_loaded(data)
-    evals, info = replay.run(data, params, progress)
+    evals, info = nightly_vs_live.run(data, params, progress)
     log.info("replayed %d evaluations in %.1f s", len(evals), info["timings_s"]["loop_s"])
     t0 = time.perf_counter()
-    stats = metrics.summarize(evals, data.split_ms, replicates, seed=0)
+    stats = scores.summarize(evals, data.split_ms, replicates, seed=0)
     boot_s = time.perf_counter() - t0
-    hour = metrics.HOUR_MS
+    hour = scores.HOUR_MS
     sale_hours = None
     if data.sale_start_ms is not None:
         sale_hours = [(data.sale_start_ms - data.cut_ms) / hour, (data.end_ms - data.cut_ms) / hour]
@@ -55,7 +55,7 @@ def run(
             "sale_hours": sale_hours,
         },
         "stats": stats,
-        "hourly": metrics.hourly(evals, data.cut_ms),
+        "hourly": scores.hourly(evals, data.cut_ms),
         "bootstrap": {"replicates": replicates, "unit": "session", "seed": 0,
                       "seconds": round(boot_s, 2)},
         "load_s": round(load_s, 2),

@@ -9,7 +9,7 @@ refresh, survivors frozen after). Prints per path the median / p90 / p99 of the 
 refresh time together and the ratio SQL / maintainer, for live-sized steps and for
 catch-up-sized ones (`--catch-up-seconds`).
 
-    .venv/bin/python bench/sessions.py --rate 5000 --history-seconds 300 --steps 30
+    .venv/bin/python bench/session_views.py --rate 5000 --history-seconds 300 --steps 30
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import pct  # noqa: E402
+from common import stats  # noqa: E402
 
 from producers.flash_sale import FlashSaleConfig, generate  # noqa: E402
 from recommender import sqlfiles  # noqa: E402
@@ -33,11 +33,6 @@ from recommender.engine import sessions  # noqa: E402
 from recommender.engine.engine import gc_paused  # noqa: E402
 from recommender.engine.refresh import ViewRunner  # noqa: E402
 from recommender.engine.store import StateStore  # noqa: E402
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 1), "p90": round(pct(values, 0.9), 1),
-            "p99": round(pct(values, 0.99), 1)}  # fmt: skip
 
 
 def _refresh(runner: ViewRunner, now: datetime) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from recommender.experiment.replay import RECOMMENDERS, Evaluations
+from recommender.experiment.nightly_vs_live import RECOMMENDERS, Evaluations
 
 WINDOWS = ("normal", "sale")
 METRICS = ("hit_rate", "mrr")

@@ -1,4 +1,6 @@
-"""The change feed: rows inserted into and deleted from each view at each refresh.
+"""The change feed, the contract between the engine that writes it and the processes that
+follow it (serving, intent scoring): the rows inserted into and deleted from each view at
+each refresh.
 
 In process: `engine.subscribe(view)` returns a `Subscription`; `poll(timeout)` returns the
 batches published since the last poll (waiting up to `timeout` seconds for the first one).
@@ -16,6 +18,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+# A followed view's change feed table: the feed's own columns, then the view's.
+FEED_PREFIX = "flashrec_changes_"
+FEED_COLUMNS = ("epoch", "op", "committed_at")
+
+
+def feed_table(view: str) -> str:
+    """The table of a view's change feed in PostgreSQL."""
+    return FEED_PREFIX + view
 
 
 @dataclass
@@ -110,8 +121,6 @@ class PgSubscription:
     def __init__(self, dsn: str, view: str, since_epoch: int | None = None) -> None:
         import psycopg
 
-        from recommender.pgserve import feed_table
-
         self.view = view
         self.table = feed_table(view)
         self._found = False  # the feed table exists (the engine never drops it)
@@ -125,14 +134,12 @@ class PgSubscription:
         self.last_epoch = since_epoch
 
     def _exists(self) -> bool:
-        from recommender.pgserve import relation_exists
+        from recommender.postgres import relation_exists
 
         self._found = self._found or relation_exists(self._conn, self.table)
         return self._found
 
     def _read(self) -> list[ChangeBatch]:
-        from recommender.pgserve import FEED_COLUMNS
-
         if not self._exists():
             return []
         cur = self._conn.execute(f"SELECT * FROM {self.table} WHERE epoch > %s ORDER BY epoch",

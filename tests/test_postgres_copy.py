@@ -17,36 +17,25 @@ import pytest
 from conftest import free_port
 from engine_support import new_db
 
-from recommender import pgserve
-from recommender.pgserve import (
-    VIEW_KEYS,
-    LocalPostgres,
-    Publisher,
-    _arrow_table,
-    _copy_rows,
-    pg_type,
-)
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as pg:
-        yield pg
+from recommender.postgres import encoding
+from recommender.postgres.encoding import _arrow_table, copy_rows, pg_type
+from recommender.postgres.local import LocalPostgres
+from recommender.postgres.publisher import VIEW_KEYS, Publisher
 
 
 @pytest.fixture(autouse=True)
 def bulk_always(monkeypatch) -> None:
     """The bulk path even for the few rows of some tests (the publisher sends fewer than
     _BULK_MIN_ROWS rows row by row)."""
-    monkeypatch.setattr(pgserve, "_BULK_MIN_ROWS", 1)
+    monkeypatch.setattr(encoding, "_BULK_MIN_ROWS", 1)
 
 
 @pytest.fixture(params=[None, 7, 100_000], ids=["default-parts", "parts-of-7", "one-part"])
 def chunk(request, monkeypatch) -> int:
     """Rows per COPY write: the default, small parts, one part for all rows."""
     if request.param is not None:
-        monkeypatch.setattr(pgserve, "_CHUNK_ROWS", request.param)
-    return pgserve._CHUNK_ROWS
+        monkeypatch.setattr(encoding, "_CHUNK_ROWS", request.param)
+    return encoding._CHUNK_ROWS
 
 
 @pytest.fixture
@@ -114,7 +103,7 @@ def copy_old(conn: Any, name: str, columns: list[str], rows: list[tuple[Any, ...
 
 
 def copy_new(conn: Any, name: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    _copy_rows(conn, name, columns, rows)
+    copy_rows(conn, name, columns, rows)
 
 
 def table_text(conn: Any, name: str, order: str = "n") -> list[str]:
@@ -190,7 +179,7 @@ def test_arrow_rows_from_duckdb_equal_write_row(conn, chunk: int) -> None:
     make_table(conn, "old_f", FLAT_COLUMNS, FLAT_TYPES)
     make_table(conn, "new_f", FLAT_COLUMNS, FLAT_TYPES)
     copy_old(conn, "old_f", FLAT_COLUMNS, fetched)
-    _copy_rows(conn, "new_f", FLAT_COLUMNS, arrow)
+    copy_rows(conn, "new_f", FLAT_COLUMNS, arrow)
     assert arrow._rows is None  # written from the Arrow table, no tuple made
     assert table_text(conn, "new_f") == table_text(conn, "old_f")
     assert len(table_text(conn, "new_f")) == len(rows)
@@ -515,7 +504,7 @@ def test_feed_tables_are_typed_and_followed(postgres) -> None:
     made the table starts at epoch 0 and reads the rows with PostgreSQL's types."""
     import psycopg
 
-    from recommender.engine.feed import PgSubscription
+    from recommender.changefeed import PgSubscription
 
     dsn = new_db(postgres.dsn)
     cols, types = ["session_id", "items", "last_ts"], ["VARCHAR", "VARCHAR[]", "TIMESTAMP"]
@@ -613,7 +602,7 @@ def test_update_of_a_row_postgresql_lacks_inserts_it(postgres, caplog) -> None:
         pub.publish_views([result("co_view_pairs", cols, types, old, [], initial=True)], None, 1)
         pub.conn.execute("DELETE FROM co_view_pairs WHERE product_b = 'b1'")
         pub.conn.commit()
-        with caplog.at_level("WARNING", logger="recommender.pgserve"):
+        with caplog.at_level("WARNING", logger="recommender.postgres.publisher"):
             pub.publish_views([result("co_view_pairs", cols, types, new, old)], None, 2)
         held = pub.conn.execute("SELECT * FROM co_view_pairs ORDER BY product_b").fetchall()
         pub.conn.commit()
@@ -642,7 +631,7 @@ def test_arrow_rows_split_by_several_key_columns() -> None:
     import pyarrow as pa
 
     from recommender.engine.refresh import ArrowRows
-    from recommender.pgserve import _split_arrow
+    from recommender.postgres.publisher import _split_arrow
 
     def rows(*given: tuple[Any, ...]) -> ArrowRows:
         table = pa.table({c: [r[i] for r in given] for i, c in enumerate("abn")})

@@ -32,6 +32,7 @@ from recommender.experiment.clicks import VIEW
 from recommender.experiment.live import LiveHistory, RollingPopularity, also_viewed_table
 from recommender.experiment.scenario import Replay
 from recommender.experiment.sqlviews import SqlViews
+from udfs.params import VmisParams
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,16 @@ RECOMMENDERS = (
 )  # fmt: skip
 
 
+_VMIS = VmisParams()
+
+
 @dataclass(frozen=True)
 class Params:
-    m: int = 500
-    k: int = 500
-    max_items: int = 2  # newest clicks of the session used as input
+    m: int = _VMIS.m
+    k: int = _VMIS.k
+    max_items: int = _VMIS.max_items_in_session  # newest clicks of the session used as input
     cutoff: int = 20
-    idf_weighting: float = 1.0
+    idf_weighting: float = _VMIS.idf_weighting
     refresh_s: float = 30.0  # live views are recomputed this often (event time)
     nightly_window_h: float = 24.0  # look-back of the nightly co_view_pairs batch
     popular_window_min: float = 60.0  # look-back of the live popularity baseline

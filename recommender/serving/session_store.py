@@ -18,9 +18,11 @@ from pathlib import Path
 
 import orjson
 
+from recommender.events import SESSION_GAP
+
 log = logging.getLogger(__name__)
 
-DEFAULT_TTL_S = 30 * 60
+DEFAULT_TTL_S = SESSION_GAP.total_seconds()
 PURGE_BATCH = 1000  # idle sessions deleted per hold of the store's lock (purge_expired)
 
 

@@ -9,9 +9,9 @@ batch with one call of the kernel's batch path (per distinct n) under the index 
         -> STRUCT<item_ids VARCHAR[], scores DOUBLE PRECISION[]>
 
 A NULL or empty session, or one whose items are all unknown, gives an empty list; a NULL or
-non-positive n gives the index's default (21); n is capped at 500. Until the index is built
-every call is refused with FlightUnavailableError ("index not built yet"), not answered with
-empty lists.
+non-positive n gives the index's how_many (udfs.params.VmisParams); n is capped at 500. Until
+the index is built every call is refused with FlightUnavailableError ("index not built yet"),
+not answered with empty lists.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow.flight as flight
 from arrow_udf import UdfServer, udf
 
+from recommender.config import DEFAULT_UDF_PORT
 from recommender.serving.live_index import LiveIndex
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ class _ReadyServer(UdfServer):
         super().do_exchange(context, descriptor, reader, writer)
 
 
-def make_server(index: LiveIndex, host: str = "0.0.0.0", port: int = 8815) -> UdfServer:
+def make_server(index: LiveIndex, host: str = "0.0.0.0", port: int = DEFAULT_UDF_PORT
+                ) -> UdfServer:  # fmt: skip
     """A Flight server exposing the functions (call `.serve()` to block)."""
     server = _ReadyServer(index, location=f"{host}:{port}")
     for function in make_functions(index):
