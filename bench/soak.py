@@ -5,10 +5,10 @@ each process's RSS slope once the views' window has filled.
 Event time may run faster than the wall clock (--accel): the engine runs on the event clock
 (`--clock event`), so the views' windows are honoured in event time and a 30-minute window
 fills in 30/accel wall minutes. Freshness: a probe event every --probe-seconds, from the
-moment it is handed to the producer to the moment its row is visible in PostgreSQL's
-`clickstream` table. Processes: the `flashrec up` process (engine, background tier, API),
-its children (broker and its store, a background process if any) and PostgreSQL (all its
-backends summed).
+moment it is handed to the producer to the moment its session (its own) has its row in
+PostgreSQL's `session_features` view table. Processes: the `flashrec up` process (engine,
+background tier, API), its children (broker and its store, a background process if any)
+and PostgreSQL (all its backends summed).
 
     .venv/bin/python bench/soak.py --rate 1000 --minutes 20 --accel 12
 """
@@ -63,7 +63,7 @@ def produce(bootstrap: str, rate: float, accel: float, seconds: float, t0: float
         producer.poll(0)
         sent += 1
         if now >= next_probe:
-            probe = dict(event, event_id=f"probe-{sent}", session_id=f"probe-{sent}")
+            probe = dict(event, event_id=f"probe-{sent}", session_id=f"s-probe-{sent}")
             producer.produce("clickstream", orjson.dumps(probe), key=probe["session_id"])
             probes.put((probe["event_id"], now))
             next_probe = now + probe_every
@@ -124,17 +124,22 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def visible(dsn: str, wanted: dict[str, float], seen: list[float]) -> None:
-    """Move the probes found in PostgreSQL from `wanted` to `seen` (latency, seconds)."""
+    """Move the probes found in PostgreSQL from `wanted` to `seen` (latency, seconds).
+
+    A probe is visible once its session (the probe's own) has its row in session_features:
+    the view keeps a session for days of event time, where the raw `clickstream` table keeps
+    only the last 30 minutes, under a second of wall time at high --accel."""
     import psycopg
 
     if not wanted:
         return
+    sessions = {f"s-{event_id}": event_id for event_id in wanted}
     with psycopg.connect(dsn, connect_timeout=5) as conn:
-        rows = conn.execute("SELECT event_id FROM clickstream WHERE event_id = ANY(%s)",
-                            (list(wanted),)).fetchall()  # fmt: skip
+        rows = conn.execute("SELECT session_id FROM session_features WHERE session_id = ANY(%s)",
+                            (list(sessions),)).fetchall()  # fmt: skip
     now = time.time()
-    for (event_id,) in rows:
-        seen.append(now - wanted.pop(event_id))
+    for (session_id,) in rows:
+        seen.append(now - wanted.pop(sessions[session_id]))
 
 
 def main() -> None:

@@ -191,76 +191,104 @@ class _Shop:
         self.sale_price = {p.product_id: round(p.price * (1 - cfg.discount), 2) for p in on_sale}
 
 
-def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dict | bytes]:
-    """Events in timestamp order (dicts), with malformed messages (bytes) between them."""
-    sale = sale or plan(cfg)
-    shop = _Shop(cfg, sale)
-    rng = random.Random(cfg.seed)
-    rand, gauss, expo, exp = rng.random, rng.gauss, rng.expovariate, math.exp
-    mu_len, sigma_len = _lognormal_params(cfg.session_median, cfg.session_p99)
-    mu_gap, sigma_gap = math.log(cfg.gap_median_s), 1.0
+Clicks = list[tuple[Product, str]]  # (product, action) of each click of a session
 
-    start_ms = int(cfg.start.timestamp() * 1000)
-    sale_ms = int(sale.sale_start.timestamp() * 1000)
-    end_ms = start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else None
-    limit = cfg.events  # None with duration_s None too: endless (the command stops on Ctrl-C)
-    # Mean events per session (humans and bots), so sessions arrive at rate / mean.
-    mean_human = sum(_session_length(random.Random(i), mu_len, sigma_len) for i in range(4000))
-    mean_len = (1 - cfg.bot_share) * mean_human / 4000 + cfg.bot_share * 225
-    session_rate_ms = cfg.rate / mean_len / 1000.0
-    prefix = id_prefix(cfg)
-    users: list[tuple[str, str]] = []  # (user_id, device)
-    patterns = None
-    if cfg.intent_patterns:
-        from producers.intent_patterns import SessionPatterns
 
-        patterns = SessionPatterns()
+class _Sessions:
+    """Draws the sessions of one run: click times, (product, action) per click and who."""
 
-    def new_session(
-        t: int, n: int, times: list[int] | None = None, bot: bool = False
-    ) -> tuple[list[int], list[tuple[Product, str]], tuple[str, str, str]]:
+    def __init__(self, cfg: FlashSaleConfig, sale: SalePlan, rng: random.Random) -> None:
+        self.cfg = cfg
+        self.sale = sale
+        self.shop = _Shop(cfg, sale)
+        self.rng = rng
+        self.prefix = id_prefix(cfg)
+        self.sale_ms = int(sale.sale_start.timestamp() * 1000)
+        self.length = _lognormal_params(cfg.session_median, cfg.session_p99)  # (mu, sigma)
+        self.gap = (math.log(cfg.gap_median_s), 1.0)  # (mu, sigma)
+        self.users: list[tuple[str, str]] = []  # (user_id, device)
+        self.patterns: Any = None  # producers.intent_patterns.SessionPatterns, when planted
+        if cfg.intent_patterns:
+            from producers.intent_patterns import SessionPatterns
+
+            self.patterns = SessionPatterns()
+
+    def rate_ms(self) -> float:
+        """Sessions per ms of event time, so that the shop produces `rate` events per second
+        (mean events per session over humans and bots)."""
+        mu, sigma = self.length
+        mean_human = sum(_session_length(random.Random(i), mu, sigma) for i in range(4000))
+        mean_len = (1 - self.cfg.bot_share) * mean_human / 4000 + self.cfg.bot_share * 225
+        return self.cfg.rate / mean_len / 1000.0
+
+    def new(
+        self, t: int, n: int, times: list[int] | None = None, bot: bool = False
+    ) -> tuple[list[int], Clicks, tuple[str, str, str]]:
         """Session number n starting at t (ms): click times, (product, action) per click and
         (session, user, device); `times` given for warm-start sessions. Events are built when
         sent (cheap start with many running sessions)."""
-        session_id = f"s{prefix}-{n}"
+        session_id = f"s{self.prefix}-{n}"
         if times is None:
-            times = []
-            bot = rand() < cfg.bot_share
-            if bot:
-                for _ in range(rng.randint(50, 400)):
-                    times.append(t)
-                    t += 1 + int(expo(1.0 / cfg.bot_gap_s) * 1000)
-            else:
-                for _ in range(_session_length(rng, mu_len, sigma_len)):
-                    times.append(t)
-                    t += 1000 + min(int(exp(mu_gap + sigma_gap * gauss()) * 1000), 600_000)
+            bot = self.rng.random() < self.cfg.bot_share
+            times = self._bot_times(t) if bot else self._human_times(t)
         if bot:
-            sale.bot_sessions.add(session_id)
-            user, device = f"b{prefix}-{n}", "desktop"
-            uniform = shop.uniform
+            self.sale.bot_sessions.add(session_id)
+            rand, uniform = self.rng.random, self.shop.uniform
             clicks = [(uniform[int(rand() * len(uniform))], "view") for _ in times]
-            return times, clicks, (session_id, user, device)
-        t, length = times[0], len(times)
-        if users and rand() < cfg.returning_share:
-            user, device = users[int(rand() * len(users))]
-        else:
-            user = f"u{prefix}-{n}"
-            device = DEVICES[bisect(_DEVICE_CUM, rand())]
-            if len(users) < MAX_USERS:
-                users.append((user, device))
-            else:  # endless runs: a new user takes a random old one's place in the pool
-                slot = int(rand() * MAX_USERS)
-                if patterns is not None:
-                    patterns.forget(users[slot][0])
-                users[slot] = (user, device)
-        buy_prob = cfg.purchase_prob
-        if patterns is not None:  # device and purchase odds from time of day and history
-            device, buy_prob = patterns.start(user, t / 1000, rand(), cfg.purchase_prob)
-        in_sale = t >= sale_ms and rand() < cfg.sale_strength * min(
-            1.0, (t - sale_ms) / (cfg.sale_ramp_s * 1000 or 1)
+            return times, clicks, (session_id, f"b{self.prefix}-{n}", "desktop")
+        user, device = self._user(n)
+        buy_prob = self.cfg.purchase_prob
+        if self.patterns is not None:  # device and purchase odds from time of day and history
+            device, buy_prob = self.patterns.start(user, times[0] / 1000, self.rng.random(),
+                                                   self.cfg.purchase_prob)  # fmt: skip
+        clicks, carted = self._clicks(times[0], len(times), buy_prob)
+        if self.patterns is not None:
+            self.patterns.finish(user, times[-1] / 1000, carted, clicks[-1][1] == "purchase")
+        return times, clicks, (session_id, user, device)
+
+    def _bot_times(self, t: int) -> list[int]:
+        """A bot's click times from t: 50-400 clicks about `bot_gap_s` apart."""
+        rng, times = self.rng, []
+        for _ in range(rng.randint(50, 400)):
+            times.append(t)
+            t += 1 + int(rng.expovariate(1.0 / self.cfg.bot_gap_s) * 1000)
+        return times
+
+    def _human_times(self, t: int) -> list[int]:
+        """A human session's click times from t: log-normal length and gaps."""
+        rng, exp, times = self.rng, math.exp, []
+        mu_gap, sigma_gap = self.gap
+        for _ in range(_session_length(rng, *self.length)):
+            times.append(t)
+            t += 1000 + min(int(exp(mu_gap + sigma_gap * rng.gauss()) * 1000), 600_000)
+        return times
+
+    def _user(self, n: int) -> tuple[str, str]:
+        """(user, device) of session n: a returning user, or a new one put in the pool."""
+        rand, users = self.rng.random, self.users
+        if users and rand() < self.cfg.returning_share:
+            return users[int(rand() * len(users))]
+        user = f"u{self.prefix}-{n}"
+        device = DEVICES[bisect(_DEVICE_CUM, rand())]
+        if len(users) < MAX_USERS:
+            users.append((user, device))
+        else:  # endless runs: a new user takes a random old one's place in the pool
+            slot = int(rand() * MAX_USERS)
+            if self.patterns is not None:
+                self.patterns.forget(users[slot][0])
+            users[slot] = (user, device)
+        return user, device
+
+    def _clicks(self, t: int, length: int, buy_prob: float) -> tuple[Clicks, bool]:
+        """(product, action) of each of a human session's clicks from t, and whether it
+        carted anything: views in its home category, on sale or anywhere, carts of the last
+        view, a purchase of a carted product last."""
+        cfg, shop, rand = self.cfg, self.shop, self.rng.random
+        in_sale = t >= self.sale_ms and rand() < cfg.sale_strength * min(
+            1.0, (t - self.sale_ms) / (cfg.sale_ramp_s * 1000 or 1)
         )
         home = shop.in_category[shop.categories.pick(rand())]
-        clicks = []
+        clicks: Clicks = []
         cart: list[Product] = []
         last: Product | None = None
         for i in range(length):
@@ -280,27 +308,29 @@ def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dic
                     product = shop.all.pick(rand())
                 action, last = "view", product
             clicks.append((product, action))
-        if patterns is not None:
-            patterns.finish(user, times[-1] / 1000, bool(cart), clicks[-1][1] == "purchase")
-        return times, clicks, (session_id, user, device)
+        return clicks, bool(cart)
 
-    heap: list[tuple[Any, ...]] = []  # (next click ms, session no, click index, session...)
-    # Warm start: the sessions that began before `start` and are still running (their earlier
-    # clicks are dropped), so the stream runs at `rate` from the first second.
-    warm, still_running = _warm_start(cfg, start_ms, session_rate_ms, (mu_len, sigma_len),
-                                      (mu_gap, sigma_gap))
-    sale.warm_sessions = warm
-    for n, bot, times in still_running:
-        rest = times[bisect_left(times, start_ms) :]  # clicks before `start` are not sent
-        heapq.heappush(heap, (rest[0], n, 0, *new_session(rest[0], n, rest, bot)))
+
+def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dict | bytes]:
+    """Events in timestamp order (dicts), with malformed messages (bytes) between them."""
+    sale = sale or plan(cfg)
+    rng = random.Random(cfg.seed)
+    maker = _Sessions(cfg, sale, rng)
+    rand, expo = rng.random, rng.expovariate
+    shop, prefix, sale_ms = maker.shop, maker.prefix, maker.sale_ms
+    start_ms = int(cfg.start.timestamp() * 1000)
+    end_ms = start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else None
+    limit = cfg.events  # None with duration_s None too: endless (the command stops on Ctrl-C)
+    session_rate_ms = maker.rate_ms()
+    heap = _running_at_start(cfg, maker, start_ms, session_rate_ms)
     next_start = start_ms + expo(session_rate_ms)  # float ms: many sessions per ms at high rates
-    sessions, emitted = warm, 0
+    sessions, emitted = sale.warm_sessions, 0
     last_sec, sec_text = -1, ""
     malformed = _Malformed(rng) if cfg.malformed_share > 0 else None
     while limit is None or emitted < limit:
         while not heap or next_start <= heap[0][0]:
             at = int(next_start)
-            heapq.heappush(heap, (at, sessions, 0, *new_session(at, sessions)))
+            heapq.heappush(heap, (at, sessions, 0, *maker.new(at, sessions)))
             sessions += 1
             next_start += expo(session_rate_ms)
         t, sid, i, times, clicks, who = heap[0]
@@ -322,6 +352,20 @@ def generate(cfg: FlashSaleConfig, sale: SalePlan | None = None) -> Iterator[dic
             yield malformed.make(event)
         emitted += 1
         yield event
+
+
+def _running_at_start(cfg: FlashSaleConfig, maker: _Sessions, start_ms: int,
+                      session_rate_ms: float) -> list[tuple[Any, ...]]:  # fmt: skip
+    """The click heap at `start` (next click ms, session no, click index, session...): the
+    sessions that began before `start` and are still running, their earlier clicks dropped,
+    so the stream runs at `rate` from the first second. Sets the plan's warm_sessions."""
+    warm, still_running = _warm_start(cfg, start_ms, session_rate_ms, maker.length, maker.gap)
+    maker.sale.warm_sessions = warm
+    heap: list[tuple[Any, ...]] = []
+    for n, bot, times in still_running:
+        rest = times[bisect_left(times, start_ms) :]  # clicks before `start` are not sent
+        heapq.heappush(heap, (rest[0], n, 0, *maker.new(rest[0], n, rest, bot)))
+    return heap
 
 
 _DEVICE_CUM = list(accumulate(DEVICE_WEIGHTS))

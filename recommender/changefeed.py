@@ -134,9 +134,9 @@ class PgSubscription:
         self.last_epoch = since_epoch
 
     def _exists(self) -> bool:
-        from recommender.postgres import relation_exists
-
-        self._found = self._found or relation_exists(self._conn, self.table)
+        if not self._found:
+            row = self._conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()
+            self._found = row[0] is not None
         return self._found
 
     def _read(self) -> list[ChangeBatch]:

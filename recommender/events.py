@@ -8,6 +8,10 @@ cannot express: a real calendar timestamp inside the accepted time range.
 `validate_batch` gives the same answers for many messages at once, faster: a msgspec type built
 from the same schema file checks each parsed event in C, and whatever it refuses goes through
 `validate_event`, so reasons stay word for word the same.
+
+`COLUMNS` and `column_types` are the schema's fields as the columns of a table of events (the
+engine's store, PostgreSQL's raw clickstream, sql/010's RisingWave table), with SQL types
+from each field's type or format.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -41,6 +45,36 @@ def schema() -> dict[str, Any]:
     """The JSON Schema of a clickstream event."""
     text = resources.files("recommender").joinpath("clickstream.schema.json").read_text()
     return json.loads(text)
+
+
+# the event's fields in the schema's order: the columns of every table of events
+COLUMNS: tuple[str, ...] = tuple(schema()["properties"])
+# SQL type of an event field by what it holds (the schema's format, else its type) and by
+# database: the engine's DuckDB store keeps times as naive UTC, PostgreSQL's raw table and
+# sql/'s RisingWave table keep them with their time zone
+SQL_TYPES: dict[str, dict[str, str]] = {
+    "string": {"duckdb": "VARCHAR", "postgres": "text", "risingwave": "VARCHAR"},
+    "date-time": {"duckdb": "TIMESTAMP", "postgres": "timestamptz", "risingwave": "TIMESTAMPTZ"},
+    "number": {"duckdb": "DOUBLE", "postgres": "double precision",
+               "risingwave": "DOUBLE PRECISION"},
+}  # fmt: skip
+
+
+def _kind(rule: dict[str, Any]) -> str:
+    """What a schema property holds: its format, else its one type besides null."""
+    if "format" in rule:
+        return str(rule["format"])
+    types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+    (kind,) = [t for t in types if t != "null"]
+    return str(kind)
+
+
+@cache
+def column_types(database: str = "duckdb") -> tuple[tuple[str, str], ...]:
+    """(field, its SQL type in `database`: duckdb, postgres or risingwave) of every event
+    field, in the schema's order."""
+    return tuple((name, SQL_TYPES[_kind(rule)][database])
+                 for name, rule in schema()["properties"].items())  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,11 +167,15 @@ def validate_event(raw: bytes | str, now: datetime | None = None) -> dict[str, A
 
 _RULE_KEYS = {"type", "minLength", "maxLength", "enum", "pattern", "minimum", "maximum",
               "description"}
+# formats that only name what a string holds, where its pattern checks the values
+_PATTERN_FORMATS = {"date-time"}
 
 
 def _field_type(rule: dict[str, Any]) -> Any:
     """A msgspec type at least as strict as `_check_field` on `rule`."""
     unknown = set(rule) - _RULE_KEYS
+    if rule.get("format") in _PATTERN_FORMATS and "pattern" in rule:
+        unknown.discard("format")
     if unknown:  # a new kind of constraint: teach _check_field and this function first
         raise ValueError(f"no fast-path rule for schema keyword(s) {sorted(unknown)}")
     types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]

@@ -28,6 +28,7 @@ from recommender.catalog import ViewMeta
 from recommender.catalog import check as check_catalog
 from recommender.catalog import read as read_meta
 from recommender.config import SQL_DIR
+from recommender.events import SQL_TYPES, column_types
 
 NOW_MARKER = "__flashrec_now__"
 # The relation every view reads: on RisingWave the deduplicating table of sql/010 (first copy
@@ -390,7 +391,7 @@ class ClickstreamTable:
 
     def duckdb_ddl(self, name: str = CLICKSTREAM) -> str:
         """The same table in DuckDB (naive UTC times, as the engine stores them)."""
-        types = {"TIMESTAMPTZ": "TIMESTAMP", "DOUBLE PRECISION": "DOUBLE"}
+        types = {k["risingwave"]: k["duckdb"] for k in SQL_TYPES.values()}
         cols = [f"{c} {types.get(t.upper(), t)}" for c, t in self.columns]
         if self.key:
             cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
@@ -471,6 +472,11 @@ def clickstream_problems(objects: list[SqlObject] | None = None) -> list[str]:
     except ValueError as exc:
         return [str(exc)]
     problems = []
+    declared = [(c, t.upper()) for c, t in table.columns]
+    if declared != list(column_types("risingwave")):
+        names = ", ".join(f"{c} {t}" for c, t in column_types("risingwave"))
+        problems.append(f"its columns are not the event's fields ({names}; "
+                        "recommender/clickstream.schema.json)")  # fmt: skip
     if table.key != ["event_id"]:
         problems.append(f"its PRIMARY KEY is {table.key or 'missing'}, not (event_id)")
     if not table.append_only or table.on_conflict != "DO NOTHING":

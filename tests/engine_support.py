@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 
 from recommender.events import Rejected, format_ts, validate_event
+from recommender.postgres.encoding import naive
 
 
 class Msg:
@@ -50,14 +51,14 @@ def valid_events(items: list[dict[str, Any] | bytes]) -> list[dict[str, Any]]:
     return out
 
 
-def naive(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        from datetime import UTC
-
-        return value.astimezone(UTC).replace(tzinfo=None)
-    if isinstance(value, list):
-        return [naive(v) for v in value]
-    return value
+# timestamps as edge cases for the COPY round trips (tests/test_engine_seed.py,
+# tests/test_postgres_copy.py): microseconds, the extreme years, a leap day, time zones
+TIMES = [
+    datetime(2024, 3, 1, 12, 0, 0, 1), datetime(2024, 3, 1, 12, 0, 0), datetime(1, 1, 1),
+    datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(2000, 2, 29, 0, 0, 0, 500000),
+    datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+    datetime(2024, 3, 1, 12, 0, 0, 654321, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+]  # fmt: skip
 
 
 def pg_rows(dsn: str, view: str) -> list[tuple[Any, ...]]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import pytest
 from conftest import free_port
-from engine_support import Msg, raw
+from engine_support import TIMES, Msg, raw
 
 from producers.flash_sale import FlashSaleConfig, generate
 from recommender import sqlfiles
@@ -46,12 +46,6 @@ ARRAYS = [
     [], [None], [""], ["NULL"], ["null", "Null"], ["a,b", 'q"uote', "{brace}", "}", None, "",
     "back\\slash", "tab\t", "new\nline", " sp ", "\\N", 'x\\"y', "[", "]", "'"],
     ["ünï", "✓", "🚀"], ["x"] * 40, ["\\", '"', '\\"', "\u2028", "\x01"],
-]  # fmt: skip
-TIMES = [
-    datetime(2024, 3, 1, 12, 0, 0, 1), datetime(2024, 3, 1, 12, 0, 0), datetime(1, 1, 1),
-    datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(2000, 2, 29, 0, 0, 0, 500000),
-    datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
-    datetime(2024, 3, 1, 12, 0, 0, 654321, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
 ]  # fmt: skip
 VALUES: dict[str, list[Any]] = {
     "VARCHAR": STRINGS,

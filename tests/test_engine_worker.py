@@ -116,3 +116,20 @@ def test_worker_death_stops_the_engine(broker, postgres, tmp_path: Path) -> None
         assert "-9" in str(engine.error)
     finally:
         engine.stop()
+
+
+def test_the_child_gets_the_whole_configuration(tmp_path: Path) -> None:
+    """What the child process is handed is the parent's configuration, every field (but the
+    in-process overrides), as the child's role sees it."""
+    from datetime import timedelta
+
+    from recommender.engine.worker import worker_config
+
+    config = EngineConfig(pg_dsn="postgresql://x@127.0.0.1:1/db", state_path=tmp_path / "s.db",
+                          bootstrap="127.0.0.1:9", clock="event", background_interval=2.5,
+                          raw_retention=timedelta(minutes=7), duckdb_threads=None,
+                          view_intervals={"co_view_pairs": 3.0})  # fmt: skip
+    child = worker_config(config)
+    assert EngineConfig.from_json(child.to_json()) == child
+    assert child.role == "background" and child.refresh_interval == 2.5
+    assert child.state_path == tmp_path / "s-background.db"

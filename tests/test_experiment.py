@@ -176,3 +176,22 @@ def test_dataset_command_reports_a_missing_file(tmp_path: Path) -> None:
     ])  # fmt: skip
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+def test_cli_off_a_terminal_logs_its_progress(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """Not on a terminal (CI, nohup), the run says what it does and how far it is."""
+    import logging
+
+    from recommender.cli import app
+
+    args = ["experiment", "flash-sale", "--seed", "1", "--rate", "0.3", "--hours", "2",
+            "--sale-hour", "1", "--products", "500", "--refresh-s", "120", "--bootstrap", "20",
+            "--out", str(tmp_path / "out")]
+    caplog.handler.setLevel(logging.INFO)  # the command sets its loggers' levels itself
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if r.name == "flashrec.progress"]
+    assert lines[0] == "experiment: generating events: started"
+    assert any(x.startswith("experiment: replaying the day") and "started (" in x for x in lines)
+    assert lines[-1].endswith("(done)") and "(100%)" in lines[-1]

@@ -6,6 +6,7 @@ cleanly on bad input."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -314,18 +315,22 @@ def test_cli_errors_are_clean(tmp_path: Path) -> None:
         assert runner.invoke(app, args).exit_code == 0
 
 
-def test_cli_trains_on_jsonl_events(tmp_path: Path) -> None:
+def test_cli_trains_on_jsonl_events(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     events = list(generate(IntentConfig(seed=4, days=3, users=300)))
     path = tmp_path / "events.jsonl"
     lines = [json.dumps(e) for e in events]
     lines.insert(100, "{not json")  # a bad line is skipped, not fatal
     path.write_text("\n".join(lines) + "\n")
+    caplog.set_level(logging.INFO, logger="flashrec.progress")
     result = CliRunner().invoke(app, [
         "intent", "train", "--data", str(path), "--model-dir", str(tmp_path / "m"),
         "--grid", "small", "--folds", "2", "--step-minutes", "20",
         "--algorithms", "logistic_regression"])
     assert result.exit_code == 0, result.output
     assert "v0001: promoted" in result.output
+    steps = [r.getMessage() for r in caplog.records if r.name == "flashrec.progress"]
+    for part in ("features (train)", "features (test)", "logistic_regression"):  # off a tty
+        assert any(f"intent train: {part}: " in x and x.endswith("(done)") for x in steps), steps
     assert (tmp_path / "m" / "v0001" / "report.md").is_file()
 
 
@@ -354,3 +359,20 @@ def test_labels_session_and_horizon() -> None:
     assert label(out, "s2", "u", t + timedelta(minutes=11), timedelta(hours=2), end) == 0
     assert label(out, "s2", "u", t + timedelta(minutes=11), timedelta(hours=4),
                  t + timedelta(hours=3)) is None
+
+
+def test_training_reports_its_progress(signal_split: Split, tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """Off a terminal, the grid search logs its stage, fits done of all, and the end."""
+    from sklearn.model_selection import ParameterGrid
+
+    from recommender.intent.train import algorithms
+
+    grid = algorithms("small")["logistic_regression"][1]
+    fits = len(ParameterGrid(grid)) * 3
+    with caplog.at_level(logging.INFO, logger="flashrec.progress"):
+        train(signal_split, tmp_path / "m", grid="small", folds=3, only=["logistic_regression"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "flashrec.progress"]
+    assert lines[0] == f"intent train: logistic_regression: started ({fits} fits)"
+    assert lines[-1].startswith(f"intent train: logistic_regression: {fits}/{fits} fits (100%)")
+    assert lines[-1].endswith("(done)")

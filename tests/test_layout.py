@@ -153,6 +153,29 @@ def test_no_import_cycles() -> None:
         " -> ".join(cycle_path(graph, part)) for part in new)
 
 
+def package_of(module: str) -> str:
+    """The room a module stands in: its subpackage (recommender.engine, ...), or itself for
+    a module at the top of a package (recommender.config, udfs.kernel)."""
+    path = module_files(PROJECT_ROOT, GRAPH_PACKAGES)[module]
+    parts = path.parent.relative_to(PROJECT_ROOT).parts
+    return module if len(parts) == 1 else ".".join(parts)
+
+
+def test_no_import_cycles_between_folders() -> None:
+    """No subpackage imports, through any of its files, a module or subpackage that imports
+    it back: the layers (top-level modules, engine, postgres, serving, commands...) stack one
+    way."""
+    graph = import_graph(PROJECT_ROOT, GRAPH_PACKAGES)
+    folders: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        here = package_of(module)
+        folders.setdefault(here, set()).update(
+            package_of(t) for t in targets if package_of(t) != here)
+    loops = [part for part in cycles(folders) if part not in ALLOWED_CYCLES]
+    assert not loops, "folders that import each other: " + "; ".join(
+        " -> ".join(cycle_path(folders, part)) for part in loops)
+
+
 def test_serving_and_udfs_do_not_import_the_engine() -> None:
     graph = import_graph(PROJECT_ROOT, GRAPH_PACKAGES)
     wrong = sorted(

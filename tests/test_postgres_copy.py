@@ -8,14 +8,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from conftest import free_port
-from engine_support import new_db
+from engine_support import TIMES, new_db
 
 from recommender.postgres import encoding
 from recommender.postgres.encoding import _arrow_table, copy_rows, pg_type
@@ -61,12 +61,6 @@ ARRAYS = [
 INTS = [0, -1, 1, 2**63 - 1, -(2**63), 12345678901]
 FLOATS = [0.1, 1e300, -1e-300, -0.0, 0.0, float("inf"), float("-inf"), float("nan"), 5e-324,
           1 / 3, 2.0**53 + 1, 123456789.123456789, 1.0]  # fmt: skip
-TIMES = [
-    datetime(2024, 3, 1, 12, 0, 0, 1), datetime(2024, 3, 1, 12, 0, 0), datetime(1, 1, 1),
-    datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(2000, 2, 29, 0, 0, 0, 500000),
-    datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
-    datetime(2024, 3, 1, 12, 0, 0, 654321, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
-]  # fmt: skip
 DECIMALS = [Decimal("1.50"), Decimal("-0.000001"), Decimal("1E+3"), Decimal("NaN"),
             Decimal("12345678901234567890.123"), Decimal("0"), Decimal("-0.0")]  # fmt: skip
 

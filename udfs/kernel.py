@@ -3,9 +3,12 @@
 Everything works on dense integer codes and flat numpy arrays (layout in udfs/vmisknn.py).
 No Python object is touched on the hot path, so the kernels run without the GIL (nogil).
 
-Small open-addressing hash tables (linear probing, sized per call from m and the neighbours'
-lengths) hold the candidate sessions and the item scores: memory per call is O(m + items of
-the k neighbours), independent of the catalogue size, and nothing is shared between calls.
+`recommend_one` runs in steps: the session's unique items; the candidate sessions that hold
+them, with their similarity; the k nearest of those; the scores of their items; the best
+`how_many` items. Small open-addressing hash tables (udfs/tables.py, sized per call from m
+and the neighbours' lengths) hold the candidate sessions and the item scores: memory per
+call is O(m + items of the k neighbours), independent of the catalogue size, and nothing is
+shared between calls. The steps are inlined into `recommend_one` (one compiled function).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+from udfs.tables import EMPTY, delete, heap_push, heap_sift_down, probe, table_bits
 
 # state vector shared by the write kernels (int64[8])
 P_PAIRS = 0  # (session, item) pairs in the index
@@ -25,150 +28,46 @@ N_INDEXED = 5  # sessions in the index
 N_ITEMS = 6  # items with at least one session in the index
 
 
-@njit(cache=True, inline="always")
-def _table_bits(n):
-    bits = 4
-    while (1 << bits) < 2 * n:
-        bits += 1
-    return bits
+# --- orderings of the heaps ---------------------------------------------------------------
 
 
 @njit(cache=True, inline="always")
-def _home(key, shift):
-    return np.int64((np.uint64(key) * _GOLDEN) >> shift)
-
-
-@njit(cache=True, inline="always")
-def _probe(keys, key, shift, mask):
-    """Index of `key` in the table, or of the empty slot where it would go."""
-    i = _home(key, shift)
-    while True:
-        found = keys[i]
-        if found == key or found == -1:
-            return i
-        i = (i + 1) & mask
-
-
-@njit(cache=True, inline="always")
-def _delete(keys, vals, i, shift, mask):
-    """Remove the entry at table index i (backward-shift deletion, no tombstones)."""
-    j = i
-    while True:
-        j = (j + 1) & mask
-        if keys[j] == -1:
-            break
-        home = _home(keys[j], shift)
-        if i <= j:
-            stays = i < home <= j
-        else:
-            stays = home > i or home <= j
-        if not stays:
-            keys[i] = keys[j]
-            vals[i] = vals[j]
-            i = j
-    keys[i] = -1
-
-
-@njit(cache=True, inline="always")
-def _older(a, b, c_time, c_sess):
+def _older(a, b, ages):
     """Candidate slot a is older than b: earlier timestamp, then smaller (earlier) code."""
-    return c_time[a] < c_time[b] or (c_time[a] == c_time[b] and c_sess[a] < c_sess[b])
+    c_time, c_sess = ages
+    if c_time[a] != c_time[b]:
+        return c_time[a] < c_time[b]
+    return c_sess[a] < c_sess[b]
 
 
 @njit(cache=True, inline="always")
-def _weaker(a, b, c_score, c_time, c_sess):
+def _weaker(a, b, candidates):
     """Neighbour slot a ranks below b: lower similarity, then older."""
+    c_score, c_time, c_sess = candidates
     if c_score[a] != c_score[b]:
         return c_score[a] < c_score[b]
-    return _older(a, b, c_time, c_sess)
+    if c_time[a] != c_time[b]:
+        return c_time[a] < c_time[b]
+    return c_sess[a] < c_sess[b]
 
 
 @njit(cache=True, inline="always")
-def _item_weaker(a, b, s_item, s_score):
+def _item_weaker(a, b, items):
     """Item entry a ranks below b: lower score, then larger code."""
+    s_item, s_score = items
     if s_score[a] != s_score[b]:
         return s_score[a] < s_score[b]
     return s_item[a] > s_item[b]
 
 
-@njit(cache=True)
-def _age_sift_down(heap, n, c_time, c_sess):
-    i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= n:
-            break
-        small = left
-        if left + 1 < n and _older(heap[left + 1], heap[left], c_time, c_sess):
-            small = left + 1
-        if _older(heap[small], heap[i], c_time, c_sess):
-            heap[i], heap[small] = heap[small], heap[i]
-            i = small
-        else:
-            break
+# --- the steps of recommend_one -----------------------------------------------------------
 
 
-@njit(cache=True)
-def _age_push(heap, n, slot, c_time, c_sess):
-    heap[n] = slot
-    i = n
-    while i > 0:
-        parent = (i - 1) // 2
-        if _older(heap[i], heap[parent], c_time, c_sess):
-            heap[i], heap[parent] = heap[parent], heap[i]
-            i = parent
-        else:
-            break
-
-
-@njit(cache=True)
-def _top_k(n_cand, k, c_score, c_time, c_sess):
-    """Slots of the k best candidates (similarity, then recency), in no particular order."""
-    if n_cand <= k:
-        return np.arange(n_cand)
-    heap = np.empty(k, dtype=np.int64)
-    for c in range(k):
-        heap[c] = c
-        i = c
-        while i > 0:
-            parent = (i - 1) // 2
-            if _weaker(heap[i], heap[parent], c_score, c_time, c_sess):
-                heap[i], heap[parent] = heap[parent], heap[i]
-                i = parent
-            else:
-                break
-    for c in range(k, n_cand):
-        if _weaker(heap[0], c, c_score, c_time, c_sess):
-            heap[0] = c
-            i = 0
-            while True:
-                left = 2 * i + 1
-                if left >= k:
-                    break
-                small = left
-                if left + 1 < k and _weaker(heap[left + 1], heap[left], c_score, c_time, c_sess):
-                    small = left + 1
-                if _weaker(heap[small], heap[i], c_score, c_time, c_sess):
-                    heap[i], heap[small] = heap[small], heap[i]
-                    i = small
-                else:
-                    break
-    return heap
-
-
-@njit(cache=True, nogil=True)
-def recommend_one(
-    session, m, k, how_many, idf_weighting, log_p,
-    it_start, it_len, it_pool, se_start, se_len, se_pool, se_time, item_logn,
-    out_items, out_scores,
-):  # fmt: skip
-    """Top `how_many` next items of an evolving session (item codes, oldest click first;
-    negative codes are unknown items: they count for lengths and positions only).
-    Writes into out_items/out_scores (best first) and returns how many were written."""
+@njit(cache=True, inline="always")
+def _unique_items(session):
+    """The session's unique items, newest first, with the position of their most recent
+    click (0: the newest click). Returns (items, positions, count)."""
     n_clicks = len(session)
-    if n_clicks == 0 or m <= 0 or k <= 0 or how_many <= 0:
-        return 0
-    # unique items, newest first, with the position of their most recent click
     u_item = np.empty(n_clicks, dtype=np.int64)
     u_pos = np.empty(n_clicks, dtype=np.int64)
     n_unique = 0
@@ -183,8 +82,14 @@ def recommend_one(
             u_item[n_unique] = item
             u_pos[n_unique] = pos
             n_unique += 1
+    return u_item, u_pos, n_unique
 
-    # 1. candidate sessions: decayed matches, m most recent, oldest evicted
+
+@njit(cache=True, inline="always")
+def _candidates(u_item, u_pos, n_unique, n_clicks, m, it_start, it_len, it_pool, se_time):
+    """1. Candidate sessions: the m most recent sessions that hold an item of the session
+    (the oldest evicted), each with its similarity, the sum of its matches' decay
+    (n_clicks - position) / n_unique. Returns (sessions, similarities, timestamps, count)."""
     n_items_known = len(it_len)
     room = 0  # scratch for at most min(m, sessions listed under the session's items)
     for u in range(n_unique):
@@ -195,10 +100,11 @@ def recommend_one(
     c_score = np.empty(room, dtype=np.float64)
     c_time = np.empty(room, dtype=np.float64)
     age_heap = np.empty(room, dtype=np.int64)
-    bits = _table_bits(room)
+    ages = (c_time, c_sess)
+    bits = table_bits(room)
     shift = np.uint64(64 - bits)
     mask = (1 << bits) - 1
-    keys = np.full(1 << bits, -1, dtype=np.int64)
+    keys = np.full(1 << bits, EMPTY, dtype=np.int64)  # session -> candidate slot
     vals = np.empty(1 << bits, dtype=np.int64)
     n_cand = 0
     heap_ready = False
@@ -210,7 +116,7 @@ def recommend_one(
         first = it_start[item]
         for idx in range(first + it_len[item] - 1, first - 1, -1):  # newest first
             h = np.int64(it_pool[idx])
-            t = _probe(keys, h, shift, mask)
+            t = probe(keys, h, shift, mask)
             if keys[t] == h:
                 c_score[vals[t]] += decay
             elif n_cand < m:
@@ -223,34 +129,53 @@ def recommend_one(
             else:
                 if not heap_ready:  # first eviction check: order the m candidates by age
                     for c in range(n_cand):
-                        _age_push(age_heap, c, c, c_time, c_sess)
+                        heap_push(age_heap, c, c, _older, ages)
                     heap_ready = True
                 oldest = age_heap[0]
-                if se_time[h] > c_time[oldest]:
-                    _delete(keys, vals, _probe(keys, c_sess[oldest], shift, mask), shift, mask)
-                    t = _probe(keys, h, shift, mask)
-                    keys[t] = h
-                    vals[t] = oldest
-                    c_sess[oldest] = h
-                    c_score[oldest] = decay
-                    c_time[oldest] = se_time[h]
-                    _age_sift_down(age_heap, n_cand, c_time, c_sess)
-                else:
+                if not se_time[h] > c_time[oldest]:
                     break  # the rest of this list is older still
-    if n_cand == 0:
-        return 0
+                delete(keys, vals, probe(keys, c_sess[oldest], shift, mask), shift, mask)
+                t = probe(keys, h, shift, mask)
+                keys[t] = h
+                vals[t] = oldest
+                c_sess[oldest] = h
+                c_score[oldest] = decay
+                c_time[oldest] = se_time[h]
+                heap_sift_down(age_heap, n_cand, _older, ages)
+    return c_sess, c_score, c_time, n_cand
 
-    # 2. the k nearest neighbours
-    best = _top_k(n_cand, k, c_score, c_time, c_sess)
 
-    # 3. item scores: lambda(first match) * idf * similarity, summed over neighbours
+@njit(cache=True)
+def _top_k(n_cand, k, c_score, c_time, c_sess):
+    """2. Slots of the k nearest candidates (similarity, then recency), in no particular
+    order."""
+    if n_cand <= k:
+        return np.arange(n_cand)
+    candidates = (c_score, c_time, c_sess)
+    heap = np.empty(k, dtype=np.int64)
+    for c in range(k):
+        heap_push(heap, c, c, _weaker, candidates)
+    for c in range(k, n_cand):
+        if _weaker(heap[0], c, candidates):
+            heap[0] = c
+            heap_sift_down(heap, k, _weaker, candidates)
+    return heap
+
+
+@njit(cache=True, inline="always")
+def _score_items(
+    best, c_sess, c_score, u_item, u_pos, n_unique, n_clicks, idf_weighting, log_p,
+    se_start, se_len, se_pool, item_logn,
+):  # fmt: skip
+    """3. Item scores: lambda(first match) * idf * similarity, summed over the neighbours.
+    Returns the table (item keys, scores) and its used slots in the order first scored."""
     total = 0
     for b in range(len(best)):
         total += se_len[c_sess[best[b]]]
-    bits = _table_bits(total)
+    bits = table_bits(total)
     shift = np.uint64(64 - bits)
     mask = (1 << bits) - 1
-    s_keys = np.full(1 << bits, -1, dtype=np.int64)
+    s_keys = np.full(1 << bits, EMPTY, dtype=np.int64)
     s_vals = np.empty(1 << bits, dtype=np.float64)
     touched = np.empty(total, dtype=np.int64)
     n_touched = 0
@@ -281,8 +206,8 @@ def recommend_one(
         for idx in range(first, last):
             j = np.int64(se_pool[idx])
             idf = (log_p - item_logn[j]) * idf_weighting
-            t = _probe(s_keys, j, shift, mask)
-            if s_keys[t] == -1:
+            t = probe(s_keys, j, shift, mask)
+            if s_keys[t] == EMPTY:
                 s_keys[t] = j
                 s_vals[t] = 0.0
                 touched[n_touched] = t
@@ -291,47 +216,31 @@ def recommend_one(
                 s_vals[t] += lam * idf * sim
             else:
                 s_vals[t] += lam * sim
+    return s_keys, s_vals, touched, n_touched
 
-    # 4. drop the newest item, keep the best how_many (score, then smaller code)
-    newest = session[n_clicks - 1]
-    heap = np.empty(how_many, dtype=np.int64)  # table indices
+
+@njit(cache=True, inline="always")
+def _top_n(s_keys, s_vals, touched, n_touched, newest, how_many, out_items, out_scores):
+    """4. The best how_many items but `newest` (score, then smaller code) into
+    out_items/out_scores, best first; returns how many were written."""
+    items = (s_keys, s_vals)
+    heap = np.empty(how_many, dtype=np.int64)  # table slots
     n_heap = 0
     for e in range(n_touched):
         t = touched[e]
-        j = s_keys[t]
-        if j == newest:
+        if s_keys[t] == newest:
             continue
         if n_heap < how_many:
-            heap[n_heap] = t
-            i = n_heap
+            heap_push(heap, n_heap, t, _item_weaker, items)
             n_heap += 1
-            while i > 0:
-                parent = (i - 1) // 2
-                if _item_weaker(heap[i], heap[parent], s_keys, s_vals):
-                    heap[i], heap[parent] = heap[parent], heap[i]
-                    i = parent
-                else:
-                    break
-        elif _item_weaker(heap[0], t, s_keys, s_vals):
+        elif _item_weaker(heap[0], t, items):
             heap[0] = t
-            i = 0
-            while True:
-                left = 2 * i + 1
-                if left >= n_heap:
-                    break
-                small = left
-                if left + 1 < n_heap and _item_weaker(heap[left + 1], heap[left], s_keys, s_vals):
-                    small = left + 1
-                if _item_weaker(heap[small], heap[i], s_keys, s_vals):
-                    heap[i], heap[small] = heap[small], heap[i]
-                    i = small
-                else:
-                    break
+            heap_sift_down(heap, n_heap, _item_weaker, items)
     # heap order -> best first (insertion sort; how_many is small)
     for a in range(1, n_heap):
         x = heap[a]
         b = a - 1
-        while b >= 0 and _item_weaker(heap[b], x, s_keys, s_vals):
+        while b >= 0 and _item_weaker(heap[b], x, items):
             heap[b + 1] = heap[b]
             b -= 1
         heap[b + 1] = x
@@ -339,6 +248,33 @@ def recommend_one(
         out_items[a] = s_keys[heap[a]]
         out_scores[a] = s_vals[heap[a]]
     return n_heap
+
+
+@njit(cache=True, nogil=True)
+def recommend_one(
+    session, m, k, how_many, idf_weighting, log_p,
+    it_start, it_len, it_pool, se_start, se_len, se_pool, se_time, item_logn,
+    out_items, out_scores,
+):  # fmt: skip
+    """Top `how_many` next items of an evolving session (item codes, oldest click first;
+    negative codes are unknown items: they count for lengths and positions only).
+    Writes into out_items/out_scores (best first) and returns how many were written."""
+    n_clicks = len(session)
+    if n_clicks == 0 or m <= 0 or k <= 0 or how_many <= 0:
+        return 0
+    u_item, u_pos, n_unique = _unique_items(session)
+    c_sess, c_score, c_time, n_cand = _candidates(
+        u_item, u_pos, n_unique, n_clicks, m, it_start, it_len, it_pool, se_time
+    )
+    if n_cand == 0:
+        return 0
+    best = _top_k(n_cand, k, c_score, c_time, c_sess)
+    s_keys, s_vals, touched, n_touched = _score_items(
+        best, c_sess, c_score, u_item, u_pos, n_unique, n_clicks, idf_weighting, log_p,
+        se_start, se_len, se_pool, item_logn,
+    )  # fmt: skip
+    newest = session[n_clicks - 1]
+    return _top_n(s_keys, s_vals, touched, n_touched, newest, how_many, out_items, out_scores)
 
 
 @njit(cache=True, nogil=True)

@@ -35,36 +35,38 @@ def _params(refresh_s: float, nightly_window_h: float) -> Any:
 
 
 def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from recommender.experiment import runner
+    from recommender.experiment.sqlviews import clock
+    from recommender.progress import Progress
 
     command = "flashrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[at]}"),
-        TimeElapsedColumn(), console=console, disable=quiet or as_json, transient=True,
-    ) as bar:  # fmt: skip
-        task = bar.add_task("generating events", total=None, at="")
-        span: dict[str, int] = {}
+    shown = not (quiet or as_json)
+    stage: dict[str, Any] = {}
+    if shown:  # its lines also when the rest of the log is quieter (the default: warnings)
+        logging.getLogger("flashrec.progress").setLevel(logging.INFO)
+        stage["bar"] = Progress("experiment: generating events", unit="events")
 
-        def loaded(data) -> None:
-            span["cut"], span["end"] = data.cut_ms, data.end_ms
-            bar.update(task, description="replaying the day", total=data.end_ms - data.cut_ms,
-                       completed=0)
+    def loaded(data) -> None:
+        stage["cut"] = data.cut_ms
+        if shown:
+            stage["bar"].close()
+            minutes = max(1, (data.end_ms - data.cut_ms) // 60_000)
+            stage["bar"] = Progress("experiment: replaying the day", total=minutes,
+                                    unit="minutes of event time")  # fmt: skip
 
-        def progress(ts_ms: int) -> None:
-            from recommender.experiment.sqlviews import clock
+    def progress(ts_ms: int) -> None:
+        if shown and "cut" in stage:
+            bar = stage["bar"]
+            bar.what = f"experiment: replaying the day, at {clock(ts_ms):%Y-%m-%d %H:%M}"
+            bar.set(min(bar.total, max(0, (ts_ms - stage["cut"]) // 60_000)))
 
-            if "cut" in span:
-                bar.update(task, completed=max(0, ts_ms - span["cut"]),
-                           at=clock(ts_ms).strftime("%Y-%m-%d %H:%M"))
-
-        try:
-            summary = runner.run(load, params, out, command, replicates, progress, loaded)
-        except (ValueError, RuntimeError, OSError) as exc:
-            _fail(str(exc))
+    try:
+        summary = runner.run(load, params, out, command, replicates, progress, loaded)
+    except (ValueError, RuntimeError, OSError) as exc:
+        _fail(str(exc))
+    finally:
+        if shown:
+            stage["bar"].close()
     if as_json:
         typer.echo(json.dumps({"stats": summary["stats"], "run": summary["run"]}, indent=2))
         return
@@ -95,6 +97,102 @@ def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -
     typer.echo(f"report: {out / 'report.md'}  summary: {out / 'summary.json'}")
 
 
+# options of both experiments
+OUT = options.setting("experiment.out", "--out")
+REFRESH_S = options.setting("experiment.refresh_s", "--refresh-s", min=0.001)
+NIGHTLY_WINDOW_H = typer.Option(
+    24.0, "--nightly-window-h", min=0.1,
+    help="Look-back in hours of the nightly co_view_pairs batch job.",
+)
+REPLICATES = typer.Option(
+    1000, "--bootstrap", min=10, help="Bootstrap replicates for the 95% intervals."
+)
+QUIET = options.quiet()
+AS_JSON = typer.Option(False, "--json", help="Print the statistics as JSON.")
+CONFIG_FILE = options.config_file()
+
+
+def flash_sale(
+    seed: int = options.seed(),
+    out: Path = OUT,
+    rate: float = options.setting("experiment.rate", "--rate", min=0.05),
+    history_days: int = typer.Option(
+        1, "--history-days", min=1, max=6,
+        help="Days of traffic before the replayed day (what the nightly job sees).",
+    ),
+    hours: float = typer.Option(
+        24.0, "--hours", min=0.5, max=24.0,
+        help="Replayed hours of the day from midnight (smaller = faster).",
+    ),
+    products: int = options.products(),
+    sale_hour: float = typer.Option(
+        14.0, "--sale-hour", min=0.0, max=23.9,
+        help="Sale start, hours after midnight of the replayed day (UTC).",
+    ),
+    sale_strength: float = options.sale_strength(),
+    sale_focus: float = typer.Option(
+        0.8, "--sale-focus", min=0.0, max=1.0,
+        help="Share of a sale session's views that are sale products.",
+    ),
+    no_sale: bool = typer.Option(
+        False, "--no-sale", help="The same day without a flash sale (control run)."
+    ),
+    day: str = typer.Option("2024-03-15", "--day", help="Replayed day (UTC), YYYY-MM-DD."),
+    refresh_s: float = REFRESH_S,
+    nightly_window_h: float = NIGHTLY_WINDOW_H,
+    replicates: int = REPLICATES,
+    quiet: bool = QUIET,
+    as_json: bool = AS_JSON,
+    config_file: Path | None = CONFIG_FILE,
+) -> None:
+    """Replay a seeded flash-sale day and compare nightly and live recommenders."""
+    config.setup_logging("WARNING" if not quiet else "ERROR")
+    from recommender.experiment.scenario import Scenario, flash_sale_replay
+
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        _fail(f"--day must be YYYY-MM-DD, got {day!r}")
+    if not no_sale and sale_hour >= hours:
+        _fail(f"--sale-hour {sale_hour:g} is not inside the replayed --hours {hours:g}")
+    scenario = Scenario(
+        seed=seed, day=when, history_days=history_days, hours=hours, rate=rate,
+        sale=not no_sale, sale_hour=sale_hour, sale_strength=sale_strength,
+        sale_focus=sale_focus, n_products=products,
+    )  # fmt: skip
+    _run(lambda: flash_sale_replay(scenario), _params(refresh_s, nightly_window_h), out,
+         replicates, quiet, as_json)
+
+
+def dataset(
+    train: Path = typer.Option(..., "--train", help="History (what the nightly job sees)."),
+    test: Path = typer.Option(..., "--test", help="The replayed period that follows it."),
+    fmt: str = options.dataset_format("yoochoose"),
+    out: Path = OUT,
+    refresh_s: float = REFRESH_S,
+    nightly_window_h: float = NIGHTLY_WINDOW_H,
+    replicates: int = REPLICATES,
+    quiet: bool = QUIET,
+    as_json: bool = AS_JSON,
+    config_file: Path | None = CONFIG_FILE,
+) -> None:
+    """Replay a real data set's test period after its history: nightly versus live.
+
+    The nightly models are built from --train; the two halves of the test period take the
+    place of normal hours and the sale window."""
+    config.setup_logging("WARNING" if not quiet else "ERROR")
+    from producers.replay import DatasetError
+    from recommender.experiment.scenario import dataset_replay
+
+    def load():
+        try:
+            return dataset_replay(train, test, fmt)
+        except DatasetError as exc:
+            raise ValueError(str(exc)) from None
+
+    _run(load, _params(refresh_s, nightly_window_h), out, replicates, quiet, as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `experiment` group to the CLI."""
     group = typer.Typer(
@@ -102,97 +200,5 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     app.add_typer(group, name="experiment")
-
-    out_opt = options.setting("experiment.out", "--out")
-    refresh_opt = options.setting("experiment.refresh_s", "--refresh-s", min=0.001)
-    nightly_opt = typer.Option(
-        24.0, "--nightly-window-h", min=0.1,
-        help="Look-back in hours of the nightly co_view_pairs batch job.",
-    )
-    boot_opt = typer.Option(
-        1000, "--bootstrap", min=10, help="Bootstrap replicates for the 95% intervals."
-    )
-    quiet_opt = options.quiet()
-    json_opt = typer.Option(False, "--json", help="Print the statistics as JSON.")
-    config_opt = options.config_file()
-
-    @group.command("flash-sale")
-    def flash_sale(
-        seed: int = options.seed(),
-        out: Path = out_opt,
-        rate: float = options.setting("experiment.rate", "--rate", min=0.05),
-        history_days: int = typer.Option(
-            1, "--history-days", min=1, max=6,
-            help="Days of traffic before the replayed day (what the nightly job sees).",
-        ),
-        hours: float = typer.Option(
-            24.0, "--hours", min=0.5, max=24.0,
-            help="Replayed hours of the day from midnight (smaller = faster).",
-        ),
-        products: int = options.products(),
-        sale_hour: float = typer.Option(
-            14.0, "--sale-hour", min=0.0, max=23.9,
-            help="Sale start, hours after midnight of the replayed day (UTC).",
-        ),
-        sale_strength: float = options.sale_strength(),
-        sale_focus: float = typer.Option(
-            0.8, "--sale-focus", min=0.0, max=1.0,
-            help="Share of a sale session's views that are sale products.",
-        ),
-        no_sale: bool = typer.Option(
-            False, "--no-sale", help="The same day without a flash sale (control run)."
-        ),
-        day: str = typer.Option("2024-03-15", "--day", help="Replayed day (UTC), YYYY-MM-DD."),
-        refresh_s: float = refresh_opt,
-        nightly_window_h: float = nightly_opt,
-        replicates: int = boot_opt,
-        quiet: bool = quiet_opt,
-        as_json: bool = json_opt,
-        config_file: Path | None = config_opt,
-    ) -> None:
-        """Replay a seeded flash-sale day and compare nightly and live recommenders."""
-        config.setup_logging("WARNING" if not quiet else "ERROR")
-        from recommender.experiment.scenario import Scenario, flash_sale_replay
-
-        try:
-            when = date.fromisoformat(day)
-        except ValueError:
-            _fail(f"--day must be YYYY-MM-DD, got {day!r}")
-        if not no_sale and sale_hour >= hours:
-            _fail(f"--sale-hour {sale_hour:g} is not inside the replayed --hours {hours:g}")
-        scenario = Scenario(
-            seed=seed, day=when, history_days=history_days, hours=hours, rate=rate,
-            sale=not no_sale, sale_hour=sale_hour, sale_strength=sale_strength,
-            sale_focus=sale_focus, n_products=products,
-        )  # fmt: skip
-        _run(lambda: flash_sale_replay(scenario), _params(refresh_s, nightly_window_h), out,
-             replicates, quiet, as_json)
-
-    @group.command("dataset")
-    def dataset(
-        train: Path = typer.Option(..., "--train", help="History (what the nightly job sees)."),
-        test: Path = typer.Option(..., "--test", help="The replayed period that follows it."),
-        fmt: str = options.dataset_format("yoochoose"),
-        out: Path = out_opt,
-        refresh_s: float = refresh_opt,
-        nightly_window_h: float = nightly_opt,
-        replicates: int = boot_opt,
-        quiet: bool = quiet_opt,
-        as_json: bool = json_opt,
-        config_file: Path | None = config_opt,
-    ) -> None:
-        """Replay a real data set's test period after its history: nightly versus live.
-
-        The nightly models are built from --train; the two halves of the test period take the
-        place of normal hours and the sale window."""
-        config.setup_logging("WARNING" if not quiet else "ERROR")
-        from producers.replay import DatasetError
-        from recommender.experiment.scenario import dataset_replay
-
-        def load():
-            try:
-                return dataset_replay(train, test, fmt)
-            except DatasetError as exc:
-                raise ValueError(str(exc)) from None
-
-        _run(load, _params(refresh_s, nightly_window_h), out, replicates, quiet, as_json)
+    group.command("flash-sale")(flash_sale)
+    group.command("dataset")(dataset)

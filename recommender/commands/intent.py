@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from recommender import config
 from recommender.commands import options
 
+if TYPE_CHECKING:
+    from recommender.intent.dataset import Event, Split
+    from recommender.intent.train import RunResult
+
 log = logging.getLogger("flashrec.intent")
+
+ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosting")
 
 intent_app = typer.Typer(
     help="Purchase intent: train a model on past sessions, score live sessions into the "
@@ -57,7 +64,7 @@ def train(
     ),
     folds: int = typer.Option(4, "--folds", min=2, max=10, help="Time-ordered CV folds."),
     algorithms: str = typer.Option(
-        "logistic_regression,random_forest,gradient_boosting", "--algorithms",
+        ",".join(ALGORITHMS), "--algorithms",
         help="Comma-separated algorithms to search (each with its own grid).",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed of the models."),
@@ -65,12 +72,7 @@ def train(
     config_file: Path | None = ConfigOption,
 ) -> None:
     """Build features from the views' SQL, search three algorithms, report, maybe promote."""
-    import time
-    from datetime import timedelta
-
-    from rich.progress import Progress
-
-    from recommender.intent.dataset import DataError, load_events, time_split
+    from recommender.intent.dataset import DataError, load_events
     from recommender.intent.train import train as run_training
     from recommender.intent.training_report import write_report
 
@@ -78,10 +80,7 @@ def train(
     if grid not in ("full", "small"):
         _fail(f"--grid must be 'full' or 'small', not {grid!r}")
     folder = _model_dir(model_dir)
-    chosen = [a.strip() for a in algorithms.split(",") if a.strip()]
-    known = ("logistic_regression", "random_forest", "gradient_boosting")
-    if not chosen or set(chosen) - set(known):
-        _fail(f"--algorithms takes names from {', '.join(known)}, not {algorithms!r}")
+    chosen = _algorithms(algorithms)
     try:
         events = load_events(data)
     except DataError as exc:
@@ -92,27 +91,59 @@ def train(
     settings = {"data": data, "step_minutes": step_minutes, "horizon_hours": horizon_hours,
                 "test_share": test_share, "grid": grid, "folds": folds, "seed": seed,
                 "algorithms": chosen}
-    with Progress(transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(part: str, done: int, total: int) -> None:
-            if part not in tasks:
-                tasks[part] = bar.add_task(f"features ({part})", total=total)
-            bar.update(tasks[part], completed=done)
-
-        started = time.perf_counter()
-        step = timedelta(minutes=step_minutes) if step_minutes > 0 else None
-        split = time_split(events, test_share, step,
-                           timedelta(hours=horizon_hours), progress=progress)
-    log.info("features in %.1f s: train %d rows (%d purchase), test %d rows (%d purchase), "
-             "cutoff %s", time.perf_counter() - started, len(split.train),
-             int(split.train.y.sum()), len(split.test), int(split.test.y.sum()), split.cutoff)
+    split = _split(events, test_share, step_minutes, horizon_hours)
     try:
         result = run_training(split, folder, grid=grid, folds=folds, seed=seed,
                               settings=settings, only=chosen)
     except ValueError as exc:
         _fail(str(exc))
-    report = write_report(result, split, settings)
+    _print_results(result, write_report(result, split, settings))
+
+
+def _algorithms(value: str) -> list[str]:
+    """The algorithms named in --algorithms (comma-separated)."""
+    chosen = [a.strip() for a in value.split(",") if a.strip()]
+    if not chosen or set(chosen) - set(ALGORITHMS):
+        _fail(f"--algorithms takes names from {', '.join(ALGORITHMS)}, not {value!r}")
+    return chosen
+
+
+def _split(events: list[Event], test_share: float, step_minutes: float, horizon_hours: float
+           ) -> Split:  # fmt: skip
+    """The time-ordered train/test split of `events`, with a progress bar per part."""
+    import time
+    from datetime import timedelta
+
+    from recommender.intent.dataset import time_split
+    from recommender.progress import Progress
+
+    bar: dict[str, Progress] = {}  # the part being built and its progress
+
+    def progress(part: str, done: int, total: int) -> None:
+        if part not in bar:
+            for old in bar.values():
+                old.close()
+            bar.clear()
+            bar[part] = Progress(f"intent train: features ({part})", total=total,
+                                 unit="snapshots")  # fmt: skip
+        bar[part].set(done)
+
+    started = time.perf_counter()
+    step = timedelta(minutes=step_minutes) if step_minutes > 0 else None
+    try:
+        split = time_split(events, test_share, step, timedelta(hours=horizon_hours),
+                           progress=progress)  # fmt: skip
+    finally:
+        for old in bar.values():
+            old.close()
+    log.info("features in %.1f s: train %d rows (%d purchase), test %d rows (%d purchase), "
+             "cutoff %s", time.perf_counter() - started, len(split.train),
+             int(split.train.y.sum()), len(split.test), int(split.test.y.sum()), split.cutoff)
+    return split
+
+
+def _print_results(result: RunResult, report: Path) -> None:
+    """One line per algorithm, the baseline, whether the model was promoted, the report."""
     for r in result.results:
         typer.echo(f"{r.name:20s} CV PR-AUC {r.cv_pr_auc:.4f}  test PR-AUC "
                    f"{r.test['pr_auc']:.4f}  recall@P{0.5} {r.test['recall_at_precision']:.4f}"

@@ -8,6 +8,7 @@ deprecated environment name, settings file) that option's default, which a flag 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,25 @@ def setting(key: str, *flags: str, default: Any = _KEEP, help: str | None = None
     )  # fmt: skip
 
 
+def _port_range(lowest: int) -> Callable[[int], int]:
+    """Refuse a port outside `lowest`..65535 with the message min=/max= give; unlike them, it
+    adds no range to the type column of --help, which would squeeze the help beside it."""
+
+    def check(value: int) -> int:
+        if value < lowest:
+            raise typer.BadParameter(f"Input should be greater than or equal to {lowest}")
+        if value > 65535:
+            raise typer.BadParameter("Input should be less than or equal to 65535")
+        return value
+
+    return check
+
+
+def port(key: str, *flags: str, lowest: int = 1, **kwargs: Any) -> Any:
+    """A TCP port option of setting `key`, from `lowest` to 65535, shown as PORT."""
+    return setting(key, *flags, metavar="PORT", callback=_port_range(lowest), **kwargs)
+
+
 # --- kafka and the local broker -------------------------------------------------------------
 def bootstrap_servers(default: str | None = None, help: str | None = None) -> Any:
     return setting("kafka.bootstrap_servers", "--bootstrap-servers", default=default, help=help)
@@ -80,7 +100,7 @@ def partitions(panel: str | None = None) -> Any:
 
 
 def broker_port(*flags: str) -> Any:
-    return setting("broker.port", *(flags or ("--broker-port",)), min=1, max=65535)
+    return port("broker.port", *(flags or ("--broker-port",)))
 
 
 def broker_storage(*flags: str, panel: str | None = None, help: str | None = None) -> Any:
@@ -97,7 +117,7 @@ def pg_dsn(help: str | None = None, required: bool = False) -> Any:
 
 
 def pg_port() -> Any:
-    return setting("postgres.port", "--pg-port", min=1, max=65535)
+    return port("postgres.port", "--pg-port")
 
 
 def data_dir(help: str | None = None) -> Any:
@@ -122,8 +142,8 @@ def host() -> Any:
 
 
 def api_port(*flags: str, default: int | None = None, help: str | None = None) -> Any:
-    return setting("api.port", *(flags or ("--port",)), min=0, max=65535, help=help,
-                   default=_KEEP if default is None else default)  # fmt: skip
+    return port("api.port", *(flags or ("--port",)), lowest=0, help=help,
+                default=_KEEP if default is None else default)  # fmt: skip
 
 
 # --- VMIS-kNN -------------------------------------------------------------------------------

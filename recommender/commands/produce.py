@@ -15,12 +15,17 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from recommender import config
 from recommender.commands import options
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from producers.flash_sale import FlashSaleConfig, SalePlan
 
 log = logging.getLogger("flashrec.produce")
 
@@ -52,6 +57,23 @@ def _epoch_s(ts: str) -> float:
     return parse_ts(ts).timestamp()
 
 
+def _progress_bar(quiet: bool) -> Progress:
+    """The progress bar of `pump`: messages sent, rate and event time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9} ev/s  event time {task.fields[at]}"),
+        TimeElapsedColumn(), disable=quiet, transient=False,
+    )
+
+
 def pump(
     items: Iterable[dict[str, Any] | bytes],
     sink: Any,
@@ -64,14 +86,6 @@ def pump(
 
     Returns the sink's summary plus first/last event time and whether it was interrupted.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from producers.sink import DeliveryFailed
 
     interrupted = False
@@ -84,11 +98,7 @@ def pump(
     t0_event = t0_wall = None
     n = 0
     started = time.monotonic()
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>9} ev/s  event time {task.fields[at]}"),
-        TimeElapsedColumn(), disable=quiet, transient=False,
-    )
+    progress = _progress_bar(quiet)
     task = progress.add_task(label, total=total, rate="", at="")
     try:
         with progress:
@@ -162,6 +172,139 @@ def _parse_start(value: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def flash_sale(
+    seed: int = options.seed(),
+    run_id: str | None = typer.Option(
+        None, "--run-id",
+        help="Tag in every id of this run (1-40 of A-Z a-z 0-9 _ .; default: a fresh one).",
+    ),
+    start: str = typer.Option(
+        "now", "--start", help="Event time of the first click: 'now' or ISO-8601 UTC."
+    ),
+    events: int | None = typer.Option(
+        None, "--events", min=1, help="Stop after this many valid events."
+    ),
+    duration: float | None = typer.Option(
+        None, "--duration", min=1, help="Stop after this many seconds of event time."
+    ),
+    rate: float = options.setting("traffic.rate", "--rate", min=0.01),
+    speed: float = options.speed(),
+    sale_after: float = typer.Option(
+        600.0, "--sale-after", min=0, help="Seconds of event time before the flash sale."
+    ),
+    sale_strength: float = options.sale_strength(),
+    sale_ramp: float = typer.Option(
+        180.0, "--sale-ramp", min=0, help="Seconds for the sale to reach full strength."
+    ),
+    sale_categories: int = typer.Option(
+        2, "--sale-categories", min=1, help="Categories with products on sale."
+    ),
+    sale_products: int = typer.Option(60, "--sale-products", min=1,
+                                      help="Products on sale."),
+    products: int = options.products(),
+    bot_share: float = typer.Option(
+        0.0, "--bot-share", min=0, max=1, help="Share of sessions that are bots."
+    ),
+    malformed_share: float = typer.Option(
+        0.0, "--malformed-share", min=0, max=1,
+        help="Extra malformed messages per valid event (tests the dead-letter path).",
+    ),
+    intent_patterns: bool = typer.Option(
+        False, "--intent-patterns",
+        help="Plant the purchase-intent patterns (producers/intent_patterns.py).",
+    ),
+    out: Path | None = options.jsonl_out(),
+    bootstrap: str | None = options.bootstrap_servers(),
+    topic: str = options.topic(),
+    wait: float = options.broker_wait(10.0),
+    delivery_timeout: float = options.delivery_timeout(),
+    quiet: bool = options.quiet(),
+    config_file: Path | None = options.config_file(),
+) -> None:
+    """Synthetic fashion-shop traffic with a flash sale (Zipf popularity, funnels, bots)."""
+    from producers.flash_sale import RUN_ID_PATTERN, FlashSaleConfig, generate, new_run_id
+
+    config.setup_logging()
+    if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
+        _fail(f"--run-id must be 1-40 letters, digits, '_' or '.', got {run_id!r}")
+    cfg = FlashSaleConfig(
+        seed=seed, start=_parse_start(start), events=events, duration_s=duration, rate=rate,
+        sale_offset_s=sale_after, sale_strength=sale_strength, sale_ramp_s=sale_ramp,
+        sale_categories=sale_categories, sale_products=sale_products, n_products=products,
+        bot_share=bot_share, malformed_share=malformed_share,
+        intent_patterns=intent_patterns, run_id=run_id or new_run_id(),
+    )
+    sale = _plan_sale(cfg)
+    sink = _open_sink(out, bootstrap, topic, wait, delivery_timeout)
+    summary = pump(generate(cfg, sale), sink, speed=speed, total=events,
+                   label="flash-sale", quiet=quiet)
+    _report(summary, _sale_summary(cfg, sale))
+
+
+def replay(
+    dataset: Path = typer.Option(
+        ..., "--dataset", help="Data set file to replay (ids are the data set's own)."
+    ),
+    fmt: str = options.dataset_format(),
+    speed: float = options.speed(default=0.0),
+    rebase_time: bool = typer.Option(
+        False, "--rebase-time",
+        help="Shift timestamps so the replay looks live (the first or last event is now).",
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1,
+                                     help="Send only the first N events."),
+    out: Path | None = options.jsonl_out(),
+    bootstrap: str | None = options.bootstrap_servers(),
+    topic: str = options.topic(),
+    wait: float = options.broker_wait(10.0),
+    delivery_timeout: float = options.delivery_timeout(),
+    quiet: bool = options.quiet(),
+    config_file: Path | None = options.config_file(),
+) -> None:
+    """Replay a real click data set (e.g. ../shared/data) in timestamp order."""
+    from itertools import islice
+
+    from producers.replay import FORMATS, DatasetError, ReplayStats, read_dataset
+
+    config.setup_logging()
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    stats = ReplayStats()
+    try:
+        events = list(islice(read_dataset(dataset, fmt, stats), limit))
+    except (DatasetError, OSError, UnicodeDecodeError) as exc:
+        _fail(str(exc))
+    log.info("read %s: %s", dataset, stats.as_dict())
+    if rebase_time and events:
+        events = rebase(events, speed)
+    sink = _open_sink(out, bootstrap, topic, wait, delivery_timeout)
+    summary = pump(events, sink, speed=speed, total=len(events), label=dataset.name,
+                   quiet=quiet)
+    _report(summary, {"dataset": stats.as_dict()})
+
+
+def _plan_sale(cfg: FlashSaleConfig) -> SalePlan:
+    """The sale of `cfg`, logged with the run's event ids."""
+    from producers.flash_sale import plan
+
+    sale = plan(cfg)
+    log.info("run %s: event ids e%d-%s-<n>", cfg.run_id, cfg.seed, cfg.run_id)
+    log.info("flash sale at %s on %d products in %s", sale.sale_start.isoformat(),
+             len(sale.sale_products), ", ".join(sale.sale_categories))
+    return sale
+
+
+def _sale_summary(cfg: FlashSaleConfig, sale: SalePlan) -> dict[str, Any]:
+    """What the flash-sale summary adds to the sink's."""
+    return {
+        "run_id": cfg.run_id,
+        "sale_start": sale.sale_start.isoformat(),
+        "sale_categories": list(sale.sale_categories),
+        "sale_products": len(sale.sale_products),
+        "bot_sessions": len(sale.bot_sessions),
+    }
+
+
 def register(app: typer.Typer) -> None:
     """Add `produce flash-sale` and `replay` to the CLI."""
     produce = typer.Typer(
@@ -169,127 +312,8 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     app.add_typer(produce, name="produce")
-
-    @produce.command("flash-sale")
-    def flash_sale(
-        seed: int = options.seed(),
-        run_id: str | None = typer.Option(
-            None, "--run-id",
-            help="Tag in every id of this run (1-40 of A-Z a-z 0-9 _ .; default: a fresh one).",
-        ),
-        start: str = typer.Option(
-            "now", "--start", help="Event time of the first click: 'now' or ISO-8601 UTC."
-        ),
-        events: int | None = typer.Option(
-            None, "--events", min=1, help="Stop after this many valid events."
-        ),
-        duration: float | None = typer.Option(
-            None, "--duration", min=1, help="Stop after this many seconds of event time."
-        ),
-        rate: float = options.setting("traffic.rate", "--rate", min=0.01),
-        speed: float = options.speed(),
-        sale_after: float = typer.Option(
-            600.0, "--sale-after", min=0, help="Seconds of event time before the flash sale."
-        ),
-        sale_strength: float = options.sale_strength(),
-        sale_ramp: float = typer.Option(
-            180.0, "--sale-ramp", min=0, help="Seconds for the sale to reach full strength."
-        ),
-        sale_categories: int = typer.Option(
-            2, "--sale-categories", min=1, help="Categories with products on sale."
-        ),
-        sale_products: int = typer.Option(60, "--sale-products", min=1,
-                                          help="Products on sale."),
-        products: int = options.products(),
-        bot_share: float = typer.Option(
-            0.0, "--bot-share", min=0, max=1, help="Share of sessions that are bots."
-        ),
-        malformed_share: float = typer.Option(
-            0.0, "--malformed-share", min=0, max=1,
-            help="Extra malformed messages per valid event (tests the dead-letter path).",
-        ),
-        intent_patterns: bool = typer.Option(
-            False, "--intent-patterns",
-            help="Plant the purchase-intent patterns (producers/intent_patterns.py).",
-        ),
-        out: Path | None = options.jsonl_out(),
-        bootstrap: str | None = options.bootstrap_servers(),
-        topic: str = options.topic(),
-        wait: float = options.broker_wait(10.0),
-        delivery_timeout: float = options.delivery_timeout(),
-        quiet: bool = options.quiet(),
-        config_file: Path | None = options.config_file(),
-    ) -> None:
-        """Synthetic fashion-shop traffic with a flash sale (Zipf popularity, funnels, bots)."""
-        from producers.flash_sale import RUN_ID_PATTERN, FlashSaleConfig, generate, new_run_id, plan
-
-        config.setup_logging()
-        if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
-            _fail(f"--run-id must be 1-40 letters, digits, '_' or '.', got {run_id!r}")
-        run_id = run_id or new_run_id()
-        cfg = FlashSaleConfig(
-            seed=seed, start=_parse_start(start), events=events, duration_s=duration, rate=rate,
-            sale_offset_s=sale_after, sale_strength=sale_strength, sale_ramp_s=sale_ramp,
-            sale_categories=sale_categories, sale_products=sale_products, n_products=products,
-            bot_share=bot_share, malformed_share=malformed_share,
-            intent_patterns=intent_patterns, run_id=run_id,
-        )
-        sale = plan(cfg)
-        log.info("run %s: event ids e%d-%s-<n>", run_id, seed, run_id)
-        log.info("flash sale at %s on %d products in %s", sale.sale_start.isoformat(),
-                 len(sale.sale_products), ", ".join(sale.sale_categories))
-        sink = _open_sink(out, bootstrap, topic, wait, delivery_timeout)
-        summary = pump(generate(cfg, sale), sink, speed=speed, total=events,
-                       label="flash-sale", quiet=quiet)
-        _report(summary, {
-            "run_id": run_id,
-            "sale_start": sale.sale_start.isoformat(),
-            "sale_categories": list(sale.sale_categories),
-            "sale_products": len(sale.sale_products),
-            "bot_sessions": len(sale.bot_sessions),
-        })
-
-    @app.command("replay")
-    def replay(
-        dataset: Path = typer.Option(
-            ..., "--dataset", help="Data set file to replay (ids are the data set's own)."
-        ),
-        fmt: str = options.dataset_format(),
-        speed: float = options.speed(default=0.0),
-        rebase_time: bool = typer.Option(
-            False, "--rebase-time",
-            help="Shift timestamps so the replay looks live (the first or last event is now).",
-        ),
-        limit: int | None = typer.Option(None, "--limit", min=1,
-                                         help="Send only the first N events."),
-        out: Path | None = options.jsonl_out(),
-        bootstrap: str | None = options.bootstrap_servers(),
-        topic: str = options.topic(),
-        wait: float = options.broker_wait(10.0),
-        delivery_timeout: float = options.delivery_timeout(),
-        quiet: bool = options.quiet(),
-        config_file: Path | None = options.config_file(),
-    ) -> None:
-        """Replay a real click data set (e.g. ../shared/data) in timestamp order."""
-        from itertools import islice
-
-        from producers.replay import FORMATS, DatasetError, ReplayStats, read_dataset
-
-        config.setup_logging()
-        if fmt not in FORMATS:
-            _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        stats = ReplayStats()
-        try:
-            events = list(islice(read_dataset(dataset, fmt, stats), limit))
-        except (DatasetError, OSError, UnicodeDecodeError) as exc:
-            _fail(str(exc))
-        log.info("read %s: %s", dataset, stats.as_dict())
-        if rebase_time and events:
-            events = rebase(events, speed)
-        sink = _open_sink(out, bootstrap, topic, wait, delivery_timeout)
-        summary = pump(events, sink, speed=speed, total=len(events), label=dataset.name,
-                       quiet=quiet)
-        _report(summary, {"dataset": stats.as_dict()})
+    produce.command("flash-sale")(flash_sale)
+    app.command("replay")(replay)
 
 
 def rebase(events: list[dict[str, Any]], speed: float) -> list[dict[str, Any]]:

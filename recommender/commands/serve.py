@@ -39,92 +39,94 @@ def _check_inputs(history: Path | None, source: str, dsn: str | None) -> None:
         _fail(f"give --history PATH or a PostgreSQL DSN (--pg-dsn or {config.ENV_PG_DSN})")
 
 
+def serve(
+    host: str = options.host(),
+    port: int = options.api_port(),
+    pg_dsn: str | None = options.pg_dsn(help=DSN_HELP),
+    source: str = typer.Option("embedded", "--source", help=SOURCE_HELP),
+    history: Path | None = typer.Option(None, "--history", help=HISTORY_HELP),
+    data_dir: Path = options.data_dir(help="Folder for the session store (sessions/)."),
+    m: int = options.vmis_m(),
+    k: int = options.vmis_k(),
+    how_many: int = options.vmis_how_many(),
+    max_items: int = options.vmis_max_items(),
+    idf_weighting: float = options.vmis_idf_weighting(),
+    session_ttl: float = options.setting("api.session_ttl", "--session-ttl", min=0.0),
+    log_level: str | None = options.log_level(),
+    config_file: Path | None = options.config_file(),
+) -> None:
+    """Serve recommendations, the dashboard, health and metrics over HTTP."""
+    config.setup_logging(log_level)
+    _check_inputs(history, source, pg_dsn)
+    import uvicorn
+
+    from recommender.serving.app import create_app
+    from recommender.serving.runtime import build_state, http_impl, loop_impl
+
+    try:
+        state = build_state(
+            params=_params(m, k, how_many, max_items, idf_weighting),
+            data_dir=data_dir,
+            history=history,
+            source=source,
+            dsn=pg_dsn,
+            session_ttl_s=session_ttl,
+        )
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    log.info("serving on http://%s:%d (dashboard at /, API docs at /docs)", host, port)
+    uvicorn.run(
+        create_app(state),
+        host=host,
+        port=port,
+        loop=loop_impl(),
+        http=http_impl(),
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def udf_server(
+    host: str = options.host(),
+    port: int = options.port("udf.port", "--port"),
+    pg_dsn: str | None = options.pg_dsn(help=DSN_HELP),
+    source: str = typer.Option("risingwave", "--source", help=SOURCE_HELP),
+    history: Path | None = typer.Option(None, "--history", help=HISTORY_HELP),
+    m: int = options.vmis_m(),
+    k: int = options.vmis_k(),
+    how_many: int = options.vmis_how_many(),
+    max_items: int = options.vmis_max_items(),
+    idf_weighting: float = options.vmis_idf_weighting(),
+    log_level: str | None = options.log_level(),
+    config_file: Path | None = options.config_file(),
+) -> None:
+    """Serve vmis_recommend(items, n) to RisingWave as an Arrow Flight UDF server."""
+    config.setup_logging(log_level)
+    _check_inputs(history, source, pg_dsn)
+    from recommender.serving.runtime import make_index
+    from recommender.serving.udf_server import make_server
+
+    try:
+        index, sync = make_index(
+            _params(m, k, how_many, max_items, idf_weighting),
+            history=history,
+            source=source,
+            dsn=pg_dsn,
+        )
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    if sync is not None:
+        sync.start()
+    server = make_server(index, host, port)
+    log.info("UDF server on %s:%d (vmis_recommend, vmis_recommend_scored)", host, port)
+    try:
+        server.serve()
+    finally:
+        if sync is not None:
+            sync.stop()
+
+
 def register(app: typer.Typer) -> None:
     """Add `serve` and `udf-server` to the CLI."""
-
-    @app.command("serve")
-    def serve(
-        host: str = options.host(),
-        port: int = options.api_port(),
-        pg_dsn: str | None = options.pg_dsn(help=DSN_HELP),
-        source: str = typer.Option("embedded", "--source", help=SOURCE_HELP),
-        history: Path | None = typer.Option(None, "--history", help=HISTORY_HELP),
-        data_dir: Path = options.data_dir(help="Folder for the session store (sessions/)."),
-        m: int = options.vmis_m(),
-        k: int = options.vmis_k(),
-        how_many: int = options.vmis_how_many(),
-        max_items: int = options.vmis_max_items(),
-        idf_weighting: float = options.vmis_idf_weighting(),
-        session_ttl: float = options.setting("api.session_ttl", "--session-ttl", min=0.0),
-        log_level: str | None = options.log_level(),
-        config_file: Path | None = options.config_file(),
-    ) -> None:
-        """Serve recommendations, the dashboard, health and metrics over HTTP."""
-        config.setup_logging(log_level)
-        _check_inputs(history, source, pg_dsn)
-        import uvicorn
-
-        from recommender.serving.app import create_app
-        from recommender.serving.runtime import build_state, http_impl, loop_impl
-
-        try:
-            state = build_state(
-                params=_params(m, k, how_many, max_items, idf_weighting),
-                data_dir=data_dir,
-                history=history,
-                source=source,
-                dsn=pg_dsn,
-                session_ttl_s=session_ttl,
-            )
-        except (OSError, ValueError) as exc:
-            _fail(str(exc))
-        log.info("serving on http://%s:%d (dashboard at /, API docs at /docs)", host, port)
-        uvicorn.run(
-            create_app(state),
-            host=host,
-            port=port,
-            loop=loop_impl(),
-            http=http_impl(),
-            log_level="warning",
-            access_log=False,
-        )
-
-    @app.command("udf-server")
-    def udf_server(
-        host: str = options.host(),
-        port: int = options.setting("udf.port", "--port", min=1, max=65535),
-        pg_dsn: str | None = options.pg_dsn(help=DSN_HELP),
-        source: str = typer.Option("risingwave", "--source", help=SOURCE_HELP),
-        history: Path | None = typer.Option(None, "--history", help=HISTORY_HELP),
-        m: int = options.vmis_m(),
-        k: int = options.vmis_k(),
-        how_many: int = options.vmis_how_many(),
-        max_items: int = options.vmis_max_items(),
-        idf_weighting: float = options.vmis_idf_weighting(),
-        log_level: str | None = options.log_level(),
-        config_file: Path | None = options.config_file(),
-    ) -> None:
-        """Serve vmis_recommend(items, n) to RisingWave as an Arrow Flight UDF server."""
-        config.setup_logging(log_level)
-        _check_inputs(history, source, pg_dsn)
-        from recommender.serving.runtime import make_index
-        from recommender.serving.udf_server import make_server
-
-        try:
-            index, sync = make_index(
-                _params(m, k, how_many, max_items, idf_weighting),
-                history=history,
-                source=source,
-                dsn=pg_dsn,
-            )
-        except (OSError, ValueError) as exc:
-            _fail(str(exc))
-        if sync is not None:
-            sync.start()
-        server = make_server(index, host, port)
-        log.info("UDF server on %s:%d (vmis_recommend, vmis_recommend_scored)", host, port)
-        try:
-            server.serve()
-        finally:
-            if sync is not None:
-                sync.stop()
+    app.command("serve")(serve)
+    app.command("udf-server")(udf_server)

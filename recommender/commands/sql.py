@@ -77,90 +77,93 @@ def _maintainer_rows(objects: list[SqlObject]) -> tuple[list[tuple[str, ...]], i
     return rows, bad
 
 
+SQL_DIR_OPTION = typer.Option(
+    None, "--sql-dir", envvar=config.ENV_SQL_DIR,
+    help="Folder of the .sql files (default: the project's sql/).",
+)  # fmt: skip
+
+PARSER_OPTION = typer.Option(
+    None, "--parser", envvar=rwparser.ENV_PARSER,
+    help="RisingWave v3.0.3's SQL parser as a command (default: "
+    "../shared/tools/risingwave-sqlparser/rw-sqlparser beside the project).",
+)  # fmt: skip
+
+
+def check(sql_dir: Path | None = SQL_DIR_OPTION, parser: Path | None = PARSER_OPTION) -> None:
+    """Parse every statement with sqlglot (RisingWave dialect) and with RisingWave's own
+    parser, and list each object; the index follower's cursor statements follow.
+
+    status (sqlglot): ok: parsed; unchecked: only seen as a generic command; error: does
+    not parse. risingwave: RisingWave v3.0.3's parser accepts it (ok) or not (error), or
+    skipped when the parser is not found. Then each view's incremental maintainer (named
+    in the .toml beside its file) and whether the view's SQL has the shape it
+    reproduces. Exit code 1 when a statement has an error or a view's SQL does not match
+    its maintainer; 2 when a .toml is not valid.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from recommender import sqlfiles
+
+    folder = sql_dir or config.SQL_DIR
+    if not Path(folder).is_dir():
+        _fail(f"no SQL folder at {folder}")
+    try:
+        objects = sqlfiles.load(folder)
+    except ValueError as exc:  # a catalog entry (.toml) that is not valid
+        _fail(str(exc))
+    per_object, per_cursor, rw_summary = _rw_verdicts(objects, rwparser.parser_path(parser))
+    table = Table(title=f"sql/ objects ({folder})")
+    for column in ("file", "kind", "name", "status", "risingwave", "detail"):
+        table.add_column(column)
+    for o, verdict in zip(objects, per_object, strict=True):
+        style = STATUS_STYLE.get(o.status, "")
+        detail = verdict.summary if verdict is not None and not verdict.ok else o.detail
+        table.add_row(o.file, o.kind, o.name, f"[{style}]{o.status}[/]",
+                      _verdict_cell(verdict), detail)  # fmt: skip
+    for sql, verdict in per_cursor:  # name: the statement, its cursor's name shortened
+        shown = re.sub(r"\bflashrec_\w+_\d+\b", "<cursor>", sql)
+        detail = "" if verdict.ok else verdict.summary
+        table.add_row("index_sync.py", "cursor", shown, "", _verdict_cell(verdict), detail)
+    console = Console(width=160)
+    console.print(table)
+    rows, mismatches = _maintainer_rows(objects)
+    kept = Table(title="incremental maintainers (catalog: the .toml beside each view)")
+    for column in ("view", "catalog", "maintainer", "shape", "detail"):
+        kept.add_column(column)
+    for row in rows:
+        kept.add_row(*row)
+    console.print(kept)
+    counts = {s: sum(o.status == s for o in objects) for s in STATUS_STYLE}
+    typer.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
+    typer.echo(rw_summary)
+    declared = sum(r[2] != "-" for r in rows)
+    typer.echo(f"maintainers: {declared - mismatches} match, {mismatches} mismatch")
+    rw_errors = [v for v in per_object if v is not None and not v.ok]
+    rw_errors += [v for _, v in per_cursor if not v.ok]
+    if counts["error"] or rw_errors or mismatches:
+        raise typer.Exit(1)
+
+
+def show(
+    view: str = typer.Argument(..., help="Name of a materialized view of sql/."),
+    sql_dir: Path | None = SQL_DIR_OPTION,
+) -> None:
+    """Print the DuckDB SQL the embedded engine runs for VIEW (NOW() = the engine clock)."""
+    from recommender import sqlfiles
+
+    views = {v.name: v for v in sqlfiles.views(sqlfiles.load(sql_dir))}
+    if view not in views:
+        _fail(f"no view {view!r}; views: {', '.join(views)}")
+    query = sqlfiles.view_query(views[view])
+    typer.echo(f"-- {views[view].file}; look-back {sqlfiles.horizon(query)}")
+    typer.echo(sqlfiles.to_duckdb(query).replace(sqlfiles.NOW_MARKER, "$now"))
+
+
 def register(app: typer.Typer) -> None:
     """Add the `sql` command group to the CLI."""
     group = typer.Typer(help="The RisingWave SQL of sql/ (views, source, subscriptions).",
                         no_args_is_help=True)  # fmt: skip
     app.add_typer(group, name="sql")
-
-    sql_dir_option = typer.Option(
-        None, "--sql-dir", envvar=config.ENV_SQL_DIR,
-        help="Folder of the .sql files (default: the project's sql/).",
-    )  # fmt: skip
-
-    parser_option = typer.Option(
-        None, "--parser", envvar=rwparser.ENV_PARSER,
-        help="RisingWave v3.0.3's SQL parser as a command (default: "
-        "../shared/tools/risingwave-sqlparser/rw-sqlparser beside the project).",
-    )  # fmt: skip
-
-    @group.command("check")
-    def check(sql_dir: Path | None = sql_dir_option, parser: Path | None = parser_option) -> None:
-        """Parse every statement with sqlglot (RisingWave dialect) and with RisingWave's own
-        parser, and list each object; the index follower's cursor statements follow.
-
-        status (sqlglot): ok: parsed; unchecked: only seen as a generic command; error: does
-        not parse. risingwave: RisingWave v3.0.3's parser accepts it (ok) or not (error), or
-        skipped when the parser is not found. Then each view's incremental maintainer (named
-        in the .toml beside its file) and whether the view's SQL has the shape it
-        reproduces. Exit code 1 when a statement has an error or a view's SQL does not match
-        its maintainer; 2 when a .toml is not valid.
-        """
-        from rich.console import Console
-        from rich.table import Table
-
-        from recommender import sqlfiles
-
-        folder = sql_dir or config.SQL_DIR
-        if not Path(folder).is_dir():
-            _fail(f"no SQL folder at {folder}")
-        try:
-            objects = sqlfiles.load(folder)
-        except ValueError as exc:  # a catalog entry (.toml) that is not valid
-            _fail(str(exc))
-        per_object, per_cursor, rw_summary = _rw_verdicts(objects, rwparser.parser_path(parser))
-        table = Table(title=f"sql/ objects ({folder})")
-        for column in ("file", "kind", "name", "status", "risingwave", "detail"):
-            table.add_column(column)
-        for o, verdict in zip(objects, per_object, strict=True):
-            style = STATUS_STYLE.get(o.status, "")
-            detail = verdict.summary if verdict is not None and not verdict.ok else o.detail
-            table.add_row(o.file, o.kind, o.name, f"[{style}]{o.status}[/]",
-                          _verdict_cell(verdict), detail)  # fmt: skip
-        for sql, verdict in per_cursor:  # name: the statement, its cursor's name shortened
-            shown = re.sub(r"\bflashrec_\w+_\d+\b", "<cursor>", sql)
-            detail = "" if verdict.ok else verdict.summary
-            table.add_row("index_sync.py", "cursor", shown, "", _verdict_cell(verdict), detail)
-        console = Console(width=160)
-        console.print(table)
-        rows, mismatches = _maintainer_rows(objects)
-        kept = Table(title="incremental maintainers (catalog: the .toml beside each view)")
-        for column in ("view", "catalog", "maintainer", "shape", "detail"):
-            kept.add_column(column)
-        for row in rows:
-            kept.add_row(*row)
-        console.print(kept)
-        counts = {s: sum(o.status == s for o in objects) for s in STATUS_STYLE}
-        typer.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
-        typer.echo(rw_summary)
-        declared = sum(r[2] != "-" for r in rows)
-        typer.echo(f"maintainers: {declared - mismatches} match, {mismatches} mismatch")
-        rw_errors = [v for v in per_object if v is not None and not v.ok]
-        rw_errors += [v for _, v in per_cursor if not v.ok]
-        if counts["error"] or rw_errors or mismatches:
-            raise typer.Exit(1)
-
-    @group.command("show")
-    def show(
-        view: str = typer.Argument(..., help="Name of a materialized view of sql/."),
-        sql_dir: Path | None = sql_dir_option,
-    ) -> None:
-        """Print the DuckDB SQL the embedded engine runs for VIEW (NOW() = the engine clock)."""
-        from recommender import sqlfiles
-
-        views = {v.name: v for v in sqlfiles.views(sqlfiles.load(sql_dir))}
-        if view not in views:
-            _fail(f"no view {view!r}; views: {', '.join(views)}")
-        query = sqlfiles.view_query(views[view])
-        typer.echo(f"-- {views[view].file}; look-back {sqlfiles.horizon(query)}")
-        typer.echo(sqlfiles.to_duckdb(query).replace(sqlfiles.NOW_MARKER, "$now"))
+    group.command("check")(check)
+    group.command("show")(show)

@@ -57,101 +57,122 @@ def start_api_hook(engine: Any, dsn: str, port: int, data_dir: Path) -> Any:
     return start_api(engine, dsn, port=port, data_dir=data_dir)
 
 
+# options of `up` that take more than a line; --help lists them in the signature's order
+DATA_DIR = options.data_dir(
+    help="Folder of the engine state, the local broker's and PostgreSQL's data."
+)
+API_PORT = options.api_port(
+    "--api-port", default=0, help="Also serve the recommendation API on this port (0: no)."
+)
+BOOTSTRAP = options.bootstrap_servers(
+    help="Use this Kafka/Redpanda instead of starting the local broker."
+)
+PG_DSN = options.pg_dsn(
+    help="Publish the views into this PostgreSQL instead of starting the local one."
+)
+INTENT = options.setting("intent.enabled", "--intent/--no-intent")
+PG_SHARED_BUFFERS = options.setting(
+    "postgres.shared_buffers", "--pg-shared-buffers", panel=options.TUNING
+)
+REFRESH_INTERVAL = options.setting(
+    "engine.refresh_interval", "--refresh-interval", min=0.05, panel=options.TUNING
+)
+BACKGROUND_INTERVAL = options.setting(
+    "engine.background_interval", "--background-interval", min=0.0, panel=options.TUNING
+)
+BACKGROUND_SHARE = options.setting(
+    "engine.background_share", "--background-share", min=0.05, max=1.0, panel=options.TUNING
+)
+BACKGROUND_PROCESS = options.setting(
+    "engine.background_process", "--background-process/--background-thread",
+    panel=options.TUNING,
+)  # fmt: skip
+UNLOGGED_VIEWS = options.setting(
+    "engine.unlogged_views", "--unlogged-views/--logged-views", panel=options.TUNING
+)
+DUCKDB_THREADS = options.setting(
+    "engine.duckdb_threads", "--duckdb-threads", min=0, panel=options.TUNING
+)
+GROUP_ID = options.setting("engine.group_id", "--group-id", panel=options.TUNING)
+
+
+def up(
+    data_dir: Path = DATA_DIR,
+    api_port: int = API_PORT,
+    bootstrap: str | None = BOOTSTRAP,
+    pg_dsn: str | None = PG_DSN,
+    broker_port: int = options.broker_port(),
+    pg_port: int = options.pg_port(),
+    topic: str = options.topic(),
+    dlq_topic: str = options.dlq_topic(),
+    clock: str = options.clock(),
+    intent: bool = INTENT,
+    intent_model_dir: Path | None = options.intent_model_dir(),
+    config_file: Path | None = options.config_file(),
+    broker_storage: str = options.broker_storage(panel=options.TUNING),
+    partitions: int = options.partitions(panel=options.TUNING),
+    pg_shared_buffers: str = PG_SHARED_BUFFERS,
+    refresh_interval: float = REFRESH_INTERVAL,
+    background_interval: float = BACKGROUND_INTERVAL,
+    background_share: float = BACKGROUND_SHARE,
+    background_process: bool = BACKGROUND_PROCESS,
+    unlogged_views: bool = UNLOGGED_VIEWS,
+    duckdb_threads: int = DUCKDB_THREADS,
+    group_id: str = GROUP_ID,
+) -> None:
+    """Start broker, PostgreSQL and the streaming engine on 127.0.0.1; Ctrl-C stops all."""
+    from recommender.engine import CLOCKS
+    from recommender.postgres.local import check_size
+
+    config.setup_logging()
+    if clock not in CLOCKS:
+        _fail(f"--clock must be one of {', '.join(CLOCKS)}, not {clock!r}")
+    try:
+        check_size(pg_shared_buffers, "--pg-shared-buffers")
+    except ValueError as exc:
+        _fail(str(exc))
+    run_until_stopped(UpOptions(
+        bootstrap=bootstrap, broker_port=broker_port, partitions=partitions,
+        pg_dsn=pg_dsn, pg_port=pg_port,
+        pg_shared_buffers=pg_shared_buffers, data_dir=Path(data_dir), clock=clock,
+        refresh_interval=refresh_interval, background_interval=background_interval,
+        background_share=background_share, background_process=background_process,
+        unlogged_views=unlogged_views, duckdb_threads=duckdb_threads, topic=topic,
+        dlq_topic=dlq_topic, group_id=group_id, api_port=api_port, intent=intent,
+        intent_model_dir=intent_model_dir, broker_storage=broker_storage,
+    ))  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     """Add `up` to the CLI."""
+    app.command("up")(up)
 
-    @app.command("up")
-    def up(
-        data_dir: Path = options.data_dir(
-            help="Folder of the engine state, the local broker's and PostgreSQL's data."
-        ),
-        api_port: int = options.api_port(
-            "--api-port", default=0, help="Also serve the recommendation API on this port (0: no)."
-        ),
-        bootstrap: str | None = options.bootstrap_servers(
-            help="Use this Kafka/Redpanda instead of starting the local broker."
-        ),
-        pg_dsn: str | None = options.pg_dsn(
-            help="Publish the views into this PostgreSQL instead of starting the local one."
-        ),
-        broker_port: int = options.broker_port(),
-        pg_port: int = options.pg_port(),
-        topic: str = options.topic(),
-        dlq_topic: str = options.dlq_topic(),
-        clock: str = options.clock(),
-        intent: bool = options.setting("intent.enabled", "--intent/--no-intent"),
-        intent_model_dir: Path | None = options.intent_model_dir(),
-        config_file: Path | None = options.config_file(),
-        broker_storage: str = options.broker_storage(panel=options.TUNING),
-        partitions: int = options.partitions(panel=options.TUNING),
-        pg_shared_buffers: str = options.setting(
-            "postgres.shared_buffers", "--pg-shared-buffers", panel=options.TUNING
-        ),
-        refresh_interval: float = options.setting(
-            "engine.refresh_interval", "--refresh-interval", min=0.05, panel=options.TUNING
-        ),
-        background_interval: float = options.setting(
-            "engine.background_interval", "--background-interval", min=0.0, panel=options.TUNING
-        ),
-        background_share: float = options.setting(
-            "engine.background_share", "--background-share", min=0.05, max=1.0, panel=options.TUNING
-        ),
-        background_process: bool = options.setting(
-            "engine.background_process", "--background-process/--background-thread",
-            panel=options.TUNING,
-        ),
-        unlogged_views: bool = options.setting(
-            "engine.unlogged_views", "--unlogged-views/--logged-views", panel=options.TUNING
-        ),
-        duckdb_threads: int = options.setting(
-            "engine.duckdb_threads", "--duckdb-threads", min=0, panel=options.TUNING
-        ),
-        group_id: str = options.setting("engine.group_id", "--group-id", panel=options.TUNING),
-    ) -> None:
-        """Start broker, PostgreSQL and the streaming engine on 127.0.0.1; Ctrl-C stops all."""
-        from recommender.engine import CLOCKS
-        from recommender.postgres.local import check_size
 
-        config.setup_logging()
-        if clock not in CLOCKS:
-            _fail(f"--clock must be one of {', '.join(CLOCKS)}, not {clock!r}")
-        try:
-            check_size(pg_shared_buffers, "--pg-shared-buffers")
-        except ValueError as exc:
-            _fail(str(exc))
-        stop = threading.Event()
-        starting = threading.Event()  # set while the engine starts (reads its views back)
+def run_until_stopped(o: UpOptions) -> None:
+    """Run what `o` asks for until SIGINT or SIGTERM, then stop all of it, newest first."""
+    stop = threading.Event()
+    starting = threading.Event()  # set while the engine starts (reads its views back)
 
-        def on_signal(signum: int, frame: object) -> None:
-            stop.set()
-            if starting.is_set():  # interrupt the engine's start; a second signal only stops
-                starting.clear()
-                raise KeyboardInterrupt
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        if starting.is_set():  # interrupt the engine's start; a second signal only stops
+            starting.clear()
+            raise KeyboardInterrupt
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, on_signal)
-        options = UpOptions(
-            bootstrap=bootstrap, broker_port=broker_port, partitions=partitions,
-            pg_dsn=pg_dsn, pg_port=pg_port,
-            pg_shared_buffers=pg_shared_buffers, data_dir=Path(data_dir), clock=clock,
-            refresh_interval=refresh_interval, background_interval=background_interval,
-            background_share=background_share, background_process=background_process,
-            unlogged_views=unlogged_views, duckdb_threads=duckdb_threads, topic=topic,
-            dlq_topic=dlq_topic, group_id=group_id, api_port=api_port, intent=intent,
-            intent_model_dir=intent_model_dir, broker_storage=broker_storage,
-        )  # fmt: skip
-        started: list[Any] = []
-        try:
-            _run(options, stop, started, starting)
-        except KeyboardInterrupt:
-            log.info("stopped while the engine started")
-        finally:
-            for thing in reversed(started):
-                try:
-                    thing.stop()
-                except Exception as exc:  # keep stopping the rest
-                    log.warning("stopping %s failed: %s", type(thing).__name__, exc)
-            typer.echo("flashrec up: stopped")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    started: list[Any] = []
+    try:
+        _run(o, stop, started, starting)
+    except KeyboardInterrupt:
+        log.info("stopped while the engine started")
+    finally:
+        for thing in reversed(started):
+            try:
+                thing.stop()
+            except Exception as exc:  # keep stopping the rest
+                log.warning("stopping %s failed: %s", type(thing).__name__, exc)
+        typer.echo("flashrec up: stopped")
 
 
 def start_intent(engine: Any, dsn: str, model_dir: Path, clock: str, started: list[Any]

@@ -5,13 +5,13 @@ A tier is chosen by whoever starts the engine and handed to it as a `TierFactory
 `recommender.engine.worker.process_tier` (a child process). With no background interval the
 engine keeps every view in its main refresh (no tier).
 
-The 30-day customer views cost hundreds of milliseconds per refresh at flash-sale rates, and
-a backlog of touched users makes one refresh take seconds; refreshed in the engine loop they
-would hold back every event's way into PostgreSQL. Here they run in their own thread, with
-their own DuckDB cursor (temp tables are per connection; the stored events are shared) and
-their own PostgreSQL connection: each of their refreshes is still one transaction, at the
-engine clock of that moment. Their changes go to in-process subscribers, not to
-flashrec_changes (their commits would interleave with the main tier's epochs).
+The 30-day customer views' refresh grows with the users touched since the last one;
+refreshed in the engine loop they would hold back every event's way into PostgreSQL. Here
+they run in their own thread, with their own DuckDB cursor (temp tables are per connection;
+the stored events are shared) and their own PostgreSQL connection: each of their refreshes
+is still one transaction, at the engine clock of that moment. Their changes go to in-process
+subscribers, not to flashrec_changes (their commits would interleave with the main tier's
+epochs).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class BackgroundTier:
         self.interval = interval
         self.share = share
         self.nice = nice
-        if nice:  # its PostgreSQL backend writes ~10^5 rows per refresh at flash-sale rates
+        if nice:  # its PostgreSQL backend (a local server) runs nicer too
             lower_priority(local_backend(self.publisher.conn), nice, "its PostgreSQL backend")
         self.clock = clock
         self.hub = hub
@@ -166,9 +166,7 @@ class BackgroundTier:
 
     def pause_after(self, refresh_s: float) -> float:
         """Seconds between the end of a refresh that took `refresh_s` and the next: the
-        interval, or longer, so that refreshing takes at most `share` of the time (their
-        refresh grows with the customers touched, and back to back it held a core and the
-        interpreter that the main tier needs, docs/benchmarks.md)."""
+        interval, or longer, so that refreshing takes at most `share` of the time."""
         return max(self.interval, refresh_s * (1 - self.share) / self.share)
 
     def _run(self) -> None:

@@ -26,6 +26,7 @@ from numba.typed import Dict, List
 
 from recommender import sqlfiles
 from recommender.engine import intmap
+from recommender.engine.maintainers import BotsOf, Defaults
 from recommender.engine.refresh import bot_sessions, rows_table
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ class Interner:
             self.free.append(x)
 
 
-class CoViewMaintainer:
+class CoViewMaintainer(Defaults):
     """The co_view_pairs view over the engine's stored events, updated per refresh."""
 
     def __init__(self, window: timedelta = timedelta(minutes=30), min_sessions: int = 3) -> None:
@@ -415,6 +416,14 @@ class CoViewMaintainer:
         con.register("__coview_arrow", self.table())
         return "SELECT * FROM __coview_arrow"
 
+    # the rest of the Maintainer protocol: maintainers.Defaults
+    @property
+    def reports_changes(self) -> bool:
+        return True
+
+    def read_bots(self, bots_of: BotsOf) -> None:
+        self.bots_of = bots_of
+
 
 def parameters(view: sqlfiles.SqlObject) -> tuple[timedelta, int]:
     """(window, least sessions of a pair) of the view's SQL; ShapeError when its query is not
@@ -438,8 +447,8 @@ _warmed = False
 
 def warm_up() -> None:
     """Compile (or load from Numba's cache) every kernel and typed-dict helper now, once per
-    process: one first needed mid-stream (the first session to leave the window comes 30
-    minutes in) would stall that refresh for about a second."""
+    process, so that none compiles inside a live refresh (the first session to leave the
+    window comes a window's length in)."""
     global _warmed
     if _warmed:
         return

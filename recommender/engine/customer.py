@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from recommender import sqlfiles
+from recommender.engine.maintainers import Defaults
 from recommender.engine.store import newest_seq
 
 # sqlfiles.shape of the queries this module reproduces. Their parameters, in query order:
@@ -240,7 +241,7 @@ def dirty(view: str) -> str:
     return f"__cust_dirty_{view}"
 
 
-class CustomerView:
+class CustomerView(Defaults):
     """ViewRunner override of one customer view over the shared state: `override` gives
     every row, `touched` the rows of the users changed since this view's last refresh."""
 
@@ -251,6 +252,9 @@ class CustomerView:
         self._all_rows = rows  # SQL of the view's rows (all, or the users in a table)
         self.windows = windows or state.windows  # the view's own windows (days)
         state.views.add(name)
+        # it reports no changes of its own (`touched` gives its changed users' rows instead)
+        self.COLUMNS: list[str] = []
+        self.TYPES: list[str] = []
 
     def _rows(self, keys: str | None) -> str:
         """SQL of the view's rows, of its own windows where the state keeps more."""
@@ -272,6 +276,11 @@ class CustomerView:
                     f"SELECT DISTINCT user_id AS k FROM {dirty(self.name)}")  # fmt: skip
         con.execute(f"DELETE FROM {dirty(self.name)}")
         return self._rows(table)
+
+    # the rest of the Maintainer protocol: maintainers.Defaults
+    @property
+    def by_touched_keys(self) -> bool:
+        return True
 
 
 def parameters(view: sqlfiles.SqlObject) -> tuple[int, ...]:

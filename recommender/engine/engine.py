@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import logging
 import threading
 import time
@@ -72,10 +73,9 @@ class EngineConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # views whose changes also go to PostgreSQL's flashrec_changes (None: all of them)
     feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS
-    # views without a feed get UNLOGGED tables: no WAL (the customer views write ~230 MB
-    # of it per 500,000 events); PostgreSQL empties them when it recovers from a crash and
-    # the engine republishes them when it starts. Off: no speed gain was measured on one
-    # machine (docs/benchmarks.md), and replicas and backups do not hold such tables
+    # views without a feed get UNLOGGED tables: no WAL; PostgreSQL empties them when it
+    # recovers from a crash and the engine republishes them when it starts. Off by default:
+    # replicas and backups do not hold such tables
     unlogged_views: bool = False
     # views refreshed in a background thread every background_interval s (0: in every refresh);
     # default: those of tier "background" in sql/'s catalog
@@ -97,15 +97,41 @@ class EngineConfig:
     # while behind (consumer batches come back full) refresh at most this often: fewer,
     # larger refreshes let a backlog drain faster
     catchup_refresh: float = 5.0
-    # Python's full GC collections walk the whole state (0.2-1.2 s pauses measured at 5,000
-    # events/s): objects alive after a refresh are frozen (gc.freeze); every this many
-    # seconds they are unfrozen and collected once (0: Python's default GC)
+    # Python's full GC collections walk the whole state: objects alive after a refresh are
+    # frozen (gc.freeze); every this many seconds they are unfrozen and collected once
+    # (0: Python's default GC)
     gc_full_interval: float = 600.0
     # a publish in flight this long is logged as stuck and /readyz says "stalled"
     stall_warning: float = 10.0
-    # DuckDB's threads (None: one per core, DuckDB's default). One measured fresher on 2
-    # busy cores (docs/benchmarks.md): DuckDB's parallel tasks wait for each other there
+    # DuckDB's threads (None: one per core, DuckDB's default). One by default: on a few
+    # busy cores DuckDB's parallel tasks wait for each other
     duckdb_threads: int | None = 1
+
+    def to_json(self) -> str:
+        """The configuration as JSON (for a child process), without `overrides` (objects)."""
+        doc: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if key == "overrides":
+                continue
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, timedelta):
+                value = value.total_seconds()
+            doc[key] = value
+        return json.dumps(doc)
+
+    @classmethod
+    def from_json(cls, text: str) -> EngineConfig:
+        """The configuration that to_json wrote."""
+        doc = json.loads(text)
+        for key in ("state_path", "sql_dir"):
+            if doc[key] is not None:
+                doc[key] = Path(doc[key])
+        doc["raw_retention"] = timedelta(seconds=doc["raw_retention"])
+        for key in ("background_views", "feed_views"):
+            if doc[key] is not None:
+                doc[key] = tuple(doc[key])
+        return cls(**doc)
 
     def check(self) -> None:
         """Raise ValueError naming the first setting out of its range."""
@@ -490,9 +516,8 @@ class Engine:
 
     def _gc_paused(self) -> AbstractContextManager[None]:
         """No automatic GC collection while the views are computed (with gc_full_interval:
-        what a refresh makes is frozen right after it): collections in the middle of a
-        refresh walked its new objects again and again (measured 1.3-2.7x on the session
-        views, docs/benchmarks.md)."""
+        what a refresh makes is frozen right after it): a collection in the middle of a
+        refresh would walk its new objects again and again."""
         return gc_paused() if self.config.gc_full_interval > 0 else nullcontext()
 
     def _settle_gc(self) -> None:

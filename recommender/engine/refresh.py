@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, overload
@@ -26,14 +26,16 @@ from typing import Any, overload
 import duckdb
 
 from recommender import catalog, sqlfiles
+from recommender.engine.maintainers import Compute, Maintainer, as_maintainer
 from recommender.engine.store import newest_seq, registered
 
 log = logging.getLogger(__name__)
 
 LO_MARKER, HI_MARKER = "__FLASHREC_LO__", "__FLASHREC_HI__"
 
-# A view computed by code instead of SQL: (connection, clock) -> SQL of a relation to store.
-Override = Callable[[duckdb.DuckDBPyConnection, datetime], str]
+# A view computed by code instead of SQL: a Maintainer, or a function (connection, clock) ->
+# SQL of a relation to store, which computes it in every refresh.
+Override = Maintainer | Compute
 
 
 @dataclass
@@ -63,19 +65,19 @@ class ViewRunner:
         self.con = con
         self.views = sqlfiles.views(objects)
         self.sql = {v.name: sqlfiles.to_duckdb(sqlfiles.view_query(v)) for v in self.views}
-        self.overrides = overrides or {}
+        self.overrides = {n: as_maintainer(o) for n, o in (overrides or {}).items()}
         meta = sqlfiles.catalog(self.views)
         self.bot_view = catalog.bot_view(meta)  # None: no view flags bots
-        state = getattr(self.overrides.get(self.bot_view or ""), "state", None)
-        if hasattr(state, "first_click"):  # the session views' clicks, for trending's flips
+        bot_override = self.overrides.get(self.bot_view or "")
+        first_click = bot_override.first_clicks() if bot_override is not None else None
+        if first_click is not None:  # the session views' clicks, for trending's flips
             for override in self.overrides.values():
-                if hasattr(override, "first_click"):
-                    override.first_click = state.first_click
+                override.read_first_clicks(first_click)
         self.has_prev: set[str] = set()
         self.seeded_empty: set[str] = set()
         self.delta_ready: set[str] = set()  # maintained views that now report their own changes
-        # overrides with `touched` keep their own state and give the touched keys' rows
-        self.maintained = {n for n, o in self.overrides.items() if hasattr(o, "touched")}
+        # maintainers by touched keys keep their own state and give the touched keys' rows
+        self.maintained = {n for n, o in self.overrides.items() if o.by_touched_keys}
         self.partitioned = {
             n: m.partition for n, m in meta.items()
             if m.partition and n in self.sql and (n not in self.overrides or n in self.maintained)
@@ -135,8 +137,7 @@ class ViewRunner:
     def compute(self, now: datetime, name: str) -> str:
         """Store view `name` at clock `now` as a temp table; returns its name."""
         if name in self.overrides:
-            override = self.overrides[name]
-            relation = getattr(override, "override", override)(self.con, now)
+            relation = self.overrides[name].override(self.con, now)
         else:
             relation = sqlfiles.bind_now(self.sql[name], now)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {relation}")
@@ -164,12 +165,13 @@ class ViewRunner:
                 continue
             started = time.perf_counter()
             override = self.overrides.get(name)
-            if hasattr(override, "bots_of"):  # the bot set this runner keeps
-                override.bots_of = self.bots
-            if diff and name in self.delta_ready:
-                if hasattr(override, "flip_source"):
-                    override.flip_source = self._flip_source(name)
-                inserts, deletes, count = override.delta(self.con, now)
+            if override is not None:  # the bot set this runner keeps
+                override.read_bots(self.bots)
+            if diff and override is not None and name in self.delta_ready:
+                override.read_flips_from(self._flip_source(name))
+                changes = override.delta(self.con, now)
+                assert changes is not None  # delta_ready: it reports its changes
+                inserts, deletes, count = changes
                 ms = (time.perf_counter() - started) * 1000
                 results.append(ViewResult(name, list(override.COLUMNS), list(override.TYPES),
                                           inserts, deletes, count, ms))  # fmt: skip
@@ -299,7 +301,9 @@ class ViewRunner:
         if name in self.windowed:
             part = self._touch_windows(name, now)
         elif name in self.maintained:
-            part = self.overrides[name].touched(self.con, now, f"__touched_{name}")
+            touched = self.overrides[name].touched(self.con, now, f"__touched_{name}")
+            assert touched is not None  # maintained: it gives its touched keys' rows
+            part = touched
         else:  # its touched keys and their events: _scan_keys
             part = sqlfiles.bind_now(self.part_sql[name], now)
         return self._replace_touched(name, now, started, seq, part)
@@ -403,7 +407,8 @@ class ViewRunner:
                 self.part_ready.add(name)  # the view's table is now the published state
                 self.con.execute(f"DROP TABLE IF EXISTS __prev_{name}")
                 continue
-            if hasattr(self.overrides.get(name), "delta"):
+            override = self.overrides.get(name)
+            if override is not None and override.reports_changes:
                 self.delta_ready.add(name)  # from now on it reports its own changes
                 self.con.execute(f"DROP TABLE IF EXISTS __prev_{name}")
                 continue
@@ -451,7 +456,7 @@ class ViewRunner:
         if name == self.bot_view:
             self._bots = None
         override = self.overrides.get(name)
-        if override is None or hasattr(override, "delta") or hasattr(override, "touched"):
+        if override is None or override.reports_changes or override.by_touched_keys:
             query = sqlfiles.bind_now(self.sql[name], datetime(1970, 1, 1))
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
                              f"SELECT * FROM ({query}) LIMIT 0")  # fmt: skip

@@ -39,6 +39,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from recommender import sqlfiles
+from recommender.engine.maintainers import Defaults, FirstClick
 from recommender.engine.refresh import ArrowRows
 from recommender.engine.store import newest_seq, registered
 
@@ -425,7 +426,7 @@ def _micros(ts: datetime) -> int:
     return (ts - EPOCH) // timedelta(microseconds=1)
 
 
-class SessionView:
+class SessionView(Defaults):
     """ViewRunner override of one of the two session views over the shared state: the
     first refresh builds the view from its SQL, later ones report their own changes."""
 
@@ -479,6 +480,15 @@ class SessionView:
                          schema=BASE_SCHEMA)  # fmt: skip
         with registered(con, "__sess_arrow", table):
             return con.sql(self.final).to_arrow_table()
+
+    # the rest of the Maintainer protocol: maintainers.Defaults
+    @property
+    def reports_changes(self) -> bool:
+        return True
+
+    def first_clicks(self) -> FirstClick:
+        """The oldest click of sessions in the shared state (SessionState.first_click)."""
+        return self.state.first_click
 
 
 def _history(rows: list[Row]) -> list[Row]:

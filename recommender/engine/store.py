@@ -22,25 +22,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recommender.engine.event_ids import EventIdIndex
+from recommender.events import COLUMNS, column_types, schema
 
-EVENT_COLUMNS = (
-    "event_id", "session_id", "user_id", "product_id", "product_name", "category",
-    "action", "ts", "device", "price",
-)  # fmt: skip
-_STRINGS = ("event_id", "session_id", "user_id", "product_id", "product_name", "category",
-            "action", "device")  # fmt: skip
+# the event's fields (recommender/events.py) as flashrec_events' columns after `seq`
+_TYPES = column_types("duckdb")
+_STRINGS = tuple(name for name, kind in _TYPES if kind == "VARCHAR")
+_REQUIRED = frozenset(schema()["required"])
+_ARROW = {"VARCHAR": pa.string(), "DOUBLE": pa.float64()}
 
-SCHEMA_SQL = """
+SCHEMA_SQL = f"""
 CREATE TABLE IF NOT EXISTS flashrec_events (
-    seq BIGINT, event_id VARCHAR, session_id VARCHAR, user_id VARCHAR, product_id VARCHAR,
-    product_name VARCHAR, category VARCHAR, action VARCHAR, ts TIMESTAMP, device VARCHAR,
-    price DOUBLE);
+    seq BIGINT, {", ".join(f"{name} {kind}" for name, kind in _TYPES)});
 CREATE TABLE IF NOT EXISTS flashrec_offsets (
     topic VARCHAR, part INTEGER, next_offset BIGINT, PRIMARY KEY (topic, part));
 CREATE TABLE IF NOT EXISTS flashrec_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE OR REPLACE VIEW clickstream AS
-    SELECT event_id, session_id, user_id, product_id, product_name, category, action, ts,
-           device, price FROM flashrec_events;
+CREATE OR REPLACE VIEW clickstream AS SELECT {", ".join(COLUMNS)} FROM flashrec_events;
 """
 
 
@@ -50,14 +46,17 @@ def parse_naive(ts: str) -> datetime:
 
 
 def events_table(events: list[dict[str, Any]], first_seq: int) -> pa.Table:
-    """Validated event dicts as an Arrow table (ts as naive UTC microseconds)."""
+    """Validated event dicts as an Arrow table of flashrec_events' columns (times as naive
+    UTC microseconds; an optional field left out is NULL)."""
     cols: dict[str, Any] = {"seq": pa.array(np.arange(first_seq, first_seq + len(events)))}
-    for name in _STRINGS[:7]:
-        cols[name] = pa.array([e[name] for e in events], pa.string())
-    ts = np.array([e["ts"][:-1] for e in events], dtype="datetime64[us]")
-    cols["ts"] = pa.array(ts, pa.timestamp("us"))
-    cols["device"] = pa.array([e.get("device") for e in events], pa.string())
-    cols["price"] = pa.array([e.get("price") for e in events], pa.float64())
+    for name, kind in _TYPES:
+        if kind == "TIMESTAMP":
+            ts = np.array([e[name][:-1] for e in events], dtype="datetime64[us]")
+            cols[name] = pa.array(ts, pa.timestamp("us"))
+        elif name in _REQUIRED:
+            cols[name] = pa.array([e[name] for e in events], _ARROW[kind])
+        else:
+            cols[name] = pa.array([e.get(name) for e in events], _ARROW[kind])
     return pa.table(cols)
 
 
@@ -90,12 +89,11 @@ class StateStore:
         return rows[0][0] if rows else None
 
     def _set_meta(self, values: dict[str, str]) -> None:
-        """Write meta keys in one statement (one per key cost ~3 ms each batch)."""
+        """Write meta keys in one statement."""
         self._upsert("flashrec_meta", list(values.items()))
 
     def _upsert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        """INSERT OR REPLACE `rows` into `table` in one statement (DuckDB takes ~5 ms per
-        such statement, however few its rows)."""
+        """INSERT OR REPLACE `rows` into `table` in one statement."""
         if not rows:
             return
         marks = ", ".join(["(" + ", ".join("?" * len(rows[0])) + ")"] * len(rows))

@@ -16,7 +16,7 @@ are read from it.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from recommender import sqlfiles
+from recommender.engine.maintainers import BotsOf, Defaults, FirstClick
 from recommender.engine.refresh import bot_sessions, rows_table
 from recommender.engine.store import newest_seq
 
@@ -41,7 +42,7 @@ def _unknown(_sessions: Iterable[str], _seq: int) -> datetime | None:
     return None
 
 
-class TrendingMaintainer:
+class TrendingMaintainer(Defaults):
     """The trending_by_category view over the engine's stored events, updated per refresh."""
 
     COLUMNS = ["category", "rank", "product_id", "product_name", "engagement_score",
@@ -61,10 +62,10 @@ class TrendingMaintainer:
         # where the events of sessions whose bot flag flipped are read (set by the runner:
         # its shared scan of the touched sessions when it holds them all)
         self.flip_source = "flashrec_events"
-        self.bots_of = bot_sessions  # the runner's kept set once it refreshes this view
+        self.bots_of: BotsOf = bot_sessions  # the runner's kept set once it refreshes this view
         # the oldest click of these sessions among the events up to seq (None: not known),
         # so a flip's events are read from there on instead of from the horizon's start
-        self.first_click: Callable[[Iterable[str], int], datetime | None] = _unknown
+        self.first_click: FirstClick = _unknown
 
     @classmethod
     def for_view(cls, view: sqlfiles.SqlObject) -> TrendingMaintainer:
@@ -175,6 +176,20 @@ class TrendingMaintainer:
         casts = ", ".join(f"CAST({c} AS {t}) AS {c}"
                           for c, t in zip(self.COLUMNS, self.TYPES, strict=True))  # fmt: skip
         return f"SELECT {casts} FROM __trending_arrow"
+
+    # the rest of the Maintainer protocol: maintainers.Defaults
+    @property
+    def reports_changes(self) -> bool:
+        return True
+
+    def read_first_clicks(self, first_click: FirstClick) -> None:
+        self.first_click = first_click
+
+    def read_bots(self, bots_of: BotsOf) -> None:
+        self.bots_of = bots_of
+
+    def read_flips_from(self, table: str) -> None:
+        self.flip_source = table
 
 
 def parameters(view: sqlfiles.SqlObject) -> tuple[timedelta, timedelta, int]:

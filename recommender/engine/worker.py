@@ -1,8 +1,8 @@
 """The background tier in its own process: the customer views off the engine's interpreter.
 
 In a thread, the customer views share the engine's Python interpreter with its loop and
-publish thread (and, in `flashrec up`, the API and the intent scorer); a refresh of them is
-seconds of DuckDB and PostgreSQL work for ~50,000 touched users at 5,000 events/s. With
+publish thread (and, in `flashrec up`, the API and the intent scorer), and a refresh of them
+is DuckDB and PostgreSQL work for every touched user. With
 `background_process` (`flashrec up --background-process`) they run in a child process
 instead, reading every partition by manual assignment, with its own DuckDB state (events and
 offsets, as the engine keeps them, so kill -9 of either process loses nothing) and its own
@@ -17,7 +17,6 @@ background role (its configuration comes in the environment variable FLASHREC_WO
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -27,8 +26,6 @@ import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 from recommender.changefeed import ChangeBatch
 from recommender.config import setup_logging
@@ -51,31 +48,6 @@ def worker_config(config: EngineConfig) -> EngineConfig:
         refresh_interval=config.background_interval, feed_views=(), publish_thread=False,
         role="background", view_intervals={}, overrides={},
     )  # fmt: skip
-
-
-def _spec(config: EngineConfig) -> str:
-    doc: dict[str, Any] = {}
-    for key, value in vars(config).items():
-        if key == "overrides":
-            continue
-        if isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, timedelta):
-            value = value.total_seconds()
-        doc[key] = value
-    return json.dumps(doc)
-
-
-def _from_spec(text: str) -> EngineConfig:
-    doc = json.loads(text)
-    for key in ("state_path", "sql_dir"):
-        if doc[key] is not None:
-            doc[key] = Path(doc[key])
-    doc["raw_retention"] = timedelta(seconds=doc["raw_retention"])
-    for key in ("background_views", "feed_views"):
-        if doc[key] is not None:
-            doc[key] = tuple(doc[key])
-    return EngineConfig(**doc)
 
 
 def process_tier(ctx: TierContext) -> BackgroundProcess:
@@ -120,7 +92,7 @@ class BackgroundProcess:
         return list(self.config.background_views)
 
     def start(self) -> BackgroundProcess:
-        env = {**os.environ, SPEC_ENV: _spec(self.config)}
+        env = {**os.environ, SPEC_ENV: self.config.to_json()}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "recommender.engine.worker"], env=env,
             stdin=subprocess.DEVNULL,
@@ -178,7 +150,7 @@ def main() -> None:
     text = os.environ.get(SPEC_ENV)
     if not text:
         sys.exit(f"{SPEC_ENV} is not set: this module is started by the engine")
-    config = _from_spec(text)
+    config = EngineConfig.from_json(text)
     parent = os.getppid()
     if config.background_nice:
         os.nice(config.background_nice)  # threads started from here on inherit it

@@ -40,6 +40,8 @@ RECOMMENDERS = (
     "vmis_nightly", "vmis_live", "also_nightly", "also_live", "also_blend", "popular_nightly",
     "popular_live",
 )  # fmt: skip
+# the live views' events: co_view_pairs' 30-minute window and a minute more (ms)
+FEED_MS = 31 * 60_000
 
 
 _VMIS = VmisParams()
@@ -111,121 +113,192 @@ def run(
 ) -> tuple[Evaluations, dict[str, Any]]:
     """Replay the test period; returns the evaluations and facts about the run."""
     c = replay.clicks
-    ts, sess, prod, act = c.ts_ms, c.session, c.product, c.action
-    i_cut, i_end = c.index_at(replay.cut_ms), c.index_at(replay.end_ms)
+    i_cut = c.index_at(replay.cut_ms)
     if i_cut == 0:
         raise ValueError("no events before the cut: the nightly models would be empty")
     timings: dict[str, float] = {}
     started = time.perf_counter()
-
-    # --- midnight: the nightly batch job -----------------------------------------------------
-    window = timedelta(hours=params.nightly_window_h)
-    batch = SqlViews(c, {"co_view_pairs": window})
-    batch.append(0, i_cut)
-    now = int(ts[i_cut - 1])
-    history = batch.vmis_history(now)
-    also_nightly = also_viewed_table(batch.co_view(now), c.product_ids, params.cutoff)
-    batch.con.close()
-    nightly, live = _index(history, params), _index(history, params)
-    lo = c.index_at(replay.cut_ms - int(window.total_seconds() * 1000))
-    popular_nightly = _popular(c, lo, i_cut, params.cutoff)
+    nightly = _Nightly.build(replay, params, i_cut)
     timings["nightly_build_s"] = time.perf_counter() - started
-
-    # --- the live state at midnight: the same history, kept incrementally ---------------------
     t0 = time.perf_counter()
-    state = LiveHistory()
-    for i in range(i_cut):
-        state.add(int(sess[i]), int(prod[i]), int(act[i]), int(ts[i]))
-    pop_ms = int(params.popular_window_min * 60_000)
-    rolling = RollingPopularity(pop_ms, params.cutoff)
-    for i in range(c.index_at(replay.cut_ms - pop_ms), i_cut):
-        if act[i] == VIEW:
-            rolling.add(int(prod[i]), int(ts[i]))
-    stream = SqlViews(c, incremental=params.incremental)
-    feed_from = c.index_at(replay.cut_ms - 31 * 60_000)
-    stream.append(feed_from, i_cut)
-    fed = i_cut
+    live = _Live(replay, params, i_cut, nightly)
     timings["live_start_s"] = time.perf_counter() - t0
+    questions = _Questions(params)
+    loop_start = time.perf_counter()
+    _replay_day(replay, params, nightly, live, questions, progress)
+    timings.update(
+        loop_s=time.perf_counter() - loop_start, refresh_s=live.refresh_s,
+        index_update_s=live.index_s, recommend_s=questions.seconds,
+    )  # fmt: skip
+    evals = questions.evaluations()
+    return evals, _facts(replay, params, nightly, live, evals, timings)
 
-    # --- the test period, click by click -----------------------------------------------------
+
+@dataclass
+class _Nightly:
+    """The models built at midnight from the views of sql/, which never change."""
+
+    history: list[tuple[int, list[int], float]]  # vmis_history's rows
+    index: Any  # VMIS-kNN over them
+    also_viewed: dict[int, list[int]]  # from co_view_pairs over the batch window
+    popular: list[int]  # the batch window's most viewed products
+
+    @classmethod
+    def build(cls, replay: Replay, params: Params, i_cut: int) -> _Nightly:
+        """The nightly batch job over the events before the cut."""
+        c = replay.clicks
+        window = timedelta(hours=params.nightly_window_h)
+        batch = SqlViews(c, {"co_view_pairs": window})
+        batch.append(0, i_cut)
+        now = int(c.ts_ms[i_cut - 1])
+        history = batch.vmis_history(now)
+        also_viewed = also_viewed_table(batch.co_view(now), c.product_ids, params.cutoff)
+        batch.con.close()
+        lo = c.index_at(replay.cut_ms - int(window.total_seconds() * 1000))
+        return cls(history, _index(history, params), also_viewed,
+                   _popular(c, lo, i_cut, params.cutoff))  # fmt: skip
+
+
+class _Live:
+    """The live models, from the nightly state on: the VMIS-kNN index gets every click;
+    co_view_pairs and popularity are recomputed every `refresh_s` of event time."""
+
+    def __init__(self, replay: Replay, params: Params, i_cut: int, nightly: _Nightly) -> None:
+        c = self.clicks = replay.clicks
+        self.params = params
+        self.index = _index(nightly.history, params)
+        self.history = LiveHistory()  # the same history, kept incrementally
+        for i in range(i_cut):
+            self.history.add(int(c.session[i]), int(c.product[i]), int(c.action[i]),
+                             int(c.ts_ms[i]))  # fmt: skip
+        pop_ms = int(params.popular_window_min * 60_000)
+        self.rolling = RollingPopularity(pop_ms, params.cutoff)
+        for i in range(c.index_at(replay.cut_ms - pop_ms), i_cut):
+            if c.action[i] == VIEW:
+                self.rolling.add(int(c.product[i]), int(c.ts_ms[i]))
+        self.stream = SqlViews(c, incremental=params.incremental)
+        self.stream.append(c.index_at(replay.cut_ms - FEED_MS), i_cut)
+        self.fed = i_cut  # events before this one are in the views' table
+        self.also_viewed = nightly.also_viewed
+        self.popular = nightly.popular
+        self.refresh_ms = max(1, int(params.refresh_s * 1000))
+        self.next_refresh = int(c.ts_ms[i_cut])  # refresh before the first click of the day
+        self.refreshes = 0
+        self.refresh_s = self.index_s = 0.0
+
+    def refresh(self, i: int, t: int) -> None:
+        """Feed the events before click i (at t) to the views; recompute the live lists."""
+        started = time.perf_counter()
+        c = self.clicks
+        self.stream.append(self.fed, i)
+        self.fed = i
+        clock = int(c.ts_ms[i - 1])
+        self.also_viewed = also_viewed_table(self.stream.co_view(clock), c.product_ids,
+                                             self.params.cutoff)  # fmt: skip
+        self.popular = self.rolling.top(clock)
+        self.refreshes += 1
+        if self.refreshes % 64 == 0:
+            self.stream.drop_before(clock - FEED_MS)
+        self.next_refresh = (t // self.refresh_ms + 1) * self.refresh_ms
+        self.refresh_s += time.perf_counter() - started
+
+    def click(self, s: int, p: int, a: int, t: int) -> None:
+        """One click into the index: its session's vmis_history row, or out as a bot."""
+        started = time.perf_counter()
+        self.history.add(s, p, a, t)
+        row = self.history.row(s)
+        if row is not None:
+            self.index.upsert_session(s, row[0], row[1])
+        elif s in self.history.items:  # turned into a bot: out of the index
+            self.index.remove_session(s)
+        self.index_s += time.perf_counter() - started
+
+
+class _Questions:
+    """The evaluations asked so far: each model's rank of the viewed product."""
+
+    def __init__(self, params: Params) -> None:
+        self.cutoff = params.cutoff
+        self.kw = dict(k=params.k, how_many=params.cutoff, max_items_in_session=params.max_items,
+                       idf_weighting=params.idf_weighting)  # fmt: skip
+        self.ts: list[int] = []
+        self.sessions: list[int] = []
+        self.ranks: dict[str, list[int]] = {name: [] for name in RECOMMENDERS}
+        self.seconds = 0.0
+
+    def ask(self, t: int, s: int, p: int, tail: list[int], nightly: _Nightly,
+            live: _Live) -> None:  # fmt: skip
+        """Every model's rank of p, viewed at t in session s after the views in `tail`."""
+        started = time.perf_counter()
+        self.ts.append(t)
+        self.sessions.append(s)
+        ranks, kw = self.ranks, self.kw
+        ranks["vmis_nightly"].append(_rank([x for x, _ in nightly.index.recommend(tail, **kw)], p))
+        ranks["vmis_live"].append(_rank([x for x, _ in live.index.recommend(tail, **kw)], p))
+        night_list = nightly.also_viewed.get(tail[-1], [])
+        live_list = live.also_viewed.get(tail[-1], [])
+        ranks["also_nightly"].append(_rank(night_list, p))
+        ranks["also_live"].append(_rank(live_list, p))
+        ranks["also_blend"].append(_rank(_blend(live_list, night_list, self.cutoff), p))
+        ranks["popular_nightly"].append(_rank(nightly.popular, p))
+        ranks["popular_live"].append(_rank(live.popular, p))
+        self.seconds += time.perf_counter() - started
+
+    def evaluations(self) -> Evaluations:
+        return Evaluations(
+            np.asarray(self.ts, dtype=np.int64),
+            np.asarray(self.sessions, dtype=np.int64),
+            {name: np.asarray(v, dtype=np.int16) for name, v in self.ranks.items()},
+        )
+
+
+def _running_tails(replay: Replay, params: Params, i_cut: int) -> dict[int, list[int]]:
+    """The last views of the sessions running at midnight (the hour before the cut)."""
+    c = replay.clicks
     tails: dict[int, list[int]] = {}
     for i in range(max(0, c.index_at(replay.cut_ms - 3_600_000)), i_cut):
-        if act[i] == VIEW:  # sessions running at midnight keep their last views
-            tail = tails.setdefault(int(sess[i]), [])
-            if not tail or tail[-1] != prod[i]:
-                tail.append(int(prod[i]))
+        if c.action[i] == VIEW:
+            tail = tails.setdefault(int(c.session[i]), [])
+            if not tail or tail[-1] != c.product[i]:
+                tail.append(int(c.product[i]))
                 del tail[: -params.max_items]
-    refresh_ms = max(1, int(params.refresh_s * 1000))
-    next_refresh = int(ts[i_cut])  # refresh before the first click of the day
-    also_live: dict[int, list[int]] = also_nightly
-    popular_live = popular_nightly
-    out_ts: list[int] = []
-    out_sess: list[int] = []
-    ranks: dict[str, list[int]] = {name: [] for name in RECOMMENDERS}
-    r_vn, r_vl = ranks["vmis_nightly"], ranks["vmis_live"]
-    r_an, r_al, r_ab = ranks["also_nightly"], ranks["also_live"], ranks["also_blend"]
-    r_pn, r_pl = ranks["popular_nightly"], ranks["popular_live"]
-    kw = dict(k=params.k, how_many=params.cutoff, max_items_in_session=params.max_items,
-              idf_weighting=params.idf_weighting)
-    refreshes, refresh_s, index_s, rec_s = 0, 0.0, 0.0, 0.0
-    loop_start = time.perf_counter()
+    return tails
+
+
+def _replay_day(replay: Replay, params: Params, nightly: _Nightly, live: _Live,
+                questions: _Questions, progress: Callable[[int], None] | None) -> None:  # fmt: skip
+    """The test period click by click: each view with an earlier view in its session is a
+    question to every model, asked before the click updates the live state."""
+    c = replay.clicks
+    ts, sess, prod, act = c.ts_ms, c.session, c.product, c.action
+    i_cut, i_end = c.index_at(replay.cut_ms), c.index_at(replay.end_ms)
+    tails = _running_tails(replay, params, i_cut)
     for i in range(i_cut, i_end):
         t, s, p, a = int(ts[i]), int(sess[i]), int(prod[i]), int(act[i])
-        if t >= next_refresh:
-            r0 = time.perf_counter()
-            stream.append(fed, i)
-            fed = i
-            clock = int(ts[i - 1])
-            also_live = also_viewed_table(stream.co_view(clock), c.product_ids, params.cutoff)
-            popular_live = rolling.top(clock)
-            refreshes += 1
-            if refreshes % 64 == 0:
-                stream.drop_before(clock - 31 * 60_000)
-            next_refresh = (t // refresh_ms + 1) * refresh_ms
-            refresh_s += time.perf_counter() - r0
+        if t >= live.next_refresh:
+            live.refresh(i, t)
         if a == VIEW:
             tail = tails.setdefault(s, [])
             if tail and tail[-1] != p:
-                r0 = time.perf_counter()
-                out_ts.append(t)
-                out_sess.append(s)
-                r_vn.append(_rank([x for x, _ in nightly.recommend(tail, **kw)], p))
-                r_vl.append(_rank([x for x, _ in live.recommend(tail, **kw)], p))
-                night_list = also_nightly.get(tail[-1], [])
-                live_list = also_live.get(tail[-1], [])
-                r_an.append(_rank(night_list, p))
-                r_al.append(_rank(live_list, p))
-                r_ab.append(_rank(_blend(live_list, night_list, params.cutoff), p))
-                r_pn.append(_rank(popular_nightly, p))
-                r_pl.append(_rank(popular_live, p))
-                rec_s += time.perf_counter() - r0
+                questions.ask(t, s, p, tail, nightly, live)
             if not tail or tail[-1] != p:
                 tail.append(p)
                 del tail[: -params.max_items]
-            rolling.add(p, t)
-        r0 = time.perf_counter()
-        state.add(s, p, a, t)
-        row = state.row(s)
-        if row is not None:
-            live.upsert_session(s, row[0], row[1])
-        elif s in state.items:  # turned into a bot: out of the index
-            live.remove_session(s)
-        index_s += time.perf_counter() - r0
+            live.rolling.add(p, t)
+        live.click(s, p, a, t)
         if progress is not None and (i & 4095) == 0:
             progress(t)
     if progress is not None:
         progress(replay.end_ms)
-    stream.con.close()
-    timings.update(
-        loop_s=time.perf_counter() - loop_start, refresh_s=refresh_s, index_update_s=index_s,
-        recommend_s=rec_s,
-    )  # fmt: skip
-    evals = Evaluations(
-        np.asarray(out_ts, dtype=np.int64),
-        np.asarray(out_sess, dtype=np.int64),
-        {name: np.asarray(v, dtype=np.int16) for name, v in ranks.items()},
-    )
-    info = {
+    live.stream.con.close()
+
+
+def _facts(replay: Replay, params: Params, nightly: _Nightly, live: _Live,
+           evals: Evaluations, timings: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    """Facts about the run, for the summary."""
+    c = replay.clicks
+    i_cut, i_end = c.index_at(replay.cut_ms), c.index_at(replay.end_ms)
+    return {
         "params": asdict(params),
         "events_total": len(c),
         "events_history": i_cut,
@@ -233,10 +306,9 @@ def run(
         "evaluations": len(evals),
         "test_sessions": int(len(np.unique(evals.session))),
         "products": len(c.product_ids),
-        "nightly_index": {"sessions": nightly.n_sessions, "items": nightly.n_items},
-        "live_index_end": {"sessions": live.n_sessions, "items": live.n_items},
-        "nightly_co_view_products": len(also_nightly),
-        "live_refreshes": refreshes,
+        "nightly_index": {"sessions": nightly.index.n_sessions, "items": nightly.index.n_items},
+        "live_index_end": {"sessions": live.index.n_sessions, "items": live.index.n_items},
+        "nightly_co_view_products": len(nightly.also_viewed),
+        "live_refreshes": live.refreshes,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
-    return evals, info

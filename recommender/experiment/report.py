@@ -74,11 +74,24 @@ def _fmt(entry: dict[str, Any] | None, pct: bool = False) -> str:
 
 
 def markdown(summary: dict[str, Any], command: str) -> str:
-    s = summary["stats"]
-    run = summary["run"]
-    win = summary["windows"]
-    sale_name = "sale" if win["sale_hours"] is not None else "second half"
+    """report.md: the run, the metrics per window, the nightly model's drop, per hour, plots."""
+    sale_name = "sale" if summary["windows"]["sale_hours"] is not None else "second half"
     lines = [
+        *_overview(summary, command, sale_name),
+        *_window_table(summary["stats"], sale_name),
+        *_drop_table(summary["stats"], sale_name),
+        *_hourly_table(summary["hourly"]),
+        "", "## Plots", "",
+        *[f"![{name}]({name})" for name in PLOTS],
+        *_timings(summary),
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _overview(summary: dict[str, Any], command: str, sale_name: str) -> list[str]:
+    """The title, the command and what was replayed."""
+    s, run, win = summary["stats"], summary["run"], summary["windows"]
+    return [
         f"# Live versus nightly recommendations: {summary['replay']}",
         "",
         "```bash",
@@ -99,6 +112,12 @@ def markdown(summary: dict[str, Any], command: str) -> str:
         f"{run['params']['refresh_s']:g} s of event time ({run['live_refreshes']:,} refreshes).",
         f"- 95% intervals: percentile bootstrap over sessions, "
         f"{summary['bootstrap']['replicates']} replicates.",
+    ]
+
+
+def _window_table(s: dict[str, Any], sale_name: str) -> list[str]:
+    """Each model's HitRate and MRR in normal hours and in the sale window."""
+    lines = [
         "",
         "## Metrics by window",
         "",
@@ -112,7 +131,12 @@ def markdown(summary: dict[str, Any], command: str) -> str:
             f"{_fmt(s[f'{name}|hit_rate|sale'])} | {_fmt(s[f'{name}|mrr|normal'])} | "
             f"{_fmt(s[f'{name}|mrr|sale'])} |"
         )
-    lines += [
+    return lines
+
+
+def _drop_table(s: dict[str, Any], sale_name: str) -> list[str]:
+    """Per model pair and metric: the nightly and live drops and what live recovers."""
+    lines = [
         "",
         f"## Drop of the nightly model in the {sale_name} window and what live recovers",
         "",
@@ -133,10 +157,14 @@ def markdown(summary: dict[str, Any], command: str) -> str:
                 f"{_fmt(s[f'{k}|live_minus_nightly_sale'])} | "
                 f"{_fmt(s[f'{k}|live_minus_nightly_normal'])} |"
             )
-    lines += ["", "## Per hour", "", "| hour | evaluations | VMIS nightly HR | VMIS live HR | "
-              "VMIS nightly MRR | VMIS live MRR | also viewed nightly HR | also viewed live HR |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    h = summary["hourly"]
+    return lines
+
+
+def _hourly_table(h: dict[str, Any]) -> list[str]:
+    """Per hour of the replayed day: evaluations and the VMIS and also-viewed metrics."""
+    lines = ["", "## Per hour", "", "| hour | evaluations | VMIS nightly HR | VMIS live HR | "
+             "VMIS nightly MRR | VMIS live MRR | also viewed nightly HR | also viewed live HR |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for i, row in enumerate(h["vmis_nightly"]):
         lines.append(
             f"| {row['hour']:02d} | {row['evaluations']:,} | {row['hit_rate']:.3f} | "
@@ -144,10 +172,13 @@ def markdown(summary: dict[str, Any], command: str) -> str:
             f"{h['vmis_live'][i]['mrr']:.3f} | {h['also_nightly'][i]['hit_rate']:.3f} | "
             f"{h['also_live'][i]['hit_rate']:.3f} |"
         )
-    lines += ["", "## Plots", ""]
-    lines += [f"![{name}]({name})" for name in PLOTS]
-    t = run["timings_s"]
-    lines += [
+    return lines
+
+
+def _timings(summary: dict[str, Any]) -> list[str]:
+    """Where the run's time went."""
+    t = summary["run"]["timings_s"]
+    return [
         "",
         "## Run",
         "",
@@ -157,7 +188,6 @@ def markdown(summary: dict[str, Any], command: str) -> str:
         f"{t['recommend_s']:.1f} s), bootstrap {summary['bootstrap']['seconds']:.1f} s.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def write(out: Path, summary: dict[str, Any], command: str) -> list[Path]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from recommender.extras import require
 from recommender.intent.dataset import Examples, Split
+from recommender.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +126,23 @@ def search(name: str, estimator: Any, grid: dict[str, list], data: Examples, tes
            folds: int) -> AlgorithmResult:
     """Grid search with time-ordered CV on `data`; the refit best model scored on `test`."""
     require("sklearn", "intent")
-    from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import GridSearchCV, ParameterGrid, TimeSeriesSplit
 
     started = time.perf_counter()
-    gs = GridSearchCV(estimator, grid, scoring="average_precision",
-                      cv=TimeSeriesSplit(n_splits=folds), n_jobs=1, error_score=0.0)
-    with warnings.catch_warnings():  # a fold without a purchase scores 0: expected, not news
-        warnings.filterwarnings("ignore", message="No positive class found")
-        gs.fit(data.X, data.y)
+    average_precision = get_scorer("average_precision")
+    fits = len(ParameterGrid(grid)) * folds
+    with Progress(f"intent train: {name}", total=fits, unit="fits") as bar:
+
+        def scored(model: Any, X: np.ndarray, y: np.ndarray) -> float:
+            bar.advance()  # one per fold of each candidate: the search's progress
+            return average_precision(model, X, y)
+
+        gs = GridSearchCV(estimator, grid, scoring=scored,
+                          cv=TimeSeriesSplit(n_splits=folds), n_jobs=1, error_score=0.0)
+        with warnings.catch_warnings():  # a fold without a purchase scores 0: expected
+            warnings.filterwarnings("ignore", message="No positive class found")
+            gs.fit(data.X, data.y)
     scores = gs.best_estimator_.predict_proba(test.X)[:, 1] if len(test) else np.zeros(0)
     took = time.perf_counter() - started
     log.info("%s: CV PR-AUC %.4f with %s (%.1f s)", name, gs.best_score_, gs.best_params_, took)

@@ -51,7 +51,7 @@ def _csv(table: Any) -> bytes:
 # thousand rows per write (the server parses one part while the next is written). Columns
 # Arrow cannot take as they are send the statement to psycopg's write_row instead, so what
 # PostgreSQL stores is the same either way.
-_CHUNK_ROWS = 512  # bigger parts measured slower (fresh memory for each large buffer)
+_CHUNK_ROWS = 512  # rows per part written
 
 
 _BULK_MIN_ROWS = 64  # fewer rows: write_row is as fast (Arrow's fixed cost per statement)

@@ -25,17 +25,15 @@ from typing import Any, BinaryIO
 
 from recommender import catalog, sqlfiles
 from recommender.changefeed import FEED_COLUMNS, FEED_PREFIX, feed_table
+from recommender.events import column_types
 from recommender.postgres import relation_exists, schema
 from recommender.postgres.encoding import copy_rows, copy_table, csv_expr, csv_ok, naive, pg_type
 from recommender.postgres.local import READER
 
 log = logging.getLogger(__name__)
 
-RAW_COLUMNS = (
-    ("event_id", "text"), ("session_id", "text"), ("user_id", "text"), ("product_id", "text"),
-    ("product_name", "text"), ("category", "text"), ("action", "text"), ("ts", "timestamptz"),
-    ("device", "text"), ("price", "double precision"),
-)  # fmt: skip
+# the raw clickstream table's columns: the event's fields (recommender/events.py)
+RAW_COLUMNS = column_types("postgres")
 
 
 BASE_SQL = f"""
@@ -56,10 +54,9 @@ DEFAULT_FEED_VIEWS = catalog.feed_views(sqlfiles.catalog())
 VIEW_KEYS: dict[str, tuple[str, ...]] = catalog.view_keys(sqlfiles.catalog())
 
 
-# An UPDATE of fewer rows than 1/PROBE_SHARE of its table finds each by the key index: the
-# planner, which knows nothing of the staged rows (a temp table never analyzed; ANALYZE
-# cost more than it saved), chose to read the whole index or table (3,000 of 300,000
-# rows: 190 ms instead of about 30). The settings are put back after the statement.
+# An UPDATE of fewer rows than 1/PROBE_SHARE of its table finds each by the key index (the
+# planner knows nothing of the staged rows, a temp table never analyzed, and would read the
+# whole index or table). The settings are put back after the statement.
 PROBE_SHARE = 8
 PROBE_ON = ("SELECT set_config('enable_hashjoin', 'off', true), "
             "set_config('enable_mergejoin', 'off', true)")  # fmt: skip
@@ -182,8 +179,7 @@ class Publisher:
         """Create the view's table if missing (same name and columns as the view).
 
         With `unlogged`, a view without a change feed gets an UNLOGGED table: PostgreSQL
-        writes no WAL for it (the customer views change about a million rows per refresh at
-        flash-sale rates) and empties it when it recovers from a crash. Its rows are derived:
+        writes no WAL for it and empties it when it recovers from a crash. Its rows are derived:
         the engine reads each view table when it starts and republishes what is missing.
         A followed view stays logged, so that its table and its feed survive together. A
         table of the other kind is altered (PostgreSQL rewrites it)."""
@@ -510,7 +506,7 @@ def _split_tuples(at: list[int], inserts: Sequence[tuple[Any, ...]],
                   deletes: Sequence[tuple[Any, ...]]) -> tuple[list[Any], Sequence[Any],
                                                                 Sequence[Any]]:  # fmt: skip
     """(rows inserted under a key also deleted, the other inserts, the other deletes)."""
-    key = operator.itemgetter(*at)  # C: rows by the 10^4
+    key = operator.itemgetter(*at)  # a row's key, in C
     gone = {key(row) for row in deletes}
     updates = [row for row in inserts if key(row) in gone]
     if not updates:
