@@ -78,3 +78,30 @@ def test_restart_and_prune_keep_duplicates_exact(tmp_path) -> None:
         assert store.apply([event(56, t0)], {}) == ["e56"]
     finally:
         store.close()
+
+
+def test_pruned_events_leave_the_index() -> None:
+    """The index holds what the store holds: after a prune, its entries are the stored
+    events' (it used to keep a million pruned entries before it was rebuilt)."""
+    t0 = datetime(2026, 1, 1)
+    store = StateStore(None)
+    try:
+        for hour in range(10):
+            store.apply([event(hour * 1000 + i, t0 + timedelta(hours=hour)) for i in range(500)],
+                        {})  # fmt: skip
+        assert len(store.ids) == store.count() == 5000
+        assert store.prune(t0 + timedelta(hours=6)) == 3000
+        assert len(store.ids) == store.count() == 2000
+        assert store.apply([event(10, t0 + timedelta(hours=9))], {}) == []  # pruned: new again
+        assert store.apply([event(9000, t0)], {}) == ["e9000"]  # still stored: a repeat
+    finally:
+        store.close()
+
+
+def test_remove_takes_one_entry_per_hash() -> None:
+    index = EventIdIndex()
+    index.add(np.array([5, 5, 7], np.uint64))
+    index.add(np.array([9, 11], np.uint64))
+    index.remove(np.array([5, 9, 13], np.uint64))  # 13 was never there
+    assert sorted(index.main.tolist()) == [5, 7, 11] and not index.recent
+    assert index.maybe_present(np.array([5, 9], np.uint64)).tolist() == [True, False]

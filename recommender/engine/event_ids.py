@@ -5,8 +5,8 @@ ids per batch). This index keeps DuckDB's 64-bit `hash(event_id)` of every store
 sorted numpy arrays: a batch asks which of its hashes are present (a binary search each, in
 the hashes' order, so the searches walk the arrays forward), and only those candidates are
 checked against the store by id,
-so a hash collision never refuses a valid event. Entries of pruned events stay until a
-rebuild: they only cost a check.
+so a hash collision never refuses a valid event. The entries of pruned events are removed
+with them, so the index holds what the store holds.
 """
 
 from __future__ import annotations
@@ -50,18 +50,16 @@ class EventIdIndex:
     def __init__(self) -> None:
         self.main = np.empty(0, np.uint64)
         self.recent: list[np.ndarray] = []
-        self.stale = 0  # entries whose events were pruned from the store
         _merge(self.main, self.main)  # compiled (or loaded) now, not at the first merge
 
     def __len__(self) -> int:
         return len(self.main) + sum(len(c) for c in self.recent)
 
     def rebuild(self, con) -> None:
-        """Read the hashes of every stored event (start-up, or after many were pruned)."""
+        """Read the hashes of every stored event (start-up)."""
         hashes = con.execute("SELECT hash(event_id) AS h FROM flashrec_events").fetchnumpy()["h"]
         self.main = np.sort(np.asarray(hashes, np.uint64))
         self.recent = []
-        self.stale = 0
 
     def maybe_present(self, hashes: np.ndarray) -> np.ndarray:
         """Per hash: True when an event with that hash may be stored (check by id)."""
@@ -84,8 +82,20 @@ class EventIdIndex:
             self.main = _merge(self.main, merged)
             self.recent = []
 
-    def pruned(self, con, count: int) -> None:
-        """`count` events left the store; rebuild once the stale entries outnumber the rest."""
-        self.stale += count
-        if self.stale > max(len(self) - self.stale, 1_000_000):
-            self.rebuild(con)
+    def remove(self, hashes: np.ndarray) -> None:
+        """Forget one entry per hash of events that left the store (an event still stored
+        with a colliding hash keeps its own entry)."""
+        if not len(hashes):
+            return
+        main = self.main
+        if self.recent:
+            main = _merge(main, np.sort(np.concatenate(self.recent)))
+        values, counts = np.unique(np.asarray(hashes, np.uint64), return_counts=True)
+        first = np.searchsorted(main, values)
+        held = np.searchsorted(main, values, side="right") - first
+        counts = np.minimum(counts, held)  # never more than the index holds
+        starts = np.repeat(first, counts)
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep = np.ones(len(main), bool)
+        keep[starts + offsets] = False
+        self.main, self.recent = main[keep], []

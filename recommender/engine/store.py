@@ -216,19 +216,19 @@ class StateStore:
             names = [d[0] for d in found.description]
             rows = [dict(zip(names, row, strict=True)) for row in found.fetchall()]
             if rows:
-                self.con.execute(f"DELETE FROM flashrec_events WHERE {where}")
-                self.ids.pruned(self.con, len(rows))
+                gone = self.con.execute(f"DELETE FROM flashrec_events WHERE {where} "
+                                        "RETURNING hash(event_id) AS h").fetchnumpy()["h"]
+                self.ids.remove(gone)
             self._set_meta({"nul_checked": "1"})
         return rows
 
     def prune(self, before: datetime) -> int:
         """Forget events older than `before` (outside every view's horizon)."""
         with self.lock:
-            n = int(self.con.execute(
-                "DELETE FROM flashrec_events WHERE ts < ?", [before]).fetchall()[0][0])  # fmt: skip
-            if n:
-                self.ids.pruned(self.con, n)
-            return n
+            gone = self.con.execute("DELETE FROM flashrec_events WHERE ts < ? "
+                                    "RETURNING hash(event_id) AS h", [before]).fetchnumpy()["h"]
+            self.ids.remove(gone)  # the index holds what the store holds
+            return len(gone)
 
     def events_since(self, seq: int, limit: int | None = None) -> pa.Table:
         """Events with an ingest sequence number above `seq`, in order."""
