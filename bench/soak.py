@@ -135,8 +135,11 @@ def visible(dsn: str, wanted: dict[str, float], seen: list[float]) -> None:
         return
     sessions = {f"s-{event_id}": event_id for event_id in wanted}
     with psycopg.connect(dsn, connect_timeout=5) as conn:
-        rows = conn.execute("SELECT session_id FROM session_features WHERE session_id = ANY(%s)",
-                            (list(sessions),)).fetchall()  # fmt: skip
+        try:
+            rows = conn.execute("SELECT session_id FROM session_features "
+                                "WHERE session_id = ANY(%s)", (list(sessions),)).fetchall()
+        except psycopg.errors.UndefinedTable:  # before the engine's first refresh
+            return
     now = time.time()
     for (session_id,) in rows:
         seen.append(now - wanted.pop(sessions[session_id]))

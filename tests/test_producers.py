@@ -509,3 +509,22 @@ def test_broker_lost_mid_run_stops_with_an_error() -> None:
     assert summary["failed"] + summary["unconfirmed"] > 0
     assert summary["delivered"] > 0
     assert "not confirmed" in err
+
+
+def test_pump_off_a_terminal_logs_a_line_every_few_seconds(tmp_path: Path, monkeypatch,
+                                                           caplog) -> None:  # fmt: skip
+    """Not on a terminal (nohup, CI), a long produce run says how far it is."""
+    import logging
+
+    from producers.flash_sale import FlashSaleConfig, generate
+    from producers.sink import JsonlSink
+    from recommender.commands import produce
+
+    monkeypatch.setattr(produce, "LOG_EVERY_S", 0.0)  # a line at every update
+    events = generate(FlashSaleConfig(seed=2, events=30000))  # over a second: several lines
+    with caplog.at_level(logging.INFO, logger=produce.log.name):
+        summary = produce.pump(events, JsonlSink(tmp_path / "e.jsonl"), total=30000,
+                               label="flash-sale")  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if r.name == produce.log.name]
+    assert summary["sent"] >= 30000
+    assert lines and all(x.startswith("flash-sale: ") and "of 30,000 sent" in x for x in lines)

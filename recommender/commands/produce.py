@@ -57,6 +57,9 @@ def _epoch_s(ts: str) -> float:
     return parse_ts(ts).timestamp()
 
 
+LOG_EVERY_S = 10.0  # off a terminal: a progress line this often
+
+
 def _progress_bar(quiet: bool) -> Progress:
     """The progress bar of `pump`: messages sent, rate and event time."""
     from rich.progress import (
@@ -100,6 +103,8 @@ def pump(
     started = time.monotonic()
     progress = _progress_bar(quiet)
     task = progress.add_task(label, total=total, rate="", at="")
+    logged = not quiet and not progress.console.is_terminal  # a line every 10 s instead
+    next_line = started + LOG_EVERY_S
     try:
         with progress:
             next_update = started + 0.2
@@ -124,6 +129,11 @@ def pump(
                     next_update = now + 0.2
                     rate = n / max(now - started, 1e-9)
                     progress.update(task, completed=n, rate=f"{rate:,.0f}", at=last_ts or "")
+                    if logged and now >= next_line:
+                        next_line = now + LOG_EVERY_S
+                        of = f" of {total:,}" if total else ""
+                        log.info("%s: %s%s sent, %.0f/s, event time %s", label, f"{n:,}", of,
+                                 rate, last_ts)  # fmt: skip
             progress.update(task, completed=n, at=last_ts or "",
                             rate=f"{n / max(time.monotonic() - started, 1e-9):,.0f}")
     except KeyboardInterrupt:
