@@ -172,7 +172,7 @@ SETTINGS: dict[str, Setting] = {
         "engine",
         ("clock", ENV_CLOCK, "wall",
          "NOW() of the views: wall (current time) or event (newest event time).", str),
-        ("refresh_interval", ENV_REFRESH_INTERVAL, 1.0, "Seconds between view refreshes.", float),
+        ("refresh_interval", ENV_REFRESH_INTERVAL, 0.5, "Seconds between view refreshes.", float),
         ("group_id", ENV_ENGINE_GROUP, "flashrec-engine", "Kafka consumer group of the engine.",
          str),
         ("background_interval", ENV_BACKGROUND_INTERVAL, 30.0,

@@ -64,7 +64,7 @@ class EngineConfig:
     dlq_topic: str = DEFAULT_DLQ_TOPIC
     group_id: str = "flashrec-engine"
     clock: str = "wall"
-    refresh_interval: float = 1.0
+    refresh_interval: float = 0.5
     raw_retention: timedelta = timedelta(minutes=30)
     max_batch: int = 50_000
     sql_dir: Path | None = None
