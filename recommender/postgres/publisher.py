@@ -50,8 +50,9 @@ CREATE TABLE IF NOT EXISTS flashrec_meta (key text PRIMARY KEY, value text);
 # feed table by default, and the columns that identify a row of each view (unique in its
 # result; an index in PostgreSQL; deletes find rows by them; views without keys are
 # matched on the whole row).
-DEFAULT_FEED_VIEWS = catalog.feed_views(sqlfiles.catalog())
-VIEW_KEYS: dict[str, tuple[str, ...]] = catalog.view_keys(sqlfiles.catalog())
+_CATALOG = sqlfiles.catalog()  # sql/ parsed once
+DEFAULT_FEED_VIEWS = catalog.feed_views(_CATALOG)
+VIEW_KEYS: dict[str, tuple[str, ...]] = catalog.view_keys(_CATALOG)
 
 
 # An UPDATE of fewer rows than 1/PROBE_SHARE of its table finds each by the key index (the
