@@ -65,7 +65,7 @@ def _rows(runner: ViewRunner, name: str) -> set[tuple]:
 # --- the catalog ----------------------------------------------------------------------------
 
 
-def test_every_view_has_what_its_toml_declares() -> None:
+def test_every_view_has_what_its_toml_declares(tmp_path: Path) -> None:
     entries = sqlfiles.catalog()
     assert list(entries) == list(DECLARED)  # file order
     for name, (keys, partition, windowed, feed, tier, maintainer) in DECLARED.items():
@@ -83,6 +83,10 @@ def test_every_view_has_what_its_toml_declares() -> None:
                                                             "hour_of_day")  # fmt: skip
     assert EngineConfig(pg_dsn="", state_path=None).background_views == (
         "customer_features", "customer_hours")  # fmt: skip
+    # the catalog of the engine's own sql_dir, not sql/'s
+    moved = sql_copy(tmp_path / "sql", {"061_customer_hours.toml": [('"background"', '"main"')]})
+    assert EngineConfig(pg_dsn="", state_path=None, sql_dir=moved).background_views == (
+        "customer_features",)
     # views without a .toml have no entry: the clickstream table, the intent scores
     assert "clickstream" not in entries and "session_intent" not in entries
 

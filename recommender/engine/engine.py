@@ -78,9 +78,8 @@ class EngineConfig:
     # replicas and backups do not hold such tables
     unlogged_views: bool = False
     # views refreshed in a background thread every background_interval s (0: in every refresh);
-    # default: those of tier "background" in sql/'s catalog
-    background_views: tuple[str, ...] = field(
-        default_factory=lambda: tier_views(sqlfiles.catalog(), "background"))
+    # None: those of tier "background" in the catalog of sql_dir
+    background_views: tuple[str, ...] | None = None
     background_interval: float = 30.0
     # at most this share of the time goes to refreshing them: after a refresh of D s the
     # next waits max(background_interval, D * (1 - share) / share) (1: only the interval)
@@ -106,6 +105,11 @@ class EngineConfig:
     # DuckDB's threads (None: one per core, DuckDB's default). One by default: on a few
     # busy cores DuckDB's parallel tasks wait for each other
     duckdb_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.background_views is None:
+            catalog = sqlfiles.catalog(sqlfiles.load(self.sql_dir))
+            self.background_views = tier_views(catalog, "background")
 
     def to_json(self) -> str:
         """The configuration as JSON (for a child process), without `overrides` (objects)."""
