@@ -113,3 +113,40 @@ def group_sessions(data: Sessions) -> list[tuple[object, np.ndarray]]:
     ends = np.concatenate((cuts, [len(order)]))
     items = data.item_ids[order]
     return [(ids[sorted_codes[a]], items[a:b]) for a, b in zip(starts, ends, strict=True)]
+
+
+def from_dataset(path: Path | str, fmt: str) -> Sessions:
+    """The views of a raw data set (producers.replay formats) as session clicks."""
+    from producers.replay import read_dataset
+    from recommender.events import parse_ts
+
+    sessions: list[str] = []
+    items: list[str] = []
+    times: list[float] = []
+    for event in read_dataset(path, fmt):
+        if event["action"] == "view":
+            sessions.append(event["session_id"])
+            items.append(event["product_id"])
+            times.append(parse_ts(event["ts"]).timestamp())
+    return Sessions(_ids(sessions), _ids(items), np.asarray(times, dtype=np.float64))
+
+
+def split_by_time(data: Sessions, share: float = 0.2) -> tuple[Sessions, Sessions]:
+    """(earlier, later): whole sessions, the later `share` of them by first click."""
+    if len(data) == 0:
+        return data, data
+    from recommender.ids import first_appearance_codes
+
+    _, codes = first_appearance_codes(data.session_ids)
+    first = np.full(int(codes.max()) + 1, np.inf)
+    np.minimum.at(first, codes, data.timestamps)
+    order = np.lexsort((np.arange(len(first)), first))
+    cut = len(order) - max(1, round(share * len(order)))
+    later = np.zeros(len(first), dtype=bool)
+    later[order[cut:]] = True
+    mask = later[codes]
+
+    def pick(m: np.ndarray) -> Sessions:
+        return Sessions(data.session_ids[m], data.item_ids[m], data.timestamps[m])
+
+    return pick(~mask), pick(mask)

@@ -48,15 +48,77 @@ def _print_table(result, train: Path, test: Path, build_s: float, n_train: int, 
     Console().print(table)
 
 
+def _blend(train, test, tune_data, vmis, cutoff: int, weights_text: str | None) -> dict:
+    """The blend and its sources on the test set, weights given or chosen on validation."""
+    from recommender import blend_eval
+    from recommender.blend import BlendWeights
+
+    min_sessions, chosen_on = 3, "given"
+    if weights_text is not None:
+        try:
+            weights = BlendWeights.parse(weights_text)
+        except ValueError as exc:
+            _fail(str(exc))
+    elif tune_data is not None:
+        weights, min_sessions, best = blend_eval.tune(*tune_data, vmis, cutoff)
+        chosen_on = f"validation (MRR@{cutoff} {best.mrr:.4f})"
+        log.info("blend weights chosen on validation: %s, co-occurrence in >= %d sessions",
+                 weights.text(), min_sessions)  # fmt: skip
+    else:
+        weights, chosen_on = BlendWeights(), "defaults (no validation split given)"
+    sources = blend_eval.Sources.build(train, vmis, cutoff, min_sessions)
+    stats = blend_eval.summary(blend_eval.run(sources, test, weights))
+    return {"weights": weights.text(), "co_occurrence_min_sessions": min_sessions,
+            "chosen_on": chosen_on, "models": stats}  # fmt: skip
+
+
+def _print_blend(blended: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(entry: dict) -> str:
+        if entry["value"] is None:
+            return "n/a"
+        ci = entry["ci"]
+        return f"{entry['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+    table = Table(title=f"blend ({blended['weights']}; chosen on {blended['chosen_on']})")
+    for name in ("model", "MRR@20 [95% CI]", "HitRate@20 [95% CI]"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for model, stats in blended["models"].items():
+        table.add_row(model, fmt(stats["mrr"]), fmt(stats["hit_rate"]))
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add `evaluate` to the CLI."""
 
     @app.command("evaluate")
     def evaluate(
-        train: Path = options.setting("evaluate.train", "--train", default=...),
-        test: Path = options.setting(
-            "evaluate.test", "--test", default=...,
+        train: Path | None = options.setting("evaluate.train", "--train", default=None),
+        test: Path | None = options.setting(
+            "evaluate.test", "--test", default=None,
             help="Test clicks, same format; every prefix of every session is one evaluation.",
+        ),
+        data: Path | None = typer.Option(
+            None, "--data", help="A raw data set (see --format) in place of --train/--test: "
+            "its views, split by session start into train (80%) and test (20%); with --blend "
+            "the weights are chosen on the train part's own 80/20 split.",
+        ),
+        fmt: str = options.dataset_format("yoochoose"),
+        with_blend: bool = typer.Option(
+            False, "--blend", help="Also score the blended recommender and each of its "
+            "sources, with 95% bootstrap intervals over test sessions.",
+        ),
+        blend_weights: str | None = typer.Option(
+            None, "--blend-weights", help="The blend's weights (name=value,...); default: "
+            "chosen on the validation split (--tune-train/--tune-valid, or --data's).",
+        ),
+        tune_train: Path | None = typer.Option(
+            None, "--tune-train", help="Training clicks of the validation split (--blend)."
+        ),
+        tune_valid: Path | None = typer.Option(
+            None, "--tune-valid", help="Validation clicks the blend's weights are chosen on."
         ),
         m: int = options.vmis_m(),
         k: int = options.vmis_k(),
@@ -75,16 +137,31 @@ def register(app: typer.Typer) -> None:
         config.setup_logging()
         from rich.progress import Progress
 
+        from producers.replay import DatasetError
         from recommender.evaluation import EvalParams
         from recommender.evaluation import evaluate as run_evaluation
-        from recommender.sessions_io import SessionFileError, read_sessions
+        from recommender.sessions_io import (
+            SessionFileError,
+            from_dataset,
+            read_sessions,
+            split_by_time,
+        )
         from udfs.params import VmisParams
         from udfs.vmisknn import VMISIndex
 
+        tune_data = None
         try:
-            train_data = read_sessions(train)
-            test_data = read_sessions(test)
-        except SessionFileError as exc:
+            if data is not None:
+                train_data, test_data = split_by_time(from_dataset(data, fmt))
+                tune_data = split_by_time(train_data)
+                train, test = data, data
+            elif train is None or test is None:
+                _fail("give --train and --test, or --data")
+            else:
+                train_data, test_data = read_sessions(train), read_sessions(test)
+            if tune_train is not None and tune_valid is not None:
+                tune_data = (read_sessions(tune_train), read_sessions(tune_valid))
+        except (SessionFileError, DatasetError) as exc:
             _fail(str(exc))
         if len(train_data) == 0:
             _fail(f"{train}: no clicks after the header line")
@@ -112,7 +189,12 @@ def register(app: typer.Typer) -> None:
             )
         else:
             log.info("%d evaluations in %.2f s", result.evaluations, result.info["seconds"])
+        blended = None
+        if with_blend:
+            blended = _blend(train_data, test_data, tune_data, vmis, cutoff, blend_weights)
         if as_json:
-            typer.echo(json.dumps(result.as_json()))
+            typer.echo(json.dumps({**result.as_json(), **({"blend": blended} if blended else {})}))
         else:
             _print_table(result, train, test, build_s, len(train_data), index)
+            if blended:
+                _print_blend(blended)

@@ -24,17 +24,25 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _params(refresh_s: float, nightly_window_h: float) -> Any:
-    """The replay's parameters: VMIS-kNN's from its settings (config.vmis_params())."""
+def _params(refresh_s: float, nightly_window_h: float, weights: str | None) -> Any:
+    """The replay's parameters: VMIS-kNN's from its settings (config.vmis_params()), the
+    blend's weights from --blend-weights over the defaults."""
+    from recommender.blend import BlendWeights
+    from recommender.experiment.blended import BlendParams
     from recommender.experiment.nightly_vs_live import Params
 
     vmis = config.vmis_params()
+    try:
+        blend = BlendParams(weights=BlendWeights.parse(weights or ""))
+    except ValueError as exc:
+        _fail(str(exc))
     return Params(m=vmis.m, k=vmis.k, max_items=vmis.max_items_in_session,
                   idf_weighting=vmis.idf_weighting, refresh_s=refresh_s,
-                  nightly_window_h=nightly_window_h)  # fmt: skip
+                  nightly_window_h=nightly_window_h, blend=blend)  # fmt: skip
 
 
-def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -> None:
+def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool,
+         tune: bool = False) -> None:  # fmt: skip
     from recommender.experiment import runner
     from recommender.experiment.sqlviews import clock
     from recommender.progress import Progress
@@ -61,7 +69,7 @@ def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -
             bar.set(min(bar.total, max(0, (ts_ms - stage["cut"]) // 60_000)))
 
     try:
-        summary = runner.run(load, params, out, command, replicates, progress, loaded)
+        summary = runner.run(load, params, out, command, replicates, progress, loaded, tune)
     except (ValueError, RuntimeError, OSError) as exc:
         _fail(str(exc))
     finally:
@@ -94,6 +102,10 @@ def _run(load, params, out: Path, replicates: int, quiet: bool, as_json: bool) -
     typer.echo(f"  VMIS nightly drop in the sale window (HitRate@20): "
                f"{v('vmis|hit_rate|nightly_drop', True)}; recovered by live: "
                f"{v('vmis|hit_rate|recovered_share', True)}")
+    if tune:
+        best = summary["blend_tuning"][0]
+        typer.echo(f"  best blend weights on this (validation) replay: {best['weights']} "
+                   f"(MRR@20 {best['mrr']:.4f}, HitRate@20 {best['hit_rate']:.4f})")
     typer.echo(f"report: {out / 'report.md'}  summary: {out / 'summary.json'}")
 
 
@@ -106,6 +118,16 @@ NIGHTLY_WINDOW_H = typer.Option(
 )
 REPLICATES = typer.Option(
     1000, "--bootstrap", min=10, help="Bootstrap replicates for the 95% intervals."
+)
+BLEND_WEIGHTS = typer.Option(
+    None, "--blend-weights",
+    help="The blend's weights, name=value,... (vmis, coview, trending, repeat, decay, "
+    "repeat_newest); unnamed ones keep their defaults.",
+)
+TUNE = typer.Option(
+    False, "--tune-blend",
+    help="Also score a grid of blend weights on this replay and report the best (use a "
+    "validation replay: another seed than the ones you report).",
 )
 QUIET = options.quiet()
 AS_JSON = typer.Option(False, "--json", help="Print the statistics as JSON.")
@@ -140,6 +162,8 @@ def flash_sale(
     day: str = typer.Option("2024-03-15", "--day", help="Replayed day (UTC), YYYY-MM-DD."),
     refresh_s: float = REFRESH_S,
     nightly_window_h: float = NIGHTLY_WINDOW_H,
+    blend_weights: str | None = BLEND_WEIGHTS,
+    tune_blend: bool = TUNE,
     replicates: int = REPLICATES,
     quiet: bool = QUIET,
     as_json: bool = AS_JSON,
@@ -160,8 +184,8 @@ def flash_sale(
         sale=not no_sale, sale_hour=sale_hour, sale_strength=sale_strength,
         sale_focus=sale_focus, n_products=products,
     )  # fmt: skip
-    _run(lambda: flash_sale_replay(scenario), _params(refresh_s, nightly_window_h), out,
-         replicates, quiet, as_json)
+    _run(lambda: flash_sale_replay(scenario), _params(refresh_s, nightly_window_h,
+         blend_weights), out, replicates, quiet, as_json, tune_blend)
 
 
 def dataset(
@@ -171,6 +195,8 @@ def dataset(
     out: Path = OUT,
     refresh_s: float = REFRESH_S,
     nightly_window_h: float = NIGHTLY_WINDOW_H,
+    blend_weights: str | None = BLEND_WEIGHTS,
+    tune_blend: bool = TUNE,
     replicates: int = REPLICATES,
     quiet: bool = QUIET,
     as_json: bool = AS_JSON,
@@ -190,7 +216,8 @@ def dataset(
         except DatasetError as exc:
             raise ValueError(str(exc)) from None
 
-    _run(load, _params(refresh_s, nightly_window_h), out, replicates, quiet, as_json)
+    _run(load, _params(refresh_s, nightly_window_h, blend_weights), out, replicates, quiet,
+         as_json, tune_blend)
 
 
 def register(app: typer.Typer) -> None:

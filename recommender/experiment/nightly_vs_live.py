@@ -10,7 +10,9 @@ vmis_history row, upserted as the serving layer does from the change feed), and 
 incremental maintainer, or recomputed from the SQL with `incremental=False`).
 
 "also_blend" is the live also-viewed list filled up with the nightly one (a serving choice
-for quiet hours, when the 30-minute view has few pairs).
+for quiet hours, when the 30-minute view has few pairs). "blend" is the served blended
+recommender (recommender/blend.py, recommender/experiment/blended.py), asked beside each of
+its sources.
 
 Each view whose session has an earlier view (consecutive repeats of a product dropped, as
 Serenade's serving does) is one evaluation: input the session's last `max_items` views,
@@ -28,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from recommender.blend_tuning import CandidateLog
+from recommender.experiment import blended
 from recommender.experiment.clicks import VIEW
 from recommender.experiment.live import LiveHistory, RollingPopularity, also_viewed_table
 from recommender.experiment.scenario import Replay
@@ -38,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RECOMMENDERS = (
     "vmis_nightly", "vmis_live", "also_nightly", "also_live", "also_blend", "popular_nightly",
-    "popular_live",
+    "popular_live", *blended.NAMES,
 )  # fmt: skip
 # the live views' events: co_view_pairs' 30-minute window and a minute more (ms)
 FEED_MS = 31 * 60_000
@@ -58,6 +62,7 @@ class Params:
     nightly_window_h: float = 24.0  # look-back of the nightly co_view_pairs batch
     popular_window_min: float = 60.0  # look-back of the live popularity baseline
     incremental: bool = True  # live co_view_pairs by the engine's incremental maintainer
+    blend: blended.BlendParams = blended.BlendParams()
 
 
 @dataclass
@@ -109,9 +114,11 @@ def _popular(clicks: Any, lo: int, hi: int, how_many: int) -> list[int]:
 
 
 def run(
-    replay: Replay, params: Params, progress: Callable[[int], None] | None = None
+    replay: Replay, params: Params, progress: Callable[[int], None] | None = None,
+    log: CandidateLog | None = None,
 ) -> tuple[Evaluations, dict[str, Any]]:
-    """Replay the test period; returns the evaluations and facts about the run."""
+    """Replay the test period; returns the evaluations and facts about the run. With `log`,
+    every question's blend candidates are logged there (for choosing the weights)."""
     c = replay.clicks
     i_cut = c.index_at(replay.cut_ms)
     if i_cut == 0:
@@ -123,7 +130,7 @@ def run(
     t0 = time.perf_counter()
     live = _Live(replay, params, i_cut, nightly)
     timings["live_start_s"] = time.perf_counter() - t0
-    questions = _Questions(params)
+    questions = _Questions(params, log)
     loop_start = time.perf_counter()
     _replay_day(replay, params, nightly, live, questions, progress)
     timings.update(
@@ -185,6 +192,7 @@ class _Live:
         self.next_refresh = int(c.ts_ms[i_cut])  # refresh before the first click of the day
         self.refreshes = 0
         self.refresh_s = self.index_s = 0.0
+        self.sources = blended.BlendSources(params.blend, c.categories)
 
     def refresh(self, i: int, t: int) -> None:
         """Feed the events before click i (at t) to the views; recompute the live lists."""
@@ -196,6 +204,8 @@ class _Live:
         self.also_viewed = also_viewed_table(self.stream.co_view(clock), c.product_ids,
                                              self.params.cutoff)  # fmt: skip
         self.popular = self.rolling.top(clock)
+        self.sources.trending = self.stream.trending(clock)
+        self.sources.maybe_rebuild(self.history, clock, self.params.cutoff)
         self.refreshes += 1
         if self.refreshes % 64 == 0:
             self.stream.drop_before(clock - FEED_MS)
@@ -217,10 +227,13 @@ class _Live:
 class _Questions:
     """The evaluations asked so far: each model's rank of the viewed product."""
 
-    def __init__(self, params: Params) -> None:
+    def __init__(self, params: Params, log: CandidateLog | None = None) -> None:
         self.cutoff = params.cutoff
+        self.log = log
         self.kw = dict(k=params.k, how_many=params.cutoff, max_items_in_session=params.max_items,
                        idf_weighting=params.idf_weighting)  # fmt: skip
+        # the blend reads a longer VMIS-kNN list; its first `cutoff` are VMIS-kNN's answer
+        self.kw_long = {**self.kw, "how_many": 2 * params.cutoff}
         self.ts: list[int] = []
         self.sessions: list[int] = []
         self.ranks: dict[str, list[int]] = {name: [] for name in RECOMMENDERS}
@@ -228,13 +241,15 @@ class _Questions:
 
     def ask(self, t: int, s: int, p: int, tail: list[int], nightly: _Nightly,
             live: _Live) -> None:  # fmt: skip
-        """Every model's rank of p, viewed at t in session s after the views in `tail`."""
+        """Every model's rank of p, viewed at t in session s after the views in `tail`
+        (oldest first; VMIS-kNN reads its newest `max_items`)."""
         started = time.perf_counter()
         self.ts.append(t)
         self.sessions.append(s)
         ranks, kw = self.ranks, self.kw
         ranks["vmis_nightly"].append(_rank([x for x, _ in nightly.index.recommend(tail, **kw)], p))
-        ranks["vmis_live"].append(_rank([x for x, _ in live.index.recommend(tail, **kw)], p))
+        vmis = live.index.recommend(tail, **self.kw_long)
+        ranks["vmis_live"].append(_rank([x for x, _ in vmis[: self.cutoff]], p))
         night_list = nightly.also_viewed.get(tail[-1], [])
         live_list = live.also_viewed.get(tail[-1], [])
         ranks["also_nightly"].append(_rank(night_list, p))
@@ -242,6 +257,9 @@ class _Questions:
         ranks["also_blend"].append(_rank(_blend(live_list, night_list, self.cutoff), p))
         ranks["popular_nightly"].append(_rank(nightly.popular, p))
         ranks["popular_live"].append(_rank(live.popular, p))
+        lists = blended.ask(live.sources, vmis, live_list, tail, self.cutoff, self.log, p)
+        for name, top in lists.items():
+            ranks[name].append(_rank(top, p))
         self.seconds += time.perf_counter() - started
 
     def evaluations(self) -> Evaluations:
@@ -261,7 +279,7 @@ def _running_tails(replay: Replay, params: Params, i_cut: int) -> dict[int, list
             tail = tails.setdefault(int(c.session[i]), [])
             if not tail or tail[-1] != c.product[i]:
                 tail.append(int(c.product[i]))
-                del tail[: -params.max_items]
+                del tail[: -blended.SESSION_ITEMS]
     return tails
 
 
@@ -283,7 +301,7 @@ def _replay_day(replay: Replay, params: Params, nightly: _Nightly, live: _Live,
                 questions.ask(t, s, p, tail, nightly, live)
             if not tail or tail[-1] != p:
                 tail.append(p)
-                del tail[: -params.max_items]
+                del tail[: -blended.SESSION_ITEMS]
             live.rolling.add(p, t)
         live.click(s, p, a, t)
         if progress is not None and (i & 4095) == 0:
@@ -310,5 +328,6 @@ def _facts(replay: Replay, params: Params, nightly: _Nightly, live: _Live,
         "live_index_end": {"sessions": live.index.n_sessions, "items": live.index.n_items},
         "nightly_co_view_products": len(nightly.also_viewed),
         "live_refreshes": live.refreshes,
+        "blend_fill_rebuilds": live.sources.rebuilds,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }

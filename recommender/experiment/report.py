@@ -16,21 +16,25 @@ LABELS = {
     "also_blend": "also viewed live + nightly fill",
     "popular_nightly": "popular nightly",
     "popular_live": "popular live (last hour)",
+    "coview_fill": "blend source: co-view live + co-occurrence fill",
+    "trending_live": "blend source: trending in the session's categories",
+    "session_items": "blend source: the session's own items",
+    "blend": "blend (served)",
 }
 PAIR_LABELS = {"vmis": "VMIS-kNN next item", "also_viewed": "customers also viewed",
                "also_viewed_blend": "also viewed, live + nightly fill",
-               "popular": "popularity"}
+               "popular": "popularity", "blend": "blend vs nightly VMIS-kNN"}
 PLOTS = {
     "hit_rate_per_hour.png": ("hit_rate", ("vmis_nightly", "vmis_live", "popular_nightly",
-                                           "popular_live")),
+                                           "popular_live", "blend")),
     "mrr_per_hour.png": ("mrr", ("vmis_nightly", "vmis_live", "popular_nightly",
-                                 "popular_live")),
+                                 "popular_live", "blend")),
     "also_viewed_per_hour.png": ("hit_rate", ("also_nightly", "also_live", "also_blend")),
 }
 STYLE = {"vmis_nightly": ("tab:blue", "-"), "vmis_live": ("tab:red", "-"),
          "popular_nightly": ("tab:blue", ":"), "popular_live": ("tab:red", ":"),
          "also_nightly": ("tab:blue", "-"), "also_live": ("tab:red", "-"),
-         "also_blend": ("tab:green", "--")}
+         "also_blend": ("tab:green", "--"), "blend": ("black", "-")}
 METRIC_NAMES = {"hit_rate": "HitRate@20", "mrr": "MRR@20"}
 
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recommender import blend_tuning
+from recommender.blend_tuning import CandidateLog
 from recommender.experiment import nightly_vs_live, report, scores
 from recommender.experiment.scenario import Replay
 
@@ -27,8 +29,10 @@ def run(
     replicates: int = 1000,
     progress: Callable[[int], None] | None = None,
     on_loaded: Callable[[Replay], None] | None = None,
+    tune: bool = False,
 ) -> dict[str, Any]:
-    """Load the replay, run it, summarise it and (with `out`) write the report files."""
+    """Load the replay, run it, summarise it and (with `out`) write the report files. With
+    `tune`, a grid of blend weights is also scored on the replay ("blend_tuning")."""
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # sql/ statements it cannot check
     started = time.perf_counter()
     data = load()
@@ -36,7 +40,8 @@ def run(
     log.info("loaded %s: %d events in %.1f s", data.name, len(data.clicks), load_s)
     if on_loaded is not None:
         on_loaded(data)
-    evals, info = nightly_vs_live.run(data, params, progress)
+    candidates = CandidateLog() if tune else None
+    evals, info = nightly_vs_live.run(data, params, progress, candidates)
     log.info("replayed %d evaluations in %.1f s", len(evals), info["timings_s"]["loop_s"])
     t0 = time.perf_counter()
     stats = scores.summarize(evals, data.split_ms, replicates, seed=0)
@@ -61,6 +66,11 @@ def run(
         "load_s": round(load_s, 2),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if candidates is not None:
+        summary["blend_tuning"] = [
+            {"weights": r.weights.text(), "mrr": round(r.mrr, 5), "hit_rate": round(r.hit_rate, 5)}
+            for r in blend_tuning.search(candidates, params.cutoff)[:20]
+        ]  # fmt: skip
     if out is not None:
         for path in report.write(out, summary, command):
             log.info("wrote %s", path)

@@ -26,6 +26,7 @@ PAIRS = {
     "also_viewed": ("also_nightly", "also_live"),
     "also_viewed_blend": ("also_nightly", "also_blend"),
     "popular": ("popular_nightly", "popular_live"),
+    "blend": ("vmis_nightly", "blend"),  # the share of nightly VMIS-kNN's drop the blend wins
 }
 HOUR_MS = 3_600_000
 

@@ -73,7 +73,7 @@ class SqlViews:
         self.con = duckdb.connect()
         self.con.execute(TABLE_SQL)
         objects = sqlfiles.load()
-        wanted = ("session_features", "vmis_history", "co_view_pairs")
+        wanted = ("session_features", "vmis_history", "co_view_pairs", "trending_by_category")
         chosen = []
         for obj in objects:
             if obj.is_view and obj.name in wanted:
@@ -94,12 +94,14 @@ class SqlViews:
         self._cats = np.asarray(clicks.categories, dtype=object)
         self._actions = np.asarray(ACTION_NAMES, dtype=object)
         self.product_code = {p: i for i, p in enumerate(clicks.product_ids)}
+        self._computed: dict[str, int] = {}  # view -> the clock it was last computed at
         self.session_code = {s: i for i, s in enumerate(clicks.session_ids)}
 
     def append(self, lo: int, hi: int) -> None:
         """Insert events lo..hi of the clicks (event_id = stream position, zero-padded)."""
         if hi <= lo:
             return
+        self._computed.clear()
         c = self.clicks
         s, p = c.session[lo:hi], c.product[lo:hi]
         sessions = self._sessions[s]
@@ -124,12 +126,15 @@ class SqlViews:
     def drop_before(self, ts_ms: int) -> None:
         """Forget events older than `ts_ms` (outside every window still needed)."""
         self.con.execute("DELETE FROM flashrec_events WHERE ts < ?", [clock(ts_ms)])
+        self._computed.clear()
 
     def view(self, name: str, now_ms: int) -> list[tuple[Any, ...]]:
         """Rows of view `name` at clock `now_ms`; views it reads are computed first."""
         now = clock(now_ms)
         for dep in self.runner.names:
-            self.runner.compute(now, dep)
+            if self._computed.get(dep) != now_ms:
+                self.runner.compute(now, dep)
+                self._computed[dep] = now_ms
             if dep == name:
                 break
         return self.runner.rows(name)
@@ -138,6 +143,16 @@ class SqlViews:
         """co_view_pairs at `now_ms` as (product code a, product code b, co_view_count)."""
         code = self.product_code
         return [(code[r[0]], code[r[2]], int(r[4])) for r in self.view("co_view_pairs", now_ms)]
+
+    def trending(self, now_ms: int) -> dict[str, list[int]]:
+        """trending_by_category at `now_ms` as the blend reads it: {category: product codes}
+        (recommender.blend.trending_lists)."""
+        from recommender.blend import trending_lists
+
+        code = self.product_code
+        rows = [(r[0], code[r[2]], float(r[4]), r[7])
+                for r in self.view("trending_by_category", now_ms)]  # fmt: skip
+        return trending_lists(rows)
 
     def vmis_history(self, now_ms: int) -> list[tuple[int, list[int], float]]:
         """vmis_history at `now_ms` as (session code, item codes, last event epoch s)."""

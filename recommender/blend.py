@@ -1,0 +1,227 @@
+"""The blended next-item recommender: one ranked list from four candidate sources.
+
+Sources, each a list for the evolving session:
+- vmis: VMIS-kNN's scored items (score divided by the list's best, so 1 at the top);
+- coview: "customers also viewed" of the session's newest item: the live co_view_pairs
+  partners by count, filled with a longer-window co-occurrence table (`cooccurrence`);
+- trending: trending_by_category's products in the session's categories, newest category
+  first, each category's products by their engagement summed over the view's windows (the
+  last hour) (`trending_lists`);
+- session: the session's own items (oldest first), worth `decay ** age` where age 0 is the
+  newest item.
+
+score(item) = vmis·vmis_score + coview/(1 + rank) + trending/(1 + rank) + repeat·decay**age,
+ranks counted from 0. Ties keep the order in which items were first met (vmis, coview,
+trending, session). The newest item is never recommended unless `repeat_newest` is set. The
+weights are chosen on validation data (docs/evaluation.md); `DEFAULT` holds the ones chosen
+for the flash-sale replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TypeVar
+
+import numpy as np
+
+T = TypeVar("T", bound=Hashable)
+SOURCES = ("vmis", "coview", "trending", "repeat")
+ROUND = 12  # scores are rounded to this many decimals before ranking
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    """The blend's weights and its session-item rule."""
+
+    vmis: float = 1.0
+    coview: float = 0.5
+    trending: float = 0.25
+    repeat: float = 0.0
+    decay: float = 0.5  # worth of a session item per step of age
+    repeat_newest: bool = False  # may the newest item itself be recommended
+
+    @classmethod
+    def parse(cls, text: str, base: BlendWeights | None = None) -> BlendWeights:
+        """Weights from "name=value,..." (names of the fields); unnamed ones keep `base`'s."""
+        out = base or cls()
+        names = {f.name for f in fields(cls)}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, eq, value = part.partition("=")
+            name = name.strip()
+            if not eq or name not in names:
+                raise ValueError(f"blend weights: {part!r} is not one of "
+                                 f"{', '.join(sorted(names))} = value")  # fmt: skip
+            try:
+                parsed: float | bool = (
+                    value.strip().lower() in ("1", "true", "yes", "on")
+                    if name == "repeat_newest" else float(value)
+                )  # fmt: skip
+            except ValueError:
+                raise ValueError(f"blend weights: {name} needs a number, got {value!r}") from None
+            if not isinstance(parsed, bool) and (parsed < 0 or not np.isfinite(parsed)):
+                raise ValueError(f"blend weights: {name} must be a finite number >= 0")
+            out = replace(out, **{name: parsed})
+        return out
+
+    def text(self) -> str:
+        """The "name=value,..." form that `parse` reads."""
+        return ",".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+DEFAULT = BlendWeights()
+
+
+def features(
+    vmis: Sequence[tuple[T, float]],
+    coview: Sequence[T],
+    trending: Sequence[T],
+    session: Sequence[T],
+    decay: float,
+    repeat_newest: bool,
+) -> tuple[list[T], np.ndarray]:
+    """The candidates in first-met order and their per-source values (candidates x SOURCES)."""
+    newest = session[-1] if session else None
+    pos: dict[T, int] = {}
+    rows: list[list[float]] = []
+
+    def row(item: T) -> list[float]:
+        j = pos.get(item)
+        if j is None:
+            j = pos[item] = len(rows)
+            rows.append([0.0, 0.0, 0.0, 0.0])
+        return rows[j]
+
+    top = vmis[0][1] if vmis else 0.0
+    for item, score in vmis:
+        row(item)[0] = score / top if top > 0 else 0.0
+    for r, item in enumerate(coview):
+        cell = row(item)
+        cell[1] = max(cell[1], 1.0 / (1 + r))
+    for r, item in enumerate(trending):
+        cell = row(item)
+        cell[2] = max(cell[2], 1.0 / (1 + r))
+    age = 0
+    seen: set[T] = set()
+    for item in reversed(session):
+        if item in seen:
+            continue
+        seen.add(item)
+        if item != newest or repeat_newest:
+            row(item)[3] = decay**age
+        age += 1
+    items = list(pos)
+    values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SOURCES))
+    if newest is not None and not repeat_newest and newest in pos:
+        keep = [i for i, item in enumerate(items) if item != newest]
+        items = [items[i] for i in keep]
+        values = values[keep]
+    return items, values
+
+
+def weight_vector(w: BlendWeights) -> np.ndarray:
+    return np.asarray([w.vmis, w.coview, w.trending, w.repeat], dtype=np.float64)
+
+
+def blend(
+    vmis: Sequence[tuple[T, float]],
+    coview: Sequence[T],
+    trending: Sequence[T],
+    session: Sequence[T],
+    how_many: int,
+    weights: BlendWeights = DEFAULT,
+    exclude: Iterable[T] = (),
+) -> list[tuple[T, float]]:
+    """The blended top `how_many` (item, score), leaving out `exclude`."""
+    items, values = features(vmis, coview, trending, session, weights.decay,
+                             weights.repeat_newest)  # fmt: skip
+    if not items:
+        return []
+    scores = np.round(values @ weight_vector(weights), ROUND)  # equal sums tie exactly
+    order = np.lexsort((np.arange(len(items)), -scores))
+    banned = set(exclude)
+    out: list[tuple[T, float]] = []
+    for i in order.tolist():
+        if scores[i] <= 0:
+            break
+        if items[i] not in banned:
+            out.append((items[i], float(scores[i])))
+            if len(out) == how_many:
+                break
+    return out
+
+
+def cooccurrence(
+    sessions: Iterable[Sequence[T]], min_sessions: int = 3, how_many: int = 20,
+    max_items: int = 50,
+) -> dict[T, list[T]]:  # fmt: skip
+    """Per item, the items that share at least `min_sessions` sessions with it, most shared
+    first (ties by first appearance): co_view_pairs' rule over a longer stretch of sessions.
+    Each session counts once per pair; only its newest `max_items` distinct items count."""
+    code: dict[T, int] = {}
+    keys: list[np.ndarray] = []
+    for items in sessions:
+        distinct = list(dict.fromkeys(items))[-max_items:]
+        if len(distinct) < 2:
+            continue
+        c = np.fromiter((code.setdefault(i, len(code)) for i in distinct), np.int64,
+                        len(distinct))  # fmt: skip
+        a, b = np.triu_indices(len(c), 1)
+        lo, hi = np.minimum(c[a], c[b]), np.maximum(c[a], c[b])
+        keys.append(lo << 32 | hi)
+    if not keys:
+        return {}
+    pairs, counts = np.unique(np.concatenate(keys), return_counts=True)
+    keep = counts >= min_sessions
+    pairs, counts = pairs[keep], counts[keep]
+    a, b = (pairs >> 32).astype(np.int64), (pairs & 0xFFFFFFFF).astype(np.int64)
+    first = np.concatenate([a, b])
+    second = np.concatenate([b, a])
+    n = np.concatenate([counts, counts])
+    order = np.lexsort((second, -n, first))
+    names = list(code)
+    out: dict[T, list[T]] = {}
+    for f, s in zip(first[order].tolist(), second[order].tolist(), strict=True):
+        lst = out.setdefault(names[f], [])
+        if len(lst) < how_many:
+            lst.append(names[s])
+    return out
+
+
+def fill(first: Sequence[T], then: Sequence[T], how_many: int) -> list[T]:
+    """`first`, filled up to `how_many` with the items of `then` it lacks."""
+    out = list(first[:how_many])
+    if len(out) < how_many:
+        have = set(out)
+        for item in then:
+            if item not in have:
+                out.append(item)
+                have.add(item)
+                if len(out) == how_many:
+                    break
+    return out
+
+
+def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, list[T]]:
+    """trending_by_category rows (category, product, engagement_score, window_start) as
+    {category: products by engagement summed over the windows, ties by product}."""
+    totals: dict[str, dict[T, float]] = {}
+    for category, product, score, _start in rows:
+        per = totals.setdefault(category, {})
+        per[product] = per.get(product, 0.0) + score
+    return {
+        c: [p for p, _ in sorted(per.items(), key=lambda kv: (-kv[1], str(kv[0])))]
+        for c, per in totals.items()
+    }
+
+
+def in_categories(
+    trending: dict[str, Sequence[T]], categories: Iterable[str], how_many: int
+) -> list[T]:
+    """Trending products of `categories` (newest first), one list of at most `how_many`."""
+    out: list[T] = []
+    for category in categories:
+        out.extend(trending.get(category, ()))
+        if len(out) >= how_many:
+            break
+    return list(dict.fromkeys(out))[:how_many]

@@ -1,0 +1,83 @@
+"""The served blend in the replay: its live sources and its questions.
+
+As the serving layer does (recommender/blend.py): co_view_pairs' partners of the newest
+item filled with a co-occurrence table over the last `fill_window_h` hours of vmis_history
+sessions (rebuilt every `fill_every_h` of event time), trending_by_category's newest window
+in the session's categories, and the session's own recent items. Each source alone is also
+asked, so the report shows the blend beside its parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from recommender import blend
+from recommender.blend_tuning import CandidateLog
+
+NAMES = ("coview_fill", "trending_live", "session_items", "blend")
+SESSION_ITEMS = 20  # the session's newest views the blend sees
+FILL_SESSIONS = 100_000  # newest sessions the fill table is built from
+
+
+@dataclass(frozen=True)
+class BlendParams:
+    weights: blend.BlendWeights = blend.DEFAULT
+    fill_every_h: float = 1.0
+    fill_window_h: float = 24.0
+    fill_min_sessions: int = 3
+
+
+class BlendSources:
+    """The blend's live sources besides VMIS-kNN: the fill table and trending."""
+
+    def __init__(self, params: BlendParams, categories: list[str]) -> None:
+        self.params = params
+        self.categories = categories
+        self.fill: dict[int, list[int]] = {}
+        self.trending: dict[str, list[int]] = {}
+        self.next_fill = -1
+        self.rebuilds = 0
+
+    def maybe_rebuild(self, history: Any, now_ms: int, cutoff: int) -> None:
+        """Rebuild the fill table from the history's rows when it is due."""
+        if now_ms < self.next_fill:
+            return
+        since = now_ms / 1000.0 - self.params.fill_window_h * 3600
+        rows = [(t, items) for _s, items, t in history.rows() if t >= since]
+        rows.sort(key=lambda r: r[0])
+        sessions = [items for _t, items in rows[-FILL_SESSIONS:]]
+        self.fill = blend.cooccurrence(sessions, self.params.fill_min_sessions, cutoff)
+        every = max(1, int(self.params.fill_every_h * 3_600_000))
+        self.next_fill = (now_ms // every + 1) * every
+        self.rebuilds += 1
+
+    def session_categories(self, recent: list[int]) -> list[str]:
+        return list(dict.fromkeys(self.categories[p] for p in reversed(recent)))
+
+
+def ask(
+    sources: BlendSources,
+    vmis: list[tuple[int, float]],
+    live_also: list[int],
+    recent: list[int],
+    cutoff: int,
+    log: CandidateLog | None = None,
+    target: int | None = None,
+) -> dict[str, list[int]]:
+    """The top lists of the blend and of each of its sources for a session whose views
+    (consecutive repeats dropped) are `recent`, oldest first."""
+    newest = recent[-1]
+    coview = blend.fill(live_also, sources.fill.get(newest, ()), cutoff)
+    trending = blend.in_categories(sources.trending, sources.session_categories(recent), cutoff)
+    trending = [p for p in trending if p != newest]
+    own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
+    if log is not None:
+        log.add(vmis, coview, trending, recent, target)
+    mixed = blend.blend(vmis, coview, trending, recent, cutoff, sources.params.weights)
+    return {
+        "coview_fill": coview,
+        "trending_live": trending[:cutoff],
+        "session_items": own[:cutoff],
+        "blend": [item for item, _ in mixed],
+    }

@@ -1,0 +1,194 @@
+"""The blended recommender: its rule, the weight search's scorer, the co-occurrence table,
+the offline evaluation of the blend and its sources."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recommender import blend, blend_eval
+from recommender.blend import BlendWeights
+from recommender.blend_tuning import CandidateLog, Scorer, search, settings
+from recommender.sessions_io import Sessions, read_sessions, split_by_time
+from udfs.params import VmisParams
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def reference_blend(vmis, coview, trending, session, how_many, w: BlendWeights):
+    """The documented rule, written plainly: score per source, ties by first-met order."""
+    score: dict = {}
+    order: list = []
+
+    def add(item, value):
+        if item not in score:
+            score[item] = 0.0
+            order.append(item)
+        score[item] += value
+
+    top = vmis[0][1] if vmis else 0
+    for item, s in vmis:
+        add(item, w.vmis * (s / top if top > 0 else 0))
+    best_c: dict = {}
+    for r, item in enumerate(coview):
+        best_c[item] = max(best_c.get(item, 0), 1 / (1 + r))
+    for item in coview:
+        if item in best_c:
+            add(item, w.coview * best_c.pop(item))
+    best_t: dict = {}
+    for r, item in enumerate(trending):
+        best_t[item] = max(best_t.get(item, 0), 1 / (1 + r))
+    for item in trending:
+        if item in best_t:
+            add(item, w.trending * best_t.pop(item))
+    newest = session[-1] if session else None
+    distinct = list(dict.fromkeys(reversed(session)))
+    for age, item in enumerate(distinct):
+        if item != newest or w.repeat_newest:
+            add(item, w.repeat * w.decay**age)
+        else:
+            add(item, 0.0)
+    score = {i: round(v, blend.ROUND) for i, v in score.items()}
+    ranked = sorted(order, key=lambda i: (-score[i], order.index(i)))
+    out = [(i, score[i]) for i in ranked if score[i] > 0 and (i != newest or w.repeat_newest)]
+    return out[:how_many]
+
+
+def random_case(rng: random.Random):
+    items = list(range(30))
+    vmis = sorted(((i, rng.choice([0.5, 1.0, 2.0, 3.0])) for i in rng.sample(items, 8)),
+                  key=lambda p: -p[1])  # fmt: skip
+    return (vmis, rng.sample(items, rng.randint(0, 6)), rng.sample(items, rng.randint(0, 6)),
+            [rng.choice(items) for _ in range(rng.randint(1, 6))])  # fmt: skip
+
+
+WEIGHTS = [
+    BlendWeights(),
+    BlendWeights(coview=1.0, trending=0.25, repeat=0.25, decay=0.8),
+    BlendWeights(coview=0.0, trending=0.1, repeat=2.0, repeat_newest=True),
+    BlendWeights(vmis=0.0, coview=1.0),
+]
+
+
+@pytest.mark.parametrize("w", WEIGHTS)
+def test_blend_follows_its_rule(w: BlendWeights) -> None:
+    rng = random.Random(1)
+    for _ in range(300):
+        case = random_case(rng)
+        got = blend.blend(*case, 10, w)
+        want = reference_blend(*case, 10, w)
+        assert [i for i, _ in got] == [i for i, _ in want], case
+        assert np.allclose([s for _, s in got], [s for _, s in want])
+
+
+def test_blend_never_offers_the_newest_item_unless_asked() -> None:
+    vmis, coview, trending, session = [(1, 1.0)], [5, 2], [5, 3], [4, 5]
+    assert 5 not in [i for i, _ in blend.blend(vmis, coview, trending, session, 10)]
+    w = BlendWeights(repeat=1.0, repeat_newest=True)
+    assert 5 in [i for i, _ in blend.blend(vmis, coview, trending, session, 10, w)]
+    assert blend.blend([], [], [], [], 10) == []
+    assert 1 not in [i for i, _ in blend.blend(vmis, coview, trending, session, 10,
+                                               exclude=[1])]  # fmt: skip
+
+
+def test_weights_parse_and_refuse() -> None:
+    w = BlendWeights.parse("coview=2, repeat=0.5,repeat_newest=true")
+    assert (w.coview, w.repeat, w.repeat_newest, w.vmis) == (2.0, 0.5, True, 1.0)
+    assert BlendWeights.parse(w.text()) == w
+    for bad in ("nope=1", "coview", "coview=x", "coview=-1", "trending=nan"):
+        with pytest.raises(ValueError, match="blend weights"):
+            BlendWeights.parse(bad)
+
+
+def test_the_search_scores_each_setting_as_the_blend_ranks() -> None:
+    """The vectorised scorer gives every question the rank `blend` gives its target."""
+    rng = random.Random(2)
+    log = CandidateLog()
+    cases = []
+    for _ in range(400):
+        case = random_case(rng)
+        target = rng.choice(range(30))
+        log.add(*case, target)
+        cases.append((case, target))
+    scorer = Scorer(log, cutoff=10)
+    for w in settings()[::37] + WEIGHTS:
+        ranks = scorer.ranks(w)
+        for (case, target), rank in zip(cases, ranks.tolist(), strict=True):
+            top = [i for i, _ in blend.blend(*case, 10, w)]
+            assert rank == (top.index(target) + 1 if target in top else 0), (w, case, target)
+
+
+def test_search_puts_the_best_setting_first() -> None:
+    log = CandidateLog()
+    # the target is always the session's second newest item: repeats win
+    for n in range(50):
+        log.add([(100 + n, 1.0)], [200], [300], [7, 8, 9], 8)
+    best = search(log, cutoff=5)[0]
+    assert best.weights.repeat > 0 and best.mrr == 1.0
+
+
+def test_cooccurrence_counts_sessions_per_pair() -> None:
+    sessions = [[1, 2, 3], [2, 1], [1, 2, 2], [3, 1], [3, 1, 4], [4]]
+    table = blend.cooccurrence(sessions, min_sessions=2, how_many=5)
+    # pairs in >= 2 sessions: (1,2) in 3 sessions, (1,3) in 3; (2,3) in 1; (1,4),(3,4) in 1
+    assert table == {1: [2, 3], 2: [1], 3: [1]}
+    rng = random.Random(3)
+    sessions = [[rng.randrange(12) for _ in range(rng.randint(1, 6))] for _ in range(300)]
+    table = blend.cooccurrence(sessions, min_sessions=3, how_many=50)
+    counts: dict = {}
+    for s in sessions:
+        for a, b in itertools.permutations(set(s), 2):
+            counts[(a, b)] = counts.get((a, b), 0) + 1
+    for a in range(12):
+        want = [b for (x, b), n in counts.items() if x == a and n >= 3]
+        assert sorted(table.get(a, [])) == sorted(want)
+        got_counts = [counts[(a, b)] for b in table.get(a, [])]
+        assert got_counts == sorted(got_counts, reverse=True)
+
+
+def test_trending_lists_sum_the_windows_and_fill_keeps_order() -> None:
+    rows = [("shoes", "a", 5.0, 1), ("shoes", "b", 4.0, 1), ("shoes", "b", 3.0, 2),
+            ("bags", "c", 1.0, 2)]  # fmt: skip
+    lists = blend.trending_lists(rows)
+    assert lists == {"shoes": ["b", "a"], "bags": ["c"]}
+    assert blend.in_categories(lists, ["bags", "shoes"], 2) == ["c", "b"]
+    assert blend.fill([1, 2], [2, 3, 4], 3) == [1, 2, 3]
+
+
+def _sessions(rows: list[tuple[int, int, float]]) -> Sessions:
+    s, i, t = zip(*rows, strict=True)
+    return Sessions(np.asarray(s), np.asarray(i), np.asarray(t, dtype=np.float64))
+
+
+def test_split_by_time_keeps_sessions_whole() -> None:
+    rows = [(s, s * 10 + k, float(s * 100 + k)) for s in range(10) for k in range(3)]
+    early, late = split_by_time(_sessions(rows), 0.2)
+    assert set(late.session_ids.tolist()) == {8, 9}
+    assert set(early.session_ids.tolist()) == set(range(8))
+    assert len(early) + len(late) == 30
+
+
+@pytest.mark.skipif(not (DATA / "serenade_example").is_dir(), reason="../shared/data missing")
+def test_blend_evaluation_on_serenade_example() -> None:
+    """VMIS-kNN's row equals `flashrec evaluate`'s figure; the blend with weights chosen on
+    the validation split beats VMIS-kNN on the test split."""
+    from recommender.evaluation import EvalParams, evaluate
+    from udfs.vmisknn import VMISIndex
+
+    d = DATA / "serenade_example"
+    train, valid, test = (read_sessions(d / f) for f in ("train.txt", "valid.txt", "test.txt"))
+    vmis = VmisParams()
+    index = VMISIndex.build(train.session_ids, train.item_ids, train.timestamps, m=vmis.m)
+    plain = evaluate(index, test, EvalParams.of(vmis))
+    weights, min_sessions, _ = blend_eval.tune(train, valid, vmis, min_sessions=(3,))
+    sources = blend_eval.Sources.build(train, vmis, 20, min_sessions)
+    stats = blend_eval.summary(blend_eval.run(sources, test, weights), replicates=200)
+    assert stats["vmis"]["mrr"]["value"] == pytest.approx(plain.mrr, abs=1e-4)
+    assert stats["vmis"]["hit_rate"]["value"] == pytest.approx(plain.hit_rate, abs=1e-4)
+    assert stats["blend"]["mrr"]["value"] > stats["vmis"]["mrr"]["value"]
+    lo, hi = stats["blend"]["mrr"]["ci"]
+    assert lo <= stats["blend"]["mrr"]["value"] <= hi
