@@ -192,3 +192,33 @@ def test_blend_evaluation_on_serenade_example() -> None:
     assert stats["blend"]["mrr"]["value"] > stats["vmis"]["mrr"]["value"]
     lo, hi = stats["blend"]["mrr"]["ci"]
     assert lo <= stats["blend"]["mrr"]["value"] <= hi
+
+
+def test_evaluate_cli_scores_the_blend_of_a_raw_data_set(tmp_path: Path) -> None:
+    """`flashrec evaluate --data --format diginetica --blend`: every model reported with an
+    interval; a bad --blend-weights is exit 2 with the reason."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from recommender.cli import app
+
+    rng = random.Random(4)
+    lines = ["session_id;user_id;item_id;timeframe;eventdate"]
+    for s in range(400):
+        base = rng.randrange(0, 40, 4)
+        for k in range(rng.randint(2, 6)):
+            item = base + rng.randrange(4) if rng.random() < 0.8 else rng.randrange(40)
+            lines.append(f"{s};NA;{item};{1000 * k};2016-05-{1 + s // 20:02d}")
+    path = tmp_path / "views.csv"
+    path.write_text("\n".join(lines) + "\n")
+    args = ["evaluate", "--data", str(path), "--format", "diginetica", "--blend", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["evaluations"] > 100 and out["blend"]["chosen_on"].startswith("validation")
+    for model in blend_eval.MODELS:
+        entry = out["blend"]["models"][model]["mrr"]
+        assert entry["ci"][0] <= entry["value"] <= entry["ci"][1]
+    bad = CliRunner().invoke(app, [*args, "--blend-weights", "coview=lots"])
+    assert bad.exit_code == 2 and "coview needs a number" in bad.output

@@ -48,6 +48,33 @@ def _print_table(result, train: Path, test: Path, build_s: float, n_train: int, 
     Console().print(table)
 
 
+def _load(train: Path | None, test: Path | None, data: Path | None, fmt: str,
+          tune_train: Path | None, tune_valid: Path | None) -> tuple:  # fmt: skip
+    """(train, test, validation split or None) from the files given; exit 2 on a bad one."""
+    from producers.replay import DatasetError
+    from recommender.sessions_io import (
+        SessionFileError,
+        from_dataset,
+        read_sessions,
+        split_by_time,
+    )
+
+    tune_data = None
+    try:
+        if data is not None:
+            train_data, test_data = split_by_time(from_dataset(data, fmt))
+            tune_data = split_by_time(train_data)
+        elif train is None or test is None:
+            _fail("give --train and --test, or --data")
+        else:
+            train_data, test_data = read_sessions(train), read_sessions(test)
+        if tune_train is not None and tune_valid is not None:
+            tune_data = (read_sessions(tune_train), read_sessions(tune_valid))
+    except (SessionFileError, DatasetError) as exc:
+        _fail(str(exc))
+    return train_data, test_data, tune_data
+
+
 def _blend(train, test, tune_data, vmis, cutoff: int, weights_text: str | None) -> dict:
     """The blend and its sources on the test set, weights given or chosen on validation."""
     from recommender import blend_eval
@@ -90,6 +117,27 @@ def _print_blend(blended: dict) -> None:
     Console().print(table)
 
 
+DATA = typer.Option(
+    None, "--data", help="A raw data set (see --format) in place of --train/--test: its "
+    "views, split by session start into train (80%) and test (20%); with --blend the weights "
+    "are chosen on the train part's own 80/20 split.",
+)
+WITH_BLEND = typer.Option(
+    False, "--blend", help="Also score the blended recommender and each of its sources, with "
+    "95% bootstrap intervals over test sessions.",
+)
+BLEND_WEIGHTS = typer.Option(
+    None, "--blend-weights", help="The blend's weights (name=value,...); default: chosen on "
+    "the validation split (--tune-train/--tune-valid, or --data's).",
+)
+TUNE_TRAIN = typer.Option(
+    None, "--tune-train", help="Training clicks of the validation split (--blend)."
+)
+TUNE_VALID = typer.Option(
+    None, "--tune-valid", help="Validation clicks the blend's weights are chosen on."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add `evaluate` to the CLI."""
 
@@ -100,26 +148,12 @@ def register(app: typer.Typer) -> None:
             "evaluate.test", "--test", default=None,
             help="Test clicks, same format; every prefix of every session is one evaluation.",
         ),
-        data: Path | None = typer.Option(
-            None, "--data", help="A raw data set (see --format) in place of --train/--test: "
-            "its views, split by session start into train (80%) and test (20%); with --blend "
-            "the weights are chosen on the train part's own 80/20 split.",
-        ),
+        data: Path | None = DATA,
         fmt: str = options.dataset_format("yoochoose"),
-        with_blend: bool = typer.Option(
-            False, "--blend", help="Also score the blended recommender and each of its "
-            "sources, with 95% bootstrap intervals over test sessions.",
-        ),
-        blend_weights: str | None = typer.Option(
-            None, "--blend-weights", help="The blend's weights (name=value,...); default: "
-            "chosen on the validation split (--tune-train/--tune-valid, or --data's).",
-        ),
-        tune_train: Path | None = typer.Option(
-            None, "--tune-train", help="Training clicks of the validation split (--blend)."
-        ),
-        tune_valid: Path | None = typer.Option(
-            None, "--tune-valid", help="Validation clicks the blend's weights are chosen on."
-        ),
+        with_blend: bool = WITH_BLEND,
+        blend_weights: str | None = BLEND_WEIGHTS,
+        tune_train: Path | None = TUNE_TRAIN,
+        tune_valid: Path | None = TUNE_VALID,
         m: int = options.vmis_m(),
         k: int = options.vmis_k(),
         max_items: int = options.vmis_max_items(),
@@ -137,32 +171,14 @@ def register(app: typer.Typer) -> None:
         config.setup_logging()
         from rich.progress import Progress
 
-        from producers.replay import DatasetError
         from recommender.evaluation import EvalParams
         from recommender.evaluation import evaluate as run_evaluation
-        from recommender.sessions_io import (
-            SessionFileError,
-            from_dataset,
-            read_sessions,
-            split_by_time,
-        )
         from udfs.params import VmisParams
         from udfs.vmisknn import VMISIndex
 
-        tune_data = None
-        try:
-            if data is not None:
-                train_data, test_data = split_by_time(from_dataset(data, fmt))
-                tune_data = split_by_time(train_data)
-                train, test = data, data
-            elif train is None or test is None:
-                _fail("give --train and --test, or --data")
-            else:
-                train_data, test_data = read_sessions(train), read_sessions(test)
-            if tune_train is not None and tune_valid is not None:
-                tune_data = (read_sessions(tune_train), read_sessions(tune_valid))
-        except (SessionFileError, DatasetError) as exc:
-            _fail(str(exc))
+        if data is not None:
+            train = test = data
+        train_data, test_data, tune_data = _load(train, test, data, fmt, tune_train, tune_valid)
         if len(train_data) == 0:
             _fail(f"{train}: no clicks after the header line")
         vmis = VmisParams(m=m, k=k, how_many=how_many, max_items_in_session=max_items,
