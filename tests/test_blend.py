@@ -33,18 +33,13 @@ def reference_blend(vmis, coview, trending, session, how_many, w: BlendWeights):
     top = vmis[0][1] if vmis else 0
     for item, s in vmis:
         add(item, w.vmis * (s / top if top > 0 else 0))
-    best_c: dict = {}
-    for r, item in enumerate(coview):
-        best_c[item] = max(best_c.get(item, 0), 1 / (1 + r))
-    for item in coview:
-        if item in best_c:
-            add(item, w.coview * best_c.pop(item))
-    best_t: dict = {}
-    for r, item in enumerate(trending):
-        best_t[item] = max(best_t.get(item, 0), 1 / (1 + r))
-    for item in trending:
-        if item in best_t:
-            add(item, w.trending * best_t.pop(item))
+    for ranked, weight in ((coview, w.coview), (trending, w.trending)):
+        best: dict = {}
+        for r, item in enumerate(ranked):
+            best[item] = max(best.get(item, 0), 1 / (1 + r))
+        for item in ranked:
+            if item in best:
+                add(item, weight * best.pop(item))
     newest = session[-1] if session else None
     distinct = list(dict.fromkeys(reversed(session)))
     for age, item in enumerate(distinct):

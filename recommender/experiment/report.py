@@ -164,18 +164,19 @@ def _drop_table(s: dict[str, Any], sale_name: str) -> list[str]:
     return lines
 
 
+HOURLY = (("vmis_nightly", "hit_rate"), ("vmis_live", "hit_rate"), ("blend", "hit_rate"),
+          ("vmis_nightly", "mrr"), ("vmis_live", "mrr"), ("blend", "mrr"),
+          ("also_nightly", "hit_rate"), ("also_live", "hit_rate"))  # fmt: skip
+
+
 def _hourly_table(h: dict[str, Any]) -> list[str]:
-    """Per hour of the replayed day: evaluations and the VMIS and also-viewed metrics."""
-    lines = ["", "## Per hour", "", "| hour | evaluations | VMIS nightly HR | VMIS live HR | "
-             "VMIS nightly MRR | VMIS live MRR | also viewed nightly HR | also viewed live HR |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    """Per hour of the replayed day: evaluations and the VMIS, blend and also-viewed metrics."""
+    names = " | ".join(f"{LABELS[m]} {METRIC_NAMES[k]}" for m, k in HOURLY)
+    lines = ["", "## Per hour", "", f"| hour | evaluations | {names} |",
+             "|---:|---:|" + "---:|" * len(HOURLY)]  # fmt: skip
     for i, row in enumerate(h["vmis_nightly"]):
-        lines.append(
-            f"| {row['hour']:02d} | {row['evaluations']:,} | {row['hit_rate']:.3f} | "
-            f"{h['vmis_live'][i]['hit_rate']:.3f} | {row['mrr']:.3f} | "
-            f"{h['vmis_live'][i]['mrr']:.3f} | {h['also_nightly'][i]['hit_rate']:.3f} | "
-            f"{h['also_live'][i]['hit_rate']:.3f} |"
-        )
+        cells = " | ".join(f"{h[m][i][k]:.3f}" for m, k in HOURLY)
+        lines.append(f"| {row['hour']:02d} | {row['evaluations']:,} | {cells} |")
     return lines
 
 
