@@ -291,7 +291,7 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
             child.start()
             n_history, produce_s = done.get()
             child.join()
-            engine = Engine(EngineConfig(
+            engine = Engine(EngineConfig.of(
                 pg_dsn=pg.dsn, state_path=work / "engine.duckdb", bootstrap=broker.bootstrap,
                 clock="wall", refresh_interval=refresh, background_interval=background,
                 publish_thread=publish_thread, background_nice=nice,
@@ -367,11 +367,11 @@ def run(rate: float, minutes: float, live_seconds: float, refresh: float,
         "live_refresh_ms_p99": round(pct(live_refresh, 0.99)) if live_refresh else None,
         "background_refresh_ms_last": round(background_ms),
         "background_refreshes": background_runs, "background_process": background_process,
-        "duckdb_threads": threads, "catchup_refresh_s": engine.config.catchup_refresh,
+        "duckdb_threads": threads, "catchup_refresh_s": engine.config.refresh.catchup,
         "publish_thread": publish_thread,
         "producer_linger_ms": linger_ms, "background_nice": nice,
-        "background_share": engine.config.background_share,
-        "view_intervals": engine.config.view_intervals,
+        "background_share": engine.config.background.share,
+        "view_intervals": engine.config.refresh.view_intervals,
         "unlogged_views": unlogged_views, "history_linger_ms": history_linger_ms,
         "partitions": partitions, "broker_storage": storage,
         "cpu_cores_after_settle": cores,
@@ -424,7 +424,7 @@ def main() -> None:
                         "interval, as before 2026-12-03's third session)")
     parser.add_argument("--view-interval", action="append", default=[], metavar="VIEW=SECONDS",
                         help="refresh a main-tier view on its own, slower cadence "
-                        "(EngineConfig.view_intervals); repeatable")
+                        "(RefreshConfig.view_intervals); repeatable")
     parser.add_argument("--history-linger-ms", type=float, default=None,
                         help="linger.ms of the history's producer (default: the producers' "
                         "20). The embedded broker's fetch cost grows with the batches it "

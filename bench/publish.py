@@ -299,7 +299,7 @@ def customer_bench(n: int, changes: int, runs: int, rng: random.Random) -> None:
     """customer_features-like refreshes (Arrow rows keyed by customer and window, no feed,
     every window row of a customer changed by a click): the rows deleted and inserted
     again vs one UPDATE (the publisher since 2026-12-03's fifth session), each into a
-    logged table and an UNLOGGED one (EngineConfig.unlogged_views, off by default)."""
+    logged table and an UNLOGGED one (PublishConfig.unlogged, off by default)."""
     cols, types = [c for c, _ in CUSTOMER_COLUMNS], [t for _, t in CUSTOMER_COLUMNS]
     users = n // 4
     clicks = {u: rng.randrange(1, 40) for u in range(users)}

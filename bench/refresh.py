@@ -72,8 +72,8 @@ def run(rate: float, minutes: float, steps: int, step_s: float, batch: int,
     pg = LocalPostgres(work / "pg", free_port()).start()
     try:
         values = history(rate, minutes, seed=1)
-        engine = Engine(EngineConfig(pg_dsn=pg.dsn, state_path=work / "engine.duckdb",
-                                     background_interval=background))  # fmt: skip
+        engine = Engine(EngineConfig.of(pg_dsn=pg.dsn, state_path=work / "engine.duckdb",
+                                        background_interval=background))  # fmt: skip
         publish = engine.publisher.publish
         publish_ms: list[float] = []
 

@@ -171,7 +171,7 @@ def time_engine(dsn: str, folder: Path, state_from: Path | None, way: str = "bul
              "product_name": "one", "category": "c", "action": "view",
              "ts": format_ts(datetime.now(UTC)), "device": None, "price": None}  # fmt: skip
     started = time.perf_counter()
-    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=state, clock="event"))
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=state, clock="event"))
     built = time.perf_counter() - started
     assert engine.ingest([Message(orjson.dumps(event), 10**9)]) == 1
     first = time.perf_counter() - started

@@ -12,7 +12,15 @@ replays the clicks of the test sessions against it with a load generator in this
 
 Also prints the kernel alone (same sessions, in this process) as the baseline.
 
+With `--blend`, the same server then takes the same loads again with every other request
+asking for the blend (`blend=true`) and the others for pure VMIS-kNN (`blend=false`), so both
+are measured under one load in one process: p50/p90/p99 of each and blend/pure. The blend
+alone (in this process, against the kernel alone) comes first. The server is built from the
+history file: its blend has VMIS-kNN and the fill table (co-occurrence of the history's last
+day) but no co_view_pairs or trending_by_category to follow.
+
     .venv/bin/python bench/serve.py [--train PATH --test PATH --rates 1000,2000 --seconds 10]
+                                    [--blend]
 """
 
 from __future__ import annotations
@@ -40,8 +48,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_requests(test: Path, limit: int = 200_000) -> list[bytes]:
-    """One GET per click of the test file, in time order, with consent (stores sessions)."""
+def load_requests(test: Path, limit: int = 200_000, modes: tuple[str, ...] = ()) -> list[bytes]:
+    """One GET per click of the test file, in time order, with consent (stores sessions).
+    With `modes` ("pure", "blend"), one GET per click and mode, in turn, each mode with
+    sessions of its own and `blend=false` or `blend=true`."""
     sys.path.insert(0, str(ROOT))
     from recommender.sessions_io import read_sessions
 
@@ -49,11 +59,14 @@ def load_requests(test: Path, limit: int = 200_000) -> list[bytes]:
     order = np.argsort(data.timestamps, kind="stable")
     out = []
     for n in order[:limit].tolist():
-        target = (
-            f"/v1/recommend?session_id=b{data.session_ids[n]}&item_id={data.item_ids[n]}"
-            "&user_consent=true"
-        )
-        out.append(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        for mode in modes or ("",):
+            prefix, extra = (f"b{mode[0]}", f"&blend={str(mode == 'blend').lower()}") if mode else (
+                "b", "")  # fmt: skip
+            target = (
+                f"/v1/recommend?session_id={prefix}{data.session_ids[n]}"
+                f"&item_id={data.item_ids[n]}&user_consent=true{extra}"
+            )
+            out.append(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
     return out
 
 
@@ -84,9 +97,11 @@ class Conn:
         self.writer.close()
 
 
-async def closed_loop(port: int, requests: list[bytes], conns: int, seconds: float) -> dict:
+async def closed_loop(port: int, requests: list[bytes], conns: int, seconds: float,
+                      modes: tuple[str, ...] = ()) -> dict:  # fmt: skip
     pool = [await Conn.open(port) for _ in range(conns)]
     latencies: list[float] = []
+    picked: list[int] = []
     errors = 0
     deadline = time.perf_counter() + seconds
     counter = iter(range(1 << 62))
@@ -94,25 +109,28 @@ async def closed_loop(port: int, requests: list[bytes], conns: int, seconds: flo
     async def worker(conn: Conn) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
-            raw = requests[next(counter) % len(requests)]
+            i = next(counter) % len(requests)
             t = time.perf_counter()
-            if await conn.request(raw) != 200:
+            if await conn.request(requests[i]) != 200:
                 errors += 1
             latencies.append(time.perf_counter() - t)
+            picked.append(i)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in pool))
     elapsed = time.perf_counter() - started
     for c in pool:
         c.close()
-    return summary(latencies, elapsed, errors)
+    return by_mode(summary(latencies, elapsed, errors), latencies, picked, elapsed, modes)
 
 
-async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float) -> dict:
+async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float,
+                    modes: tuple[str, ...] = ()) -> dict:  # fmt: skip
     conns = max(8, int(rate // 50))
     pool = [await Conn.open(port) for _ in range(conns)]
     total = int(rate * seconds)
     latencies: list[float] = []
+    picked: list[int] = []
     errors = 0
     start = time.perf_counter() + 0.05
 
@@ -126,12 +144,13 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
             if await conn.request(requests[i % len(requests)]) != 200:
                 errors += 1
             latencies.append(time.perf_counter() - due)
+            picked.append(i % len(requests))
 
     await asyncio.gather(*(worker(w, c) for w, c in enumerate(pool)))
     elapsed = time.perf_counter() - start
     for c in pool:
         c.close()
-    return summary(latencies, elapsed, errors)
+    return by_mode(summary(latencies, elapsed, errors), latencies, picked, elapsed, modes)
 
 
 def summary(latencies: list[float], elapsed: float, errors: int) -> dict:
@@ -144,6 +163,61 @@ def summary(latencies: list[float], elapsed: float, errors: int) -> dict:
         "p99": float(np.percentile(ms, 99)),
         "errors": errors,
     }
+
+
+def by_mode(result: dict, latencies: list[float], picked: list[int], elapsed: float,
+            modes: tuple[str, ...]) -> dict:  # fmt: skip
+    """`result` with a summary per mode when the requests alternate between `modes`."""
+    if modes:
+        kind = np.asarray(picked) % len(modes)
+        ms = np.asarray(latencies)
+        result["modes"] = {m: summary(ms[kind == k].tolist(), elapsed, 0)
+                           for k, m in enumerate(modes)}  # fmt: skip
+    return result
+
+
+def session_inputs(test: Path) -> list[list[str]]:
+    """Each click of the test file with the one before it in its session, as the API holds it."""
+    from recommender.sessions_io import read_sessions
+
+    data = read_sessions(test)
+    order = np.lexsort((data.timestamps, data.session_ids))
+    sessions, items = data.session_ids[order], data.item_ids[order].astype(str)
+    return [
+        [items[j - 1], items[j]] if j and sessions[j - 1] == sessions[j] else [items[j]]
+        for j in range(len(items))
+    ]
+
+
+def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
+    """The blend alone against the kernel alone, in turn on the same sessions (no HTTP): the
+    server's blend over the index of `train` with its fill table, without view mirrors."""
+    from recommender.serving.blender import Blender
+    from recommender.serving.live_index import LiveIndex
+    from recommender.serving.views import Views
+
+    index = LiveIndex()
+    index.build_from_tsv(train)
+    blender = Blender(index, Views(None))
+    blender.fill_table.rebuild()
+    inputs = session_inputs(test)
+    how_many = index.params.how_many
+    index.recommend(inputs[0], how_many)  # compile
+    blender.recommend(inputs[0], how_many)
+    times: dict[str, list[float]] = {"pure": [], "blend": []}
+    for q in range(n):
+        items = inputs[q % len(inputs)]
+        t = time.perf_counter()
+        index.recommend(items, how_many)
+        times["pure"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        blender.recommend(items, how_many)
+        times["blend"].append(time.perf_counter() - t)
+    out = {m: {q: float(np.percentile(np.asarray(v) * 1e6, q)) for q in (50, 90, 99)}
+           for m, v in times.items()}  # fmt: skip
+    out["fill"] = {"items": len(blender.fill_table.table), "sessions": blender.fill_table.sessions,
+                   "build_s": blender.fill_table.build_s}  # fmt: skip
+    return out
 
 
 def kernel_baseline(train: Path, test: Path, n: int = 5000) -> dict:
@@ -396,6 +470,45 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise SystemExit("server not ready in time")
 
 
+MODES = ("pure", "blend")
+
+
+def server_loads(port: int, requests: list[bytes], args: argparse.Namespace,
+                 modes: tuple[str, ...] = ()) -> list[tuple[str, int | None, dict]]:  # fmt: skip
+    """The closed loop, then each open-loop rate, against the running server."""
+    rows = [("closed loop", args.connections,
+             asyncio.run(closed_loop(port, requests, args.connections, args.seconds, modes)))]
+    for rate in [float(r) for r in args.rates.split(",") if r]:
+        rows.append((f"open loop {rate:,.0f}/s", None,
+                     asyncio.run(open_loop(port, requests, rate, args.seconds, modes))))
+    return rows  # fmt: skip
+
+
+def print_blend_baseline(base: dict) -> None:
+    fill = base["fill"]
+    print(f"blend alone (fill table: {fill['items']:,} items from {fill['sessions']:,} sessions, "
+          f"built in {fill['build_s']:.2f} s): " + "; ".join(
+              f"{m} p50 {base[m][50]:.1f} us, p90 {base[m][90]:.1f} us, p99 {base[m][99]:.1f} us"
+              for m in MODES) + "; blend/pure p50 "
+          f"{base['blend'][50] / base['pure'][50]:.2f}, p99 "
+          f"{base['blend'][99] / base['pure'][99]:.2f}")  # fmt: skip
+
+
+def print_blend_rows(rows: list[tuple[str, int | None, dict]]) -> None:
+    """Pure and blend of each load (requests alternating), and blend/pure."""
+    print("blend vs pure VMIS-kNN: same server, the load's requests alternate blend=false/true")
+    print(f"{'load':<22}{'mode':<12}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
+          f"{'errors':>8}")  # fmt: skip
+    for name, _, r in rows:
+        pure, blended = (r["modes"][m] for m in MODES)
+        for label, m in zip(MODES, (pure, blended), strict=True):
+            print(f"{name:<22}{label:<12}{m['rps']:>10,.0f}{m['p50']:>9.2f}{m['p90']:>9.2f}"
+                  f"{m['p99']:>9.2f}{'':>8}")  # fmt: skip
+        print(f"{name:<22}{'blend/pure':<12}{'':>10}" + "".join(
+            f"{blended[q] / pure[q]:>9.2f}" for q in ("p50", "p90", "p99"))
+            + f"{r['errors']:>8}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=Path, default=DATA / "train.txt")
@@ -412,6 +525,9 @@ def main() -> None:
     )
     parser.add_argument("--server-cpu", type=int, default=None, help="pin the server to a CPU")
     parser.add_argument("--client-cpu", type=int, default=None, help="pin this process")
+    parser.add_argument(
+        "--blend", action="store_true", help="also the blend against pure VMIS-kNN, one load"
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -425,6 +541,8 @@ def main() -> None:
         f"kernel alone: build {base['build_s']:.2f} s; recommend p50 {base['p50_us']:.1f} us, "
         f"p90 {base['p90_us']:.1f} us, p99 {base['p99_us']:.1f} us"
     )
+    if args.blend:
+        print_blend_baseline(blend_baseline(args.train, args.test))
     requests = load_requests(args.test)
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="flashrec-bench-")
@@ -448,21 +566,12 @@ def main() -> None:
     try:
         wait_ready(port, proc)
         asyncio.run(closed_loop(port, requests, 4, 2.0))  # warm up
-        rows = [
-            (
-                "closed loop",
-                args.connections,
-                asyncio.run(closed_loop(port, requests, args.connections, args.seconds)),
-            )
-        ]
-        for rate in [float(r) for r in args.rates.split(",") if r]:
-            rows.append(
-                (
-                    f"open loop {rate:,.0f}/s",
-                    None,
-                    asyncio.run(open_loop(port, requests, rate, args.seconds)),
-                )
-            )
+        rows = server_loads(port, requests, args)
+        blend_rows = []
+        if args.blend:
+            both = load_requests(args.test, modes=MODES)
+            asyncio.run(closed_loop(port, both, 4, 2.0, MODES))  # warm up the blend
+            blend_rows = server_loads(port, both, args, MODES)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -473,6 +582,8 @@ def main() -> None:
             f"{name:<22}{r['rps']:>10,.0f}{r['p50']:>9.2f}{r['p90']:>9.2f}{r['p99']:>9.2f}"
             f"{r['errors']:>8}"
         )
+    if args.blend:
+        print_blend_rows(blend_rows)
     udf = udf_throughput(args.train, args.test)
     print(
         f"UDF server, vmis_recommend on 256-row Arrow batches: p50 {udf['p50']:.1f} ms, "

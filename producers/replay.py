@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,23 @@ def read_dataset(
 
 
 Row = tuple[int, int, dict[str, Any]]
+# a data row to (epoch ms, event), or None for a row skipped (the reason counted in stats)
+Convert = Callable[[list[str]], tuple[int, dict[str, Any]] | None]
+
+
+def _mapped(rows: Iterable[list[str]], stats: ReplayStats, convert: Convert) -> Iterator[Row]:
+    """(epoch ms, data row number, event) of every row `convert` maps; rows it cannot
+    read (IndexError, ValueError) are counted as unreadable."""
+    for n, row in enumerate(rows, 1):
+        stats.rows += 1
+        try:
+            got = convert(row)
+        except (IndexError, ValueError):
+            stats.skipped["unreadable row"] += 1
+            continue
+        if got is not None:
+            stats.mapped += 1
+            yield got[0], n, got[1]
 
 
 def _event(session: str, user: str, item: str, category: str, action: str,
@@ -100,6 +117,17 @@ def _lines(path: Path, delimiter: str) -> Iterator[list[str]]:
         yield from csv.reader(f, delimiter=delimiter)
 
 
+def _data_rows(path: Path, delimiter: str, what: str, header: str, check: int = 3
+               ) -> Iterator[list[str]]:  # fmt: skip
+    """The rows of `path` after its header; DatasetError unless the header starts with the
+    first `check` columns of `header` (the format `what`'s header, as the error shows it)."""
+    lines = _lines(path, delimiter)
+    found = next(lines)
+    if found[:check] != header.split(delimiter)[:check]:
+        raise DatasetError(f"{path}: expected {what} header {header}, got {found}")
+    return lines
+
+
 def _iso_ms(text: str) -> int:
     """'2014-04-07T10:51:09.277Z' or '2019-10-01 00:00:00 UTC' to epoch milliseconds."""
     text = text.strip().replace(" UTC", "+00:00").replace("Z", "+00:00")
@@ -114,22 +142,16 @@ def _yoochoose(path: Path, stats: ReplayStats) -> Iterator[Row]:
     if first.startswith("SessionId\t"):
         yield from _yoochoose_prepared(path, stats)
         return
-    for n, row in enumerate(_lines(path, ","), 1):
-        stats.rows += 1
-        try:
-            session, stamp, item = row[0], row[1], row[2]
-            ms = _iso_ms(stamp)
-            if len(row) == 4:  # clicks: SessionID,Timestamp,ItemID,Category
-                event = _event(session, session, item, _yc_category(row[3]), "view")
-            else:  # buys: SessionID,Timestamp,ItemID,Price,Quantity
-                price = float(row[3]) if row[3] and float(row[3]) > 0 else None
-                event = _event(session, session, item, UNKNOWN, "purchase",
-                               price=price)
-        except (IndexError, ValueError):
-            stats.skipped["unreadable row"] += 1
-            continue
-        stats.mapped += 1
-        yield ms, n, event
+
+    def convert(row: list[str]) -> tuple[int, dict[str, Any]]:
+        session, stamp, item = row[0], row[1], row[2]
+        if len(row) == 4:  # clicks: SessionID,Timestamp,ItemID,Category
+            return _iso_ms(stamp), _event(session, session, item, _yc_category(row[3]), "view")
+        # buys: SessionID,Timestamp,ItemID,Price,Quantity
+        price = float(row[3]) if row[3] and float(row[3]) > 0 else None
+        return _iso_ms(stamp), _event(session, session, item, UNKNOWN, "purchase", price=price)
+
+    yield from _mapped(_lines(path, ","), stats, convert)
 
 
 def _yc_category(value: str) -> str:
@@ -148,27 +170,16 @@ def _yoochoose_prepared(path: Path, stats: ReplayStats) -> Iterator[Row]:
         s, i, t = col["SessionId"], col["ItemId"], col["Time"]
     except KeyError as exc:
         raise DatasetError(f"{path}: expected header SessionId ItemId Time, got {header}") from exc
-    for n, row in enumerate(lines, 1):
-        stats.rows += 1
-        try:
-            ms = round(float(row[t]) * 1000)
-            event = _event(row[s], row[s], row[i], UNKNOWN, "view")
-        except (IndexError, ValueError):
-            stats.skipped["unreadable row"] += 1
-            continue
-        stats.mapped += 1
-        yield ms, n, event
+    yield from _mapped(lines, stats, lambda row: (
+        round(float(row[t]) * 1000), _event(row[s], row[s], row[i], UNKNOWN, "view")))
 
 
 RR_ACTIONS = {"view": "view", "addtocart": "add_to_cart", "transaction": "purchase"}
 
 
 def _retailrocket(path: Path, stats: ReplayStats) -> Iterator[Row]:
-    lines = _lines(path, ",")
-    header = next(lines)
-    if header[:4] != ["timestamp", "visitorid", "event", "itemid"]:
-        raise DatasetError(f"{path}: expected RetailRocket header timestamp,visitorid,event,"
-                           f"itemid,transactionid, got {header}")
+    lines = _data_rows(path, ",", "RetailRocket",
+                       "timestamp,visitorid,event,itemid,transactionid", check=4)
     categories = _rr_categories(path.parent)
     raw: list[tuple[str, int, int, str, str]] = []
     for n, row in enumerate(lines, 1):
@@ -228,53 +239,36 @@ REES_ACTIONS = {"view": "view", "cart": "add_to_cart", "purchase": "purchase"}
 
 
 def _rees46(path: Path, stats: ReplayStats) -> Iterator[Row]:
-    lines = _lines(path, ",")
-    header = next(lines)
-    if header[:3] != ["event_time", "event_type", "product_id"]:
-        raise DatasetError(f"{path}: expected REES46 header event_time,event_type,product_id,"
-                           f"..., got {header}")
-    for n, row in enumerate(lines, 1):
-        stats.rows += 1
-        try:
-            stamp, kind, item, cat_id, cat_code, brand, price, user, session = row[:9]
-            action = REES_ACTIONS.get(kind)
-            if action is None:
-                stats.skipped[f"event type {kind!r} has no contract action"] += 1
-                continue
-            ms = _iso_ms(stamp)
-            name = " ".join(x for x in (brand, cat_code.rsplit(".", 1)[-1]) if x)
-            event = _event(session or f"{user}-nosession", user, item,
-                           cat_code or (f"category-{cat_id}" if cat_id else UNKNOWN), action,
-                           name=name, price=float(price) if price else None)
-        except ValueError:
-            stats.skipped["unreadable row"] += 1
-            continue
-        stats.mapped += 1
-        yield ms, n, event
+    lines = _data_rows(path, ",", "REES46", "event_time,event_type,product_id,...")
+
+    def convert(row: list[str]) -> tuple[int, dict[str, Any]] | None:
+        stamp, kind, item, cat_id, cat_code, brand, price, user, session = row[:9]
+        action = REES_ACTIONS.get(kind)
+        if action is None:
+            stats.skipped[f"event type {kind!r} has no contract action"] += 1
+            return None
+        ms = _iso_ms(stamp)
+        name = " ".join(x for x in (brand, cat_code.rsplit(".", 1)[-1]) if x)
+        return ms, _event(session or f"{user}-nosession", user, item,
+                          cat_code or (f"category-{cat_id}" if cat_id else UNKNOWN), action,
+                          name=name, price=float(price) if price else None)
+
+    yield from _mapped(lines, stats, convert)
 
 
 def _diginetica(path: Path, stats: ReplayStats) -> Iterator[Row]:
-    lines = _lines(path, ";")
-    header = next(lines)
-    if header[:3] != ["session_id", "user_id", "item_id"]:
-        raise DatasetError(f"{path}: expected DIGINETICA header session_id;user_id;item_id;"
-                           f"timeframe;eventdate, got {header}")
+    lines = _data_rows(path, ";", "DIGINETICA", "session_id;user_id;item_id;timeframe;eventdate")
     categories: dict[str, str] = {}
     cat_file = path.parent / "product-categories.csv"
     if cat_file.is_file():
         categories = {r[0]: f"category-{r[1]}" for r in list(_lines(cat_file, ";"))[1:]
                       if len(r) >= 2}
-    for n, row in enumerate(lines, 1):
-        stats.rows += 1
-        try:
-            session, user, item, frame, date = row[:5]
-            day = datetime.fromisoformat(date).replace(tzinfo=UTC)
-            ms = round(day.timestamp() * 1000) + int(frame)
-            event = _event(session,
-                           user if user and user != "NA" else f"anon-{session}", item,
-                           categories.get(item, UNKNOWN), "view")
-        except ValueError:
-            stats.skipped["unreadable row"] += 1
-            continue
-        stats.mapped += 1
-        yield ms, n, event
+
+    def convert(row: list[str]) -> tuple[int, dict[str, Any]]:
+        session, user, item, frame, date = row[:5]
+        day = datetime.fromisoformat(date).replace(tzinfo=UTC)
+        return round(day.timestamp() * 1000) + int(frame), _event(
+            session, user if user and user != "NA" else f"anon-{session}", item,
+            categories.get(item, UNKNOWN), "view")
+
+    yield from _mapped(lines, stats, convert)

@@ -35,10 +35,10 @@ class BlendWeights:
     """The blend's weights and its session-item rule."""
 
     vmis: float = 1.0
-    coview: float = 0.5
-    trending: float = 0.25
-    repeat: float = 0.0
-    decay: float = 0.5  # worth of a session item per step of age
+    coview: float = 1.0
+    trending: float = 0.5
+    repeat: float = 0.25
+    decay: float = 0.8  # worth of a session item per step of age
     repeat_newest: bool = False  # may the newest item itself be recommended
 
     @classmethod
@@ -216,12 +216,14 @@ def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, li
 
 
 def in_categories(
-    trending: dict[str, Sequence[T]], categories: Iterable[str], how_many: int
+    trending: dict[str, Sequence[T]], categories: Iterable[str], how_many: int,
+    leave_out: T | None = None,
 ) -> list[T]:
-    """Trending products of `categories` (newest first), one list of at most `how_many`."""
+    """Trending products of `categories` (newest first), one list of at most `how_many`,
+    without `leave_out` (the session's newest item, which the blend never offers)."""
     out: list[T] = []
     for category in categories:
-        out.extend(trending.get(category, ()))
+        out.extend(p for p in trending.get(category, ()) if p != leave_out)
         if len(out) >= how_many:
             break
     return list(dict.fromkeys(out))[:how_many]

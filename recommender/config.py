@@ -14,10 +14,13 @@ import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recommender.events import SESSION_GAP
 from udfs.params import VmisParams
+
+if TYPE_CHECKING:
+    from recommender.blend import BlendWeights
 
 log = logging.getLogger("flashrec.config")
 
@@ -69,6 +72,8 @@ DEFAULT_BACKGROUND_SHARE = 0.2
 # api and udf: the recommendation API and the UDF server
 ENV_API_PORT = "FLASHREC_API_PORT"
 ENV_SESSION_TTL = "FLASHREC_SESSION_TTL"
+ENV_BLEND_WEIGHTS = "FLASHREC_BLEND_WEIGHTS"
+ENV_RECOMMEND_BLEND = "FLASHREC_RECOMMEND_BLEND"
 ENV_UDF_PORT = "FLASHREC_UDF_PORT"
 ENV_UDF_LINK = "FLASHREC_UDF_LINK"
 DEFAULT_API_PORT = 8080
@@ -191,6 +196,11 @@ SETTINGS: dict[str, Setting] = {
         ("port", ENV_API_PORT, DEFAULT_API_PORT, "HTTP port of the recommendation API.", int),
         ("session_ttl", ENV_SESSION_TTL, SESSION_GAP.total_seconds(),
          "Seconds of inactivity after which a session starts afresh.", float),
+        ("blend_weights", ENV_BLEND_WEIGHTS, "",
+         "Blend weights, name=value,... (vmis, coview, trending, repeat, decay, repeat_newest).",
+         str),
+        ("recommend_blend", ENV_RECOMMEND_BLEND, False,
+         "GET /v1/recommend answers the blend instead of pure VMIS-kNN.", bool),
     ),
     **_group(
         "udf",
@@ -360,6 +370,14 @@ def setup_logging(level: str | None = None, process: str = "") -> None:
         format=f"%(asctime)s %(levelname)-7s {process + ' ' if process else ''}%(name)s: "
         "%(message)s",
     )
+
+
+def blend_weights() -> BlendWeights:
+    """The blend's weights from the `api.blend_weights` setting, over blend.DEFAULT (names
+    left out keep their default); a bad setting raises ValueError."""
+    from recommender.blend import BlendWeights
+
+    return BlendWeights.parse(value("api.blend_weights") or "")
 
 
 def vmis_params() -> VmisParams:

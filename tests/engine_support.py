@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -133,3 +134,23 @@ def new_db(server_dsn: str) -> str:
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return server_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def fed_in_steps(store: Any, events: list[dict[str, Any]], rng: random.Random, start: datetime,
+                 until: datetime, *, most: int, hours: list[float], back_at: int
+                 ) -> Iterator[tuple[int, datetime]]:  # fmt: skip
+    """Store `events` into `store` (a StateStore) in random batches of 0 to `most`, the
+    clock moving past the newest stored event by one of `hours` at each step (and back two
+    days at step `back_at`); yields (step, clock) until every event is stored and the clock
+    is at `until` or later."""
+    now, stored, step = start, 0, 0
+    while stored < len(events) or now < until:
+        batch = rng.randint(0, most)
+        store.apply(events[stored : stored + batch], {})
+        stored += batch
+        newest = store.max_event_time() or start
+        now = max(now, newest) + timedelta(hours=rng.choice(hours))
+        if step == back_at:
+            now -= timedelta(days=2)  # the clock goes back (events re-enter the horizon)
+        yield step, now
+        step += 1

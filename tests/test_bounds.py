@@ -41,7 +41,7 @@ def short_sql(folder: Path) -> Path:
 
 def test_state_and_tables_are_bounded_by_the_windows(postgres, tmp_path: Path) -> None:
     dsn = new_db(postgres.dsn)
-    engine = Engine(EngineConfig(
+    engine = Engine(EngineConfig.of(
         pg_dsn=dsn, state_path=tmp_path / "state.duckdb", clock="event",
         sql_dir=short_sql(tmp_path / "sql"), raw_retention=timedelta(minutes=2),
         background_interval=0,

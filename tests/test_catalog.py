@@ -81,11 +81,11 @@ def test_every_view_has_what_its_toml_declares(tmp_path: Path) -> None:
     assert catalog.tier_views(entries, "background") == ("customer_features", "customer_hours")
     assert catalog.view_keys(entries)["customer_hours"] == ("user_id", "window_days",
                                                             "hour_of_day")  # fmt: skip
-    assert EngineConfig(pg_dsn="", state_path=None).background_views == (
+    assert EngineConfig.of(pg_dsn="", state_path=None).background.views == (
         "customer_features", "customer_hours")  # fmt: skip
     # the catalog of the engine's own sql_dir, not sql/'s
     moved = sql_copy(tmp_path / "sql", {"061_customer_hours.toml": [('"background"', '"main"')]})
-    assert EngineConfig(pg_dsn="", state_path=None, sql_dir=moved).background_views == (
+    assert EngineConfig.of(pg_dsn="", state_path=None, sql_dir=moved).background.views == (
         "customer_features",)
     # views without a .toml have no entry: the clickstream table, the intent scores
     assert "clickstream" not in entries and "session_intent" not in entries
@@ -252,7 +252,7 @@ def test_a_declared_maintainer_with_another_shape_raises_at_start(tmp_path: Path
         incremental_overrides(objects)
     assert "more than its parameters" in str(raised.value)
     with pytest.raises(ValueError, match="co_view_pairs.*'coview'"):
-        Engine(EngineConfig(pg_dsn="", state_path=None, sql_dir=folder))
+        Engine(EngineConfig.of(pg_dsn="", state_path=None, sql_dir=folder))
     # without the maintainer named, the SQL recomputes the view, and the others keep theirs
     (folder / "045_co_view_pairs.toml").write_text('keys = ["product_a", "product_b"]\n')
     found = incremental_overrides(sqlfiles.load(folder))

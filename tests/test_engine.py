@@ -23,7 +23,7 @@ from recommender.postgres.publisher import DEFAULT_FEED_VIEWS
 
 
 def make_engine(dsn: str, state: Path, letters: list[bytes]) -> Engine:
-    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=state, clock="event"))
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=state, clock="event"))
     engine._send_dead_letters = letters.extend  # no broker here: collect the dead letters
     return engine
 
@@ -135,8 +135,8 @@ def test_views_come_back_after_a_postgres_crash(tmp_path: Path, logged: bool) ->
     items = flash_sale(6000)
     msgs = [Msg(raw(x), i) for i, x in enumerate(items)]
     with LocalPostgres(tmp_path / "pg", free_port()) as pg:
-        config = EngineConfig(pg_dsn=pg.dsn, state_path=tmp_path / "state.duckdb",
-                              clock="event", unlogged_views=not logged)  # fmt: skip
+        config = EngineConfig.of(pg_dsn=pg.dsn, state_path=tmp_path / "state.duckdb",
+                                 clock="event", unlogged_views=not logged)  # fmt: skip
         engine = Engine(config)
         engine.ingest(msgs[:4000])
         engine.refresh()
@@ -392,8 +392,8 @@ def test_background_tier_runs_nicer(dsn: str, tmp_path: Path) -> None:
         conn.commit()
         return pid
 
-    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
-                                 background_nice=7))  # fmt: skip
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
+                                    background_nice=7))  # fmt: skip
     try:
         assert engine.tier is not None
         base = nice(os.getpid())
@@ -417,8 +417,8 @@ def test_background_tier_keeps_to_its_share_of_the_time(dsn: str, tmp_path: Path
     """After a refresh of D s the background thread waits max(interval, D (1 - share) /
     share): with share 1 it refreshes back to back when D outlasts the interval, with 0.25
     it spends at most a quarter of the time refreshing."""
-    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
-                                 background_interval=0.05, background_share=share))  # fmt: skip
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
+                                    background_interval=0.05, background_share=share))  # fmt: skip
     try:
         tier = engine.tier
         assert tier is not None
@@ -461,8 +461,8 @@ def test_settings_out_of_range_are_refused_before_anything_opens(
     state = tmp_path / "state.duckdb"
     name = next(iter(setting))
     with pytest.raises(ValueError, match=name if name != "clock" else "unknown clock"):
-        Engine(EngineConfig(pg_dsn="postgresql://nobody@127.0.0.1:1/none", state_path=state,
-                            **setting))  # fmt: skip
+        Engine(EngineConfig.of(pg_dsn="postgresql://nobody@127.0.0.1:1/none",
+                               state_path=state, **setting))  # fmt: skip
     assert not state.exists()
 
 
@@ -554,7 +554,7 @@ def test_duckdb_threads_follow_the_config(dsn: str) -> None:
     import os
 
     def threads(**kw) -> int:
-        engine = Engine(EngineConfig(pg_dsn=dsn, state_path=None, **kw))
+        engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=None, **kw))
         try:
             return int(engine.store.con.execute(
                 "SELECT current_setting('threads')").fetchall()[0][0])  # fmt: skip
@@ -602,7 +602,7 @@ def test_publish_parts_are_timed_and_logged(dsn: str, tmp_path: Path,
     publish = engine.publisher.publish
 
     def slow_publish(*args, **kwargs) -> None:  # past the slow mark: 2 refresh intervals
-        time.sleep(2 * engine.config.refresh_interval + 0.1)
+        time.sleep(2 * engine.config.refresh.interval + 0.1)
         publish(*args, **kwargs)
 
     engine.publisher.publish = slow_publish

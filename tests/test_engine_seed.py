@@ -259,7 +259,7 @@ def test_restart_publishes_nothing_when_nothing_changed(dsn: str, tmp_path: Path
         if isinstance(item, dict):
             item.update(product_id=names[k % len(names)] + "p", category=names[k % 7] + "c",
                         product_name=STRINGS[k % len(STRINGS)])  # fmt: skip
-    config = EngineConfig(pg_dsn=dsn, state_path=tmp_path / "state.duckdb", clock="event")
+    config = EngineConfig.of(pg_dsn=dsn, state_path=tmp_path / "state.duckdb", clock="event")
     engine = Engine(config)
     engine.ingest([Msg(raw(x), i) for i, x in enumerate(items)])
     first = engine.refresh()

@@ -34,7 +34,7 @@ def start_engine(broker, dsn: str, state: Path, items: list) -> tuple[Engine, st
     for item in items:
         producer.produce(topic, raw(item))
     assert producer.flush(30) == 0
-    engine = Engine(EngineConfig(
+    engine = Engine(EngineConfig.of(
         pg_dsn=dsn, state_path=state, bootstrap=broker.bootstrap, topic=topic, dlq_topic=dlq,
         group_id=f"g-{topic}", clock="event", refresh_interval=0.2, background_interval=1.0,
         background_nice=5,
@@ -125,11 +125,12 @@ def test_the_child_gets_the_whole_configuration(tmp_path: Path) -> None:
 
     from recommender.engine.worker import worker_config
 
-    config = EngineConfig(pg_dsn="postgresql://x@127.0.0.1:1/db", state_path=tmp_path / "s.db",
-                          bootstrap="127.0.0.1:9", clock="event", background_interval=2.5,
-                          raw_retention=timedelta(minutes=7), duckdb_threads=None,
-                          view_intervals={"co_view_pairs": 3.0})  # fmt: skip
+    config = EngineConfig.of(pg_dsn="postgresql://x@127.0.0.1:1/db",
+                             state_path=tmp_path / "s.db", bootstrap="127.0.0.1:9",
+                             clock="event", background_interval=2.5,
+                             raw_retention=timedelta(minutes=7), duckdb_threads=None,
+                             view_intervals={"co_view_pairs": 3.0})  # fmt: skip
     child = worker_config(config)
     assert EngineConfig.from_json(child.to_json()) == child
-    assert child.role == "background" and child.refresh_interval == 2.5
+    assert child.role == "background" and child.refresh.interval == 2.5
     assert child.state_path == tmp_path / "s-background.db"

@@ -193,7 +193,7 @@ def views(postgres: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> 
     items = [x for x in generate(FlashSaleConfig(seed=7, events=6000, rate=20.0,
                                                  bot_share=0.05)) if isinstance(x, dict)]
     state = tmp_path_factory.mktemp("grafana") / "state.duckdb"
-    engine = Engine(EngineConfig(pg_dsn=postgres.dsn, state_path=state, clock="event"))
+    engine = Engine(EngineConfig.of(pg_dsn=postgres.dsn, state_path=state, clock="event"))
     try:
         engine.ingest([Msg(raw(x), i) for i, x in enumerate(items)])
         engine.refresh()

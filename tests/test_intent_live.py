@@ -57,7 +57,7 @@ def test_live_scores_use_the_training_features(dsn: str, tmp_path: Path) -> None
 
     cut = _open_sessions_index(events, len(events) * 2 // 3)
     letters: list[bytes] = []
-    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=None, clock="event"))
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=None, clock="event"))
     engine._send_dead_letters = letters.extend
     feed = engine.subscribe("session_features")
     msgs = [Msg(raw(e), i) for i, e in enumerate(events)]

@@ -34,7 +34,7 @@ T0 = datetime(2026, 3, 1, 12, 0)
 
 
 def engine_for(dsn: str, state: Path | None, letters: list[bytes], **kw: Any) -> Engine:
-    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=state, clock="event", **kw))
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=state, clock="event", **kw))
     engine._send_dead_letters = letters.extend  # no broker here: collect the dead letters
     return engine
 

@@ -135,16 +135,19 @@ def test_session_items_are_left_out_where_a_shop_wants(tmp_path) -> None:
 
 
 def test_scored_api_matches_serenade_endpoint(client, index) -> None:
+    """With blend=false the session routes answer the Serenade route's pure VMIS-kNN list."""
     item = index.popular(1)[0][0]
     ids = client.get("/v1/recommend", params={"session_id": "a", "item_id": item}).json()
-    body = client.post("/v1/sessions/b/clicks", json={"item_id": item}).json()
+    body = client.post("/v1/sessions/b/clicks", json={"item_id": item, "blend": False}).json()
     assert body["source"] == "vmis"
     assert [r["product_id"] for r in body["recommendations"]] == ids
     scores = [r["score"] for r in body["recommendations"]]
     assert scores == sorted(scores, reverse=True)
-    stored = client.get("/v1/sessions/b/recommendations").json()
+    stored = client.get("/v1/sessions/b/recommendations", params={"blend": "false"}).json()
     assert [p["product_id"] for p in stored["items"]] == [item]
     assert stored["recommendations"] == body["recommendations"]
+    blended = client.get("/v1/sessions/b/recommendations").json()  # the default: the blend
+    assert blended["source"] == "blend" and blended["recommendations"]
 
 
 def test_fast_path_and_route_agree(client, index) -> None:

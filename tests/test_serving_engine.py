@@ -1,6 +1,7 @@
 """The API on the real embedded engine: clicks ingested by the engine reach the index through
-its change feed (in process, and from another process through flashrec_changes), and the
-also-viewed and trending answers equal the engine's PostgreSQL tables."""
+its change feed (in process, and from another process through flashrec_changes), the blend's
+co-view and trending candidates follow the views in both, and the also-viewed and trending
+answers equal the engine's PostgreSQL tables."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from conftest import free_port, wait_until
 from engine_support import Msg
 from serving_support import api_process
 
+from recommender.blend import BlendWeights
 from recommender.engine import Engine, EngineConfig
 from recommender.serving.runtime import start_api
 
@@ -21,7 +23,8 @@ pytestmark = pytest.mark.e2e
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=9)  # event clock: 8 days fit
 NAMES = {"a": ("Alpha Lamp", "lights"), "b": ("Beta Lamp", "lights"),
-         "c": ("Gamma Rug", "rugs"), "z": ("Zeta Chair", "chairs")}  # fmt: skip
+         "c": ("Gamma Rug", "rugs"), "d": ("Delta Lamp", "lights"),
+         "z": ("Zeta Chair", "chairs")}  # fmt: skip
 
 
 class Clicks:
@@ -49,9 +52,39 @@ def _recs(url: str, item: str) -> list[str]:
     return got.json()
 
 
+def _blend(url: str, item: str, blend: bool = True) -> tuple[str, dict[str, float]]:
+    """The source and scores of a session route's answer to one click (not stored)."""
+    got = httpx.post(f"{url}/v1/sessions/probe-{item}/clicks", timeout=30.0,
+                     json={"item_id": item, "user_consent": False, "blend": blend})  # fmt: skip
+    assert got.status_code == 200
+    body = got.json()
+    return body["source"], {r["product_id"]: r["score"] for r in body["recommendations"]}
+
+
+WEIGHTS = "vmis=1,coview=0.5,trending=0.25,repeat=0"  # the API's blend weights here
+
+
+def _check_blend(url: str, engine: Engine, click: Clicks) -> None:
+    """Three sessions view c, then d, after the API started: d becomes c's co-view partner
+    and enters the lights category's trending (engagement over the windows: b 4, a 3, d 3).
+    The blend (weights WEIGHTS) serves both from its mirrors: d for c scores VMIS-kNN's top
+    (1) plus the co-view weight (0.5); for a (lights), which VMIS-kNN never pairs with d, the
+    trending weight at rank 2 (a itself left out): 0.25 / 2."""
+    engine.ingest([click(f"t{n}", p, 20 + n / 10 + m / 100) for n in range(3)
+                   for m, p in enumerate("cd")])  # fmt: skip
+    engine.refresh()
+    wait_until(lambda: _blend(url, "c")[1].get("d") == 1.5, timeout=30)
+    wait_until(lambda: _blend(url, "a")[1].get("d") == 0.125, timeout=30)
+    source, scores = _blend(url, "a")
+    # VMIS-kNN's top, a's co-view partner, lights' most engaging product
+    assert source == "blend" and scores["b"] == 1.75
+    source, pure = _blend(url, "a", blend=False)
+    assert source == "vmis" and "d" not in pure and pure["b"] == max(pure.values())
+
+
 @pytest.fixture
 def pipeline(dsn: str):
-    engine = Engine(EngineConfig(pg_dsn=dsn, state_path=None, clock="event"))
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=None, clock="event"))
     click = Clicks()
     # three sessions view a and b (a co-view pair), one views b and c
     engine.ingest([click(s, p, m) for s, m0 in (("s1", 0), ("s2", 1), ("s3", 2))
@@ -67,7 +100,8 @@ def pipeline(dsn: str):
 def test_engine_feed_in_process(pipeline, tmp_path) -> None:
     engine, dsn, click = pipeline
     port = free_port()
-    api = start_api(engine, dsn, port=port, data_dir=tmp_path / "data")
+    api = start_api(engine, dsn, port=port, data_dir=tmp_path / "data",
+                    blend_weights=BlendWeights.parse(WEIGHTS))  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200)
@@ -79,6 +113,7 @@ def test_engine_feed_in_process(pipeline, tmp_path) -> None:
         engine.refresh()
         lag = wait_until(lambda: _recs(url, "z")[:1] == ["a"])
         assert lag < 5
+        _check_blend(url, engine, click)  # the mirrors follow the engine in process
 
         # the event clock jumps 8 days: every session leaves the 7-day history (deletes)
         engine.ingest([click("late", "c", 8 * 24 * 60)])
@@ -108,12 +143,17 @@ def test_engine_feed_in_process(pipeline, tmp_path) -> None:
 
 
 def test_change_table_from_another_process(pipeline, tmp_path) -> None:
-    """`flashrec serve --pg-dsn` beside the engine follows flashrec_changes (LISTEN/NOTIFY)."""
+    """`flashrec serve --pg-dsn` beside the engine follows flashrec_changes (LISTEN/NOTIFY);
+    its blend follows trending_by_category's feed table and re-reads co_view_pairs."""
     engine, dsn, click = pipeline
-    args = ["--pg-dsn", dsn, "--data-dir", str(tmp_path / "data")]
+    args = ["--pg-dsn", dsn, "--data-dir", str(tmp_path / "data"), "--blend-weights", WEIGHTS]
     with api_process(args, free_port(), tmp_path / "api.log") as url:
         assert _recs(url, "a")[:1] == ["b"]
         engine.ingest([click("s5", "z", 10), click("s5", "a", 10.5)])
         engine.refresh()
         assert wait_until(lambda: _recs(url, "z")[:1] == ["a"]) < 5
+        _check_blend(url, engine, click)
+        status = httpx.get(f"{url}/readyz").json()["blend"]
+        assert status["co_view_pairs"]["state"] == "following"
+        assert status["trending_by_category"]["state"] == "following"
     assert "by re-reading it" not in (tmp_path / "api.log").read_text()  # not the fallback

@@ -81,6 +81,8 @@ QUERIES = [
     "session_id={s}&item_id=a+b",
     "session_id={s}&item_id=%C3%A9",
     "session_id={s}&item_id=no-such-item",
+    "session_id={s}&item_id=a&blend=true",
+    "session_id={s}&item_id=b&user_consent=true&blend=0",
     "session_id={s}&item_id=" + "x" * 128,
     # refused by the route, so never answered by the fast path
     "session_id={s}&item_id=" + "x" * 129,
@@ -90,6 +92,7 @@ QUERIES = [
     "item_id=a",
     "session_id={s}&item_id=a&user_consent=maybe",
     "session_id={s}&item_id=a&exclude_session_items=2",
+    "session_id={s}&item_id=a&blend=maybe",
 ]
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -217,15 +218,37 @@ def _same(index: LiveIndex, rw: FakeRisingWave) -> bool:
     return index.n_sessions == len(rows) and _answers(index) == _answers(rebuilt)
 
 
-def _follow(rw: FakeRisingWave, monkeypatch: pytest.MonkeyPatch) -> tuple[LiveIndex, IndexSync]:
-    """What `flashrec serve --source risingwave` and `flashrec udf-server` start."""
+@contextmanager
+def _following(monkeypatch: pytest.MonkeyPatch
+               ) -> Iterator[tuple[FakeRisingWave, LiveIndex, IndexSync]]:  # fmt: skip
+    """What `flashrec serve --source risingwave` and `flashrec udf-server` start, following
+    a RisingWave that holds HISTORY; stopped on the way out."""
+    rw = FakeRisingWave(HISTORY)
     monkeypatch.setattr(psycopg, "connect", rw.connect)
     index, sync = make_index(Params(), source="risingwave", dsn="postgresql://root@rw:4566/dev")
     assert sync is not None
     sync.backoff_s = (0.01, 0.05)  # short waits for the test
     sync.start()
+    try:
+        _recovered(rw, index, sync)
+        yield rw, index, sync
+    finally:
+        sync.stop()
+
+
+def _applied(rw: FakeRisingWave, index: LiveIndex, upsert: tuple[str, list[str], datetime]
+             ) -> int:  # fmt: skip
+    """Change one session and wait for the index to hold it; the newest rw_timestamp then."""
+    rw.change(upsert=[upsert])
+    wait_until(lambda: _same(index, rw))
+    return rw.newest_rw_timestamp
+
+
+def _recovered(rw: FakeRisingWave, index: LiveIndex, sync: IndexSync) -> list[str]:
+    """Wait until the follower follows again and the index equals RisingWave; the cursors
+    it declared so far."""
     wait_until(lambda: sync.state == "following" and _same(index, rw))
-    return index, sync
+    return [s for s in rw.statements if s.startswith("DECLARE")]
 
 
 def _at(minutes: int) -> datetime:
@@ -235,70 +258,49 @@ def _at(minutes: int) -> datetime:
 def test_a_cursor_whose_fetch_fails_is_declared_again_at_the_last_rw_timestamp(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rw = FakeRisingWave(HISTORY)
-    index, sync = _follow(rw, monkeypatch)
-    try:
-        rw.change(upsert=[("h6", ["p4", "p7"], _at(1))])
-        wait_until(lambda: _same(index, rw))
-        applied = rw.newest_rw_timestamp
+    with _following(monkeypatch) as (rw, index, sync):
+        applied = _applied(rw, index, ("h6", ["p4", "p7"], _at(1)))
         rw.invalidate_cursors()
         rw.change(upsert=[("h2", ["p1", "p2", "p7"], _at(2))], delete=["h3"])
-        wait_until(lambda: sync.state == "following" and _same(index, rw))
-        declared = [s for s in rw.statements if s.startswith("DECLARE")]
+        declared = _recovered(rw, index, sync)
         assert declared[0].endswith(" FULL") and declared[-1].endswith(f" SINCE {applied}")
         assert "CLOSE" in " ".join(rw.statements)  # the broken cursor was closed
         status = sync.status()
         assert status["recoveries"] == 1 and status["resnapshots"] == 0
         assert "invalid state" in status["error"]
         assert status["position"] == rw.newest_rw_timestamp
-    finally:
-        sync.stop()
 
 
 def test_a_restarted_frontend_is_reconnected_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    rw = FakeRisingWave(HISTORY)
-    index, sync = _follow(rw, monkeypatch)
     seen: list[str] = []
-    rw.on_connect = lambda: seen.append(sync.state)
-    try:
-        rw.change(upsert=[("h7", ["p3", "p8"], _at(1))])
-        wait_until(lambda: _same(index, rw))
-        applied = rw.newest_rw_timestamp
+    with _following(monkeypatch) as (rw, index, sync):
+        rw.on_connect = lambda: seen.append(sync.state)
+        applied = _applied(rw, index, ("h7", ["p3", "p8"], _at(1)))
         rw.restart(refuse=3)
         rw.change(upsert=[("h4", ["p1", "p6", "p8"], _at(2))], delete=["h1"])
-        wait_until(lambda: sync.state == "following" and _same(index, rw))
+        declared = _recovered(rw, index, sync)
         assert seen == ["reconnecting"] * 4  # three refused, the fourth declared the cursor
-        declared = [s for s in rw.statements if s.startswith("DECLARE")]
         assert declared[-1].endswith(f" SINCE {applied}")
         assert sum(s.endswith(" FULL") for s in declared) == 1  # no new snapshot
         status = sync.status()
         assert status["attempts"] == 4 and status["recoveries"] == 1
         assert status["resnapshots"] == 0 and "connection refused" in status["error"]
-    finally:
-        sync.stop()
 
 
 def test_a_cursor_past_the_retention_rebuilds_the_index_from_a_fresh_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rw = FakeRisingWave(HISTORY)
-    index, sync = _follow(rw, monkeypatch)
-    try:
-        rw.change(upsert=[("h8", ["p5", "p9"], _at(1))])
-        wait_until(lambda: _same(index, rw))
-        applied = rw.newest_rw_timestamp
+    with _following(monkeypatch) as (rw, index, sync):
+        applied = _applied(rw, index, ("h8", ["p5", "p9"], _at(1)))
         # while the follower is away, sessions change and leave; the log no longer has it
         rw.change(upsert=[("h9", ["p2", "p9"], _at(2))], delete=["h2", "h8"], logged=False)
         rw.pass_retention()
-        wait_until(lambda: sync.state == "following" and _same(index, rw))
-        declared = [s for s in rw.statements if s.startswith("DECLARE")]
+        declared = _recovered(rw, index, sync)
         assert declared[-2].endswith(f" SINCE {applied}")
         assert declared[-1].endswith(" FULL")  # refused: rebuilt from a new snapshot
         status = sync.status()
         assert status["recoveries"] == 1 and status["resnapshots"] == 1
         assert "rw_timestamp is too small" in status["error"]
-    finally:
-        sync.stop()
 
 
 def test_readyz_is_not_ready_while_the_follower_reconnects(
@@ -310,23 +312,21 @@ def test_readyz_is_not_ready_while_the_follower_reconnects(
     from recommender.serving.session_store import SessionStore
     from recommender.serving.views import Views
 
-    rw = FakeRisingWave(HISTORY)
-    index, sync = _follow(rw, monkeypatch)
-    state = ServingState(index, SessionStore(tmp_path / "sessions"), Views(None), sync=sync)
-    client = TestClient(create_app(state))
-    try:
-        rw.change(upsert=[("h6", ["p4", "p7"], _at(1))])
-        wait_until(lambda: _same(index, rw) and client.get("/readyz").status_code == 200)
-        rw.restart(refuse=10**6)
-        wait_until(lambda: sync.state == "reconnecting" and sync.attempts > 1)
-        answer = client.get("/readyz")
-        assert answer.status_code == 503
-        body = answer.json()
-        assert body["sync_state"] == "reconnecting" and body["sync"]["attempts"] > 1
-        assert "connection refused" in body["sync"]["error"]
-        rw.refuse = 0
-        wait_until(lambda: client.get("/readyz").status_code == 200)
-        assert client.get("/v1/status").json()["index"]["sync"]["state"] == "following"
-    finally:
-        sync.stop()
-        state.store.close()
+    with _following(monkeypatch) as (rw, index, sync):
+        state = ServingState(index, SessionStore(tmp_path / "sessions"), Views(None), sync=sync)
+        client = TestClient(create_app(state))
+        try:
+            rw.change(upsert=[("h6", ["p4", "p7"], _at(1))])
+            wait_until(lambda: _same(index, rw) and client.get("/readyz").status_code == 200)
+            rw.restart(refuse=10**6)
+            wait_until(lambda: sync.state == "reconnecting" and sync.attempts > 1)
+            answer = client.get("/readyz")
+            assert answer.status_code == 503
+            body = answer.json()
+            assert body["sync_state"] == "reconnecting" and body["sync"]["attempts"] > 1
+            assert "connection refused" in body["sync"]["error"]
+            rw.refuse = 0
+            wait_until(lambda: client.get("/readyz").status_code == 200)
+            assert client.get("/v1/status").json()["index"]["sync"]["state"] == "following"
+        finally:
+            state.store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import typer
 
 from recommender import config
 from recommender.commands import options
+from recommender.commands.signals import stop_on_signals
 
 log = logging.getLogger("flashrec.broker")
 
@@ -62,15 +62,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"using external broker {bootstrap}; topics created: {created or 'none'}")
             return
 
-        stop = False
-
-        def on_signal(signum: int, frame: object) -> None:
-            nonlocal stop
-            stop = True
-
         # Handlers first: a signal that arrives while the broker starts still stops it cleanly.
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = stop_on_signals()
         local = LocalBroker(port=port, partitions=partitions, topics=topics, log_path=log_file,
                             storage=storage, data_dir=data_dir)
         try:
@@ -81,7 +74,7 @@ def register(app: typer.Typer) -> None:
                    f"{partitions} partitions; storage {storage}"
                    f"{f' in {data_dir}' if local.disk else ''}). Ctrl-C stops it.", err=False)
         try:
-            while not stop:
+            while not stop.is_set():
                 if not local.running():
                     local.stop()
                     typer.echo("error: the broker process exited unexpectedly", err=True)

@@ -118,17 +118,15 @@ def _print_blend(blended: dict) -> None:
 
 
 DATA = typer.Option(
-    None, "--data", help="A raw data set (see --format) in place of --train/--test: its "
-    "views, split by session start into train (80%) and test (20%); with --blend the weights "
-    "are chosen on the train part's own 80/20 split.",
+    None, "--data", help="A raw data set (--format) split 80/20 by session start, in place of "
+    "--train/--test.",
 )
 WITH_BLEND = typer.Option(
-    False, "--blend", help="Also score the blended recommender and each of its sources, with "
-    "95% bootstrap intervals over test sessions.",
+    False, "--blend", help="Also score the blend and each of its sources, with 95% intervals."
 )
 BLEND_WEIGHTS = typer.Option(
-    None, "--blend-weights", help="The blend's weights (name=value,...); default: chosen on "
-    "the validation split (--tune-train/--tune-valid, or --data's).",
+    None, "--blend-weights", help="The blend's weights, name=value,... (default: chosen on "
+    "validation).",
 )
 TUNE_TRAIN = typer.Option(
     None, "--tune-train", help="Training clicks of the validation split (--blend)."
@@ -167,7 +165,7 @@ def register(app: typer.Typer) -> None:
         config_file: Path | None = options.config_file(),
     ) -> None:
         """Build the VMIS-kNN index from --train and report MRR, HitRate and Precision at
-        --cutoff on --test."""
+        --cutoff on --test; with --blend, also the blended recommender beside its sources."""
         config.setup_logging()
         from rich.progress import Progress
 

@@ -24,7 +24,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _params(refresh_s: float, nightly_window_h: float, weights: str | None) -> Any:
+def _params(refresh_s: float, nightly_window_h: float, weights: str | None = None) -> Any:
     """The replay's parameters: VMIS-kNN's from its settings (config.vmis_params()), the
     blend's weights from --blend-weights over the defaults."""
     from recommender.blend import BlendWeights
@@ -119,15 +119,10 @@ NIGHTLY_WINDOW_H = typer.Option(
 REPLICATES = typer.Option(
     1000, "--bootstrap", min=10, help="Bootstrap replicates for the 95% intervals."
 )
-BLEND_WEIGHTS = typer.Option(
-    None, "--blend-weights",
-    help="The blend's weights, name=value,... (vmis, coview, trending, repeat, decay, "
-    "repeat_newest); unnamed ones keep their defaults.",
-)
+BLEND_WEIGHTS = options.blend_weights()
 TUNE = typer.Option(
-    False, "--tune-blend",
-    help="Also score a grid of blend weights on this replay and report the best (use a "
-    "validation replay: another seed than the ones you report).",
+    False, "--tune-blend", help="Also score a grid of blend weights and report the best "
+    "(on a validation replay).",
 )
 QUIET = options.quiet()
 AS_JSON = typer.Option(False, "--json", help="Print the statistics as JSON.")

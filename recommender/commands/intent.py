@@ -77,8 +77,7 @@ def train(
     from recommender.intent.training_report import write_report
 
     config.setup_logging(log_level)
-    if grid not in ("full", "small"):
-        _fail(f"--grid must be 'full' or 'small', not {grid!r}")
+    options.one_of("--grid", grid, ("full", "small"))
     folder = _model_dir(model_dir)
     chosen = _algorithms(algorithms)
     try:
@@ -176,8 +175,7 @@ def score(
     from recommender.intent.score import IntentScorer
 
     config.setup_logging(log_level)
-    if clock not in ("wall", "event"):
-        _fail(f"--clock must be 'wall' or 'event', not {clock!r}")
+    options.one_of("--clock", clock, ("wall", "event"))
     try:
         scorer = IntentScorer(pg_dsn, _model_dir(model_dir), clock=clock)
     except FileNotFoundError as exc:

@@ -8,7 +8,7 @@ deprecated environment name, settings file) that option's default, which a flag 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,13 @@ from recommender import config
 
 TUNING = "Tuning"  # help panel of the flags that tune rather than choose what runs
 _KEEP: Any = object()  # the setting's own default
+
+
+def one_of(flag: str, value: str, choices: Collection[str]) -> None:
+    """Exit with status 2 and an error naming `flag` unless `value` is one of `choices`."""
+    if value not in choices:
+        typer.echo(f"error: {flag} must be one of {', '.join(choices)}, not {value!r}", err=True)
+        raise typer.Exit(2)
 
 
 def _apply_settings(ctx: typer.Context, path: Path | None) -> Path | None:
@@ -144,6 +151,14 @@ def host() -> Any:
 def api_port(*flags: str, default: int | None = None, help: str | None = None) -> Any:
     return port("api.port", *(flags or ("--port",)), lowest=0, help=help,
                 default=_KEEP if default is None else default)  # fmt: skip
+
+
+def blend_weights() -> Any:
+    return setting("api.blend_weights", "--blend-weights", metavar="NAME=VALUE,...")
+
+
+def recommend_blend() -> Any:
+    return setting("api.recommend_blend", "--recommend-blend/--no-recommend-blend")
 
 
 # --- VMIS-kNN -------------------------------------------------------------------------------

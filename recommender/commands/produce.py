@@ -277,8 +277,7 @@ def replay(
     from producers.replay import FORMATS, DatasetError, ReplayStats, read_dataset
 
     config.setup_logging()
-    if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    options.one_of("--format", fmt, FORMATS)
     stats = ReplayStats()
     try:
         events = list(islice(read_dataset(dataset, fmt, stats), limit))

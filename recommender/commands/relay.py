@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import typer
 
 from recommender import config
 from recommender.commands import options
+from recommender.commands.signals import stop_on_signals
 
 
 def register(app: typer.Typer) -> None:
@@ -42,21 +42,14 @@ def register(app: typer.Typer) -> None:
         from recommender.validate_relay import RelayConfig, RelayError, run
 
         config.setup_logging()
-        stop = False
-
-        def on_signal(signum: int, frame: object) -> None:
-            nonlocal stop
-            stop = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = stop_on_signals()
         settings = RelayConfig(
             bootstrap=bootstrap_servers, topic=topic, valid_topic=valid_topic,
             dlq_topic=dlq_topic, group_id=group_id, folder=data_dir,
             max_batch=max_batch, report_every=report_every,
         )  # fmt: skip
         try:
-            run(settings, lambda _counts: stop)
+            run(settings, lambda _counts: stop.is_set())
         except BrokerUnavailable as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

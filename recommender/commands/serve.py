@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from recommender import config
 from recommender.commands import options
 from udfs.params import VmisParams
+
+if TYPE_CHECKING:
+    from recommender.blend import BlendWeights
 
 log = logging.getLogger("flashrec.serve")
 
@@ -25,9 +29,19 @@ def _params(m: int, k: int, how_many: int, max_items: int, idf_weighting: float
     )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _weights(text: str) -> BlendWeights:
+    """The --blend-weights setting over blend.DEFAULT; exit 2 with the message when bad."""
+    from recommender.blend import BlendWeights
+
+    try:
+        return BlendWeights.parse(text or "")
+    except ValueError as exc:
+        _fail(f"{exc} (--blend-weights or {config.ENV_BLEND_WEIGHTS})")
 
 
 def _check_inputs(history: Path | None, source: str, dsn: str | None) -> None:
@@ -52,12 +66,15 @@ def serve(
     max_items: int = options.vmis_max_items(),
     idf_weighting: float = options.vmis_idf_weighting(),
     session_ttl: float = options.setting("api.session_ttl", "--session-ttl", min=0.0),
+    blend_weights: str = options.blend_weights(),
+    recommend_blend: bool = options.recommend_blend(),
     log_level: str | None = options.log_level(),
     config_file: Path | None = options.config_file(),
 ) -> None:
     """Serve recommendations, the dashboard, health and metrics over HTTP."""
     config.setup_logging(log_level)
     _check_inputs(history, source, pg_dsn)
+    weights = _weights(blend_weights)
     import uvicorn
 
     from recommender.serving.app import create_app
@@ -71,6 +88,8 @@ def serve(
             source=source,
             dsn=pg_dsn,
             session_ttl_s=session_ttl,
+            blend_weights=weights,
+            recommend_blend=recommend_blend,
         )
     except (OSError, ValueError) as exc:
         _fail(str(exc))

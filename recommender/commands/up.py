@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import typer
 
 from recommender import config
 from recommender.commands import options
+from recommender.commands.signals import stop_on_signals
 
 log = logging.getLogger("flashrec.up")
 
@@ -43,6 +43,8 @@ class UpOptions:
     intent: bool
     intent_model_dir: Path | None
     broker_storage: str = config.DEFAULT_BROKER_STORAGE
+    blend_weights: str = ""  # the API's blend (`name=value,...` over blend.DEFAULT)
+    recommend_blend: bool = False  # the API's GET /v1/recommend answers the blend
 
 
 def _fail(message: str) -> None:
@@ -50,11 +52,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def start_api_hook(engine: Any, dsn: str, port: int, data_dir: Path) -> Any:
+def start_api_hook(engine: Any, dsn: str, port: int, data_dir: Path, blend_weights: str = "",
+                   recommend_blend: bool = False) -> Any:  # fmt: skip
     """Start the recommendation API in this process, following the engine's change feed."""
+    from recommender.blend import BlendWeights
     from recommender.serving.runtime import start_api
 
-    return start_api(engine, dsn, port=port, data_dir=data_dir)
+    return start_api(engine, dsn, port=port, data_dir=data_dir,
+                     blend_weights=BlendWeights.parse(blend_weights),
+                     recommend_blend=recommend_blend)  # fmt: skip
 
 
 # options of `up` that take more than a line; --help lists them in the signature's order
@@ -71,6 +77,8 @@ PG_DSN = options.pg_dsn(
     help="Publish the views into this PostgreSQL instead of starting the local one."
 )
 INTENT = options.setting("intent.enabled", "--intent/--no-intent")
+BLEND_WEIGHTS = options.blend_weights()
+RECOMMEND_BLEND = options.recommend_blend()
 PG_SHARED_BUFFERS = options.setting(
     "postgres.shared_buffers", "--pg-shared-buffers", panel=options.TUNING
 )
@@ -108,6 +116,8 @@ def up(
     clock: str = options.clock(),
     intent: bool = INTENT,
     intent_model_dir: Path | None = options.intent_model_dir(),
+    blend_weights: str = BLEND_WEIGHTS,
+    recommend_blend: bool = RECOMMEND_BLEND,
     config_file: Path | None = options.config_file(),
     broker_storage: str = options.broker_storage(panel=options.TUNING),
     partitions: int = options.partitions(panel=options.TUNING),
@@ -125,12 +135,12 @@ def up(
     from recommender.postgres.local import check_size
 
     config.setup_logging()
-    if clock not in CLOCKS:
-        _fail(f"--clock must be one of {', '.join(CLOCKS)}, not {clock!r}")
+    options.one_of("--clock", clock, CLOCKS)
     try:
         check_size(pg_shared_buffers, "--pg-shared-buffers")
     except ValueError as exc:
         _fail(str(exc))
+    _check_weights(blend_weights)
     run_until_stopped(UpOptions(
         bootstrap=bootstrap, broker_port=broker_port, partitions=partitions,
         pg_dsn=pg_dsn, pg_port=pg_port,
@@ -140,7 +150,18 @@ def up(
         unlogged_views=unlogged_views, duckdb_threads=duckdb_threads, topic=topic,
         dlq_topic=dlq_topic, group_id=group_id, api_port=api_port, intent=intent,
         intent_model_dir=intent_model_dir, broker_storage=broker_storage,
+        blend_weights=blend_weights, recommend_blend=recommend_blend,
     ))  # fmt: skip
+
+
+def _check_weights(text: str) -> None:
+    """Exit 2 with the message when the blend's weights do not parse."""
+    from recommender.blend import BlendWeights
+
+    try:
+        BlendWeights.parse(text or "")
+    except ValueError as exc:
+        _fail(f"{exc} (--blend-weights or {config.ENV_BLEND_WEIGHTS})")
 
 
 def register(app: typer.Typer) -> None:
@@ -150,17 +171,14 @@ def register(app: typer.Typer) -> None:
 
 def run_until_stopped(o: UpOptions) -> None:
     """Run what `o` asks for until SIGINT or SIGTERM, then stop all of it, newest first."""
-    stop = threading.Event()
     starting = threading.Event()  # set while the engine starts (reads its views back)
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
+    def interrupt_start() -> None:
         if starting.is_set():  # interrupt the engine's start; a second signal only stops
             starting.clear()
             raise KeyboardInterrupt
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    stop = stop_on_signals(interrupt_start)
     started: list[Any] = []
     try:
         _run(o, stop, started, starting)
@@ -255,7 +273,8 @@ def _run(o: UpOptions, stop: threading.Event, started: list[Any],
     started.append(engine)
     if o.api_port:
         try:
-            started.append(start_api_hook(engine, pg_dsn, o.api_port, o.data_dir))
+            started.append(start_api_hook(engine, pg_dsn, o.api_port, o.data_dir,
+                                          o.blend_weights, o.recommend_blend))  # fmt: skip
         except RuntimeError as exc:  # e.g. the port is taken
             _fail(f"{exc} (is port {o.api_port} free?)")
     intent_line = "intent: off (--no-intent)"
@@ -289,19 +308,28 @@ def _start_engine(o: UpOptions, pg_dsn: str, bootstrap: str | None, starting: th
                   ) -> Any:  # fmt: skip
     """The engine, started. `starting` is set meanwhile: it reads every view table back
     first, and a signal then raises KeyboardInterrupt."""
-    from recommender.engine import Engine, EngineConfig
+    from recommender.engine import (
+        BackgroundConfig,
+        Engine,
+        EngineConfig,
+        PublishConfig,
+        RefreshConfig,
+        SourceConfig,
+    )
     from recommender.engine.background import thread_tier
     from recommender.engine.worker import process_tier
 
+    engine_config = EngineConfig(
+        PublishConfig(pg_dsn, unlogged=o.unlogged_views), o.data_dir / "engine.duckdb",
+        source=SourceConfig(bootstrap, o.topic, o.dlq_topic, o.group_id, clock=o.clock),
+        refresh=RefreshConfig(interval=o.refresh_interval),
+        background=BackgroundConfig(interval=o.background_interval, share=o.background_share),
+        duckdb_threads=o.duckdb_threads or None,
+    )  # fmt: skip
     starting.set()
     try:
-        return Engine(EngineConfig(
-            pg_dsn=pg_dsn, state_path=o.data_dir / "engine.duckdb", bootstrap=bootstrap,
-            topic=o.topic, dlq_topic=o.dlq_topic, group_id=o.group_id, clock=o.clock,
-            refresh_interval=o.refresh_interval, background_interval=o.background_interval,
-            background_share=o.background_share, unlogged_views=o.unlogged_views,
-            duckdb_threads=o.duckdb_threads or None,
-        ), tier=process_tier if o.background_process else thread_tier).start()  # fmt: skip
+        tier = process_tier if o.background_process else thread_tier
+        return Engine(engine_config, tier=tier).start()
     finally:
         starting.clear()
 

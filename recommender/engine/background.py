@@ -94,13 +94,13 @@ TierFactory = Callable[[TierContext], Tier]
 
 def thread_tier(ctx: TierContext) -> BackgroundTier:
     """The background views in a thread of the engine's process."""
-    c = ctx.config
     from recommender.postgres.schema import view_comments
 
-    return BackgroundTier(ctx.con, ctx.views, c.pg_dsn, c.background_interval, ctx.clock,
-                          ctx.hub, ctx.epoch, c.background_nice, ctx.overrides,
-                          c.background_share, unlogged=c.unlogged_views,
-                          comments=view_comments(ctx.views, c.sql_dir))  # fmt: skip
+    c, publish = ctx.config.background, ctx.config.publish
+    return BackgroundTier(ctx.con, ctx.views, publish.dsn, c.interval, ctx.clock, ctx.hub,
+                          ctx.epoch, c.nice, ctx.overrides, c.share, unlogged=publish.unlogged,
+                          comments=view_comments(ctx.views, ctx.config.refresh.sql_dir)
+                          )  # fmt: skip
 
 
 class BackgroundTier:

@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from recommender import sqlfiles
-from recommender.catalog import tier_views
 from recommender.changefeed import ChangeBatch, FeedHub, Subscription
-from recommender.config import DEFAULT_BACKGROUND_SHARE, DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
 from recommender.engine.background import (
     Tier,
     TierContext,
@@ -42,123 +38,12 @@ from recommender.engine.background import (
 from recommender.engine.baseline import seed_views
 from recommender.engine.dead_letters import DeadLetterSink, dead_letter
 from recommender.engine.refresh import ViewRunner
+from recommender.engine.settings import EngineConfig
 from recommender.engine.store import StateStore
 from recommender.events import Rejected
 from recommender.kafka_io import validated
-from recommender.postgres.publisher import DEFAULT_FEED_VIEWS
 
 log = logging.getLogger(__name__)
-
-CLOCKS = ("wall", "event")
-ROLES = ("main", "background")
-
-
-@dataclass
-class EngineConfig:
-    """What the engine reads, where it keeps its state and where it publishes."""
-
-    pg_dsn: str
-    state_path: Path | None
-    bootstrap: str | None = None
-    topic: str = DEFAULT_TOPIC
-    dlq_topic: str = DEFAULT_DLQ_TOPIC
-    group_id: str = "flashrec-engine"
-    clock: str = "wall"
-    refresh_interval: float = 0.5
-    raw_retention: timedelta = timedelta(minutes=30)
-    max_batch: int = 50_000
-    sql_dir: Path | None = None
-    view_intervals: dict[str, float] = field(default_factory=dict)  # slower cadence per view
-    incremental: bool = True  # co_view_pairs by the Numba maintainer instead of recompute
-    overrides: dict[str, Any] = field(default_factory=dict)
-    # views whose changes also go to PostgreSQL's flashrec_changes (None: all of them)
-    feed_views: tuple[str, ...] | None = DEFAULT_FEED_VIEWS
-    # views without a feed get UNLOGGED tables: no WAL; PostgreSQL empties them when it
-    # recovers from a crash and the engine republishes them when it starts. Off by default:
-    # replicas and backups do not hold such tables
-    unlogged_views: bool = False
-    # views refreshed in a background thread every background_interval s (0: in every refresh);
-    # None: those of tier "background" in the catalog of sql_dir
-    background_views: tuple[str, ...] | None = None
-    background_interval: float = 30.0
-    # at most this share of the time goes to refreshing them: after a refresh of D s the
-    # next waits max(background_interval, D * (1 - share) / share) (1: only the interval)
-    background_share: float = DEFAULT_BACKGROUND_SHARE
-    # "main": the engine; "background": the child process of the background tier
-    # (engine/worker.py): its views only, every partition assigned by hand, no dead letters,
-    # no raw events or change feed, status rows under the main tier's epoch
-    role: str = "main"
-    # the background thread and its PostgreSQL backend (local servers) run this much nicer
-    # than the engine, so the main tier's freshness comes first when the CPU is short
-    background_nice: int = 10
-    # the loop publishes each refresh in a thread while it computes the next (False: inline)
-    publish_thread: bool = True
-    # while behind (consumer batches come back full) refresh at most this often: fewer,
-    # larger refreshes let a backlog drain faster
-    catchup_refresh: float = 5.0
-    # Python's full GC collections walk the whole state: objects alive after a refresh are
-    # frozen (gc.freeze); every this many seconds they are unfrozen and collected once
-    # (0: Python's default GC)
-    gc_full_interval: float = 600.0
-    # a publish in flight this long is logged as stuck and /readyz says "stalled"
-    stall_warning: float = 10.0
-    # DuckDB's threads (None: one per core, DuckDB's default). One by default: on a few
-    # busy cores DuckDB's parallel tasks wait for each other
-    duckdb_threads: int | None = 1
-
-    def __post_init__(self) -> None:
-        if self.background_views is None:
-            catalog = sqlfiles.catalog(sqlfiles.load(self.sql_dir))
-            self.background_views = tier_views(catalog, "background")
-
-    def to_json(self) -> str:
-        """The configuration as JSON (for a child process), without `overrides` (objects)."""
-        doc: dict[str, Any] = {}
-        for key, value in vars(self).items():
-            if key == "overrides":
-                continue
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, timedelta):
-                value = value.total_seconds()
-            doc[key] = value
-        return json.dumps(doc)
-
-    @classmethod
-    def from_json(cls, text: str) -> EngineConfig:
-        """The configuration that to_json wrote."""
-        doc = json.loads(text)
-        for key in ("state_path", "sql_dir"):
-            if doc[key] is not None:
-                doc[key] = Path(doc[key])
-        doc["raw_retention"] = timedelta(seconds=doc["raw_retention"])
-        for key in ("background_views", "feed_views"):
-            if doc[key] is not None:
-                doc[key] = tuple(doc[key])
-        return cls(**doc)
-
-    def check(self) -> None:
-        """Raise ValueError naming the first setting out of its range."""
-        if self.clock not in CLOCKS:
-            raise ValueError(f"unknown clock {self.clock!r} (expected wall or event)")
-        if self.role not in ROLES:
-            raise ValueError(f"unknown role {self.role!r} (expected main or background)")
-        ranges = [
-            ("refresh_interval", self.refresh_interval > 0, "above 0"),
-            ("background_interval", self.background_interval >= 0, "0 or more"),
-            ("background_share", 0 < self.background_share <= 1, "in (0, 1]"),
-            ("catchup_refresh", self.catchup_refresh >= 0, "0 or more"),
-            ("max_batch", self.max_batch > 0, "above 0"),
-            ("stall_warning", self.stall_warning > 0, "above 0"),
-            ("duckdb_threads", self.duckdb_threads is None or self.duckdb_threads > 0,
-             "above 0 or None"),
-        ]  # fmt: skip
-        ranges += [(f"view_intervals[{name!r}]", seconds > 0, "above 0")
-                   for name, seconds in self.view_intervals.items()]  # fmt: skip
-        for name, ok, expected in ranges:
-            if not ok:
-                raise ValueError(f"the engine's {name} must be {expected}")
-
 
 _gc_lock = threading.Lock()
 _gc_pauses = 0  # threads inside gc_paused()
@@ -220,9 +105,9 @@ def _only(overrides: dict[str, Any], objects: list[sqlfiles.SqlObject]) -> dict[
 
 def _apart(config: EngineConfig) -> frozenset[str]:
     """Views refreshed on a cadence (view_intervals) or in a tier of their own."""
-    apart = set(config.view_intervals)
-    if config.background_interval > 0:
-        apart |= set(config.background_views)
+    apart = set(config.refresh.view_intervals)
+    if config.background.interval > 0:
+        apart |= set(config.background.views)
     return frozenset(apart)
 
 
@@ -254,10 +139,11 @@ class Engine:
         config.check()  # before anything is opened
         self.config = config
         self.store = StateStore(config.state_path, threads=config.duckdb_threads)
-        objects = sqlfiles.load(config.sql_dir)
+        sql_dir = config.refresh.sql_dir
+        objects = sqlfiles.load(sql_dir)
         views_all = sqlfiles.views(objects)
-        overrides = dict(config.overrides)
-        if config.incremental:
+        overrides = dict(config.refresh.overrides)
+        if config.refresh.incremental:
             overrides.update(incremental_overrides(objects, _apart(config)))
         ordered = [v.name for v in sqlfiles.views(objects)]
         objects, background = self._split(objects)
@@ -266,11 +152,12 @@ class Engine:
         self.view_names = [n for n in ordered if n in own]  # both tiers, in sql/ order
         # each tier only its own views' maintainers: none is refreshed by two runners
         self.runner = ViewRunner(self.store.con, objects, _only(overrides, objects))
-        self.publisher = Publisher(config.pg_dsn, feed_views=config.feed_views,
-                                   unlogged=config.unlogged_views,
-                                   comments=view_comments(views_all, config.sql_dir))  # fmt: skip
-        if config.role == "background" and config.background_nice:
-            lower_priority(local_backend(self.publisher.conn), config.background_nice,
+        publish = config.publish
+        self.publisher = Publisher(publish.dsn, feed_views=publish.feed_views,
+                                   unlogged=publish.unlogged,
+                                   comments=view_comments(views_all, sql_dir))  # fmt: skip
+        if config.role == "background" and config.background.nice:
+            lower_priority(local_backend(self.publisher.conn), config.background.nice,
                            "its PostgreSQL backend")  # fmt: skip
         self.hub = FeedHub()
         self.epoch = int(self.publisher.meta("epoch") or 0)
@@ -285,14 +172,15 @@ class Engine:
         self.last_refresh_ms = 0.0
         self.refresh_ms: deque[float] = deque(maxlen=10_000)  # main refreshes, newest last
         self._due: dict[str, float] = {}
-        self._gc_full_due = time.monotonic() + config.gc_full_interval
+        self._gc_full_due = time.monotonic() + config.refresh.gc_full_interval
         self._publishing: threading.Thread | None = None
         self._publish_error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer = None
         folder = None if config.state_path is None else config.state_path.parent
-        self.dead_letters = DeadLetterSink(config.bootstrap, config.dlq_topic, folder)
+        self.dead_letters = DeadLetterSink(config.source.bootstrap, config.source.dlq_topic,
+                                           folder)  # fmt: skip
         self.main_epoch = 0  # background role: the main tier's epoch last read
         self._drop_unpublishable()
         self.error: BaseException | None = None
@@ -312,21 +200,22 @@ class Engine:
                     "hold: removed and sent to the dead letters", len(dropped))  # fmt: skip
         self._send_dead_letters([dead_letter(
             "field contains a NUL character (\\u0000); stored before such events were refused",
-            orjson.dumps(event, default=str), self.config.topic, -1, -1) for event in dropped])
+            orjson.dumps(event, default=str), self.config.source.topic, -1, -1)
+            for event in dropped])  # fmt: skip
 
     def _split(self, objects: list[sqlfiles.SqlObject]
                ) -> tuple[list[sqlfiles.SqlObject], list[sqlfiles.SqlObject]]:  # fmt: skip
         """(objects of this engine's main tier, views of its background tier)."""
         if self.config.role == "background":  # the background views are this engine's own
-            return split_views(objects, self.config.background_views)[1], []
-        if self.config.background_interval <= 0:
+            return split_views(objects, self.config.background.views)[1], []
+        if self.config.background.interval <= 0:
             return objects, []
-        return split_views(objects, self.config.background_views)
+        return split_views(objects, self.config.background.views)
 
     # --- clock and change feed ------------------------------------------------------------
     def clock(self) -> datetime | None:
         """NOW() for the views: wall time, or the newest event time seen (naive UTC)."""
-        if self.config.clock == "wall":
+        if self.config.source.clock == "wall":
             return datetime.now(UTC).replace(tzinfo=None)
         return self.store.max_event_time()
 
@@ -397,8 +286,8 @@ class Engine:
         started = time.perf_counter()
         tick = time.monotonic()
         only = {n for n in self.runner.names if self._due.get(n, 0.0) <= tick}
-        for name in only & set(self.config.view_intervals):
-            self._due[name] = tick + self.config.view_intervals[name]
+        for name in only & set(self.config.refresh.view_intervals):
+            self._due[name] = tick + self.config.refresh.view_intervals[name]
         with self._gc_paused():
             results = self.runner.refresh(now, only=only)
         raw = self.store.events_since(self.raw_seq) if self.config.role == "main" else None
@@ -434,14 +323,14 @@ class Engine:
         publish_started = time.perf_counter()
         self.publisher.publish(
             c.epoch, c.results, c.raw, c.raw_seq, watermark=c.watermark,
-            raw_keep_after=c.now - self.config.raw_retention, counters=c.counters,
+            raw_keep_after=c.now - self.config.publish.raw_retention, counters=c.counters,
         )  # fmt: skip
         publish_ms = (time.perf_counter() - publish_started) * 1000
         self.published_at, self.published_seq = time.time(), c.raw_seq
         batches = self.hub.publish_refresh(c.results, c.epoch)
         self.last_refresh_ms = (time.perf_counter() - c.started) * 1000
         self.refresh_ms.append(self.last_refresh_ms)
-        if self.last_refresh_ms > max(1000.0, 2000 * self.config.refresh_interval):
+        if self.last_refresh_ms > max(1000.0, 2000 * self.config.refresh.interval):
             parts = ", ".join(f"{r.name} {r.refresh_ms:.0f} ms ({len(r.inserts)}+/"
                               f"{len(r.deletes)}-)" for r in c.results)  # fmt: skip
             spent = ", ".join(f"{k} {v:.0f}" for k, v in self.publisher.timings.items())
@@ -473,9 +362,9 @@ class Engine:
         """Log, every stall_warning seconds, a publish that has not finished for as long."""
         health = self.health()
         stuck = health["publish_in_flight_s"] or 0.0
-        if stuck < self.config.stall_warning or tick < self._next_stall_warning:
+        if stuck < self.config.publish.stall_warning or tick < self._next_stall_warning:
             return
-        self._next_stall_warning = tick + self.config.stall_warning
+        self._next_stall_warning = tick + self.config.publish.stall_warning
         log.warning("the publish of epoch %d to PostgreSQL has not finished for %.0f s (%s); "
                     "%d events stored meanwhile wait for it", self.epoch, stuck,
                     health["publish_error"] or "no answer", health["unpublished_events"])
@@ -490,7 +379,7 @@ class Engine:
             state = "failed"
         elif self._thread is not None and not self._thread.is_alive():
             state = "stopped"
-        elif error or (in_flight or 0.0) >= self.config.stall_warning:
+        elif error or (in_flight or 0.0) >= self.config.publish.stall_warning:
             state = "stalled"
         else:
             state = "running"
@@ -522,12 +411,12 @@ class Engine:
         """No automatic GC collection while the views are computed (with gc_full_interval:
         what a refresh makes is frozen right after it): a collection in the middle of a
         refresh would walk its new objects again and again."""
-        return gc_paused() if self.config.gc_full_interval > 0 else nullcontext()
+        return gc_paused() if self.config.refresh.gc_full_interval > 0 else nullcontext()
 
     def _settle_gc(self) -> None:
         """Freeze what is alive now (GC pauses stay short); a full collection once per
         gc_full_interval frees cycles frozen meanwhile."""
-        if self.config.gc_full_interval <= 0:
+        if self.config.refresh.gc_full_interval <= 0:
             return
         tick = time.monotonic()
         if tick >= self._gc_full_due:
@@ -535,7 +424,7 @@ class Engine:
             found = gc.collect()
             log.info("full GC collection: %d objects freed in %.0f ms", found,
                      (time.monotonic() - tick) * 1000)  # fmt: skip
-            self._gc_full_due = time.monotonic() + self.config.gc_full_interval
+            self._gc_full_due = time.monotonic() + self.config.refresh.gc_full_interval
         gc.freeze()
 
     # --- the loop -------------------------------------------------------------------------
@@ -559,7 +448,8 @@ class Engine:
         beginning, with a warning; repeated events are refused by event_id."""
         from recommender.local_broker import topic_id
 
-        current = topic_id(self.config.bootstrap, topic) if self.config.bootstrap else None
+        bootstrap = self.config.source.bootstrap
+        current = topic_id(bootstrap, topic) if bootstrap else None
         known = self.store.topic_id(topic)
         stored = {p: o for (t, p), o in self.store.offsets().items() if t == topic}
         why = ""
@@ -618,7 +508,7 @@ class Engine:
         kill never waits for the group to give up the dead member's partitions)."""
         from confluent_kafka import TopicPartition
 
-        topic = self.config.topic
+        topic = self.config.source.topic
         if self.config.role == "main":
             consumer.subscribe([topic], on_assign=self._on_assign)
             return
@@ -631,35 +521,36 @@ class Engine:
         """Consume and refresh until stop() (blocking)."""
         from recommender.kafka_io import make_consumer
 
-        consumer = make_consumer(self.config.group_id, bootstrap=self.config.bootstrap)
+        source = self.config.source
+        consumer = make_consumer(source.group_id, bootstrap=source.bootstrap)
         self._attach(consumer)
         self._consumer = consumer
-        next_refresh = time.monotonic() + self.config.refresh_interval
+        next_refresh = time.monotonic() + self.config.refresh.interval
         last_refresh = time.monotonic()
         try:
             while not self._stop.is_set():
                 wait = max(0.0, min(0.1, next_refresh - time.monotonic()))
-                messages = consumer.consume(self.config.max_batch, timeout=wait)
+                messages = consumer.consume(source.max_batch, timeout=wait)
                 if messages:
                     with self.store.lock:
                         self.ingest(messages)
                     self._commit_stored(consumer)
-                behind = len(messages) >= self.config.max_batch // 5
+                behind = len(messages) >= source.max_batch // 5
                 tick = time.monotonic()
                 if tick >= next_refresh and self._publish_busy():
                     # PostgreSQL has not taken the last refresh yet: go on storing events
                     self._warn_if_stuck(tick)
                     next_refresh = tick + 0.05
                 elif tick >= next_refresh and (
-                    not behind or tick - last_refresh >= self.config.catchup_refresh
+                    not behind or tick - last_refresh >= self.config.refresh.catchup
                 ):
                     # refreshes start every refresh_interval (back to back when one takes
                     # longer); the publish of one overlaps the next. While behind, at least
                     # catchup_refresh s of ingest lie between the end of one and the next.
                     with self.store.lock:
-                        self._refresh_main(wait=not self.config.publish_thread)
+                        self._refresh_main(wait=not self.config.publish.thread)
                     last_refresh = time.monotonic()
-                    next_refresh = tick + self.config.refresh_interval
+                    next_refresh = tick + self.config.refresh.interval
                 if self.tier is not None and self.tier.error is not None:
                     raise self.tier.error
                 if self._publish_error is not None:
@@ -700,7 +591,7 @@ class Engine:
             self._thread.join(timeout=300)  # let a running refresh finish
         self.publisher.close()
         self.store.close()
-        if self.config.gc_full_interval > 0:
+        if self.config.refresh.gc_full_interval > 0:
             gc.unfreeze()  # the process may go on without this engine
 
     def stats(self) -> dict[str, Any]:

@@ -44,9 +44,11 @@ def worker_config(config: EngineConfig) -> EngineConfig:
     if state is not None:
         state = state.with_name(f"{state.stem}-background{state.suffix or '.duckdb'}")
     return replace(
-        config, state_path=state, group_id=f"{config.group_id}-background",
-        refresh_interval=config.background_interval, feed_views=(), publish_thread=False,
-        role="background", view_intervals={}, overrides={},
+        config, state_path=state, role="background",
+        source=replace(config.source, group_id=f"{config.source.group_id}-background"),
+        refresh=replace(config.refresh, interval=config.background.interval,
+                        view_intervals={}, overrides={}),
+        publish=replace(config.publish, feed_views=(), thread=False),
     )  # fmt: skip
 
 
@@ -89,7 +91,7 @@ class BackgroundProcess:
                             f"exited with code {code}; its log lines say why")  # fmt: skip
 
     def views(self) -> list[str]:
-        return list(self.config.background_views)
+        return list(self.config.background.views or ())
 
     def start(self) -> BackgroundProcess:
         env = {**os.environ, SPEC_ENV: self.config.to_json()}
@@ -98,7 +100,7 @@ class BackgroundProcess:
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
         log.info("background process %d started (state %s, group %s)", self.process.pid,
-                 self.config.state_path, self.config.group_id)  # fmt: skip
+                 self.config.state_path, self.config.source.group_id)  # fmt: skip
         return self
 
     def stop(self, timeout: float = 300) -> None:
@@ -152,8 +154,8 @@ def main() -> None:
         sys.exit(f"{SPEC_ENV} is not set: this module is started by the engine")
     config = EngineConfig.from_json(text)
     parent = os.getppid()
-    if config.background_nice:
-        os.nice(config.background_nice)  # threads started from here on inherit it
+    if config.background.nice:
+        os.nice(config.background.nice)  # threads started from here on inherit it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     engine = _open(config)
     signal.signal(signal.SIGTERM, lambda *_: engine._stop.set())

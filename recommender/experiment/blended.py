@@ -69,8 +69,8 @@ def ask(
     (consecutive repeats dropped) are `recent`, oldest first."""
     newest = recent[-1]
     coview = blend.fill(live_also, sources.fill.get(newest, ()), cutoff)
-    trending = blend.in_categories(sources.trending, sources.session_categories(recent), cutoff)
-    trending = [p for p in trending if p != newest]
+    categories = sources.session_categories(recent)
+    trending = blend.in_categories(sources.trending, categories, cutoff, leave_out=newest)
     own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
     if log is not None:
         log.add(vmis, coview, trending, recent, target)

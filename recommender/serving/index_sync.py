@@ -18,6 +18,10 @@ the subscription's retention) the feed is closed and opened again with backoff: 
 cursor is declared again from the last rw_timestamp applied while the subscription still holds
 it, else the index is rebuilt from a fresh snapshot. `IndexSync.state` says which of these is
 going on: starting, waiting, following, retrying, reconnecting, resnapshotting, stopped.
+
+The thread itself is `ViewFollower`, which follows any view into a subclass's `load` and
+`apply`: IndexSync for the index, the view mirrors of the blend (view_mirrors.py) for
+co_view_pairs and trending_by_category.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ __all__ = [
     "IndexSync",
     "RisingWaveFeed",
     "SnapshotDiffFeed",
+    "ViewFollower",
     "apply_batch",
 ]
 
@@ -375,31 +380,38 @@ def _view_missing(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "42P01"
 
 
-class IndexSync:
-    """A background thread: open the feed, build the index from a snapshot, apply changes, and
-    open the feed again when its polls keep failing.
+class ViewFollower:
+    """A background thread that keeps something equal to a view: open the feed, load a
+    snapshot, apply changes, and open the feed again when its polls keep failing.
 
-    `state`: starting (first build), waiting (the first build failed; trying again),
+    Subclasses say what the view feeds: `load(rows)` replaces everything with a snapshot,
+    `apply(batch)` applies one change batch (returns the rows it touched), `summary()` says
+    what was loaded. `snapshot()` is read after the feed opened (a feed with its own
+    `read_snapshot()`, such as a FULL cursor, gives the rows itself; one with `prime(rows)`
+    is handed them).
+
+    `state`: starting (first load), waiting (the first load failed; trying again),
     following, retrying (a poll failed; polling again), reconnecting (`max_poll_errors` polls
     failed in a row: the feed was closed and is being opened again, with backoff),
-    resnapshotting (rebuilding the index from a fresh snapshot), stopped. `last_error`,
-    `attempts` (tries of the current opening), `recoveries` and `resnapshots` say what happened.
+    resnapshotting (loading a fresh snapshot), stopped. `last_error`, `attempts` (tries of
+    the current opening), `recoveries` and `resnapshots` say what happened.
     """
+
+    what = "view"  # what is built, for the log
 
     def __init__(
         self,
-        index: LiveIndex,
+        view: str,
         open_feed: Callable[[], Feed],
-        snapshot: Callable[[], list[tuple[str, list[str], float]]],
-        metrics: Metrics | None = None,
+        snapshot: Callable[[], Any],
         *,
         max_poll_errors: int = 3,
         backoff_s: tuple[float, float] = (1.0, 30.0),
+        name: str = "view-follower",
     ) -> None:
-        self.index = index
+        self.view = view
         self.open_feed = open_feed
         self.snapshot = snapshot
-        self.metrics = metrics
         self.max_poll_errors = max_poll_errors
         self.backoff_s = backoff_s  # first and longest wait between tries
         self.feed: Feed | None = None
@@ -415,9 +427,28 @@ class IndexSync:
         self._poll_errors = 0  # failed polls in a row
         self._unproven = False  # resumed at a position and not yet polled once
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="index-sync", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> IndexSync:
+    # --- what the view feeds (subclasses) ------------------------------------------------------
+    def load(self, rows: Any) -> None:
+        """Replace everything with a snapshot of the view."""
+        raise NotImplementedError
+
+    def apply(self, batch: Any) -> int:
+        """Apply one change batch; returns the rows (or keys) it touched."""
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        return ""
+
+    def _heard(self) -> None:
+        """A poll answered (with or without changes)."""
+
+    def _lagged(self, lag_s: float) -> None:
+        """A batch committed `lag_s` seconds ago was applied."""
+
+    # --- the thread -------------------------------------------------------------------------
+    def start(self) -> ViewFollower:
         self._thread.start()
         return self
 
@@ -426,7 +457,7 @@ class IndexSync:
         return self.state == "following"
 
     def status(self) -> dict[str, Any]:
-        """What the sync is doing and what happened to it, for /v1/status."""
+        """What the follower is doing and what happened to it, for /v1/status."""
         return {
             "state": self.state,
             "error": self.last_error,
@@ -437,9 +468,9 @@ class IndexSync:
         }
 
     def _build(self) -> None:
-        """Open a feed and build the index from a snapshot: the feed's own (a FULL cursor) or
-        a read of the view made after the feed opened (changes in between then arrive twice,
-        which gives the same index). Building replaces every session the index held."""
+        """Open a feed and load a snapshot: the feed's own (a FULL cursor) or a read of the
+        view made after the feed opened (changes in between then arrive twice, which gives
+        the same result). Loading replaces everything loaded before."""
         self.feed = self.open_feed()
         started = time.perf_counter()
         read_snapshot = getattr(self.feed, "read_snapshot", None)
@@ -447,19 +478,14 @@ class IndexSync:
         prime = getattr(self.feed, "prime", None)
         if prime is not None:
             prime(rows)
-        self.index.build(rows)
-        log.info(
-            "index built from %s: %d sessions, %d items in %.2f s",
-            HISTORY_VIEW,
-            self.index.n_sessions,
-            self.index.n_items,
-            time.perf_counter() - started,
-        )
+        self.load(rows)
+        log.info("%s built from %s: %s in %.2f s", self.what, self.view, self.summary(),
+                 time.perf_counter() - started)  # fmt: skip
 
     def _connect(self, old: Feed | None = None, position: Any = None) -> None:
-        """Open the feed, trying again with backoff until it works or the sync stops: `old`
-        resumed at `position` when given, else a new feed and an index rebuilt from a snapshot
-        (at once when the subscription no longer holds `position`)."""
+        """Open the feed, trying again with backoff until it works or the follower stops:
+        `old` resumed at `position` when given, else a new feed and a fresh snapshot (at once
+        when the subscription no longer holds `position`)."""
         recovering = old is not None
         delay = self.backoff_s[0]
         self.attempts = 0
@@ -469,7 +495,7 @@ class IndexSync:
                 if position is not None:
                     self.feed = old.resume(position)  # type: ignore[union-attr]
                     self._unproven = True
-                    log.info("change feed of %s resumed at %s", HISTORY_VIEW, position)
+                    log.info("change feed of %s resumed at %s", self.view, position)
                 else:
                     self.state = "resnapshotting" if recovering else "starting"
                     self._build()
@@ -480,7 +506,7 @@ class IndexSync:
                 return
             except CursorExpired as exc:
                 self._failed(exc, "resnapshotting")
-                log.warning("%s; rebuilding the index from a fresh snapshot", exc)
+                log.warning("%s; loading a fresh snapshot of %s", exc, self.view)
                 position = None
             except Exception as exc:
                 self._close_feed()
@@ -489,12 +515,12 @@ class IndexSync:
                     # a first start: the engine creates the view at its first refresh
                     level = logging.INFO if self.attempts == 1 else logging.DEBUG
                     log.log(level, "%s does not exist yet: waiting for the engine's first "
-                            "refresh (checking every %.1f s)", HISTORY_VIEW, self.backoff_s[0])
+                            "refresh (checking every %.1f s)", self.view, self.backoff_s[0])
                     self._stop.wait(self.backoff_s[0])
                     continue
                 log.warning(
                     "cannot open the change feed of %s (attempt %d: %s); trying again in %.1f s",
-                    HISTORY_VIEW,
+                    self.view,
                     self.attempts,
                     exc,
                     delay,
@@ -519,8 +545,7 @@ class IndexSync:
             self._unproven = False
             self.state = "following"
             self.last_heard = time.time()
-            if self.metrics is not None:
-                self.metrics.sync_age.set(0.0)
+            self._heard()
             batches = batch if isinstance(batch, list) else [batch] if batch is not None else []
             for one in batches:
                 self._apply(one)
@@ -532,7 +557,8 @@ class IndexSync:
         self._poll_errors += 1
         self._failed(exc, "retrying")
         if self._poll_errors < self.max_poll_errors:
-            log.warning("change feed poll failed (%d in a row): %s", self._poll_errors, exc)
+            log.warning("change feed poll of %s failed (%d in a row): %s", self.view,
+                        self._poll_errors, exc)  # fmt: skip
             self._stop.wait(self.backoff_s[0])
             return
         old = self.feed
@@ -540,7 +566,8 @@ class IndexSync:
         if self._unproven or not hasattr(old, "resume"):
             position = None
         log.warning(
-            "change feed failed %d polls in a row (%s); reopening it %s",
+            "change feed of %s failed %d polls in a row (%s); reopening it %s",
+            self.view,
             self._poll_errors,
             exc,
             f"at {position}" if position is not None else "from a fresh snapshot",
@@ -555,19 +582,15 @@ class IndexSync:
         if not (batch.inserts or batch.deletes):
             return
         try:
-            self.applied += apply_batch(self.index, batch, self.metrics)
+            self.applied += self.apply(batch)
         except Exception:
             self.errors += 1
             log.exception("could not apply a change batch of %s", batch.view)
             return
-        self._record_lag(batch)
-
-    def _record_lag(self, batch: Any) -> None:
         committed = getattr(batch, "committed_at", None)
         if committed is not None:
             self.last_lag_s = max(0.0, time.time() - epoch_seconds(committed))
-            if self.metrics is not None:
-                self.metrics.sync_lag.set(self.last_lag_s)
+            self._lagged(self.last_lag_s)
 
     def _close_feed(self) -> None:
         close = getattr(self.feed, "close", None)
@@ -580,6 +603,45 @@ class IndexSync:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         self._close_feed()
         self.state = "stopped"
+
+
+class IndexSync(ViewFollower):
+    """Keeps the live index equal to the history view (a ViewFollower of it)."""
+
+    what = "index"
+
+    def __init__(
+        self,
+        index: LiveIndex,
+        open_feed: Callable[[], Feed],
+        snapshot: Callable[[], list[tuple[str, list[str], float]]],
+        metrics: Metrics | None = None,
+        *,
+        max_poll_errors: int = 3,
+        backoff_s: tuple[float, float] = (1.0, 30.0),
+    ) -> None:
+        super().__init__(HISTORY_VIEW, open_feed, snapshot, max_poll_errors=max_poll_errors,
+                         backoff_s=backoff_s, name="index-sync")  # fmt: skip
+        self.index = index
+        self.metrics = metrics
+
+    def load(self, rows: list[tuple[str, list[str], float]]) -> None:
+        self.index.build(rows)
+
+    def apply(self, batch: Any) -> int:
+        return apply_batch(self.index, batch, self.metrics)
+
+    def summary(self) -> str:
+        return f"{self.index.n_sessions} sessions, {self.index.n_items} items"
+
+    def _heard(self) -> None:
+        if self.metrics is not None:
+            self.metrics.sync_age.set(0.0)
+
+    def _lagged(self, lag_s: float) -> None:
+        if self.metrics is not None:
+            self.metrics.sync_lag.set(lag_s)

@@ -171,6 +171,28 @@ class LiveIndex:
                 idf_weighting=p.idf_weighting,
             )
 
+    def recent_sessions(self, within_s: float, limit: int) -> list[list[str]]:
+        """The items of the indexed sessions whose last event is at most `within_s` seconds
+        older than the newest one applied (`last_change`): the newest `limit` of them."""
+        with self._lock:
+            index = self._index
+            if index is None:
+                return []
+            n = len(index.sessions)
+            times = index.se_time[:n]
+            live = np.flatnonzero(
+                (index.se_indexed[:n] == 1) & (times >= self.last_change - within_s)
+            )
+            if len(live) > limit:
+                live = live[np.argsort(-times[live], kind="stable")[:limit]]
+            lens = index.se_len[live]
+            total = int(lens.sum())
+            pos = np.repeat(index.se_start[live] - (np.cumsum(lens) - lens), lens)
+            codes = index.se_pool[pos + np.arange(total)].tolist()  # a copy
+            ids = index.items.ids  # append-only: the codes above stay valid
+        cuts = np.cumsum(lens).tolist()
+        return [[ids[c] for c in codes[a:b]] for a, b in zip([0, *cuts[:-1]], cuts, strict=True)]
+
     def popular(self, how_many: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
         """Items in the most history sessions (recomputed at most once a second)."""
         stamp, top = self._popular

@@ -35,6 +35,9 @@ def index_status(state: ServingState) -> dict[str, Any]:
         # what the follower is doing: error, reconnect attempts, recoveries, resnapshots
         "sync": sync.status() if sync else None,
         "session_store": state.store.backend,
+        # the blend's weights, fill table and view mirrors (they do not gate `ready`)
+        "blend": state.blend.status(),
+        "recommend_blend": state.recommend_blend,
     }
 
 
@@ -61,7 +64,9 @@ async def healthz(state: StateDep) -> Response:
 async def readyz(state: StateDep) -> Response:
     """Ready once the index is built, while it follows its view (503 while the follower
     retries, reconnects or rebuilds; `sync` says why) and, under `flashrec up`, while the
-    engine's refreshes reach PostgreSQL (503 with the reason while a publish is stuck)."""
+    engine's refreshes reach PostgreSQL (503 with the reason while a publish is stuck).
+    `blend` shows the blend's view mirrors and fill table; a blend source that is not
+    there yet only leaves its candidates out."""
     status = index_status(state)
     return json_response(status, 200 if status["ready"] else 503)
 

@@ -1,5 +1,5 @@
 """The Serenade-compatible `GET /v1/recommend`, its fast path, and the recommendation lists
-that the session routes share.
+that the session routes share: pure VMIS-kNN, or the blend (serving/blender.py).
 
 `RecommendQuery` validates the route's query parameters; the fast path validates with the
 same model, so both accept and refuse the same requests.
@@ -35,25 +35,37 @@ class RecommendQuery(BaseModel):
         description="Leave out items the session already holds (default false: "
         "Serenade's answer, which may repeat an older click).",
     )
+    blend: bool | None = Field(
+        None,
+        description="Answer the blend (true) or pure VMIS-kNN (false); default: the "
+        "server's --recommend-blend setting (off: pure VMIS-kNN).",
+    )
 
 
 QUERY_NAMES = frozenset(RecommendQuery.model_fields)
 
 
 def recommendations_for(
-    state: ServingState, items: list[str], how_many: int, exclude_session: bool = False
+    state: ServingState,
+    items: list[str],
+    how_many: int,
+    exclude_session: bool = False,
+    blend: bool = False,
 ) -> tuple[list[tuple[str, float]], str]:
     """(item, score) pairs for a session holding `items` and where they come from: the
-    kernel ("vmis"), or the most popular items when it has none ("popular")."""
+    blend ("blend") or the kernel ("vmis"), or the most popular items when it has no
+    candidate ("popular")."""
     index = state.index
-    if exclude_session:  # ask for more, then drop what the session already holds
+    if blend:
+        recs = state.blend.recommend(items, how_many, exclude_session)
+    elif exclude_session:  # ask for more, then drop what the session already holds
         seen = set(items)
         recs = index.recommend(items, how_many=how_many + len(seen))
         recs = [pair for pair in recs if pair[0] not in seen][:how_many]
     else:
         recs = index.recommend(items, how_many=how_many)
     if recs:
-        return recs, "vmis"
+        return recs, "blend" if blend else "vmis"
     state.metrics.fallbacks.inc()
     return index.popular(how_many, exclude=items), "popular"
 
@@ -64,8 +76,9 @@ def serenade_answer(state: ServingState, query: RecommendQuery) -> bytes:
         items = state.store.append(query.session_id, query.item_id)
     else:
         items = [query.item_id]
+    blend = state.recommend_blend if query.blend is None else query.blend
     recs, _ = recommendations_for(
-        state, items, state.index.params.how_many, query.exclude_session_items
+        state, items, state.index.params.how_many, query.exclude_session_items, blend
     )
     return orjson.dumps([item for item, _score in recs])
 

@@ -1,5 +1,6 @@
 """The session routes, `/v1/sessions/{session_id}/...`: record a click, scored
-recommendations, trending blocks of the session's categories, purchase intent."""
+recommendations (the blend by default, `blend=false`: pure VMIS-kNN), trending blocks of the
+session's categories, purchase intent."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ from recommender.serving.routes_common import MAX_ID, NO_NUL, HowMany, IdPath, j
 from recommender.serving.routes_recommend import recommendations_for
 from recommender.serving.serving_state import ServingState, StateDep
 
+BLEND_DOC = "Answer the blend of VMIS-kNN, co-views and trending (false: pure VMIS-kNN)."
+
 
 def session_answer(
-    state: ServingState, session_id: str, items: list[str], how_many: int, exclude_session: bool
+    state: ServingState,
+    session_id: str,
+    items: list[str],
+    how_many: int,
+    exclude_session: bool,
+    blend: bool = True,
 ) -> dict[str, Any]:
     """The session's items and its scored recommendations, with names and categories."""
     if items:
-        recs, source = recommendations_for(state, items, how_many, exclude_session)
+        recs, source = recommendations_for(state, items, how_many, exclude_session, blend)
     else:
         recs, source = [], "none"
     describe = state.views.describe
@@ -43,12 +51,13 @@ def build_router(default_how_many: int) -> APIRouter:
         user_consent: Annotated[bool, Body(embed=True)] = True,
         how_many: Annotated[int, Body(ge=1, le=500, embed=True)] = default_how_many,
         exclude_session_items: Annotated[bool, Body(embed=True)] = True,
+        blend: Annotated[bool, Body(embed=True, description=BLEND_DOC)] = True,
     ) -> Response:
         """Record a click and return scored next-item recommendations with names (without
         the session's own items unless `exclude_session_items` is false)."""
         items = state.store.append(session_id, item_id) if user_consent else [item_id]
         return json_response(
-            session_answer(state, session_id, items, how_many, exclude_session_items)
+            session_answer(state, session_id, items, how_many, exclude_session_items, blend)
         )
 
     @router.get("/v1/sessions/{session_id}/recommendations", tags=["sessions"])
@@ -59,12 +68,13 @@ def build_router(default_how_many: int) -> APIRouter:
         exclude_session_items: Annotated[
             bool, Query(description="Leave out items the session already holds.")
         ] = True,
+        blend: Annotated[bool, Query(description=BLEND_DOC)] = True,
     ) -> Response:
         """Scored next-item recommendations for a stored session (no click recorded)."""
         session = state.store.get(session_id)
         items = session.items if session else []
         return json_response(
-            session_answer(state, session_id, items, how_many, exclude_session_items)
+            session_answer(state, session_id, items, how_many, exclude_session_items, blend)
         )
 
     router.add_api_route("/v1/sessions/{session_id}/trending", session_trending, tags=["sessions"])

@@ -7,6 +7,10 @@
   PostgreSQL holding the view) by re-reading the view's keys every second.
 - `--source risingwave`: built from the snapshot of a FULL cursor on the subscription
   `vmis_history_sub` (created by `flashrec deploy`), then kept live by the same cursor.
+
+The blend's mirrors of co_view_pairs and trending_by_category (view_mirrors.py) follow the
+engine's in-process feed the same way, else the view's change feed table where it has one
+(trending_by_category on the embedded engine), else a re-read of the view every second.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from recommender import config
+from recommender import catalog, config, sqlfiles
+from recommender.blend import BlendWeights
 from recommender.config import DEFAULT_API_PORT, DEFAULT_DATA_DIR
 from recommender.serving.index_sync import (
     HISTORY_VIEW,
@@ -26,6 +31,14 @@ from recommender.serving.index_sync import (
 )
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.prometheus import Metrics
+from recommender.serving.view_mirrors import (
+    CO_VIEW,
+    TRENDING,
+    CoViewMirror,
+    RowDiffFeed,
+    TrendingMirror,
+    load_rows,
+)
 from udfs.params import VmisParams
 
 log = logging.getLogger(__name__)
@@ -99,6 +112,33 @@ def make_index(
     return index, sync
 
 
+def mirror_feed(view: str, source: str, dsn: str, engine: Any = None) -> Any:
+    """A change feed of `view` for its mirror: the engine's in-process one, else the view's
+    feed table on the embedded engine's PostgreSQL, else a re-read of the view every second."""
+    if engine is not None:
+        return EngineFeed(engine, view)
+    has_table = view in catalog.feed_views(sqlfiles.catalog())
+    if source == "embedded" and has_table and _has_change_table(dsn):
+        from recommender.changefeed import PgSubscription
+
+        return PgSubscription(dsn, view)
+    return RowDiffFeed(dsn, view)
+
+
+def make_mirrors(
+    source: str, dsn: str | None, engine: Any = None
+) -> tuple[CoViewMirror | None, TrendingMirror | None]:
+    """The (not yet started) mirrors of co_view_pairs and trending_by_category; None without
+    a DSN (an index built from a file)."""
+    if not dsn:
+        return None, None
+    co_view = CoViewMirror(lambda: mirror_feed(CO_VIEW, source, dsn, engine),
+                           lambda: load_rows(dsn, CO_VIEW))  # fmt: skip
+    trending = TrendingMirror(lambda: mirror_feed(TRENDING, source, dsn, engine),
+                              lambda: load_rows(dsn, TRENDING))  # fmt: skip
+    return co_view, trending
+
+
 def build_state(
     *,
     params: VmisParams | None = None,
@@ -108,15 +148,23 @@ def build_state(
     dsn: str | None = None,
     engine: Any = None,
     session_ttl_s: float | None = None,
+    blend_weights: BlendWeights | None = None,
+    recommend_blend: bool | None = None,
 ):
-    """The serving state (index, sync thread, session store, views) for the API. `params` and
-    `session_ttl_s` not given: their settings (config.vmis_params(), api.session_ttl)."""
+    """The serving state (index, sync thread, session store, views, blend) for the API.
+    `params`, `session_ttl_s`, `blend_weights` and `recommend_blend` not given: their
+    settings (config.vmis_params(), api.session_ttl, config.blend_weights(),
+    api.recommend_blend)."""
     from recommender import config
     from recommender.serving.app import ServingState
+    from recommender.serving.blender import Blender
     from recommender.serving.session_store import SessionStore
     from recommender.serving.views import Views
 
     params = params or config.vmis_params()
+    weights = blend_weights or config.blend_weights()  # a bad setting raises before any start
+    if recommend_blend is None:
+        recommend_blend = bool(config.value("api.recommend_blend"))
     metrics = Metrics()
     index, sync = make_index(
         params, history=history, source=source, dsn=dsn, engine=engine, metrics=metrics
@@ -126,7 +174,10 @@ def build_state(
         ttl_s=config.value("api.session_ttl") if session_ttl_s is None else session_ttl_s,
     )
     views = Views(dsn, raw_events=source == "embedded")
-    return ServingState(index=index, store=store, views=views, metrics=metrics, sync=sync)
+    co_view, trending = make_mirrors(source, dsn, engine)
+    blender = Blender(index, views, weights, co_view, trending)
+    return ServingState(index=index, store=store, views=views, metrics=metrics, sync=sync,
+                        blender=blender, recommend_blend=recommend_blend)  # fmt: skip
 
 
 class ApiThread:
@@ -175,13 +226,16 @@ def start_api(
     port: int = DEFAULT_API_PORT,
     data_dir: Path = DEFAULT_DATA_DIR,
     params: VmisParams | None = None,
+    blend_weights: BlendWeights | None = None,
+    recommend_blend: bool | None = None,
 ) -> ApiThread:
     """Hook for `flashrec up`: serve the API in this process, following `engine`'s feed."""
     from recommender.serving.app import create_app
 
     state = build_state(
-        params=params, data_dir=data_dir, source="embedded", dsn=dsn, engine=engine
-    )
+        params=params, data_dir=data_dir, source="embedded", dsn=dsn, engine=engine,
+        blend_weights=blend_weights, recommend_blend=recommend_blend,
+    )  # fmt: skip
     state.pipeline = getattr(engine, "health", None)
     return ApiThread(create_app(state), host, port).start()
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from recommender.serving.blender import Blender
 from recommender.serving.index_sync import IndexSync
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.prometheus import Metrics
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ServingState:
-    """Everything the routes read: the index, the session store, the views, metrics."""
+    """Everything the routes read: the index, the session store, the views, metrics, the
+    blend (a Blender over the index and the views with the default weights unless given)."""
 
     index: LiveIndex
     store: SessionStore
@@ -35,14 +37,26 @@ class ServingState:
     sync: IndexSync | None = None
     # the engine's health() when it runs in this process (`flashrec up --api-port`)
     pipeline: Callable[[], dict[str, Any]] | None = None
+    blender: Blender | None = None
+    recommend_blend: bool = False  # GET /v1/recommend answers the blend unless asked not to
     catalog_interval_s: float = 5.0
     purge_interval_s: float = 300.0
     started: float = field(default_factory=time.time)
     _stop: threading.Event = field(default_factory=threading.Event)
 
+    def __post_init__(self) -> None:
+        if self.blender is None:
+            self.blender = Blender(self.index, self.views)
+
+    @property
+    def blend(self) -> Blender:
+        assert self.blender is not None  # made in __post_init__
+        return self.blender
+
     def start(self) -> None:
         if self.sync is not None:
             self.sync.start()
+        self.blend.start()
         threading.Thread(target=self._maintain, name="maintenance", daemon=True).start()
 
     def _maintain(self) -> None:
@@ -68,6 +82,7 @@ class ServingState:
         self._stop.set()
         if self.sync is not None:
             self.sync.stop()
+        self.blend.stop()
         self.views.close()
         self.store.close()
 

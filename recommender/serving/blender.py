@@ -1,0 +1,176 @@
+"""The served blend (recommender/blend.py): its four candidate lists for a session, read from
+memory only.
+
+- vmis: the live index's scored list, twice as long as the answer;
+- coview: the newest item's partners in the co_view_pairs mirror (by count, then id), filled
+  with the nightly fill table (`FillTable`);
+- trending: the products of the session's categories (newest item's first) by engagement over
+  trending_by_category's windows (the last hour), from the trending mirror; categories come
+  from the views' catalog;
+- session: the session's items.
+
+`FillTable` is `blend.cooccurrence` over the index's sessions of the last day (measured back
+from the newest session applied), rebuilt in a background thread at start (once the index is
+built) and then every `every_s` seconds (every `retry_empty_s` while it is empty), and
+swapped whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, fill, in_categories
+from recommender.serving.live_index import LiveIndex
+from recommender.serving.view_mirrors import CoViewMirror, TrendingMirror
+from recommender.serving.views import Views
+
+log = logging.getLogger(__name__)
+
+
+class FillTable:
+    """The co-occurrence table of the index's recent sessions, rebuilt now and then."""
+
+    def __init__(
+        self,
+        index: LiveIndex,
+        every_s: float = 3600.0,
+        window_s: float = 24 * 3600.0,
+        max_sessions: int = 100_000,
+        min_sessions: int = 3,
+        retry_empty_s: float = 300.0,
+    ) -> None:
+        self.index = index
+        self.retry_empty_s = retry_empty_s
+        self.every_s = every_s
+        self.window_s = window_s
+        self.max_sessions = max_sessions
+        self.min_sessions = min_sessions
+        self.table: dict[str, list[str]] = {}
+        self.sessions = 0  # sessions the table was built from
+        self.built_at: float | None = None  # epoch seconds
+        self.build_s: float | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="blend-fill", daemon=True)
+
+    def rebuild(self) -> None:
+        started = time.perf_counter()
+        sessions = self.index.recent_sessions(self.window_s, self.max_sessions)
+        table = cooccurrence(sessions, min_sessions=self.min_sessions)
+        self.table = table  # one assignment: readers see the old table or the new one
+        self.sessions, self.built_at = len(sessions), time.time()
+        self.build_s = time.perf_counter() - started
+        log.info("blend fill table built from %d sessions: %d items in %.2f s",
+                 len(sessions), len(table), self.build_s)  # fmt: skip
+
+    def get(self, item: str) -> list[str]:
+        return self.table.get(item, [])
+
+    def start(self) -> FillTable:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.index.ready:  # built from the view's snapshot first
+            if self._stop.wait(0.5):
+                return
+        while True:
+            try:
+                self.rebuild()
+                self.error = None
+            except Exception as exc:  # keep the last table; try again next time
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("building the blend fill table failed")
+            # an empty table (a fresh start, no sessions yet) is tried again soon
+            wait = self.every_s if self.table else min(self.every_s, self.retry_empty_s)
+            if self._stop.wait(wait):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def status(self) -> dict[str, Any]:
+        return {"items": len(self.table), "sessions": self.sessions, "built_at": self.built_at,
+                "build_s": self.build_s, "error": self.error}  # fmt: skip
+
+
+class Blender:
+    """The blended recommendations of the serving layer."""
+
+    def __init__(
+        self,
+        index: LiveIndex,
+        views: Views,
+        weights: BlendWeights = DEFAULT,
+        co_view: CoViewMirror | None = None,
+        trending: TrendingMirror | None = None,
+        fill_table: FillTable | None = None,
+    ) -> None:
+        self.index = index
+        self.views = views
+        self.weights = weights
+        self.co_view = co_view
+        self.trending = trending
+        self.fill_table = fill_table or FillTable(index)
+
+    def categories(self, items: Sequence[str]) -> list[str]:
+        """The categories of the session's items, newest item's first, each once."""
+        catalog = self.views.catalog
+        out: list[str] = []
+        for item in reversed(items):
+            category = catalog.get(item, (None, None))[1]
+            if category and category not in out:
+                out.append(category)
+        return out
+
+    def candidates(
+        self, items: Sequence[str], how_many: int
+    ) -> tuple[list[tuple[str, float]], list[str], list[str]]:
+        """The vmis, coview and trending lists for a session holding `items` (oldest first)."""
+        vmis = self.index.recommend(items, how_many=2 * how_many)
+        newest = items[-1]
+        live = self.co_view.partners(newest, how_many) if self.co_view is not None else []
+        coview = fill(live, self.fill_table.get(newest), how_many)
+        lists = self.trending.lists() if self.trending is not None else {}
+        trending = (in_categories(lists, self.categories(items), how_many, leave_out=newest)
+                    if lists else [])  # fmt: skip
+        return vmis, coview, trending
+
+    def recommend(
+        self, items: Sequence[str], how_many: int, exclude_session: bool = False
+    ) -> list[tuple[str, float]]:
+        """The blend's top `how_many` (item, score); without the session's items when
+        `exclude_session`."""
+        if not items:
+            return []
+        vmis, coview, trending = self.candidates(items, how_many)
+        exclude = items if exclude_session else ()
+        return blend(vmis, coview, trending, items, how_many, self.weights, exclude)
+
+    def followers(self) -> list[Any]:
+        return [m for m in (self.co_view, self.trending) if m is not None]
+
+    def start(self) -> None:
+        for mirror in self.followers():
+            mirror.start()
+        self.fill_table.start()
+
+    def stop(self) -> None:
+        for mirror in self.followers():
+            mirror.stop()
+        self.fill_table.stop()
+
+    def status(self) -> dict[str, Any]:
+        """The weights, the fill table and the mirrors (None: no views to follow)."""
+        return {
+            "weights": self.weights.text(),
+            "fill": self.fill_table.status(),
+            "co_view_pairs": self.co_view.status() if self.co_view is not None else None,
+            "trending_by_category": self.trending.status() if self.trending is not None else None,
+        }

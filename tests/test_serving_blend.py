@@ -1,0 +1,359 @@
+"""The served blend: the in-memory mirrors of co_view_pairs and trending_by_category follow
+their views' changes (and answer what the SQL reads of views.py answer), the fill table is
+the co-occurrence of the index's recent sessions, the session routes answer the blend by
+default (blend=false: the pure VMIS-kNN list as before), GET /v1/recommend stays pure unless
+the server says otherwise, and bad settings or parameters are refused."""
+
+from __future__ import annotations
+
+import queue
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import wait_until
+from fastapi.testclient import TestClient
+from serving_support import CO_VIEWS, PRODUCTS, TRENDING, WINDOW, fill_views
+from typer.testing import CliRunner
+
+from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, trending_lists
+from recommender.changefeed import ChangeBatch
+from recommender.serving.app import ServingState, create_app
+from recommender.serving.blender import Blender, FillTable
+from recommender.serving.live_index import LiveIndex
+from recommender.serving.session_store import SessionStore
+from recommender.serving.view_mirrors import (
+    CO_VIEW,
+    CoViewMirror,
+    RowDiffFeed,
+    TrendingMirror,
+    load_rows,
+)
+from recommender.serving.view_mirrors import TRENDING as TRENDING_VIEW
+from recommender.serving.views import ALSO_VIEWED_SQL, TRENDING_SQL, Views
+
+CO_COLUMNS = ["product_a", "product_a_name", "product_b", "product_b_name", "co_view_count"]
+TR_COLUMNS = ["category", "rank", "product_id", "product_name", "engagement_score",
+              "view_count", "cart_adds", "window_start"]  # fmt: skip
+
+
+class IdleFeed:
+    """A feed with no changes (the mirror keeps its snapshot)."""
+
+    def __init__(self) -> None:
+        self.batches: queue.Queue = queue.Queue()
+
+    def poll(self, timeout: float) -> Any:
+        try:
+            return self.batches.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def pair(a: str, b: str, n: int) -> tuple:
+    return (a, f"name {a}", b, f"name {b}", n)
+
+
+def trend(category: str, rank: int, product: str, window: datetime) -> tuple:
+    return (category, rank, product, f"name {product}", 10 - rank, 1, 0, window)
+
+
+def co_view_mirror(pairs: list[tuple], feed: IdleFeed | None = None) -> CoViewMirror:
+    def snapshot() -> ChangeBatch:
+        return ChangeBatch(CO_VIEW, 0, CO_COLUMNS, list(pairs))
+
+    mirror = CoViewMirror(lambda: feed or IdleFeed(), snapshot)
+    mirror.load(snapshot())
+    return mirror
+
+
+def trending_mirror(rows: list[tuple], feed: IdleFeed | None = None) -> TrendingMirror:
+    def snapshot() -> ChangeBatch:
+        return ChangeBatch(TRENDING_VIEW, 0, TR_COLUMNS, list(rows))
+
+    mirror = TrendingMirror(lambda: feed or IdleFeed(), snapshot)
+    mirror.load(snapshot())
+    return mirror
+
+
+# --- the mirrors ------------------------------------------------------------------------------
+def test_co_view_mirror_applies_inserts_updates_and_deletes() -> None:
+    mirror = co_view_mirror([pair("a", "b", 3), pair("a", "c", 5), pair("b", "c", 4)])
+    assert mirror.partners("a") == ["c", "b"]
+    assert mirror.partners("b") == ["c", "a"]
+    assert mirror.partners("a", 1) == ["c"] and mirror.partners("zz") == []
+    change = ChangeBatch(CO_VIEW, 1, CO_COLUMNS)
+    change.deletes = [pair("a", "b", 3), pair("b", "c", 4)]  # a-b updated, b-c gone
+    change.inserts = [pair("a", "b", 9), pair("a", "d", 5)]
+    assert mirror.apply(change) == 4
+    assert mirror.partners("a") == ["b", "c", "d"]  # 9, then 5 and 5 by id
+    assert mirror.partners("b") == ["a"]
+    assert mirror.partners("c") == ["a"] and mirror.partners("d") == ["a"]
+    assert mirror.pairs == 3
+    again = ChangeBatch(CO_VIEW, 2, CO_COLUMNS, deletes=[pair("a", "d", 5)])
+    mirror.apply(again)
+    mirror.apply(again)  # a change seen twice gives the same mirror
+    assert mirror.partners("d") == [] and mirror.partners("a") == ["b", "c"]
+
+
+def test_trending_mirror_serves_each_categorys_latest_window() -> None:
+    old, new = WINDOW - timedelta(minutes=5), WINDOW
+    mirror = trending_mirror([trend("shoes", 1, "p3", old), trend("shoes", 2, "p1", old),
+                              trend("shoes", 2, "p2", new), trend("shoes", 1, "p1", new),
+                              trend("socks", 1, "p6", old)])  # fmt: skip
+    assert mirror.latest() == {"shoes": ["p1", "p2"], "socks": ["p6"]}
+    # over both windows: p1 9 + 8, p3 9, p2 8
+    assert mirror.lists() == {"shoes": ["p1", "p3", "p2"], "socks": ["p6"]}
+    # the engine's naive UTC timestamps and PostgreSQL's aware ones are the same key
+    naive = new.astimezone(UTC).replace(tzinfo=None)
+    change = ChangeBatch(TRENDING_VIEW, 1, TR_COLUMNS)
+    change.deletes = [trend("shoes", 1, "p1", naive), trend("shoes", 2, "p2", naive)]
+    change.inserts = [trend("jackets", 1, "p5", new)]
+    mirror.apply(change)
+    assert mirror.latest() == {"shoes": ["p3", "p1"], "socks": ["p6"], "jackets": ["p5"]}
+    assert mirror.lists()["shoes"] == ["p3", "p1"]
+    assert mirror.rows == 4
+    mirror.apply(ChangeBatch(TRENDING_VIEW, 2, TR_COLUMNS, deletes=[trend("socks", 1, "p6", old)]))
+    assert "socks" not in mirror.latest()
+
+
+@pytest.fixture(scope="module")
+def views_dsn(postgres) -> str:
+    """The module's server, its view tables filled, with ties of co_view_count."""
+    fill_views(postgres.dsn)
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        for a, b, n in [("p1", "p10", 5), ("p1", "p9", 4), ("p10", "p2", 5), ("p2", "p4", 7)]:
+            conn.execute("INSERT INTO co_view_pairs VALUES (%s, %s, %s, %s, %s)",
+                         (a, b, a, b, n))  # fmt: skip
+    return postgres.dsn
+
+
+def test_mirrors_answer_what_the_views_sql_answers(views_dsn: str) -> None:
+    """Partners in ALSO_VIEWED_SQL's order (ties by id), trending as TRENDING_SQL's latest
+    windows, both loaded from the tables as `flashrec serve` loads them."""
+    co_view = CoViewMirror(IdleFeed, lambda: load_rows(views_dsn, CO_VIEW))
+    co_view.load(load_rows(views_dsn, CO_VIEW))
+    trending = TrendingMirror(IdleFeed, lambda: load_rows(views_dsn, TRENDING_VIEW))
+    trending.load(load_rows(views_dsn, TRENDING_VIEW))
+    with psycopg.connect(views_dsn) as conn:
+        for product in [*PRODUCTS, "p9", "p10", "none"]:
+            rows = conn.execute(ALSO_VIEWED_SQL, {"p": product, "n": 50}).fetchall()
+            assert co_view.partners(product) == [r[0] for r in rows], product
+        latest: dict[str, list[str]] = {}
+        for row in conn.execute(TRENDING_SQL):
+            latest.setdefault(row[0], []).append(row[2])
+        summed = trending_lists(conn.execute(
+            "SELECT category, product_id, engagement_score, window_start "
+            "FROM trending_by_category").fetchall())  # fmt: skip
+    assert co_view.partners("p2") == ["p1", "p4", "p10", "p3"]  # 7 and 7 by id, 5, 3
+    assert co_view.partners("p1") == ["p2", "p10", "p6", "p3", "p9"]
+    assert trending.latest() == latest
+    assert trending.lists() == summed
+    assert latest["shoes"] == TRENDING[1][2]
+
+
+def test_row_diff_feed_finds_changes_of_a_view(views_dsn: str) -> None:
+    feed = RowDiffFeed(views_dsn, CO_VIEW, interval=0.05)
+    try:
+        mirror = co_view_mirror([])
+        mirror.load(feed.read_snapshot())
+        assert mirror.pairs == len(CO_VIEWS) + 4
+        with psycopg.connect(views_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE co_view_pairs SET co_view_count = 1 WHERE product_b = 'p10'")
+            conn.execute("INSERT INTO co_view_pairs VALUES ('p5', 'p6', 'x', 'y', 3)")
+            conn.execute("DELETE FROM co_view_pairs WHERE product_a = 'p4'")
+        batch = feed.poll(1.0)
+        while batch is None:
+            batch = feed.poll(1.0)
+        assert (len(batch.inserts), len(batch.deletes)) == (2, 2)  # an update, +1, -1
+        mirror.apply(batch)
+        assert mirror.partners("p10") == ["p2", "p1"]  # 5, then 1
+        assert mirror.partners("p5") == ["p6"] and mirror.partners("p4") == ["p2"]
+        empty = feed.poll(1.0)
+        assert empty is None or not (empty.inserts or empty.deletes)
+    finally:
+        feed.close()
+        with psycopg.connect(views_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE co_view_pairs SET co_view_count = 5 WHERE product_b = 'p10'")
+            conn.execute("DELETE FROM co_view_pairs WHERE product_a = 'p5'")
+            conn.execute("INSERT INTO co_view_pairs VALUES ('p4', 'p5', 'Rain Jacket', "
+                         "'Down Jacket', 6)")  # fmt: skip
+
+
+def test_a_mirror_follows_its_feed_in_a_thread() -> None:
+    feed = IdleFeed()
+    mirror = co_view_mirror([pair("a", "b", 3)], feed)
+    mirror.load(ChangeBatch(CO_VIEW, 0, CO_COLUMNS))  # empty until the thread loads it
+    assert mirror.partners("a") == []
+    mirror.start()
+    try:
+        wait_until(lambda: mirror.following and mirror.partners("a") == ["b"])
+        feed.batches.put([ChangeBatch(CO_VIEW, 1, CO_COLUMNS, [pair("a", "c", 4)])])
+        wait_until(lambda: mirror.partners("a") == ["c", "b"])
+        status = mirror.status()
+        assert status["state"] == "following" and status["pairs"] == 2
+    finally:
+        mirror.stop()
+    assert mirror.state == "stopped"
+
+
+# --- the fill table ---------------------------------------------------------------------------
+def test_fill_table_is_the_cooccurrence_of_the_last_day() -> None:
+    now = 1_700_000_000.0
+    old = [(f"o{n}", ["x", "y"], now - 2 * 86400) for n in range(5)]  # too old to count
+    recent = [(f"r{n}", ["a", "b", "c"][: 2 + n % 2], now - 3600 * n) for n in range(6)]
+    index = LiveIndex()
+    index.build(old + recent)
+    sessions = index.recent_sessions(86400, 100)
+    assert sorted(map(sorted, sessions)) == sorted(sorted(items) for _, items, _ in recent)
+    newest = index.recent_sessions(86400, 2)
+    assert sorted(map(sorted, newest)) == [["a", "b"], ["a", "b", "c"]]  # r0 and r1
+    table = FillTable(index, min_sessions=3)
+    table.rebuild()
+    assert table.table == cooccurrence([items for _, items, _ in recent], min_sessions=3)
+    assert table.get("a") == ["b", "c"] and table.get("x") == [] and table.sessions == 6
+
+
+# --- the blend over the routes ------------------------------------------------------------------
+HISTORY = [("h1", ["a", "b"], 1.0), ("h2", ["a", "b"], 2.0), ("h3", ["c", "d"], 3.0)]
+WEIGHTS = BlendWeights(vmis=1.0, coview=0.5, trending=0.25, repeat=0.0)  # fixed for the tests
+CATALOG = {"a": ("A", "cat1"), "b": ("B", "cat1"), "c": ("C", "cat2"), "x": ("X", "cat3")}
+
+
+def blended_state(tmp_path: Path, recommend_blend: bool = False) -> ServingState:
+    """"a" pairs with "b" in the history, with "x" in co_view_pairs; cat1 trends t1, t2."""
+    index = LiveIndex()
+    index.build(HISTORY)
+    views = Views(None, cache_s=0)
+    views.catalog = dict(CATALOG)
+    blender = Blender(index, views, WEIGHTS, co_view_mirror([pair("a", "x", 9)]),
+                      trending_mirror([trend("cat1", 1, "t1", WINDOW),
+                                       trend("cat1", 2, "t2", WINDOW)]))  # fmt: skip
+    return ServingState(index, SessionStore(tmp_path / "sessions"), views, blender=blender,
+                        recommend_blend=recommend_blend)  # fmt: skip
+
+
+def ids(body: dict) -> list[str]:
+    return [r["product_id"] for r in body["recommendations"]]
+
+
+def test_session_routes_answer_the_blend_by_default(tmp_path: Path) -> None:
+    state = blended_state(tmp_path)
+    with TestClient(create_app(state)) as c:
+        body = c.post("/v1/sessions/s/clicks", json={"item_id": "a"}).json()
+        assert body["source"] == "blend"
+        assert ids(body) == ["b", "x", "t1", "t2"]
+        assert [r["score"] for r in body["recommendations"]] == [1.0, 0.5, 0.25, 0.125]
+        assert body["recommendations"][1]["category"] == "cat3"  # described as before
+        expected = blend(state.index.recommend(["a"], 2 * 21), ["x"], ["t1", "t2"], ["a"], 21,
+                         WEIGHTS, ["a"])  # fmt: skip
+        assert [(i, round(s, 6)) for i, s in expected] == [
+            (r["product_id"], r["score"]) for r in body["recommendations"]]
+        stored = c.get("/v1/sessions/s/recommendations").json()
+        assert stored["source"] == "blend" and ids(stored) == ids(body)
+        assert ids(c.get("/v1/sessions/s/recommendations", params={"how_many": 2}).json()) == [
+            "b", "x"]
+        # blend=false: the pure VMIS-kNN list, as before the blend
+        pure = c.get("/v1/sessions/s/recommendations", params={"blend": "false"}).json()
+        assert pure["source"] == "vmis"
+        assert [(r["product_id"], r["score"]) for r in pure["recommendations"]] == [
+            (i, round(s, 6)) for i, s in state.index.recommend(["a"], how_many=22) if i != "a"]
+        clicked = c.post("/v1/sessions/s2/clicks", json={"item_id": "a", "blend": False}).json()
+        assert clicked["source"] == "vmis" and ids(clicked) == ["b"]
+        # no candidate at all: the popular items, as before
+        assert c.post("/v1/sessions/u/clicks", json={"item_id": "zz"}).json()["source"] == (
+            "popular")
+        status = c.get("/readyz").json()["blend"]
+        assert status["weights"] == WEIGHTS.text()
+        assert status["co_view_pairs"]["pairs"] == 1
+        assert status["trending_by_category"]["categories"] == 1
+
+
+def test_the_blend_keeps_the_session_items_rule(tmp_path: Path) -> None:
+    with TestClient(create_app(blended_state(tmp_path))) as c:
+        c.post("/v1/sessions/s/clicks", json={"item_id": "b"})
+        body = c.post("/v1/sessions/s/clicks", json={"item_id": "a"}).json()
+        assert "b" not in ids(body) and "a" not in ids(body)
+        every = c.get("/v1/sessions/s/recommendations",
+                      params={"exclude_session_items": "false"}).json()  # fmt: skip
+        assert "b" in ids(every) and "a" not in ids(every)  # the newest item never
+
+
+def test_recommend_stays_pure_unless_the_server_blends(tmp_path: Path) -> None:
+    params = {"session_id": "r", "item_id": "a"}
+    with TestClient(create_app(blended_state(tmp_path / "pure"))) as c:
+        assert c.get("/v1/recommend", params=params).json() == ["b"]
+        assert c.get("/v1/recommend", params={**params, "x": "1"}).json() == ["b"]  # the route
+        assert c.get("/v1/recommend", params={**params, "blend": "true"}).json() == [
+            "b", "x", "t1", "t2"]
+    with TestClient(create_app(blended_state(tmp_path / "blend", recommend_blend=True))) as c:
+        fast = c.get("/v1/recommend", params=params).json()
+        route = c.get("/v1/recommend", params={**params, "x": "1"}).json()
+        assert fast == route == ["b", "x", "t1", "t2"]
+        assert c.get("/v1/recommend", params={**params, "blend": "false"}).json() == ["b"]
+        assert c.get("/readyz").json()["recommend_blend"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs"),
+    [
+        ("GET", "/v1/recommend?session_id=s&item_id=a&blend=maybe", {}),
+        ("GET", "/v1/sessions/s/recommendations?blend=2", {}),
+        ("POST", "/v1/sessions/s/clicks", {"json": {"item_id": "a", "blend": "maybe"}}),
+    ],
+)
+def test_bad_blend_parameter_is_4xx(tmp_path: Path, method: str, url: str, kwargs: dict) -> None:
+    with TestClient(create_app(blended_state(tmp_path))) as c:
+        got = c.request(method, url, **kwargs)
+        assert got.status_code == 422 and "blend" in got.json()["detail"]
+
+
+# --- settings ---------------------------------------------------------------------------------
+def test_weights_setting_parses_over_the_defaults() -> None:
+    assert BlendWeights.parse("") == DEFAULT
+    assert BlendWeights.parse("coview=1,repeat_newest=true") == BlendWeights(
+        coview=1.0, repeat_newest=True)
+
+
+@pytest.mark.parametrize("command", ["serve", "up"])
+def test_bad_weights_are_a_startup_error(command: str, tmp_path: Path) -> None:
+    from recommender.cli import app
+
+    args = [command, "--data-dir", str(tmp_path)] + (
+        ["--history", str(Path(__file__).parent / "data" / "sessions_train.tsv")]
+        if command == "serve" else [])  # fmt: skip
+    started = time.monotonic()
+    flag = CliRunner().invoke(app, [*args, "--blend-weights", "vmis=1,cowiew=2"])
+    assert flag.exit_code == 2, flag.output
+    assert "'cowiew=2' is not one of" in flag.output and "--blend-weights" in flag.output
+    env = CliRunner().invoke(app, args, env={"FLASHREC_BLEND_WEIGHTS": "coview=-1"})
+    assert env.exit_code == 2 and "coview must be a finite number >= 0" in env.output
+    assert time.monotonic() - started < 60  # refused before anything started
+
+
+def test_weights_and_recommend_blend_reach_the_serving_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from recommender.cli import app
+    from recommender.serving import runtime
+
+    seen: dict[str, Any] = {}
+
+    def fake_build_state(**kwargs: Any) -> None:
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(runtime, "build_state", fake_build_state)
+    train = str(Path(__file__).parent / "data" / "sessions_train.tsv")
+    result = CliRunner().invoke(app, ["serve", "--history", train, "--recommend-blend"],
+                                env={"FLASHREC_BLEND_WEIGHTS": "trending=1"})  # fmt: skip
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert seen["blend_weights"] == BlendWeights(trending=1.0)
+    assert seen["recommend_blend"] is True
+    result = CliRunner().invoke(app, ["serve", "--history", train, "--blend-weights", "vmis=2"],
+                                env={"FLASHREC_BLEND_WEIGHTS": "trending=1"})  # fmt: skip
+    assert seen["blend_weights"] == BlendWeights(vmis=2.0)  # the flag beats the environment
+    assert seen["recommend_blend"] is False
