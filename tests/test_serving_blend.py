@@ -61,22 +61,24 @@ def trend(category: str, rank: int, product: str, window: datetime) -> tuple:
     return (category, rank, product, f"name {product}", 10 - rank, 1, 0, window)
 
 
-def co_view_mirror(pairs: list[tuple], feed: IdleFeed | None = None) -> CoViewMirror:
-    def snapshot() -> ChangeBatch:
-        return ChangeBatch(CO_VIEW, 0, CO_COLUMNS, list(pairs))
+def _mirror(kind: Any, view: str, columns: list[str], rows: list[tuple],
+            feed: IdleFeed | None) -> Any:  # fmt: skip
+    """A mirror of `kind` loaded with `rows`, its feed `feed` (default: one that stays idle)."""
 
-    mirror = CoViewMirror(lambda: feed or IdleFeed(), snapshot)
+    def snapshot() -> ChangeBatch:
+        return ChangeBatch(view, 0, columns, list(rows))
+
+    mirror = kind(lambda: feed or IdleFeed(), snapshot)
     mirror.load(snapshot())
     return mirror
+
+
+def co_view_mirror(pairs: list[tuple], feed: IdleFeed | None = None) -> CoViewMirror:
+    return _mirror(CoViewMirror, CO_VIEW, CO_COLUMNS, pairs, feed)
 
 
 def trending_mirror(rows: list[tuple], feed: IdleFeed | None = None) -> TrendingMirror:
-    def snapshot() -> ChangeBatch:
-        return ChangeBatch(TRENDING_VIEW, 0, TR_COLUMNS, list(rows))
-
-    mirror = TrendingMirror(lambda: feed or IdleFeed(), snapshot)
-    mirror.load(snapshot())
-    return mirror
+    return _mirror(TrendingMirror, TRENDING_VIEW, TR_COLUMNS, rows, feed)
 
 
 # --- the mirrors ------------------------------------------------------------------------------

@@ -217,10 +217,9 @@ def dataset(
 
 def register(app: typer.Typer) -> None:
     """Add the `experiment` group to the CLI."""
-    group = typer.Typer(
-        help="Offline experiments: live versus nightly recommendations (docs/flash-sale.md).",
-        no_args_is_help=True,
-    )
-    app.add_typer(group, name="experiment")
+    group = options.group(
+        app, "experiment",
+        "Offline experiments: live versus nightly recommendations (docs/flash-sale.md).",
+    )  # fmt: skip
     group.command("flash-sale")(flash_sale)
     group.command("dataset")(dataset)

@@ -20,6 +20,13 @@ TUNING = "Tuning"  # help panel of the flags that tune rather than choose what r
 _KEEP: Any = object()  # the setting's own default
 
 
+def group(app: typer.Typer, name: str, help: str) -> typer.Typer:
+    """A command group `name` of `app` (its help shown when called without a command)."""
+    sub = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub
+
+
 def one_of(flag: str, value: str, choices: Collection[str]) -> None:
     """Exit with status 2 and an error naming `flag` unless `value` is one of `choices`."""
     if value not in choices:

@@ -316,11 +316,9 @@ def _sale_summary(cfg: FlashSaleConfig, sale: SalePlan) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     """Add `produce flash-sale` and `replay` to the CLI."""
-    produce = typer.Typer(
-        help="Send synthetic clickstream traffic to Kafka (or a JSONL file).",
-        no_args_is_help=True,
+    produce = options.group(
+        app, "produce", "Send synthetic clickstream traffic to Kafka (or a JSONL file)."
     )
-    app.add_typer(produce, name="produce")
     produce.command("flash-sale")(flash_sale)
     app.command("replay")(replay)
 

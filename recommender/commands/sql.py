@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from recommender import config, rwparser
+from recommender.commands import options
 from recommender.rwparser import Verdict
 
 if TYPE_CHECKING:
@@ -162,8 +163,6 @@ def show(
 
 def register(app: typer.Typer) -> None:
     """Add the `sql` command group to the CLI."""
-    group = typer.Typer(help="The RisingWave SQL of sql/ (views, source, subscriptions).",
-                        no_args_is_help=True)  # fmt: skip
-    app.add_typer(group, name="sql")
+    group = options.group(app, "sql", "The RisingWave SQL of sql/ (views, source, subscriptions).")
     group.command("check")(check)
     group.command("show")(show)

@@ -319,7 +319,24 @@ class RisingWaveFeed:
             conn.close()
 
 
-class SnapshotDiffFeed:
+class Paced:
+    """A feed that re-reads its view at most every `interval` seconds."""
+
+    interval: float
+    _next: float
+
+    def due(self, timeout: float) -> bool:
+        """Sleep until the next read is due (True), or for `timeout` when it is later (False)."""
+        wait = self._next - time.monotonic()
+        if wait > timeout:
+            time.sleep(timeout)
+            return False
+        time.sleep(max(0.0, wait))
+        self._next = time.monotonic() + self.interval
+        return True
+
+
+class SnapshotDiffFeed(Paced):
     """Changes found by re-reading the view's keys every `interval` seconds and diffing.
 
     Works on any PostgreSQL-wire server without a change table. Each round reads
@@ -342,12 +359,8 @@ class SnapshotDiffFeed:
         self._next = time.monotonic() + self.interval
 
     def poll(self, timeout: float) -> ChangeBatch | None:
-        wait = self._next - time.monotonic()
-        if wait > timeout:
-            time.sleep(timeout)
+        if not self.due(timeout):
             return None
-        time.sleep(max(0.0, wait))
-        self._next = time.monotonic() + self.interval
         cur = self._conn.execute(f"SELECT * FROM {self.view} LIMIT 0")
         parser = HistoryRows([d.name for d in cur.description])
         session_col, time_col = (

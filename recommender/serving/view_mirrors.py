@@ -21,7 +21,7 @@ from typing import Any
 
 from recommender.blend import trending_lists
 from recommender.changefeed import ChangeBatch
-from recommender.serving.index_sync import Feed, ViewFollower, epoch_seconds
+from recommender.serving.index_sync import Feed, Paced, ViewFollower, epoch_seconds
 
 Rows = Iterable[Sequence[Any]]
 
@@ -43,7 +43,7 @@ def load_rows(dsn: str, view: str) -> ChangeBatch:
         return ChangeBatch(view, 0, columns, [tuple(r) for r in cur])
 
 
-class RowDiffFeed:
+class RowDiffFeed(Paced):
     """Changes of a small view found by re-reading all of it every `interval` seconds and
     diffing the rows (an update is a delete of the old row and an insert of the new one)."""
 
@@ -68,12 +68,8 @@ class RowDiffFeed:
         return ChangeBatch(self.view, 0, columns, list(rows))
 
     def poll(self, timeout: float) -> ChangeBatch | None:
-        wait = self._next - time.monotonic()
-        if wait > timeout:
-            time.sleep(timeout)
+        if not self.due(timeout):
             return None
-        time.sleep(max(0.0, wait))
-        self._next = time.monotonic() + self.interval
         columns, rows = self._read()
         self._epoch += 1
         batch = ChangeBatch(self.view, self._epoch, columns, list(rows - self._seen),
