@@ -158,34 +158,58 @@ def cooccurrence(
     """Per item, the items that share at least `min_sessions` sessions with it, most shared
     first (ties by first appearance): co_view_pairs' rule over a longer stretch of sessions.
     Each session counts once per pair; only its newest `max_items` distinct items count."""
-    code: dict[T, int] = {}
-    keys: list[np.ndarray] = []
-    for items in sessions:
-        distinct = list(dict.fromkeys(items))[-max_items:]
-        if len(distinct) < 2:
-            continue
-        c = np.fromiter((code.setdefault(i, len(code)) for i in distinct), np.int64,
-                        len(distinct))  # fmt: skip
-        a, b = np.triu_indices(len(c), 1)
-        lo, hi = np.minimum(c[a], c[b]), np.maximum(c[a], c[b])
-        keys.append(lo << 32 | hi)
+    sess, item, names = _distinct_newest(sessions, max_items)
+    keys = []
+    for d in range(1, max_items):  # the pairs of items d places apart in one session
+        same = sess[:-d] == sess[d:]
+        if not same.any():
+            break
+        a, b = item[:-d][same], item[d:][same]
+        keys.append(np.minimum(a, b) << 32 | np.maximum(a, b))
     if not keys:
         return {}
     pairs, counts = np.unique(np.concatenate(keys), return_counts=True)
     keep = counts >= min_sessions
     pairs, counts = pairs[keep], counts[keep]
-    a, b = (pairs >> 32).astype(np.int64), (pairs & 0xFFFFFFFF).astype(np.int64)
-    first = np.concatenate([a, b])
-    second = np.concatenate([b, a])
+    a, b = pairs >> 32, pairs & 0xFFFFFFFF
+    first, second = np.concatenate([a, b]), np.concatenate([b, a])
     n = np.concatenate([counts, counts])
     order = np.lexsort((second, -n, first))
-    names = list(code)
+    first, second = first[order], second[order]
+    starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
+    rank = np.arange(len(first)) - np.repeat(starts, np.diff(np.r_[starts, len(first)]))
+    top = rank < how_many
     out: dict[T, list[T]] = {}
-    for f, s in zip(first[order].tolist(), second[order].tolist(), strict=True):
-        lst = out.setdefault(names[f], [])
-        if len(lst) < how_many:
-            lst.append(names[s])
+    for f, s in zip(first[top].tolist(), second[top].tolist(), strict=True):
+        out.setdefault(names[f], []).append(names[s])
     return out
+
+
+def _distinct_newest(
+    sessions: Iterable[Sequence[T]], max_items: int
+) -> tuple[np.ndarray, np.ndarray, list[T]]:
+    """Each session's distinct items in first-click order, its newest `max_items` of them, as
+    (session number, item code) arrays; codes in order of first appearance among them."""
+    lists = [s for s in sessions if len(s) > 1]
+    flat: list[T] = [i for s in lists for i in s]
+    raw: dict[T, int] = {}
+    codes = np.fromiter((raw.setdefault(i, len(raw)) for i in flat), np.int64, len(flat))
+    sess = np.repeat(np.arange(len(lists), dtype=np.int64), [len(s) for s in lists])
+    _, firsts = np.unique(sess * max(1, len(raw)) + codes, return_index=True)
+    firsts.sort()  # each (session, item) once, at its first click, in click order
+    sess, codes = sess[firsts], codes[firsts]
+    starts = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1]]) if len(sess) else sess
+    sizes = np.diff(np.r_[starts, len(sess)])
+    left = np.repeat(starts + sizes, sizes) - np.arange(len(sess))  # distinct items from here
+    big = np.repeat(sizes, sizes) >= 2
+    keep = (left <= max_items) & big
+    sess, codes = sess[keep], codes[keep]
+    seen, first_at = np.unique(codes, return_index=True)  # recode by first appearance
+    order = np.argsort(first_at, kind="stable")
+    recode = np.empty(len(raw), dtype=np.int64)
+    recode[seen[order]] = np.arange(len(seen))
+    names = list(raw)
+    return sess, recode[codes], [names[c] for c in seen[order]]
 
 
 def fill(first: Sequence[T], then: Sequence[T], how_many: int) -> list[T]:
