@@ -27,15 +27,11 @@ def _fail(message: str) -> None:
 def _params(refresh_s: float, nightly_window_h: float, weights: str | None = None) -> Any:
     """The replay's parameters: VMIS-kNN's from its settings (config.vmis_params()), the
     blend's weights from --blend-weights over the defaults."""
-    from recommender.blend import BlendWeights
     from recommender.experiment.blended import BlendParams
     from recommender.experiment.nightly_vs_live import Params
 
     vmis = config.vmis_params()
-    try:
-        blend = BlendParams(weights=BlendWeights.parse(weights or ""))
-    except ValueError as exc:
-        _fail(str(exc))
+    blend = BlendParams(weights=options.parse_blend_weights(weights))
     return Params(m=vmis.m, k=vmis.k, max_items=vmis.max_items_in_session,
                   idf_weighting=vmis.idf_weighting, refresh_s=refresh_s,
                   nightly_window_h=nightly_window_h, blend=blend)  # fmt: skip

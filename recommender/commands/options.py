@@ -164,6 +164,18 @@ def blend_weights() -> Any:
     return setting("api.blend_weights", "--blend-weights", metavar="NAME=VALUE,...")
 
 
+def parse_blend_weights(text: str | None) -> Any:
+    """--blend-weights over blend.DEFAULT (a BlendWeights); exit 2 with the reason when it
+    does not parse."""
+    from recommender.blend import BlendWeights
+
+    try:
+        return BlendWeights.parse(text or "")
+    except ValueError as exc:
+        typer.echo(f"error: {exc} (--blend-weights or {config.ENV_BLEND_WEIGHTS})", err=True)
+        raise typer.Exit(2) from None
+
+
 def recommend_blend() -> Any:
     return setting("api.recommend_blend", "--recommend-blend/--no-recommend-blend")
 

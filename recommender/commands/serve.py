@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import typer
 
 from recommender import config
 from recommender.commands import options
 from udfs.params import VmisParams
-
-if TYPE_CHECKING:
-    from recommender.blend import BlendWeights
 
 log = logging.getLogger("flashrec.serve")
 
@@ -32,16 +29,6 @@ def _params(m: int, k: int, how_many: int, max_items: int, idf_weighting: float
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
-
-
-def _weights(text: str) -> BlendWeights:
-    """The --blend-weights setting over blend.DEFAULT; exit 2 with the message when bad."""
-    from recommender.blend import BlendWeights
-
-    try:
-        return BlendWeights.parse(text or "")
-    except ValueError as exc:
-        _fail(f"{exc} (--blend-weights or {config.ENV_BLEND_WEIGHTS})")
 
 
 def _check_inputs(history: Path | None, source: str, dsn: str | None) -> None:
@@ -74,7 +61,7 @@ def serve(
     """Serve recommendations, the dashboard, health and metrics over HTTP."""
     config.setup_logging(log_level)
     _check_inputs(history, source, pg_dsn)
-    weights = _weights(blend_weights)
+    weights = options.parse_blend_weights(blend_weights)
     import uvicorn
 
     from recommender.serving.app import create_app

@@ -43,7 +43,7 @@ class UpOptions:
     intent: bool
     intent_model_dir: Path | None
     broker_storage: str = config.DEFAULT_BROKER_STORAGE
-    blend_weights: str = ""  # the API's blend (`name=value,...` over blend.DEFAULT)
+    blend_weights: Any = None  # the API's blend weights (None: blend.DEFAULT)
     recommend_blend: bool = False  # the API's GET /v1/recommend answers the blend
 
 
@@ -52,14 +52,12 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def start_api_hook(engine: Any, dsn: str, port: int, data_dir: Path, blend_weights: str = "",
+def start_api_hook(engine: Any, dsn: str, port: int, data_dir: Path, blend_weights: Any = None,
                    recommend_blend: bool = False) -> Any:  # fmt: skip
     """Start the recommendation API in this process, following the engine's change feed."""
-    from recommender.blend import BlendWeights
     from recommender.serving.runtime import start_api
 
-    return start_api(engine, dsn, port=port, data_dir=data_dir,
-                     blend_weights=BlendWeights.parse(blend_weights),
+    return start_api(engine, dsn, port=port, data_dir=data_dir, blend_weights=blend_weights,
                      recommend_blend=recommend_blend)  # fmt: skip
 
 
@@ -140,7 +138,7 @@ def up(
         check_size(pg_shared_buffers, "--pg-shared-buffers")
     except ValueError as exc:
         _fail(str(exc))
-    _check_weights(blend_weights)
+    weights = options.parse_blend_weights(blend_weights)
     run_until_stopped(UpOptions(
         bootstrap=bootstrap, broker_port=broker_port, partitions=partitions,
         pg_dsn=pg_dsn, pg_port=pg_port,
@@ -150,18 +148,8 @@ def up(
         unlogged_views=unlogged_views, duckdb_threads=duckdb_threads, topic=topic,
         dlq_topic=dlq_topic, group_id=group_id, api_port=api_port, intent=intent,
         intent_model_dir=intent_model_dir, broker_storage=broker_storage,
-        blend_weights=blend_weights, recommend_blend=recommend_blend,
+        blend_weights=weights, recommend_blend=recommend_blend,
     ))  # fmt: skip
-
-
-def _check_weights(text: str) -> None:
-    """Exit 2 with the message when the blend's weights do not parse."""
-    from recommender.blend import BlendWeights
-
-    try:
-        BlendWeights.parse(text or "")
-    except ValueError as exc:
-        _fail(f"{exc} (--blend-weights or {config.ENV_BLEND_WEIGHTS})")
 
 
 def register(app: typer.Typer) -> None:
