@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -224,6 +224,18 @@ def fill(first: Sequence[T], then: Sequence[T], how_many: int) -> list[T]:
                 if len(out) == how_many:
                     break
     return out
+
+
+def side_lists(
+    live_coview: Sequence[T], fill_table: Any,
+    trending: dict[str, Sequence[T]],
+    categories: Iterable[str], newest: T, how_many: int,
+) -> tuple[list[T], list[T]]:  # fmt: skip
+    """The coview and trending lists of a session whose newest item is `newest`: its live
+    co-view partners filled from `fill_table` (anything with a dict's `get`), and the
+    trending products of `categories` (`trending_lists`' form) without the newest item."""
+    coview = fill(live_coview, fill_table.get(newest, ()), how_many)
+    return coview, in_categories(trending, categories, how_many, leave_out=newest)
 
 
 def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, list[T]]:

@@ -68,9 +68,9 @@ def ask(
     """The top lists of the blend and of each of its sources for a session whose views
     (consecutive repeats dropped) are `recent`, oldest first."""
     newest = recent[-1]
-    coview = blend.fill(live_also, sources.fill.get(newest, ()), cutoff)
     categories = sources.session_categories(recent)
-    trending = blend.in_categories(sources.trending, categories, cutoff, leave_out=newest)
+    coview, trending = blend.side_lists(live_also, sources.fill, sources.trending, categories,
+                                        newest, cutoff)  # fmt: skip
     own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
     if log is not None:
         log.add(vmis, coview, trending, recent, target)

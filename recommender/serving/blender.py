@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, fill, in_categories
+from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, side_lists
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.view_mirrors import CoViewMirror, TrendingMirror
 from recommender.serving.views import Views
@@ -67,8 +67,9 @@ class FillTable:
         log.info("blend fill table built from %d sessions: %d items in %.2f s",
                  len(sessions), len(table), self.build_s)  # fmt: skip
 
-    def get(self, item: str) -> list[str]:
-        return self.table.get(item, [])
+    def get(self, item: str, default: Sequence[str] | None = None) -> Sequence[str]:
+        """The item's fill list (a dict's `get`: the table read once, swapped whole)."""
+        return self.table.get(item, [] if default is None else default)
 
     def start(self) -> FillTable:
         self._thread.start()
@@ -136,10 +137,10 @@ class Blender:
         vmis = self.index.recommend(items, how_many=2 * how_many)
         newest = items[-1]
         live = self.co_view.partners(newest, how_many) if self.co_view is not None else []
-        coview = fill(live, self.fill_table.get(newest), how_many)
         lists = self.trending.lists() if self.trending is not None else {}
-        trending = (in_categories(lists, self.categories(items), how_many, leave_out=newest)
-                    if lists else [])  # fmt: skip
+        categories = self.categories(items) if lists else []
+        coview, trending = side_lists(live, self.fill_table, lists, categories, newest,
+                                      how_many)  # fmt: skip
         return vmis, coview, trending
 
     def recommend(
