@@ -10,7 +10,13 @@ PostgreSQL's `session_features` view table. Processes: the `flashrec up` process
 background tier, API), its children (broker and its store, a background process if any)
 and PostgreSQL (all its backends summed).
 
+--shrink-days F runs `flashrec up` on a copy of sql/ whose look-backs of a day or more are
+F times shorter (30 days / 120 = 6 hours), so every window fills within a run at a
+realistic event rate. At the end the events the producer had acknowledged are matched
+against the engine's counters (accepted + dead-lettered, from `flashrec_meta`).
+
     .venv/bin/python bench/soak.py --rate 1000 --minutes 20 --accel 12
+    .venv/bin/python bench/soak.py --rate 1000 --minutes 120 --accel 12 --shrink-days 120
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -36,6 +44,27 @@ from producers.flash_sale import FlashSaleConfig, generate
 from recommender.events import format_ts
 
 ROOT = Path(__file__).resolve().parent.parent
+DAYS = re.compile(r"INTERVAL '(\d+) DAYS?'")
+
+
+def shrunk_sql(folder: Path, factor: float) -> tuple[Path, float]:
+    """A copy of sql/ with every look-back of whole days `factor` times shorter (in whole
+    minutes); returns the folder and its longest look-back in minutes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    longest = 30.0
+
+    def shorter(m: re.Match[str]) -> str:
+        nonlocal longest
+        minutes = max(1, round(int(m.group(1)) * 1440 / factor))
+        longest = max(longest, minutes)
+        return f"INTERVAL '{minutes} MINUTES'"
+
+    for path in sorted((ROOT / "sql").iterdir()):
+        if path.suffix == ".sql":
+            (folder / path.name).write_text(DAYS.sub(shorter, path.read_text()))
+        elif path.suffix == ".toml":
+            shutil.copy(path, folder / path.name)
+    return folder, longest
 
 
 def produce(bootstrap: str, rate: float, accel: float, seconds: float, t0: float,
@@ -46,6 +75,11 @@ def produce(bootstrap: str, rate: float, accel: float, seconds: float, t0: float
     from recommender.kafka_io import make_producer
 
     producer = make_producer(bootstrap, linger_ms=20)
+    acked = [0, 0]  # delivered, failed
+
+    def delivered(err: Any, _msg: Any) -> None:
+        acked[1 if err else 0] += 1
+
     start = datetime.now(UTC) - timedelta(seconds=seconds * accel)  # the last event is now
     n = int(rate * seconds)
     cfg = FlashSaleConfig(seed=17, start=start, events=n, rate=rate / accel,
@@ -59,15 +93,18 @@ def produce(bootstrap: str, rate: float, accel: float, seconds: float, t0: float
         while (now := time.time()) < due:
             time.sleep(min(0.005, due - now))
         event["ts"] = format_ts(start + timedelta(seconds=(now - t0) * accel))
-        producer.produce("clickstream", orjson.dumps(event), key=event["session_id"])
+        producer.produce("clickstream", orjson.dumps(event), key=event["session_id"],
+                         on_delivery=delivered)
         producer.poll(0)
         sent += 1
         if now >= next_probe:
             probe = dict(event, event_id=f"probe-{sent}", session_id=f"s-probe-{sent}")
-            producer.produce("clickstream", orjson.dumps(probe), key=probe["session_id"])
+            producer.produce("clickstream", orjson.dumps(probe), key=probe["session_id"],
+                             on_delivery=delivered)
             probes.put((probe["event_id"], now))
             next_probe = now + probe_every
     producer.flush(60)
+    probes.put(("acked", *acked))
     probes.put(None)
 
 
@@ -156,16 +193,23 @@ def main() -> None:
                     help="the longest window of the main views (event minutes)")
     ap.add_argument("--up-args", default="", help="more flags for flashrec up, as one string")
     ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary folder")
+    ap.add_argument("--shrink-days", type=float, default=None,
+                    help="run on a copy of sql/ with look-backs of days this many times "
+                         "shorter (--window-minutes becomes the longest of them)")
     args = ap.parse_args()
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="flashrec-soak-"))
     data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "FLASHREC_LOG_LEVEL": "INFO"}
+    if args.shrink_days:
+        folder, args.window_minutes = shrunk_sql(data / "sql", args.shrink_days)
+        env["FLASHREC_SQL_DIR"] = str(folder)
+        print(f"sql/ copied to {folder}, look-backs of days / {args.shrink_days:g}")
     broker_port, pg_port, api_port = free_port(), free_port(), free_port()
     cmd = [sys.executable, "-m", "recommender.cli", "up", "--data-dir", str(data),
            "--broker-port", str(broker_port), "--pg-port", str(pg_port), "--api-port",
            str(api_port), "--clock", "event", "--no-intent", *args.up_args.split()]
     log = open(data / "up.log", "w")  # noqa: SIM115 (open while it runs)
-    up = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                          env={**os.environ, "FLASHREC_LOG_LEVEL": "INFO"})  # fmt: skip
+    up = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         run(args, up, data, broker_port, pg_port)
     finally:
@@ -201,7 +245,7 @@ def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port:
     wanted: dict[str, float] = {}
     latencies: list[float] = []
     all_latencies: list[tuple[float, float]] = []
-    next_report, done = t0 + args.report_seconds, False
+    next_report, done, acked = t0 + args.report_seconds, False, (0, 0)
     print("  min " + "".join(f"{r + ' MB':>14}{r + ' cores':>14}" for r in roles)
           + "  fresh p50/p99 s")
     last = {r: (time.time(), v[1]) for r, v in sample(roles).items()}
@@ -210,6 +254,8 @@ def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port:
             item = probes.get()
             if item is None:
                 done = True
+            elif item[0] == "acked":
+                acked = item[1:]
             else:
                 wanted[item[0]] = item[1]
         before = len(latencies)
@@ -233,20 +279,44 @@ def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port:
             next_report = now + args.report_seconds
         time.sleep(0.2)
     summarize(args, history, all_latencies)
+    account(dsn, *acked)
+
+
+def account(dsn: str, delivered: int, failed: int, wait_s: float = 120) -> None:
+    """Wait until the engine's counters (accepted + dead-lettered, duplicates among the
+    dead letters) cover every event the producer had acknowledged."""
+    import psycopg
+
+    deadline, counts = time.monotonic() + wait_s, {}
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            counts = dict(conn.execute("SELECT key, value::bigint FROM flashrec_meta WHERE key "
+                                       "IN ('accepted', 'rejected', 'duplicates')").fetchall())
+        seen = counts.get("accepted", 0) + counts.get("rejected", 0)
+        if seen >= delivered:
+            break
+        time.sleep(1)
+    seen = counts.get("accepted", 0) + counts.get("rejected", 0)
+    verdict = "all accounted for" if seen == delivered else f"DIFFERENCE {seen - delivered:+d}"
+    print(f"  events: producer acknowledged {delivered} ({failed} failed); engine accepted "
+          f"{counts.get('accepted', 0)}, dead-lettered {counts.get('rejected', 0)} (duplicates "
+          f"{counts.get('duplicates', 0)}): {verdict}")
 
 
 def summarize(args: argparse.Namespace, history: dict[str, list[tuple[float, float, float]]],
               latencies: list[tuple[float, float]]) -> None:  # fmt: skip
     filled = args.window_minutes * 60 / args.accel
-    print(f"after the window filled ({filled / 60:.1f} min): RSS slope MB/hour, cores first "
-          "sample vs last, RSS last")
+    print(f"after the window filled ({filled / 60:.1f} min): RSS slope MB/hour, cores (median "
+          "of the first and the last tenth of the samples), RSS last")
     total = 0.0
     for role, points in history.items():
         after = [(t, rss) for t, rss, _ in points if t >= filled]
         cores = [c for t, _, c in points if t >= filled]
         last = points[-1][1] if points else 0.0
         total += last
-        first_c, last_c = (cores[0], cores[-1]) if cores else (float("nan"),) * 2
+        tenth = max(1, len(cores) // 10)  # cores: median of the first and last tenth
+        first_c = statistics.median(cores[:tenth]) if cores else float("nan")
+        last_c = statistics.median(cores[-tenth:]) if cores else float("nan")
         print(f"  {role:10} slope {slope(after):8.1f} MB/h   cores {first_c:.2f} -> "
               f"{last_c:.2f}   RSS {last:.0f} MB")
     late = [x for t, x in latencies if t >= filled]

@@ -221,6 +221,21 @@ def test_customer_window_changed(tmp_path: Path) -> None:
     assert overrides["customer_hours"].windows == (1, 7, 14, 30)
 
 
+def test_customer_windows_shorter_than_a_day(tmp_path: Path) -> None:
+    """Both customer views look back minutes and hours under their day labels (a soak's
+    shortened sql/): the maintainer reads the INTERVAL, the label is only a value."""
+    shorter = [("'1 DAY'", "'20 MINUTES'"), ("'7 DAYS'", "'2 HOURS'"),
+               ("'14 DAYS'", "'5 HOURS'"), ("'30 DAYS'", "'10 HOURS'")]  # fmt: skip
+    folder = sql_copy(tmp_path / "sql", {"060_customer_features.sql": shorter,
+                                         "061_customer_hours.sql": shorter})  # fmt: skip
+    names = ("customer_features", "customer_hours")
+    objects = [o for o in sqlfiles.load(folder) if o.name in names]
+    clocks = [timedelta(minutes=m) for m in (0, 15, 50, 130, 290, 700, 30)]
+    overrides = _same_rows(objects, customer_events(800, seed=11), names, clocks, 40)
+    assert all(isinstance(overrides[n], CustomerView) for n in names)
+    assert overrides["customer_features"].state.spans[30] == 10 * 3_600_000_000
+
+
 def test_session_horizon_and_bot_rule_changed(tmp_path: Path) -> None:
     """Both session views look back 5 days; a bot makes 4 clicks at most 0.3 s apart."""
     folder = sql_copy(tmp_path / "sql", {
@@ -262,8 +277,8 @@ def test_a_declared_maintainer_with_another_shape_raises_at_start(tmp_path: Path
 
 @pytest.mark.parametrize(("file", "edit", "problem"), [
     ("040_trending_by_category.sql", ("THEN 3", "THEN 2"), "more than its parameters"),
-    ("061_customer_hours.sql", ("7 AS window_days", "8 AS window_days"),
-     "the label must be the whole number of days"),
+    ("061_customer_hours.sql", ("7 AS window_days", "14 AS window_days"), "repeat a label"),
+    ("061_customer_hours.sql", ("'7 DAYS'", "'8 DAYS'"), "window_days \\[7\\] must look back"),
     ("050_vmis_history.sql", ("'7 DAYS'", "'6 DAYS'"), "must look back as far as each other"),
     ("045_co_view_pairs.toml", ('"coview"', '"coveiw"'), "there is no maintainer 'coveiw'"),
 ])  # fmt: skip

@@ -2,7 +2,8 @@
 sql/060_customer_features.sql and sql/061_customer_hours.sql.
 
 State (DuckDB temp tables of the runner's connection), per look-back window (read from the
-views' SQL: 1, 7, 14 and 30 days in sql/): per (user, session) the counts of its events
+views' SQL: a label and an INTERVAL, 1, 7, 14 and 30 days in sql/; any INTERVAL works, the
+label is only the value of `window_days`): per (user, session) the counts of its events
 inside the window, the newest time per action and overall and the oldest time; per (user,
 hour of day) the purchases inside the window. A refresh adds the events stored since the
 last one and, per window, takes out the events that its moving edge (NOW() - window) passed
@@ -39,7 +40,8 @@ from recommender.engine.store import newest_seq
 SHAPES = {"customer_features": "a1ee5a694c8b55ba", "customer_hours": "88c251a49a15299b"}
 PARAMETERS = "each window's label and INTERVAL"
 HOURS_COUNTS = (1.0, 0.0, 0.0, 1.0)
-DAY_S = 86400
+DAY_US = 86_400_000_000
+DEFAULT_WINDOWS = tuple((d, d * DAY_US) for d in (1, 7, 14, 30))
 
 # per-session counters: column -> the event's condition
 COUNTS = {
@@ -66,8 +68,9 @@ BUY_HOURS = "__cust_buy_hours"
 class CustomerState:
     """The events inside each customer look-back window, aggregated per session."""
 
-    def __init__(self, windows: tuple[int, ...] = (1, 7, 14, 30)) -> None:
-        self.windows = windows  # look-back windows, in days
+    def __init__(self, windows: tuple[tuple[int, int], ...] = DEFAULT_WINDOWS) -> None:
+        self.spans = dict(windows)  # window label -> look-back in microseconds
+        self.windows = tuple(self.spans)  # the labels
         self.last_seq = 0
         self.last_now: datetime | None = None
         self.views: set[str] = set()
@@ -104,8 +107,8 @@ class CustomerState:
         cols = "user_id, session_id, action, device, ts"
         parts: list[str] = []
         params: list[Any] = []
-        for days in self.windows:
-            span = timedelta(days=days)
+        for days, micros in self.spans.items():
+            span = timedelta(microseconds=micros)
             if seq > self.last_seq:  # new events inside the window
                 parts.append(f"SELECT {cols}, {days} AS window_days, 1 AS sign FROM "
                              f"flashrec_events WHERE seq > {self.last_seq} AND seq <= {seq} "
@@ -165,12 +168,12 @@ class CustomerState:
 
     def _refirst(self, con: duckdb.DuckDBPyConnection, now: datetime, seq: int) -> None:
         """The oldest time left of sessions whose oldest events left a window."""
-        widest, hi = con.execute("SELECT max(window_days), max(last_seen_at) FROM "
-                                 "__cust_merged WHERE refirst").fetchall()[0]  # fmt: skip
-        if hi is None:
+        hi = con.execute("SELECT max(last_seen_at) FROM __cust_merged WHERE refirst").fetchall()
+        if hi[0][0] is None:
             return
         # scanned from the widest window's edge; each session's own edge is applied per row
-        start = now - timedelta(days=widest)
+        start = now - timedelta(microseconds=max(self.spans.values()))
+        span = " ".join(f"WHEN {d} THEN {us}" for d, us in self.spans.items())
         con.execute(
             "UPDATE __cust_merged AS m SET first_at = f.first_at FROM ("
             "SELECT r.user_id, r.session_id, r.window_days, min(e.ts) AS first_at "
@@ -178,9 +181,10 @@ class CustomerState:
             "FROM __cust_merged WHERE refirst) AS r "
             "ON e.session_id = r.session_id AND e.user_id = r.user_id "
             f"WHERE e.seq <= {seq} AND e.ts > ? AND e.ts <= ? "
-            "AND e.ts > CAST(? AS TIMESTAMP) - r.window_days * INTERVAL 1 DAY "
+            "AND e.ts > CAST(? AS TIMESTAMP) - "
+            f"to_microseconds(CASE r.window_days {span} END) "
             "GROUP BY ALL) AS f WHERE m.user_id = f.user_id AND m.session_id = f.session_id "
-            "AND m.window_days = f.window_days", [start, hi, now])  # fmt: skip
+            "AND m.window_days = f.window_days", [start, hi[0][0], now])  # fmt: skip
 
     def _merge_buys(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("CREATE OR REPLACE TEMP TABLE __cust_buys_delta AS SELECT user_id, "
@@ -250,7 +254,7 @@ class CustomerView(Defaults):
         self.name = name
         self.state = state
         self._all_rows = rows  # SQL of the view's rows (all, or the users in a table)
-        self.windows = windows or state.windows  # the view's own windows (days)
+        self.windows = windows or state.windows  # the view's own windows (labels)
         state.views.add(name)
         # it reports no changes of its own (`touched` gives its changed users' rows instead)
         self.COLUMNS: list[str] = []
@@ -283,9 +287,9 @@ class CustomerView(Defaults):
         return True
 
 
-def parameters(view: sqlfiles.SqlObject) -> tuple[int, ...]:
-    """The look-back windows (days) of a customer view's SQL; ShapeError when its query is
-    not the one this module reproduces."""
+def parameters(view: sqlfiles.SqlObject) -> tuple[tuple[int, int], ...]:
+    """The look-back windows of a customer view's SQL, (label, microseconds) each;
+    ShapeError when its query is not the one this module reproduces."""
     if view.name not in SHAPES:
         raise sqlfiles.ShapeError(f"the customer maintainer reproduces {' and '.join(SHAPES)}")
     found = sqlfiles.match(sqlfiles.view_query(view), SHAPES[view.name], PARAMETERS)
@@ -293,15 +297,30 @@ def parameters(view: sqlfiles.SqlObject) -> tuple[int, ...]:
     if view.name == "customer_hours" and tuple(p.value for p in found[8:]) != HOURS_COUNTS:
         raise sqlfiles.ShapeError("its visits and purchases columns must stay 1 AS visits, "
                                   "0 AS purchases and 0 AS visits, 1 AS purchases")
-    days = []
+    out = []
     for label, span in zip(windows[::2], windows[1::2], strict=True):
-        if label.value != span.value / DAY_S or not label.value.is_integer() or label.value <= 0:
+        if not label.value.is_integer() or label.value <= 0 or span.value <= 0:
             raise sqlfiles.ShapeError(f"its window {label.sql} AS window_days looks back "
-                                      f"{span.sql}: the label must be the whole number of days")
-        days.append(int(label.value))
-    if len(set(days)) != len(days):
-        raise sqlfiles.ShapeError(f"its windows {days} repeat a window")
-    return tuple(days)
+                                      f"{span.sql}: the label must be a whole number above 0 "
+                                      "and the look-back longer than 0")  # fmt: skip
+        out.append((int(label.value), round(span.value * 1_000_000)))
+    labels = [d for d, _ in out]
+    if len(set(labels)) != len(labels):
+        raise sqlfiles.ShapeError(f"its windows {labels} repeat a label")
+    return tuple(out)
+
+
+def joint_problem(views: list[sqlfiles.SqlObject]) -> str | None:
+    """Why these customer views (each of the right shape) cannot share one state: a label
+    that looks back differently in each. None: they can."""
+    spans: dict[int, set[int]] = {}
+    for view in views:
+        for label, micros in parameters(view):
+            spans.setdefault(label, set()).add(micros)
+    clash = sorted(label for label, found in spans.items() if len(found) > 1)
+    if clash:
+        return f"window_days {clash} must look back as far in both customer views"
+    return None
 
 
 def maintainers(views: list[sqlfiles.SqlObject]) -> dict[str, CustomerView]:
@@ -313,4 +332,5 @@ def maintainers(views: list[sqlfiles.SqlObject]) -> dict[str, CustomerView]:
         return {}
     state = CustomerState(tuple(sorted(set().union(*windows.values()))))
     rows = {"customer_features": state.features_sql, "customer_hours": state.hours_sql}
-    return {n: CustomerView(n, state, rows[n], w) for n, w in windows.items()}
+    return {n: CustomerView(n, state, rows[n], tuple(d for d, _ in w))
+            for n, w in windows.items()}  # fmt: skip
