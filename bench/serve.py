@@ -189,16 +189,49 @@ def session_inputs(test: Path) -> list[list[str]]:
     ]
 
 
+def trending_rows(train: Path, categories: int = 20) -> tuple[dict, list[tuple]]:
+    """A catalog giving each item of `train` one of `categories` categories (by its code) and
+    trending_by_category's rows of an hour: per category and 5-minute window the 10 items
+    with the most clicks in `train` (the same every window)."""
+    from datetime import datetime, timedelta
+
+    from recommender.sessions_io import read_sessions
+
+    items, counts = np.unique(read_sessions(train).item_ids.astype(str), return_counts=True)
+    catalog = {item: (item, f"c{i % categories}") for i, item in enumerate(items.tolist())}
+    top: dict[str, list[tuple[int, str]]] = {}
+    for item, count in zip(items.tolist(), counts.tolist(), strict=True):
+        top.setdefault(catalog[item][1], []).append((count, item))
+    start = datetime(2026, 1, 1, 12)
+    rows = []
+    for category, ranked in top.items():
+        ranked.sort(reverse=True)
+        for w in range(12):
+            for rank, (count, item) in enumerate(ranked[:10], start=1):
+                rows.append((category, rank, item, item, count, count, 0,
+                             start + timedelta(minutes=5 * w)))  # fmt: skip
+    return catalog, rows
+
+
 def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
     """The blend alone against the kernel alone, in turn on the same sessions (no HTTP): the
-    server's blend over the index of `train` with its fill table, without view mirrors."""
+    server's blend over the index of `train` with its fill table and a trending mirror
+    (`trending_rows`), no co-view mirror."""
+    from recommender.changefeed import ChangeBatch
     from recommender.serving.blender import Blender
     from recommender.serving.live_index import LiveIndex
+    from recommender.serving.view_mirrors import TRENDING, TrendingMirror
     from recommender.serving.views import Views
 
     index = LiveIndex()
     index.build_from_tsv(train)
-    blender = Blender(index, Views(None))
+    views = Views(None)
+    views.catalog, rows = trending_rows(train)
+    columns = ["category", "rank", "product_id", "product_name", "engagement_score",
+               "view_count", "cart_adds", "window_start"]  # fmt: skip
+    trending = TrendingMirror(lambda: None, lambda: ChangeBatch(TRENDING, 0, columns, rows))
+    trending.load(ChangeBatch(TRENDING, 0, columns, rows))
+    blender = Blender(index, views, trending=trending)
     blender.fill_table.rebuild()
     inputs = session_inputs(test)
     how_many = index.params.how_many

@@ -1,4 +1,4 @@
-"""The blended next-item recommender: one ranked list from four candidate sources.
+"""The blended next-item recommender: one ranked list from five candidate sources.
 
 Sources, each a list for the evolving session:
 - vmis: VMIS-kNN's scored items (score divided by the list's best, so 1 at the top);
@@ -7,18 +7,23 @@ Sources, each a list for the evolving session:
 - trending: trending_by_category's products in the session's categories, newest category
   first, each category's products by their engagement summed over the view's windows (the
   last hour) (`trending_lists`);
+- popular: each product's chance to be the next view if the session browses a home category
+  (a share `focus` of its views) and otherwise anywhere, from the engagement over the same
+  rows and the categories of the session's items (`popular`);
 - session: the session's own items (oldest first), worth `decay ** age` where age 0 is the
   newest item.
 
-score(item) = vmis·vmis_score + coview/(1 + rank) + trending/(1 + rank) + repeat·decay**age,
-ranks counted from 0. Ties keep the order in which items were first met (vmis, coview,
-trending, session). The newest item is never recommended unless `repeat_newest` is set. The
+score(item) = vmis·vmis_score + coview/(1 + rank) + trending/(1 + rank) + popular·popular_score
++ repeat·decay**age, ranks counted from 0, vmis and popular scores divided by their list's
+best. Ties keep the order in which items were first met (vmis, coview, trending, popular,
+session). The newest item is never recommended unless `repeat_newest` is set. The
 weights are chosen on validation data (docs/evaluation.md); `DEFAULT` holds the ones chosen
 for the flash-sale replay.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar
@@ -26,7 +31,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 T = TypeVar("T", bound=Hashable)
-SOURCES = ("vmis", "coview", "trending", "repeat")
+SOURCES = ("vmis", "coview", "trending", "popular", "repeat")
+POPULAR_GLOBAL = 200  # products of the popular source's overall part
+POPULAR_PER_CATEGORY = 40  # products per category of its category part
+HOME_CATEGORIES = 5  # most likely home categories whose products it adds
 ROUND = 12  # scores are rounded to this many decimals before ranking
 
 
@@ -35,11 +43,13 @@ class BlendWeights:
     """The blend's weights and its session-item rule."""
 
     vmis: float = 1.0
-    coview: float = 1.0
-    trending: float = 0.5
-    repeat: float = 0.25
+    coview: float = 0.5
+    trending: float = 0.1
+    popular: float = 2.0
+    repeat: float = 0.0
     decay: float = 0.8  # worth of a session item per step of age
     repeat_newest: bool = False  # may the newest item itself be recommended
+    focus: float = 0.5  # the popular source's share of the session's categories
 
     @classmethod
     def parse(cls, text: str, base: BlendWeights | None = None) -> BlendWeights:
@@ -61,6 +71,8 @@ class BlendWeights:
                 raise ValueError(f"blend weights: {name} needs a number, got {value!r}") from None
             if not isinstance(parsed, bool) and (parsed < 0 or not np.isfinite(parsed)):
                 raise ValueError(f"blend weights: {name} must be a finite number >= 0")
+            if name == "focus" and parsed > 1:
+                raise ValueError("blend weights: focus is a share, between 0 and 1")
             out = replace(out, **{name: parsed})
         return out
 
@@ -79,6 +91,7 @@ def features(
     session: Sequence[T],
     decay: float,
     repeat_newest: bool,
+    popular: Sequence[tuple[T, float]] = (),
 ) -> tuple[list[T], np.ndarray]:
     """The candidates in first-met order and their per-source values (candidates x SOURCES)."""
     newest = session[-1] if session else None
@@ -89,7 +102,7 @@ def features(
         j = pos.get(item)
         if j is None:
             j = pos[item] = len(rows)
-            rows.append([0.0, 0.0, 0.0, 0.0])
+            rows.append([0.0] * len(SOURCES))
         return rows[j]
 
     top = vmis[0][1] if vmis else 0.0
@@ -101,6 +114,10 @@ def features(
     for r, item in enumerate(trending):
         cell = row(item)
         cell[2] = max(cell[2], 1.0 / (1 + r))
+    best = popular[0][1] if popular else 0.0
+    for item, score in popular:
+        cell = row(item)
+        cell[3] = max(cell[3], score / best if best > 0 else 0.0)
     age = 0
     seen: set[T] = set()
     for item in reversed(session):
@@ -108,7 +125,7 @@ def features(
             continue
         seen.add(item)
         if item != newest or repeat_newest:
-            row(item)[3] = decay**age
+            row(item)[4] = decay**age
         age += 1
     items = list(pos)
     values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SOURCES))
@@ -120,7 +137,7 @@ def features(
 
 
 def weight_vector(w: BlendWeights) -> np.ndarray:
-    return np.asarray([w.vmis, w.coview, w.trending, w.repeat], dtype=np.float64)
+    return np.asarray([w.vmis, w.coview, w.trending, w.popular, w.repeat], dtype=np.float64)
 
 
 def blend(
@@ -131,10 +148,11 @@ def blend(
     how_many: int,
     weights: BlendWeights = DEFAULT,
     exclude: Iterable[T] = (),
+    popular: Sequence[tuple[T, float]] = (),
 ) -> list[tuple[T, float]]:
     """The blended top `how_many` (item, score), leaving out `exclude`."""
     items, values = features(vmis, coview, trending, session, weights.decay,
-                             weights.repeat_newest)  # fmt: skip
+                             weights.repeat_newest, popular)  # fmt: skip
     if not items:
         return []
     scores = np.round(values @ weight_vector(weights), ROUND)  # equal sums tie exactly
@@ -238,17 +256,92 @@ def side_lists(
     return coview, in_categories(trending, categories, how_many, leave_out=newest)
 
 
-def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, list[T]]:
-    """trending_by_category rows (category, product, engagement_score, window_start) as
-    {category: products by engagement summed over the windows, ties by product}."""
+@dataclass(frozen=True)
+class Trending:
+    """trending_by_category's rows summed over its windows: per category its products by
+    engagement (ties by product) and its total; every product overall, by engagement."""
+
+    by_category: dict[str, list[tuple[Any, float]]]
+    category_total: dict[str, float]
+    overall: list[tuple[Any, str, float]]  # (product, category, engagement)
+
+    @property
+    def total(self) -> float:
+        return sum(self.category_total.values())
+
+    def lists(self) -> dict[str, list[Any]]:
+        """{category: products by engagement} (what the trending source reads)."""
+        return {c: [p for p, _ in per] for c, per in self.by_category.items()}
+
+
+def trending_table(rows: Iterable[tuple[str, T, float, object]]) -> Trending:
+    """trending_by_category rows (category, product, engagement_score, window_start) summed
+    over the windows."""
     totals: dict[str, dict[T, float]] = {}
     for category, product, score, _start in rows:
         per = totals.setdefault(category, {})
         per[product] = per.get(product, 0.0) + score
-    return {
-        c: [p for p, _ in sorted(per.items(), key=lambda kv: (-kv[1], str(kv[0])))]
-        for c, per in totals.items()
-    }
+    by_category = {c: sorted(per.items(), key=lambda kv: (-kv[1], str(kv[0])))
+                   for c, per in totals.items()}  # fmt: skip
+    overall = sorted(((p, c, e) for c, per in by_category.items() for p, e in per),
+                     key=lambda r: (-r[2], str(r[0])))  # fmt: skip
+    return Trending(by_category, {c: sum(e for _, e in per) for c, per in by_category.items()},
+                    overall)  # fmt: skip
+
+
+def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, list[T]]:
+    """trending_by_category rows (category, product, engagement_score, window_start) as
+    {category: products by engagement summed over the windows, ties by product}."""
+    return trending_table(rows).lists()
+
+
+def home_categories(
+    table: Trending, categories: Sequence[str], focus: float
+) -> list[tuple[str, float]]:
+    """P(home category = c | the session's items' categories), most likely first: prior the
+    category's share w of the engagement; each item in c multiplies it by
+    1 + focus / ((1 - focus)·w) (an item's chance under home c over its chance anywhere)."""
+    total = table.total
+    if total <= 0 or focus <= 0:
+        return []
+    log_odds = {c: math.log(t / total) for c, t in table.category_total.items() if t > 0}
+    if focus < 1:
+        for category in categories:
+            if category in log_odds:
+                share = table.category_total[category] / total
+                log_odds[category] += math.log1p(focus / ((1 - focus) * share))
+    elif categories:  # every view in the home category: only the session's categories
+        seen = set(categories)
+        log_odds = {c: v for c, v in log_odds.items() if c in seen} or log_odds
+    top = max(log_odds.values())
+    odds = {c: math.exp(v - top) for c, v in log_odds.items()}
+    norm = sum(odds.values())
+    return sorted(((c, o / norm) for c, o in odds.items()), key=lambda kv: (-kv[1], kv[0]))
+
+
+def popular(
+    table: Trending, categories: Sequence[str], how_many: int, focus: float,
+    leave_out: Any = None,
+) -> list[tuple[Any, float]]:  # fmt: skip
+    """The popular source: the chance that the next view is each product, if a session
+    browses one home category (a share `focus` of its views, the rest anywhere):
+    (1 - focus)·share(product) + focus·P(home = its category)·share in its category. The
+    home category's chance comes from the categories of the session's items (`categories`,
+    one per item, repeats counted) and each category's share of the engagement. The top
+    `how_many` (product, score), without `leave_out`."""
+    total = table.total
+    if total <= 0:
+        return []
+    score: dict[Any, float] = {}
+    for product, _category, engagement in table.overall[:POPULAR_GLOBAL]:
+        score[product] = (1 - focus) * engagement / total
+    for category, chance in home_categories(table, categories, focus)[:HOME_CATEGORIES]:
+        per_total = table.category_total[category]
+        for product, engagement in table.by_category[category][:POPULAR_PER_CATEGORY]:
+            overall = (1 - focus) * engagement / total
+            score[product] = score.get(product, overall) + focus * chance * engagement / per_total
+    ranked = sorted(score.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return [(p, round(v, ROUND)) for p, v in ranked if p != leave_out and v > 0][:how_many]
 
 
 def in_categories(

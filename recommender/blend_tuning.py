@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from recommender.blend import ROUND, BlendWeights, features
+from recommender.blend import ROUND, SOURCES, BlendWeights, features
 
+SCORED = SOURCES.index("repeat")  # the sources before `repeat` are weighted values
 GRID = {
     "coview": (0.0, 0.25, 0.5, 1.0, 2.0),
     "trending": (0.0, 0.1, 0.25, 0.5, 1.0),
+    "popular": (0.0, 1.0, 2.0, 4.0, 8.0),
     "repeat": (0.0, 0.25, 0.5, 1.0, 2.0),
     "decay": (0.5, 0.8),
     "repeat_newest": (False, True),
@@ -34,9 +36,9 @@ class CandidateLog:
 
     def add(self, vmis: Sequence[tuple[Hashable, float]], coview: Sequence[Hashable],
             trending: Sequence[Hashable], session: Sequence[Hashable],
-            target: Hashable) -> None:  # fmt: skip
+            target: Hashable, popular: Sequence[tuple[Hashable, float]] = ()) -> None:  # fmt: skip
         """One question: the sources' lists, the session's items (oldest first), the target."""
-        items, values = features(vmis, coview, trending, (), 1.0, True)
+        items, values = features(vmis, coview, trending, (), 1.0, True, popular)
         ages: dict[Hashable, int] = {}
         for item in reversed(session):
             ages.setdefault(item, len(ages))
@@ -46,7 +48,7 @@ class CandidateLog:
         values = np.vstack([values, np.zeros((len(extra), values.shape[1]))])
         age = np.asarray([ages.get(item, -1) for item in items], dtype=np.int32)
         self.question.append(np.full(len(items), self.count, dtype=np.int32))
-        self.values.append(values[:, :3].astype(np.float64))
+        self.values.append(values[:, :SCORED].astype(np.float64))
         self.age.append(age)
         self.target.append(items.index(target) if target in pos or target in ages else -1)
         self.count += 1
@@ -66,7 +68,7 @@ class Scorer:
         self.n = log.count
         self.cutoff = cutoff
         self.q = np.concatenate(log.question) if log.question else np.zeros(0, np.int32)
-        self.v = np.concatenate(log.values) if log.values else np.zeros((0, 3), np.float64)
+        self.v = np.concatenate(log.values) if log.values else np.zeros((0, SCORED), np.float64)
         self.age = np.concatenate(log.age) if log.age else np.zeros(0, np.int32)
         starts = np.zeros(self.n, dtype=np.int64)
         if self.n:
@@ -78,7 +80,7 @@ class Scorer:
 
     def ranks(self, w: BlendWeights) -> np.ndarray:
         """Each question's rank of its target under `w` (0: not in the top cut-off)."""
-        s = self.v.astype(np.float64) @ np.asarray([w.vmis, w.coview, w.trending])
+        s = self.v.astype(np.float64) @ np.asarray([w.vmis, w.coview, w.trending, w.popular])
         in_session = self.age >= 0
         newest = self.age == 0
         s = s + np.where(in_session, w.repeat * np.power(w.decay, np.maximum(self.age, 0)), 0)
@@ -117,7 +119,7 @@ def settings(grid: dict[str, Iterable[object]] | None = None) -> list[BlendWeigh
     for combo in itertools.product(*(tuple(grid[n]) for n in names)):
         w = BlendWeights(**dict(zip(names, combo, strict=True)))  # type: ignore[arg-type]
         if w.repeat == 0:
-            w = BlendWeights(w.vmis, w.coview, w.trending, 0.0)
+            w = replace(w, repeat=0.0, decay=BlendWeights.decay, repeat_newest=False)
         if w not in seen:
             seen.add(w)
             out.append(w)
@@ -129,10 +131,14 @@ def search(log: CandidateLog, cutoff: int = 20,
     """Every setting scored on the log, best first: MRR, then HitRate, then the simpler
     setting (fewer sources on)."""
     scorer = Scorer(log, cutoff)
+    grid = dict(grid or GRID)
+    if not scorer.v[:, SOURCES.index("popular")].any():  # no popular candidates logged
+        grid["popular"] = (0.0,)
     results = [scorer.score(w) for w in settings(grid)]
 
     def simpler(r: Score) -> int:
-        return sum(x > 0 for x in (r.weights.coview, r.weights.trending, r.weights.repeat))
+        w = r.weights
+        return sum(x > 0 for x in (w.coview, w.trending, w.popular, w.repeat))
 
     results.sort(key=lambda r: (-round(r.mrr, 4), -round(r.hit_rate, 4), simpler(r)))
     return results

@@ -12,14 +12,14 @@ import pytest
 
 from recommender import blend, blend_eval
 from recommender.blend import BlendWeights
-from recommender.blend_tuning import CandidateLog, Scorer, search, settings
+from recommender.blend_tuning import GRID, CandidateLog, Scorer, search, settings
 from recommender.sessions_io import Sessions, read_sessions, split_by_time
 from udfs.params import VmisParams
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def reference_blend(vmis, coview, trending, session, how_many, w: BlendWeights):
+def reference_blend(vmis, coview, trending, session, how_many, w: BlendWeights, popular=()):
     """The documented rule, written plainly: score per source, ties by first-met order."""
     score: dict = {}
     order: list = []
@@ -40,6 +40,9 @@ def reference_blend(vmis, coview, trending, session, how_many, w: BlendWeights):
         for item in ranked:
             if item in best:
                 add(item, weight * best.pop(item))
+    top = popular[0][1] if popular else 0
+    for item, s in popular:
+        add(item, w.popular * (s / top if top > 0 else 0))
     newest = session[-1] if session else None
     distinct = list(dict.fromkeys(reversed(session)))
     for age, item in enumerate(distinct):
@@ -57,8 +60,10 @@ def random_case(rng: random.Random):
     items = list(range(30))
     vmis = sorted(((i, rng.choice([0.5, 1.0, 2.0, 3.0])) for i in rng.sample(items, 8)),
                   key=lambda p: -p[1])  # fmt: skip
+    popular = sorted(((i, rng.choice([0.1, 0.2, 0.4])) for i in rng.sample(items, 5)),
+                     key=lambda p: -p[1])  # fmt: skip
     return (vmis, rng.sample(items, rng.randint(0, 6)), rng.sample(items, rng.randint(0, 6)),
-            [rng.choice(items) for _ in range(rng.randint(1, 6))])  # fmt: skip
+            [rng.choice(items) for _ in range(rng.randint(1, 6))]), popular  # fmt: skip
 
 
 WEIGHTS = [
@@ -66,6 +71,8 @@ WEIGHTS = [
     BlendWeights(coview=1.0, trending=0.25, repeat=0.25, decay=0.8),
     BlendWeights(coview=0.0, trending=0.1, repeat=2.0, repeat_newest=True),
     BlendWeights(vmis=0.0, coview=1.0),
+    BlendWeights(trending=0.0, popular=1.0),
+    BlendWeights(coview=0.25, popular=0.5, repeat=0.5, decay=0.5),
 ]
 
 
@@ -73,9 +80,9 @@ WEIGHTS = [
 def test_blend_follows_its_rule(w: BlendWeights) -> None:
     rng = random.Random(1)
     for _ in range(300):
-        case = random_case(rng)
-        got = blend.blend(*case, 10, w)
-        want = reference_blend(*case, 10, w)
+        case, pop = random_case(rng)
+        got = blend.blend(*case, 10, w, popular=pop)
+        want = reference_blend(*case, 10, w, pop)
         assert [i for i, _ in got] == [i for i, _ in want], case
         assert np.allclose([s for _, s in got], [s for _, s in want])
 
@@ -94,7 +101,8 @@ def test_weights_parse_and_refuse() -> None:
     w = BlendWeights.parse("coview=2, repeat=0.5,repeat_newest=true")
     assert (w.coview, w.repeat, w.repeat_newest, w.vmis) == (2.0, 0.5, True, 1.0)
     assert BlendWeights.parse(w.text()) == w
-    for bad in ("nope=1", "coview", "coview=x", "coview=-1", "trending=nan"):
+    assert BlendWeights.parse("popular=1,focus=0.7").focus == 0.7
+    for bad in ("nope=1", "coview", "coview=x", "coview=-1", "trending=nan", "focus=1.5"):
         with pytest.raises(ValueError, match="blend weights"):
             BlendWeights.parse(bad)
 
@@ -105,16 +113,44 @@ def test_the_search_scores_each_setting_as_the_blend_ranks() -> None:
     log = CandidateLog()
     cases = []
     for _ in range(400):
-        case = random_case(rng)
+        case, pop = random_case(rng)
         target = rng.choice(range(30))
-        log.add(*case, target)
-        cases.append((case, target))
+        log.add(*case, target, pop)
+        cases.append((case, pop, target))
     scorer = Scorer(log, cutoff=10)
-    for w in settings()[::37] + WEIGHTS:
+    for w in settings()[::97] + WEIGHTS:
         ranks = scorer.ranks(w)
-        for (case, target), rank in zip(cases, ranks.tolist(), strict=True):
-            top = [i for i, _ in blend.blend(*case, 10, w)]
+        for (case, pop, target), rank in zip(cases, ranks.tolist(), strict=True):
+            top = [i for i, _ in blend.blend(*case, 10, w, popular=pop)]
             assert rank == (top.index(target) + 1 if target in top else 0), (w, case, target)
+
+
+def test_popular_is_the_chance_of_the_next_view_under_a_home_category() -> None:
+    """score = (1 - f)·share + f·P(home = category)·share in the category, P(home) from the
+    categories' shares and the session's items, over trending_by_category's rows summed by
+    window (written out by hand here)."""
+    rows = [("shoes", "s1", 6.0, 0), ("shoes", "s1", 2.0, 300), ("shoes", "s2", 4.0, 0),
+            ("bags", "b1", 20.0, 0), ("bags", "b2", 8.0, 0)]  # fmt: skip
+    table = blend.trending_table(rows)
+    assert table.by_category["shoes"] == [("s1", 8.0), ("s2", 4.0)]
+    assert [p for p, _, _ in table.overall] == ["b1", "b2", "s1", "s2"] and table.total == 40
+    # two items in shoes (share 0.3), one in bags (0.7), f = 0.5
+    odds_shoes, odds_bags = 0.3 * (1 + 0.5 / (0.5 * 0.3)) ** 2, 0.7 * (1 + 0.5 / (0.5 * 0.7))
+    home_shoes = odds_shoes / (odds_shoes + odds_bags)
+    homes = dict(blend.home_categories(table, ["shoes", "shoes", "bags"], 0.5))
+    assert homes["shoes"] == pytest.approx(home_shoes) and sum(homes.values()) == pytest.approx(1)
+    got = blend.popular(table, ["shoes", "shoes", "bags"], 10, focus=0.5)
+    want = {"s1": 0.5 * 8 / 40 + 0.5 * home_shoes * 8 / 12,
+            "b1": 0.5 * 20 / 40 + 0.5 * (1 - home_shoes) * 20 / 28,
+            "s2": 0.5 * 4 / 40 + 0.5 * home_shoes * 4 / 12,
+            "b2": 0.5 * 8 / 40 + 0.5 * (1 - home_shoes) * 8 / 28}  # fmt: skip
+    assert dict(got) == pytest.approx(want)
+    assert [p for p, _ in got] == ["s1", "b1", "s2", "b2"]  # 0.356, 0.333, 0.178, 0.133
+    # no items: the categories' own shares; the left-out item never; focus 1: only the
+    # session's categories; nothing trending: nothing
+    assert [p for p, _ in blend.popular(table, [], 10, 0.5, leave_out="b1")] == ["b2", "s1", "s2"]
+    assert [p for p, _ in blend.popular(table, ["shoes"], 10, focus=1.0)] == ["s1", "s2"]
+    assert blend.popular(blend.trending_table([]), ["shoes"], 10, 0.5) == []
 
 
 def test_search_puts_the_best_setting_first() -> None:
@@ -122,8 +158,12 @@ def test_search_puts_the_best_setting_first() -> None:
     # the target is always the session's second newest item: repeats win
     for n in range(50):
         log.add([(100 + n, 1.0)], [200], [300], [7, 8, 9], 8)
-    best = search(log, cutoff=5)[0]
+    results = search(log, cutoff=5)
+    best = results[0]
     assert best.weights.repeat > 0 and best.mrr == 1.0
+    # no popular candidates in the log: its weights are not searched (the same settings as
+    # a grid without the source)
+    assert len(results) == len(settings({**GRID, "popular": (0.0,)})) < len(settings())
 
 
 def test_cooccurrence_counts_sessions_per_pair() -> None:

@@ -19,7 +19,14 @@ from fastapi.testclient import TestClient
 from serving_support import CO_VIEWS, PRODUCTS, TRENDING, WINDOW, fill_views
 from typer.testing import CliRunner
 
-from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, trending_lists
+from recommender.blend import (
+    DEFAULT,
+    BlendWeights,
+    blend,
+    cooccurrence,
+    popular,
+    trending_lists,
+)
 from recommender.changefeed import ChangeBatch
 from recommender.serving.app import ServingState, create_app
 from recommender.serving.blender import Blender, FillTable
@@ -221,7 +228,7 @@ def test_fill_table_is_the_cooccurrence_of_the_last_day() -> None:
 
 # --- the blend over the routes ------------------------------------------------------------------
 HISTORY = [("h1", ["a", "b"], 1.0), ("h2", ["a", "b"], 2.0), ("h3", ["c", "d"], 3.0)]
-WEIGHTS = BlendWeights(vmis=1.0, coview=0.5, trending=0.25, repeat=0.0)  # fixed for the tests
+WEIGHTS = BlendWeights(vmis=1.0, coview=0.5, trending=0.25, popular=0.0, repeat=0.0)  # fixed
 CATALOG = {"a": ("A", "cat1"), "b": ("B", "cat1"), "c": ("C", "cat2"), "x": ("X", "cat3")}
 
 
@@ -240,6 +247,28 @@ def blended_state(tmp_path: Path, recommend_blend: bool = False) -> ServingState
 
 def ids(body: dict) -> list[str]:
     return [r["product_id"] for r in body["recommendations"]]
+
+
+def test_served_popular_source_mixes_the_sessions_categories() -> None:
+    """With the popular weight on, the served blend ranks by `blend.popular` over the trending
+    mirror's rows and the categories of the session's items (the catalog's)."""
+    index = LiveIndex()
+    index.build(HISTORY)
+    views = Views(None, cache_s=0)
+    views.catalog = {**CATALOG, "t1": ("T1", "cat1"), "u1": ("U1", "cat2")}
+    rows = [trend("cat1", 1, "t1", WINDOW), trend("cat2", 1, "u1", WINDOW),
+            trend("cat2", 2, "c", WINDOW)]  # fmt: skip
+    only = BlendWeights(vmis=0.0, coview=0.0, trending=0.0, popular=1.0, repeat=0.0, focus=0.9)
+    blender = Blender(index, views, only, trending=trending_mirror(rows))
+    table = blender.trending.table() if blender.trending is not None else None
+    assert table is not None and table.total == 9 + 9 + 8
+    want = popular(table, ["cat1", "cat3", "cat2", "cat2"], 10, 0.9, leave_out="c")
+    got = blender.recommend(["a", "x", "u1", "c"], 10)  # cat3 does not trend
+    # P(home): cat2 0.94 (two items), cat1 0.06: u1 0.48, t1 0.09
+    assert [i for i, _ in got] == [i for i, _ in want] == ["u1", "t1"]
+    # weight 0 (the default until chosen): the list is not even built
+    assert Blender(index, views, WEIGHTS, trending=trending_mirror(rows)).candidates(
+        ["a"], 10).popular == []  # fmt: skip
 
 
 def test_session_routes_answer_the_blend_by_default(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 As the serving layer does (recommender/blend.py): co_view_pairs' partners of the newest
 item filled with a co-occurrence table over the last `fill_window_h` hours of vmis_history
-sessions (rebuilt every `fill_every_h` of event time), trending_by_category's newest window
-in the session's categories, and the session's own recent items. Each source alone is also
+sessions (rebuilt every `fill_every_h` of event time), trending_by_category in the session's
+categories, popularity over the same rows mixed by the session's categories, and the
+session's own recent items. Each source alone is also
 asked, so the report shows the blend beside its parts.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from recommender import blend
 from recommender.blend_tuning import CandidateLog
 
-NAMES = ("coview_fill", "trending_live", "session_items", "blend")
+NAMES = ("coview_fill", "trending_live", "popular_mix", "session_items", "blend")
 SESSION_ITEMS = 20  # the session's newest views the blend sees
 FILL_SESSIONS = 100_000  # newest sessions the fill table is built from
 
@@ -35,6 +36,7 @@ class BlendSources:
         self.params = params
         self.categories = categories
         self.fill: dict[int, list[int]] = {}
+        self.table = blend.trending_table(())
         self.trending: dict[str, list[int]] = {}
         self.next_fill = -1
         self.rebuilds = 0
@@ -51,6 +53,9 @@ class BlendSources:
         every = max(1, int(self.params.fill_every_h * 3_600_000))
         self.next_fill = (now_ms // every + 1) * every
         self.rebuilds += 1
+
+    def update_trending(self, table: blend.Trending) -> None:
+        self.table, self.trending = table, table.lists()
 
     def session_categories(self, recent: list[int]) -> list[str]:
         return list(dict.fromkeys(self.categories[p] for p in reversed(recent)))
@@ -72,12 +77,16 @@ def ask(
     coview, trending = blend.side_lists(live_also, sources.fill, sources.trending, categories,
                                         newest, cutoff)  # fmt: skip
     own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
+    weights = sources.params.weights
+    popular = blend.popular(sources.table, [sources.categories[p] for p in recent], cutoff,
+                            weights.focus, leave_out=newest)  # fmt: skip
     if log is not None:
-        log.add(vmis, coview, trending, recent, target)
-    mixed = blend.blend(vmis, coview, trending, recent, cutoff, sources.params.weights)
+        log.add(vmis, coview, trending, recent, target, popular)
+    mixed = blend.blend(vmis, coview, trending, recent, cutoff, weights, popular=popular)
     return {
         "coview_fill": coview,
         "trending_live": trending[:cutoff],
+        "popular_mix": [item for item, _ in popular],
         "session_items": own[:cutoff],
         "blend": [item for item, _ in mixed],
     }

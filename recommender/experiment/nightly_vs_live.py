@@ -204,7 +204,7 @@ class _Live:
         self.also_viewed = also_viewed_table(self.stream.co_view(clock), c.product_ids,
                                              self.params.cutoff)  # fmt: skip
         self.popular = self.rolling.top(clock)
-        self.sources.trending = self.stream.trending(clock)
+        self.sources.update_trending(self.stream.trending(clock))
         self.sources.maybe_rebuild(self.history, clock, self.params.cutoff)
         self.refreshes += 1
         if self.refreshes % 64 == 0:

@@ -18,6 +18,7 @@ LABELS = {
     "popular_live": "popular live (last hour)",
     "coview_fill": "blend source: co-view live + co-occurrence fill",
     "trending_live": "blend source: trending in the session's categories",
+    "popular_mix": "blend source: popularity mixed by the session's categories",
     "session_items": "blend source: the session's own items",
     "blend": "blend (served)",
 }

@@ -144,15 +144,15 @@ class SqlViews:
         code = self.product_code
         return [(code[r[0]], code[r[2]], int(r[4])) for r in self.view("co_view_pairs", now_ms)]
 
-    def trending(self, now_ms: int) -> dict[str, list[int]]:
-        """trending_by_category at `now_ms` as the blend reads it: {category: product codes}
-        (recommender.blend.trending_lists)."""
-        from recommender.blend import trending_lists
+    def trending(self, now_ms: int) -> Any:
+        """trending_by_category at `now_ms` as the blend reads it, with product codes
+        (recommender.blend.trending_table)."""
+        from recommender.blend import trending_table
 
         code = self.product_code
         rows = [(r[0], code[r[2]], float(r[4]), r[7])
                 for r in self.view("trending_by_category", now_ms)]  # fmt: skip
-        return trending_lists(rows)
+        return trending_table(rows)
 
     def vmis_history(self, now_ms: int) -> list[tuple[int, list[int], float]]:
         """vmis_history at `now_ms` as (session code, item codes, last event epoch s)."""

@@ -1,4 +1,4 @@
-"""The served blend (recommender/blend.py): its four candidate lists for a session, read from
+"""The served blend (recommender/blend.py): its candidate lists for a session, read from
 memory only.
 
 - vmis: the live index's scored list, twice as long as the answer;
@@ -7,6 +7,8 @@ memory only.
 - trending: the products of the session's categories (newest item's first) by engagement over
   trending_by_category's windows (the last hour), from the trending mirror; categories come
   from the views' catalog;
+- popular: the same mirror's products mixed by the categories of the session's items
+  (`blend.popular`; only when its weight is above 0);
 - session: the session's items.
 
 `FillTable` is `blend.cooccurrence` over the index's sessions of the last day (measured back
@@ -21,9 +23,9 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, side_lists
+from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, popular, side_lists
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.view_mirrors import CoViewMirror, TrendingMirror
 from recommender.serving.views import Views
@@ -101,6 +103,15 @@ class FillTable:
                 "build_s": self.build_s, "error": self.error}  # fmt: skip
 
 
+class Candidates(NamedTuple):
+    """The sources' lists for one session (recommender/blend.py)."""
+
+    vmis: list[tuple[str, float]]
+    coview: list[str]
+    trending: list[str]
+    popular: list[tuple[str, float]]
+
+
 class Blender:
     """The blended recommendations of the serving layer."""
 
@@ -130,10 +141,8 @@ class Blender:
                 out.append(category)
         return out
 
-    def candidates(
-        self, items: Sequence[str], how_many: int
-    ) -> tuple[list[tuple[str, float]], list[str], list[str]]:
-        """The vmis, coview and trending lists for a session holding `items` (oldest first)."""
+    def candidates(self, items: Sequence[str], how_many: int) -> Candidates:
+        """The sources' lists for a session holding `items` (oldest first)."""
         vmis = self.index.recommend(items, how_many=2 * how_many)
         newest = items[-1]
         live = self.co_view.partners(newest, how_many) if self.co_view is not None else []
@@ -141,7 +150,13 @@ class Blender:
         categories = self.categories(items) if lists else []
         coview, trending = side_lists(live, self.fill_table, lists, categories, newest,
                                       how_many)  # fmt: skip
-        return vmis, coview, trending
+        mixed: list[tuple[str, float]] = []
+        if self.trending is not None and self.weights.popular > 0:
+            catalog = self.views.catalog
+            of_items = [c for c in (catalog.get(i, (None, None))[1] for i in items) if c]
+            mixed = popular(self.trending.table(), of_items, how_many, self.weights.focus,
+                            leave_out=newest)  # fmt: skip
+        return Candidates(vmis, coview, trending, mixed)
 
     def recommend(
         self, items: Sequence[str], how_many: int, exclude_session: bool = False
@@ -150,9 +165,10 @@ class Blender:
         `exclude_session`."""
         if not items:
             return []
-        vmis, coview, trending = self.candidates(items, how_many)
+        c = self.candidates(items, how_many)
         exclude = items if exclude_session else ()
-        return blend(vmis, coview, trending, items, how_many, self.weights, exclude)
+        return blend(c.vmis, c.coview, c.trending, items, how_many, self.weights, exclude,
+                     popular=c.popular)  # fmt: skip
 
     def followers(self) -> list[Any]:
         return [m for m in (self.co_view, self.trending) if m is not None]

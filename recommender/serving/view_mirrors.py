@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from recommender.blend import trending_lists
+from recommender.blend import Trending, trending_table
 from recommender.changefeed import ChangeBatch
 from recommender.serving.index_sync import Feed, Paced, ViewFollower, epoch_seconds
 
@@ -172,6 +172,7 @@ class TrendingMirror(ViewFollower):
         # category -> window start (epoch s) -> rank -> (product, engagement_score)
         self._windows: dict[str, dict[float, dict[int, tuple[str, float]]]] = {}
         self._latest: dict[str, list[str]] | None = None  # made on demand
+        self._table: Trending | None = None
         self._lists: dict[str, list[str]] | None = None
 
     @staticmethod
@@ -196,12 +197,12 @@ class TrendingMirror(ViewFollower):
         windows: dict[str, dict[float, dict[int, tuple[str, float]]]] = {}
         self._change(windows, rows.columns, rows.inserts, ())
         with self._lock:
-            self._windows, self._latest, self._lists = windows, None, None
+            self._windows, self._latest, self._lists, self._table = windows, None, None, None
 
     def apply(self, batch: ChangeBatch) -> int:
         with self._lock:
             self._change(self._windows, batch.columns, batch.inserts, batch.deletes)
-            self._latest = self._lists = None
+            self._latest = self._lists = self._table = None
         return len(batch.inserts) + len(batch.deletes)
 
     def latest(self) -> dict[str, list[str]]:
@@ -216,17 +217,24 @@ class TrendingMirror(ViewFollower):
                 self._latest = latest
         return latest
 
-    def lists(self) -> dict[str, list[str]]:
-        """{category: product ids by engagement summed over the category's windows}
-        (blend.trending_lists of the view's rows)."""
-        lists = self._lists
-        if lists is None:
+    def table(self) -> Trending:
+        """The view's rows summed over its windows (blend.trending_table)."""
+        table = self._table
+        if table is None:
             with self._lock:
                 rows = [(category, product, score, start)
                         for category, windows in self._windows.items()
                         for start, ranks in windows.items()
                         for product, score in ranks.values()]  # fmt: skip
-                lists = self._lists = trending_lists(rows)
+                table = self._table = trending_table(rows)
+        return table
+
+    def lists(self) -> dict[str, list[str]]:
+        """{category: product ids by engagement summed over the category's windows}
+        (blend.trending_lists of the view's rows)."""
+        lists = self._lists
+        if lists is None:
+            lists = self._lists = self.table().lists()
         return lists
 
     @property
