@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -273,6 +275,21 @@ class Trending:
         """{category: products by engagement} (what the trending source reads)."""
         return {c: [p for p, _ in per] for c, per in self.by_category.items()}
 
+    @cached_property
+    def top_shares(self) -> list[tuple[Any, float]]:
+        """The POPULAR_GLOBAL products with the most engagement, with their share of it."""
+        total = self.total
+        return [(p, e / total) for p, _, e in self.overall[:POPULAR_GLOBAL]]
+
+    @cached_property
+    def category_shares(self) -> dict[str, list[tuple[Any, float, float]]]:
+        """Per category its POPULAR_PER_CATEGORY first products: (product, share of the
+        category's engagement, share of all engagement)."""
+        total = self.total
+        return {c: [(p, e / self.category_total[c], e / total)
+                    for p, e in per[:POPULAR_PER_CATEGORY]]
+                for c, per in self.by_category.items()}  # fmt: skip
+
 
 def trending_table(rows: Iterable[tuple[str, T, float, object]]) -> Trending:
     """trending_by_category rows (category, product, engagement_score, window_start) summed
@@ -328,19 +345,19 @@ def popular(
     (1 - focus)·share(product) + focus·P(home = its category)·share in its category. The
     home category's chance comes from the categories of the session's items (`categories`,
     one per item, repeats counted) and each category's share of the engagement. The top
-    `how_many` (product, score), without `leave_out`."""
-    total = table.total
-    if total <= 0:
+    `how_many` (product, score), without `leave_out`; equal scores in the order met (the
+    products by engagement, then the likeliest categories' products)."""
+    if table.total <= 0:
         return []
-    score: dict[Any, float] = {}
-    for product, _category, engagement in table.overall[:POPULAR_GLOBAL]:
-        score[product] = (1 - focus) * engagement / total
+    base = 1 - focus
+    # beyond the first how_many + 1 by share, a product outside the likely categories ranks
+    # below all of those: it never makes the list
+    score = {p: base * share for p, share in table.top_shares[: how_many + 1]}
     for category, chance in home_categories(table, categories, focus)[:HOME_CATEGORIES]:
-        per_total = table.category_total[category]
-        for product, engagement in table.by_category[category][:POPULAR_PER_CATEGORY]:
-            overall = (1 - focus) * engagement / total
-            score[product] = score.get(product, overall) + focus * chance * engagement / per_total
-    ranked = sorted(score.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        weight = focus * chance
+        for p, in_category, share in table.category_shares[category]:
+            score[p] = score.get(p, base * share) + weight * in_category
+    ranked = sorted(score.items(), key=itemgetter(1), reverse=True)[: how_many + 1]
     return [(p, round(v, ROUND)) for p, v in ranked if p != leave_out and v > 0][:how_many]
 
 
