@@ -61,7 +61,7 @@ def _blend(url: str, item: str, blend: bool = True) -> tuple[str, dict[str, floa
     return body["source"], {r["product_id"]: r["score"] for r in body["recommendations"]}
 
 
-WEIGHTS = "vmis=1,coview=0.5,trending=0.25,repeat=0"  # the API's blend weights here
+WEIGHTS = "vmis=1,coview=0.5,trending=0.25,popular=0,repeat=0"  # the API's blend weights
 
 
 def _check_blend(url: str, engine: Engine, click: Clicks) -> None:
