@@ -267,10 +267,11 @@ class Trending:
     category_total: dict[str, float]
     overall: list[tuple[Any, str, float]]  # (product, category, engagement)
 
-    @property
+    @cached_property
     def total(self) -> float:
         return sum(self.category_total.values())
 
+    @cached_property
     def lists(self) -> dict[str, list[Any]]:
         """{category: products by engagement} (what the trending source reads)."""
         return {c: [p for p, _ in per] for c, per in self.by_category.items()}
@@ -309,7 +310,7 @@ def trending_table(rows: Iterable[tuple[str, T, float, object]]) -> Trending:
 def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, list[T]]:
     """trending_by_category rows (category, product, engagement_score, window_start) as
     {category: products by engagement summed over the windows, ties by product}."""
-    return trending_table(rows).lists()
+    return trending_table(rows).lists
 
 
 def home_categories(

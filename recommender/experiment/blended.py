@@ -37,7 +37,6 @@ class BlendSources:
         self.categories = categories
         self.fill: dict[int, list[int]] = {}
         self.table = blend.trending_table(())
-        self.trending: dict[str, list[int]] = {}
         self.next_fill = -1
         self.rebuilds = 0
 
@@ -55,10 +54,7 @@ class BlendSources:
         self.rebuilds += 1
 
     def update_trending(self, table: blend.Trending) -> None:
-        self.table, self.trending = table, table.lists()
-
-    def session_categories(self, recent: list[int]) -> list[str]:
-        return list(dict.fromkeys(self.categories[p] for p in reversed(recent)))
+        self.table = table
 
 
 def ask(
@@ -73,13 +69,13 @@ def ask(
     """The top lists of the blend and of each of its sources for a session whose views
     (consecutive repeats dropped) are `recent`, oldest first."""
     newest = recent[-1]
-    categories = sources.session_categories(recent)
-    coview, trending = blend.side_lists(live_also, sources.fill, sources.trending, categories,
-                                        newest, cutoff)  # fmt: skip
+    of_items = [sources.categories[p] for p in recent]
+    categories = list(dict.fromkeys(reversed(of_items)))  # newest item's first
+    coview, trending = blend.side_lists(live_also, sources.fill, sources.table.lists,
+                                        categories, newest, cutoff)  # fmt: skip
     own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
     weights = sources.params.weights
-    popular = blend.popular(sources.table, [sources.categories[p] for p in recent], cutoff,
-                            weights.focus, leave_out=newest)  # fmt: skip
+    popular = blend.popular(sources.table, of_items, cutoff, weights.focus, leave_out=newest)
     if log is not None:
         log.add(vmis, coview, trending, recent, target, popular)
     mixed = blend.blend(vmis, coview, trending, recent, cutoff, weights, popular=popular)

@@ -131,31 +131,24 @@ class Blender:
         self.trending = trending
         self.fill_table = fill_table or FillTable(index)
 
-    def categories(self, items: Sequence[str]) -> list[str]:
-        """The categories of the session's items, newest item's first, each once."""
+    def item_categories(self, items: Sequence[str]) -> list[str]:
+        """The category of each of the session's items the catalog knows, oldest first."""
         catalog = self.views.catalog
-        out: list[str] = []
-        for item in reversed(items):
-            category = catalog.get(item, (None, None))[1]
-            if category and category not in out:
-                out.append(category)
-        return out
+        return [c for c in (catalog.get(i, (None, None))[1] for i in items) if c]
 
     def candidates(self, items: Sequence[str], how_many: int) -> Candidates:
         """The sources' lists for a session holding `items` (oldest first)."""
         vmis = self.index.recommend(items, how_many=2 * how_many)
         newest = items[-1]
         live = self.co_view.partners(newest, how_many) if self.co_view is not None else []
-        lists = self.trending.lists() if self.trending is not None else {}
-        categories = self.categories(items) if lists else []
-        coview, trending = side_lists(live, self.fill_table, lists, categories, newest,
-                                      how_many)  # fmt: skip
+        table = self.trending.table() if self.trending is not None else None
+        of_items = self.item_categories(items) if table is not None else []
+        categories = list(dict.fromkeys(reversed(of_items)))  # newest item's first, once each
+        coview, trending = side_lists(live, self.fill_table, table.lists if table else {},
+                                      categories, newest, how_many)  # fmt: skip
         mixed: list[tuple[str, float]] = []
-        if self.trending is not None and self.weights.popular > 0:
-            catalog = self.views.catalog
-            of_items = [c for c in (catalog.get(i, (None, None))[1] for i in items) if c]
-            mixed = popular(self.trending.table(), of_items, how_many, self.weights.focus,
-                            leave_out=newest)  # fmt: skip
+        if table is not None and self.weights.popular > 0:
+            mixed = popular(table, of_items, how_many, self.weights.focus, leave_out=newest)
         return Candidates(vmis, coview, trending, mixed)
 
     def recommend(

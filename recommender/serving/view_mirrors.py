@@ -173,7 +173,6 @@ class TrendingMirror(ViewFollower):
         self._windows: dict[str, dict[float, dict[int, tuple[str, float]]]] = {}
         self._latest: dict[str, list[str]] | None = None  # made on demand
         self._table: Trending | None = None
-        self._lists: dict[str, list[str]] | None = None
 
     @staticmethod
     def _change(windows: dict[str, dict[float, dict[int, tuple[str, float]]]],
@@ -197,12 +196,12 @@ class TrendingMirror(ViewFollower):
         windows: dict[str, dict[float, dict[int, tuple[str, float]]]] = {}
         self._change(windows, rows.columns, rows.inserts, ())
         with self._lock:
-            self._windows, self._latest, self._lists, self._table = windows, None, None, None
+            self._windows, self._latest, self._table = windows, None, None
 
     def apply(self, batch: ChangeBatch) -> int:
         with self._lock:
             self._change(self._windows, batch.columns, batch.inserts, batch.deletes)
-            self._latest = self._lists = self._table = None
+            self._latest = self._table = None
         return len(batch.inserts) + len(batch.deletes)
 
     def latest(self) -> dict[str, list[str]]:
@@ -232,10 +231,7 @@ class TrendingMirror(ViewFollower):
     def lists(self) -> dict[str, list[str]]:
         """{category: product ids by engagement summed over the category's windows}
         (blend.trending_lists of the view's rows)."""
-        lists = self._lists
-        if lists is None:
-            lists = self._lists = self.table().lists()
-        return lists
+        return self.table().lists
 
     @property
     def rows(self) -> int:
