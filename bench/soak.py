@@ -6,9 +6,10 @@ Event time may run faster than the wall clock (--accel): the engine runs on the 
 (`--clock event`), so the views' windows are honoured in event time and a 30-minute window
 fills in 30/accel wall minutes. Freshness: a probe event every --probe-seconds, from the
 moment it is handed to the producer to the moment its session (its own) has its row in
-PostgreSQL's `session_features` view table. Processes: the `flashrec up` process (engine,
-background tier, API), its children (broker and its store, a background process if any)
-and PostgreSQL (all its backends summed).
+PostgreSQL's `session_features` view table (taken at the notification of the commit that
+published it). Processes: the `flashrec up` process (engine, background tier, API), its
+children (broker and its store, a background process if any) and PostgreSQL (all its
+backends summed).
 
 --shrink-days F runs `flashrec up` on a copy of sql/ whose look-backs of a day or more are
 F times shorter (30 days / 120 = 6 hours), so every window fills within a run at a
@@ -160,26 +161,41 @@ def slope(points: list[tuple[float, float]]) -> float:
     return 3600 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
 
 
-def visible(dsn: str, wanted: dict[str, float], seen: list[float]) -> None:
-    """Move the probes found in PostgreSQL from `wanted` to `seen` (latency, seconds).
+class Watcher:
+    """Finds the probes in PostgreSQL as their publishes commit.
 
     A probe is visible once its session (the probe's own) has its row in session_features:
     the view keeps a session for days of event time, where the raw `clickstream` table keeps
-    only the last 30 minutes, under a second of wall time at high --accel."""
-    import psycopg
+    only the last 30 minutes, under a second of wall time at high --accel. The watcher
+    listens to the engine's notification of each publish (`flashrec_changes`, sent in the
+    publish's transaction, so delivered at its commit) and then looks for the probes still
+    wanted; the time of the notification is when they became visible."""
 
-    if not wanted:
-        return
-    sessions = {f"s-{event_id}": event_id for event_id in wanted}
-    with psycopg.connect(dsn, connect_timeout=5) as conn:
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+        self.conn.execute("LISTEN flashrec_changes")
+
+    def wait(self, timeout: float, wanted: dict[str, float], seen: list[float]) -> None:
+        """Wait up to `timeout` s for a publish; move the probes it made visible from
+        `wanted` to `seen` (latency, seconds)."""
+        import psycopg
+
+        at = None
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            at = time.time()
+        if not wanted:
+            return
+        sessions = {f"s-{event_id}": event_id for event_id in wanted}
         try:
-            rows = conn.execute("SELECT session_id FROM session_features "
-                                "WHERE session_id = ANY(%s)", (list(sessions),)).fetchall()
+            rows = self.conn.execute("SELECT session_id FROM session_features "
+                                     "WHERE session_id = ANY(%s)", (list(sessions),)).fetchall()
         except psycopg.errors.UndefinedTable:  # before the engine's first refresh
             return
-    now = time.time()
-    for (session_id,) in rows:
-        seen.append(now - wanted.pop(sessions[session_id]))
+        now = at or time.time()
+        for (session_id,) in rows:
+            seen.append(now - wanted.pop(sessions[session_id]))
 
 
 def main() -> None:
@@ -243,6 +259,7 @@ def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port:
     child.start()
     history: dict[str, list[tuple[float, float, float]]] = {r: [] for r in roles}
     wanted: dict[str, float] = {}
+    watcher = Watcher(dsn)
     latencies: list[float] = []
     all_latencies: list[tuple[float, float]] = []
     next_report, done, acked = t0 + args.report_seconds, False, (0, 0)
@@ -259,7 +276,7 @@ def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port:
             else:
                 wanted[item[0]] = item[1]
         before = len(latencies)
-        visible(dsn, wanted, latencies)
+        watcher.wait(0.2, wanted, latencies)
         all_latencies += [(time.time() - t0, x) for x in latencies[before:]]
         if done and wanted and time.time() > t0 + args.minutes * 60 + 120:
             print(f"{len(wanted)} probes never became visible")
@@ -277,7 +294,6 @@ def run(args: argparse.Namespace, up: subprocess.Popen, data: Path, broker_port:
                   f"{pct(latencies, 0.99):.2f}", flush=True)
             latencies.clear()
             next_report = now + args.report_seconds
-        time.sleep(0.2)
     summarize(args, history, all_latencies)
     account(dsn, *acked)
 

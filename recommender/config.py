@@ -66,6 +66,7 @@ ENV_BACKGROUND_SHARE = "FLASHREC_BACKGROUND_SHARE"
 ENV_BACKGROUND_PROCESS = "FLASHREC_BACKGROUND_PROCESS"
 ENV_UNLOGGED_VIEWS = "FLASHREC_UNLOGGED_VIEWS"
 ENV_DUCKDB_THREADS = "FLASHREC_DUCKDB_THREADS"
+ENV_REINDEX_INTERVAL = "FLASHREC_REINDEX_INTERVAL"
 # The most of the time the customer views' refreshes take (docs/production.md, Tuning).
 DEFAULT_BACKGROUND_SHARE = 0.2
 
@@ -190,6 +191,9 @@ SETTINGS: dict[str, Setting] = {
          "Keep the views without a change feed in UNLOGGED tables (no WAL).", bool),
         ("duckdb_threads", ENV_DUCKDB_THREADS, 1,
          "Threads of the engine's DuckDB (0: one per core).", int),
+        ("reindex_interval", ENV_REINDEX_INTERVAL, 600.0,
+         "Seconds between checks that rebuild view table indexes grown to twice their lean "
+         "size (0: never).", float),
     ),
     **_group(
         "api",

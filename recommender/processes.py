@@ -3,11 +3,14 @@ it was started with, and how it is stopped (a child of ours, or one taken over b
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def alive(pid: int) -> bool:
@@ -71,3 +74,15 @@ def stop(process: subprocess.Popen[bytes] | None, adopted: int | None, timeout: 
             process.wait(timeout=timeout)
     if adopted is not None:
         end(adopted, timeout)
+
+
+def lower_priority(pid: int | None, nice: int, what: str) -> None:
+    """Raise the nice value of a thread or process by `nice` (Linux: a thread id works as a
+    pid), so that the main tier gets the CPU first when both want it; best effort."""
+    if pid is None or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + nice)
+        log.info("%s runs at nice +%d", what, nice)
+    except OSError as exc:
+        log.info("could not lower the priority of %s: %s", what, exc)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 from engine_support import Msg, pg_meta, pg_rows, raw, valid_events
 
 from producers.flash_sale import FlashSaleConfig, generate
@@ -411,6 +411,30 @@ def test_background_tier_runs_nicer(dsn: str, tmp_path: Path) -> None:
         engine.stop()
 
 
+@pytest.mark.parametrize("interval", [0.0, 0.2])
+def test_the_engine_keeps_the_indexes_up(dsn: str, tmp_path: Path, interval: float) -> None:
+    """The main engine checks the view tables' indexes every reindex_interval s, in a
+    thread at background_nice (none at interval 0)."""
+    import os
+
+    engine = Engine(EngineConfig.of(pg_dsn=dsn, state_path=tmp_path / "state.duckdb",
+                                    reindex_interval=interval, background_nice=3))  # fmt: skip
+    try:
+        engine.start_upkeep()
+        if not interval:
+            assert engine.upkeep is None
+            return
+        assert engine.upkeep is not None
+        wait_until(lambda: engine.upkeep.upkeep.checks >= 2, timeout=30)
+        thread = engine.upkeep._thread
+        assert thread is not None and thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == os.getpriority(
+            os.PRIO_PROCESS, os.getpid()) + 3  # fmt: skip
+        assert engine.upkeep.last_error is None
+    finally:
+        engine.stop()
+
+
 @pytest.mark.parametrize("share", [1.0, 0.25])
 def test_background_tier_keeps_to_its_share_of_the_time(dsn: str, tmp_path: Path,
                                                         share: float) -> None:  # fmt: skip
@@ -452,7 +476,7 @@ def test_background_tier_keeps_to_its_share_of_the_time(dsn: str, tmp_path: Path
 @pytest.mark.parametrize("setting", [
     {"background_share": 0.0}, {"background_share": 1.5}, {"refresh_interval": 0},
     {"background_interval": -1}, {"view_intervals": {"co_view_pairs": 0}},
-    {"clock": "moon"}, {"max_batch": 0}, {"duckdb_threads": 0},
+    {"clock": "moon"}, {"max_batch": 0}, {"duckdb_threads": 0}, {"reindex_interval": -1},
 ])  # fmt: skip
 def test_settings_out_of_range_are_refused_before_anything_opens(
         setting: dict[str, Any], tmp_path: Path) -> None:  # fmt: skip

@@ -25,7 +25,7 @@ def _every_field_set(tmp_path: Path) -> EngineConfig:
     return EngineConfig(
         PublishConfig("postgresql://x@127.0.0.1:1/db", feed_views=("top_products",),
                       unlogged=True, thread=False, raw_retention=timedelta(minutes=7),
-                      stall_warning=3.0),
+                      stall_warning=3.0, reindex_interval=60.0),
         tmp_path / "state.duckdb",
         source=SourceConfig("127.0.0.1:9", "t", "t-dlq", "g", max_batch=10, clock="event"),
         refresh=RefreshConfig(interval=0.2, sql_dir=tmp_path / "sql",

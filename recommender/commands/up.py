@@ -36,6 +36,7 @@ class UpOptions:
     background_process: bool
     unlogged_views: bool
     duckdb_threads: int
+    reindex_interval: float
     topic: str
     dlq_topic: str
     group_id: str
@@ -99,6 +100,9 @@ UNLOGGED_VIEWS = options.setting(
 DUCKDB_THREADS = options.setting(
     "engine.duckdb_threads", "--duckdb-threads", min=0, panel=options.TUNING
 )
+REINDEX_INTERVAL = options.setting(
+    "engine.reindex_interval", "--reindex-interval", min=0.0, panel=options.TUNING
+)
 GROUP_ID = options.setting("engine.group_id", "--group-id", panel=options.TUNING)
 
 
@@ -126,6 +130,7 @@ def up(
     background_process: bool = BACKGROUND_PROCESS,
     unlogged_views: bool = UNLOGGED_VIEWS,
     duckdb_threads: int = DUCKDB_THREADS,
+    reindex_interval: float = REINDEX_INTERVAL,
     group_id: str = GROUP_ID,
 ) -> None:
     """Start broker, PostgreSQL and the streaming engine on 127.0.0.1; Ctrl-C stops all."""
@@ -145,8 +150,9 @@ def up(
         pg_shared_buffers=pg_shared_buffers, data_dir=Path(data_dir), clock=clock,
         refresh_interval=refresh_interval, background_interval=background_interval,
         background_share=background_share, background_process=background_process,
-        unlogged_views=unlogged_views, duckdb_threads=duckdb_threads, topic=topic,
-        dlq_topic=dlq_topic, group_id=group_id, api_port=api_port, intent=intent,
+        unlogged_views=unlogged_views, duckdb_threads=duckdb_threads,
+        reindex_interval=reindex_interval, topic=topic, dlq_topic=dlq_topic, group_id=group_id,
+        api_port=api_port, intent=intent,
         intent_model_dir=intent_model_dir, broker_storage=broker_storage,
         blend_weights=weights, recommend_blend=recommend_blend,
     ))  # fmt: skip
@@ -308,7 +314,8 @@ def _start_engine(o: UpOptions, pg_dsn: str, bootstrap: str | None, starting: th
     from recommender.engine.worker import process_tier
 
     engine_config = EngineConfig(
-        PublishConfig(pg_dsn, unlogged=o.unlogged_views), o.data_dir / "engine.duckdb",
+        PublishConfig(pg_dsn, unlogged=o.unlogged_views, reindex_interval=o.reindex_interval),
+        o.data_dir / "engine.duckdb",
         source=SourceConfig(bootstrap, o.topic, o.dlq_topic, o.group_id, clock=o.clock),
         refresh=RefreshConfig(interval=o.refresh_interval),
         background=BackgroundConfig(interval=o.background_interval, share=o.background_share),

@@ -17,7 +17,6 @@ epochs).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,8 @@ from recommender import sqlfiles
 from recommender.changefeed import ChangeBatch, FeedHub
 from recommender.engine.baseline import seed_views
 from recommender.engine.refresh import ViewRunner
+from recommender.postgres.local import local_backend
+from recommender.processes import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -193,29 +194,3 @@ class BackgroundTier:
             self._thread.join(timeout=300)
         self.publisher.close()
         self.con.close()
-
-
-def local_backend(conn) -> int | None:
-    """The pid of a connection's PostgreSQL backend when the server runs on this machine."""
-    host = conn.info.host or ""
-    if not (host.startswith("/") or host in ("127.0.0.1", "localhost", "::1")):
-        return None
-    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    conn.commit()
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return pid if f.read().startswith("postgres") else None
-    except OSError:
-        return None
-
-
-def lower_priority(pid: int | None, nice: int, what: str) -> None:
-    """Raise the nice value of a thread or process by `nice` (Linux: a thread id works as a
-    pid), so that the main tier gets the CPU first when both want it; best effort."""
-    if pid is None or not hasattr(os, "setpriority"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + nice)
-        log.info("%s runs at nice +%d", what, nice)
-    except OSError as exc:
-        log.info("could not lower the priority of %s: %s", what, exc)

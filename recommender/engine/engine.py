@@ -30,8 +30,6 @@ from recommender.engine.background import (
     Tier,
     TierContext,
     TierFactory,
-    local_backend,
-    lower_priority,
     split_views,
     thread_tier,
 )
@@ -42,6 +40,9 @@ from recommender.engine.settings import EngineConfig
 from recommender.engine.store import StateStore
 from recommender.events import Rejected
 from recommender.kafka_io import validated
+from recommender.postgres.local import local_backend
+from recommender.postgres.upkeep import IndexUpkeep, UpkeepThread
+from recommender.processes import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class Engine:
         self.epoch = int(self.publisher.meta("epoch") or 0)
         self.raw_seq = int(self.publisher.meta("raw_seq") or 0)
         self.tier: Tier | None = None
+        self.upkeep: UpkeepThread | None = None
         if background:
             self.tier = tier(TierContext(self.store.con, background, _only(overrides, background),
                                          config, self.clock, self.hub, lambda: self.epoch))
@@ -574,7 +576,15 @@ class Engine:
         self._thread.start()
         if self.tier is not None:
             self.tier.start()
+        self.start_upkeep()
         return self
+
+    def start_upkeep(self) -> None:
+        """The view tables' index upkeep in a thread (the main role; none at interval 0)."""
+        interval = self.config.publish.reindex_interval
+        if interval > 0 and self.config.role != "background" and self.upkeep is None:
+            upkeep = IndexUpkeep(self.config.publish.dsn)
+            self.upkeep = UpkeepThread(upkeep, interval, self.config.background.nice).start()
 
     def _run_quietly(self) -> None:
         try:
@@ -587,6 +597,8 @@ class Engine:
         self.publisher.stop.set()
         if self.tier is not None:
             self.tier.stop()
+        if self.upkeep is not None:
+            self.upkeep.stop()
         if self._thread is not None:
             self._thread.join(timeout=300)  # let a running refresh finish
         self.publisher.close()

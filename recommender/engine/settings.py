@@ -89,9 +89,13 @@ class PublishConfig:
     raw_retention: timedelta = timedelta(minutes=30)
     # a publish in flight this long is logged as stuck and /readyz says "stalled"
     stall_warning: float = 10.0
+    # seconds between checks that rebuild a view table's index grown to twice its lean size
+    # (recommender.postgres.upkeep; 0: never)
+    reindex_interval: float = 600.0
 
     def check(self) -> None:
-        _refuse([("stall_warning", self.stall_warning > 0, "above 0")])
+        _refuse([("stall_warning", self.stall_warning > 0, "above 0"),
+                 ("reindex_interval", self.reindex_interval >= 0, "0 or more")])
 
 
 @dataclass(frozen=True)

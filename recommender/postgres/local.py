@@ -317,3 +317,16 @@ def setup_reader(conn: Any, password: str) -> None:
         ):
             conn.execute(sql.SQL(statement).format(r=role))
 
+
+def local_backend(conn) -> int | None:
+    """The pid of a connection's PostgreSQL backend when the server runs on this machine."""
+    host = conn.info.host or ""
+    if not (host.startswith("/") or host in ("127.0.0.1", "localhost", "::1")):
+        return None
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    conn.commit()
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return pid if f.read().startswith("postgres") else None
+    except OSError:
+        return None
