@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from operator import itemgetter
 from typing import Any, TypeVar
 
 import numpy as np
+
+from recommender.surge import NO_SURGE, Surge, sale_chance
 
 T = TypeVar("T", bound=Hashable)
 SOURCES = ("vmis", "coview", "trending", "popular", "repeat")
@@ -52,6 +54,8 @@ class BlendWeights:
     decay: float = 0.8  # worth of a session item per step of age
     repeat_newest: bool = False  # may the newest item itself be recommended
     focus: float = 0.5  # the popular source's share of the session's categories
+    # the popular source's share of a surge session's views on the surge (0: no surge)
+    sale_focus: float = 0.8
 
     @classmethod
     def parse(cls, text: str, base: BlendWeights | None = None) -> BlendWeights:
@@ -73,8 +77,8 @@ class BlendWeights:
                 raise ValueError(f"blend weights: {name} needs a number, got {value!r}") from None
             if not isinstance(parsed, bool) and (parsed < 0 or not np.isfinite(parsed)):
                 raise ValueError(f"blend weights: {name} must be a finite number >= 0")
-            if name == "focus" and parsed > 1:
-                raise ValueError("blend weights: focus is a share, between 0 and 1")
+            if name in ("focus", "sale_focus") and parsed > 1:
+                raise ValueError(f"blend weights: {name} is a share, between 0 and 1")
             out = replace(out, **{name: parsed})
         return out
 
@@ -266,6 +270,7 @@ class Trending:
     by_category: dict[str, list[tuple[Any, float]]]
     category_total: dict[str, float]
     overall: list[tuple[Any, str, float]]  # (product, category, engagement)
+    views: dict[Any, float] = field(default_factory=dict)  # view_count over the windows
 
     @cached_property
     def total(self) -> float:
@@ -283,6 +288,12 @@ class Trending:
         return [(p, e / total) for p, _, e in self.overall[:POPULAR_GLOBAL]]
 
     @cached_property
+    def shares(self) -> dict[Any, float]:
+        """Every product's share of all engagement."""
+        total = self.total
+        return {p: e / total for p, _, e in self.overall}
+
+    @cached_property
     def category_shares(self) -> dict[str, list[tuple[Any, float, float]]]:
         """Per category its POPULAR_PER_CATEGORY first products: (product, share of the
         category's engagement, share of all engagement)."""
@@ -292,19 +303,22 @@ class Trending:
                 for c, per in self.by_category.items()}  # fmt: skip
 
 
-def trending_table(rows: Iterable[tuple[str, T, float, object]]) -> Trending:
-    """trending_by_category rows (category, product, engagement_score, window_start) summed
-    over the windows."""
-    totals: dict[str, dict[T, float]] = {}
-    for category, product, score, _start in rows:
+def trending_table(rows: Iterable[tuple[Any, ...]]) -> Trending:
+    """trending_by_category rows (category, product, engagement_score, window_start[,
+    view_count]) summed over the windows."""
+    totals: dict[str, dict[Any, float]] = {}
+    views: dict[Any, float] = {}
+    for category, product, score, _start, *counted in rows:
         per = totals.setdefault(category, {})
         per[product] = per.get(product, 0.0) + score
+        if counted:
+            views[product] = views.get(product, 0.0) + float(counted[0])
     by_category = {c: sorted(per.items(), key=lambda kv: (-kv[1], str(kv[0])))
                    for c, per in totals.items()}  # fmt: skip
     overall = sorted(((p, c, e) for c, per in by_category.items() for p, e in per),
                      key=lambda r: (-r[2], str(r[0])))  # fmt: skip
     return Trending(by_category, {c: sum(e for _, e in per) for c, per in by_category.items()},
-                    overall)  # fmt: skip
+                    overall, views)  # fmt: skip
 
 
 def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, list[T]]:
@@ -339,25 +353,34 @@ def home_categories(
 
 def popular(
     table: Trending, categories: Sequence[str], how_many: int, focus: float,
-    leave_out: Any = None,
+    leave_out: Any = None, items: Sequence[Any] = (), surge: Surge = NO_SURGE,
+    sale_focus: float = 0.0,
 ) -> list[tuple[Any, float]]:  # fmt: skip
     """The popular source: the chance that the next view is each product, if a session
     browses one home category (a share `focus` of its views, the rest anywhere):
     (1 - focus)·share(product) + focus·P(home = its category)·share in its category. The
     home category's chance comes from the categories of the session's items (`categories`,
-    one per item, repeats counted) and each category's share of the engagement. The top
+    one per item, repeats counted) and each category's share of the engagement.
+    With a `surge` (recommender/surge.py) and `sale_focus` above 0, a session that came for
+    it (chance c from its `items`) views the surge's products a share `sale_focus` of the
+    time: score = (1 - c·sale_focus)·the above + c·sale_focus·share in the surge. The top
     `how_many` (product, score), without `leave_out`; equal scores in the order met (the
-    products by engagement, then the likeliest categories' products)."""
+    products by engagement, the likeliest categories' products, the surge's)."""
     if table.total <= 0:
         return []
-    base = 1 - focus
-    # beyond the first how_many + 1 by share, a product outside the likely categories ranks
-    # below all of those: it never makes the list
+    sale = sale_focus * sale_chance(surge, items, sale_focus)
+    base = (1 - focus) * (1 - sale)
+    # beyond the first how_many + 1 by share, a product outside the likely categories and
+    # the surge ranks below all of those: it never makes the list
     score = {p: base * share for p, share in table.top_shares[: how_many + 1]}
     for category, chance in home_categories(table, categories, focus)[:HOME_CATEGORIES]:
-        weight = focus * chance
+        weight = focus * chance * (1 - sale)
         for p, in_category, share in table.category_shares[category]:
             score[p] = score.get(p, base * share) + weight * in_category
+    if sale > 0:
+        shares = table.shares
+        for p, in_surge in surge.share.items():
+            score[p] = score.get(p, base * shares.get(p, 0.0)) + sale * in_surge
     ranked = sorted(score.items(), key=itemgetter(1), reverse=True)[: how_many + 1]
     return [(p, round(v, ROUND)) for p, v in ranked if p != leave_out and v > 0][:how_many]
 

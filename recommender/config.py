@@ -201,8 +201,8 @@ SETTINGS: dict[str, Setting] = {
         ("session_ttl", ENV_SESSION_TTL, SESSION_GAP.total_seconds(),
          "Seconds of inactivity after which a session starts afresh.", float),
         ("blend_weights", ENV_BLEND_WEIGHTS, "",
-         "Blend weights, name=value,...: vmis, coview, trending, popular, repeat, decay, "
-         "repeat_newest, focus.", str),
+         "Blend weights, name=value,... (docs/api.md): vmis, coview, trending, popular, "
+         "repeat, ...", str),
         ("recommend_blend", ENV_RECOMMEND_BLEND, False,
          "GET /v1/recommend answers the blend instead of pure VMIS-kNN.", bool),
     ),

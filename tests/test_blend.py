@@ -155,29 +155,39 @@ def test_popular_is_the_chance_of_the_next_view_under_a_home_category() -> None:
 
 def test_popular_equals_scoring_every_product() -> None:
     """`popular` scores only what can make the list; every product scored by the formula
-    gives the same top list (distinct engagements, so no ties)."""
+    gives the same top list (distinct engagements, so no ties), with and without a surge."""
+    from recommender.surge import day_before, sale_chance, surge
+
     rng = random.Random(5)
     for _ in range(200):
         cats = [f"c{i}" for i in range(rng.randint(1, 40))]
-        rows = [(rng.choice(cats), f"p{i}", rng.uniform(1, 100), 0)
+        rows = [(rng.choice(cats), f"p{i}", rng.uniform(1, 100), 0, rng.randint(1, 60))
                 for i in range(rng.randint(1, 400))]  # fmt: skip
         table = blend.trending_table(rows)
+        before = day_before({f"p{i}": rng.randint(0, 30) for i in range(400)})
+        items = [f"p{rng.randrange(400)}" for _ in range(rng.randint(0, 6))]
+        found = surge(table.views, before)
         session = [rng.choice(cats) for _ in range(rng.randint(0, 6))]
         focus, how_many = rng.choice([0.2, 0.5, 0.8]), rng.choice([5, 20])
+        sale_focus = rng.choice([0.0, 0.5, 0.8])
+        sale = sale_focus * sale_chance(found, items, sale_focus)
         homes = dict(blend.home_categories(table, session, focus)[: blend.HOME_CATEGORIES])
         score = {}
         for category, per in table.by_category.items():
             for rank, (product, e) in enumerate(per):
                 overall = (1 - focus) * e / table.total
                 listed = category in homes and rank < blend.POPULAR_PER_CATEGORY
-                score[product] = overall + (focus * homes[category] * e
-                                            / table.category_total[category] if listed else 0)
+                score[product] = (1 - sale) * (overall + (
+                    focus * homes[category] * e / table.category_total[category]
+                    if listed else 0)) + (sale * found.share.get(product, 0.0))  # fmt: skip
         want = sorted(score, key=lambda p: -score[p])
         top200 = {p for p, _, _ in table.overall[: blend.POPULAR_GLOBAL]}
         want = [p for p in want if p in top200 or (table.by_category and any(
-            p in dict(table.by_category[c][: blend.POPULAR_PER_CATEGORY]) for c in homes))]
+            p in dict(table.by_category[c][: blend.POPULAR_PER_CATEGORY]) for c in homes))
+            or (sale > 0 and p in found.share)]  # fmt: skip
         leave = rng.choice([None, *want[:3]])  # the session's newest item, left out
-        got = [p for p, _ in blend.popular(table, session, how_many, focus, leave_out=leave)]
+        got = [p for p, _ in blend.popular(table, session, how_many, focus, leave_out=leave,
+                                           items=items, surge=found, sale_focus=sale_focus)]
         assert got == [p for p in want if p != leave][:how_many]
 
 

@@ -226,6 +226,53 @@ def test_fill_table_is_the_cooccurrence_of_the_last_day() -> None:
     assert table.get("a") == ["b", "c"] and table.get("x") == [] and table.sessions == 6
 
 
+def test_fill_table_keeps_the_day_before_for_the_surge() -> None:
+    """The surge's baseline: per item, the indexed sessions whose last event lies in the UTC
+    day before the newest one's."""
+    day = 1_700_006_400.0  # a UTC midnight
+    rows = [("today", ["a", "s"], day + 3600), ("y1", ["a", "b"], day - 3600),
+            ("y2", ["a"], day - 80_000), ("y3", ["b", "c"], day - 1.0),
+            ("older", ["a", "z"], day - 90_000)]  # fmt: skip
+    index = LiveIndex()
+    index.build(rows)
+    assert index.day_before_counts() == {"a": 2, "b": 2, "c": 1}
+    table = FillTable(index, min_sessions=3)
+    table.rebuild()
+    assert table.before.share == {"a": 0.4, "b": 0.4, "c": 0.2}
+    assert table.status()["day_before_items"] == 3
+    assert LiveIndex().day_before_counts() == {}
+
+
+def test_served_popular_source_follows_a_surge() -> None:
+    """A session that views the surging product is offered it first; one that does not is
+    offered what popularity gives; both as `blend.popular` with the fill table's day before."""
+    day = 1_700_006_400.0
+    history = [(f"y{n}", ["a", "b"] if n % 2 else ["a", "c"], day - 3600 - n) for n in range(40)]
+    history += [(f"s{n}", ["s"], day - 7200 - n) for n in range(2)]
+    history.append(("now", ["a"], day + 60))
+    index = LiveIndex()
+    index.build(history)
+    views = Views(None, cache_s=0)
+    views.catalog = {"a": ("A", "cat1"), "b": ("B", "cat1"), "c": ("C", "cat2"),
+                     "s": ("S", "cat2")}  # fmt: skip
+    rows = [("cat1", 1, "a", "A", 60, 60, 0, WINDOW), ("cat1", 2, "b", "B", 20, 20, 0, WINDOW),
+            ("cat2", 1, "s", "S", 50, 50, 0, WINDOW), ("cat2", 2, "c", "C", 20, 20, 0, WINDOW)]
+    only = BlendWeights(vmis=0.0, coview=0.0, trending=0.0, popular=1.0, repeat=0.0)
+    fill = FillTable(index)
+    fill.rebuild()
+    blender = Blender(index, views, only, trending=trending_mirror(rows), fill_table=fill)
+    table = blender.trending.table() if blender.trending is not None else None
+    assert table is not None
+    found = blender.surge(table)
+    assert set(found.share) == {"s"} and blender.surge(table) is found  # kept
+    for session, first in ((["s", "c"], "s"), (["c", "b"], "a")):
+        want = popular(table, blender.item_categories(session), 10, only.focus,
+                       leave_out=session[-1], items=session, surge=found,
+                       sale_focus=only.sale_focus)  # fmt: skip
+        got = blender.recommend(session, 10)
+        assert [i for i, _ in got] == [i for i, _ in want] and got[0][0] == first
+
+
 # --- the blend over the routes ------------------------------------------------------------------
 HISTORY = [("h1", ["a", "b"], 1.0), ("h2", ["a", "b"], 2.0), ("h3", ["c", "d"], 3.0)]
 WEIGHTS = BlendWeights(vmis=1.0, coview=0.5, trending=0.25, popular=0.0, repeat=0.0)  # fixed

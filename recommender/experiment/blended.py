@@ -3,8 +3,9 @@
 As the serving layer does (recommender/blend.py): co_view_pairs' partners of the newest
 item filled with a co-occurrence table over the last `fill_window_h` hours of vmis_history
 sessions (rebuilt every `fill_every_h` of event time), trending_by_category in the session's
-categories, popularity over the same rows mixed by the session's categories, and the
-session's own recent items. Each source alone is also
+categories, popularity over the same rows mixed by the session's categories and by the
+surge against the day before's sessions (rebuilt with the fill table), and the session's
+own recent items. Each source alone is also
 asked, so the report shows the blend beside its parts.
 """
 
@@ -13,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from recommender import blend
+from recommender import blend, surge
 from recommender.blend_tuning import CandidateLog
 
 NAMES = ("coview_fill", "trending_live", "popular_mix", "session_items", "blend")
 SESSION_ITEMS = 20  # the session's newest views the blend sees
 FILL_SESSIONS = 100_000  # newest sessions the fill table is built from
+DAY_S = 86_400
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class BlendSources:
         self.categories = categories
         self.fill: dict[int, list[int]] = {}
         self.table = blend.trending_table(())
+        self.before = surge.DayBefore()
+        self.surge = surge.NO_SURGE
         self.next_fill = -1
         self.rebuilds = 0
 
@@ -49,12 +53,21 @@ class BlendSources:
         rows.sort(key=lambda r: r[0])
         sessions = [items for _t, items in rows[-FILL_SESSIONS:]]
         self.fill = blend.cooccurrence(sessions, self.params.fill_min_sessions, cutoff)
+        day = now_ms // 1000 // DAY_S * DAY_S
+        counts: dict[int, int] = {}
+        for _s, items, t in history.rows():
+            if day - DAY_S <= t < day:
+                for item in items:
+                    counts[item] = counts.get(item, 0) + 1
+        self.before = surge.day_before(counts)
+        self.surge = surge.surge(self.table.views, self.before)
         every = max(1, int(self.params.fill_every_h * 3_600_000))
         self.next_fill = (now_ms // every + 1) * every
         self.rebuilds += 1
 
     def update_trending(self, table: blend.Trending) -> None:
         self.table = table
+        self.surge = surge.surge(table.views, self.before)
 
 
 def ask(
@@ -75,7 +88,9 @@ def ask(
                                         categories, newest, cutoff)  # fmt: skip
     own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
     weights = sources.params.weights
-    popular = blend.popular(sources.table, of_items, cutoff, weights.focus, leave_out=newest)
+    popular = blend.popular(sources.table, of_items, cutoff, weights.focus, leave_out=newest,
+                            items=recent, surge=sources.surge,
+                            sale_focus=weights.sale_focus)  # fmt: skip
     if log is not None:
         log.add(vmis, coview, trending, recent, target, popular)
     mixed = blend.blend(vmis, coview, trending, recent, cutoff, weights, popular=popular)

@@ -7,14 +7,15 @@ memory only.
 - trending: the products of the session's categories (newest item's first) by engagement over
   trending_by_category's windows (the last hour), from the trending mirror; categories come
   from the views' catalog;
-- popular: the same mirror's products mixed by the categories of the session's items
-  (`blend.popular`; only when its weight is above 0);
+- popular: the same mirror's products mixed by the categories of the session's items and,
+  for a session that came for a surge, by the surging products (`blend.popular`,
+  recommender/surge.py; only when its weight is above 0);
 - session: the session's items.
 
 `FillTable` is `blend.cooccurrence` over the index's sessions of the last day (measured back
 from the newest session applied), rebuilt in a background thread at start (once the index is
 built) and then every `every_s` seconds (every `retry_empty_s` while it is empty), and
-swapped whole.
+swapped whole; with it the surge's baseline, the day before's sessions per item.
 """
 
 from __future__ import annotations
@@ -25,10 +26,19 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from recommender.blend import DEFAULT, BlendWeights, blend, cooccurrence, popular, side_lists
+from recommender.blend import (
+    DEFAULT,
+    BlendWeights,
+    Trending,
+    blend,
+    cooccurrence,
+    popular,
+    side_lists,
+)
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.view_mirrors import CoViewMirror, TrendingMirror
 from recommender.serving.views import Views
+from recommender.surge import NO_SURGE, DayBefore, Surge, day_before, surge
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,7 @@ class FillTable:
         self.max_sessions = max_sessions
         self.min_sessions = min_sessions
         self.table: dict[str, list[str]] = {}
+        self.before = DayBefore()  # the surge's baseline: the day before's sessions
         self.sessions = 0  # sessions the table was built from
         self.built_at: float | None = None  # epoch seconds
         self.build_s: float | None = None
@@ -64,6 +75,7 @@ class FillTable:
         sessions = self.index.recent_sessions(self.window_s, self.max_sessions)
         table = cooccurrence(sessions, min_sessions=self.min_sessions)
         self.table = table  # one assignment: readers see the old table or the new one
+        self.before = day_before(self.index.day_before_counts())
         self.sessions, self.built_at = len(sessions), time.time()
         self.build_s = time.perf_counter() - started
         log.info("blend fill table built from %d sessions: %d items in %.2f s",
@@ -100,7 +112,8 @@ class FillTable:
 
     def status(self) -> dict[str, Any]:
         return {"items": len(self.table), "sessions": self.sessions, "built_at": self.built_at,
-                "build_s": self.build_s, "error": self.error}  # fmt: skip
+                "build_s": self.build_s, "error": self.error,
+                "day_before_items": len(self.before.share)}  # fmt: skip
 
 
 class Candidates(NamedTuple):
@@ -130,6 +143,17 @@ class Blender:
         self.co_view = co_view
         self.trending = trending
         self.fill_table = fill_table or FillTable(index)
+        self._surge: tuple[Any, DayBefore, Surge] | None = None  # (table, before, surge)
+
+    def surge(self, table: Trending) -> Surge:
+        """The surge of `table` against the fill table's day before (kept until either
+        changes)."""
+        before, cached = self.fill_table.before, self._surge
+        if cached is not None and cached[0] is table and cached[1] is before:
+            return cached[2]
+        found = surge(table.views, before)
+        self._surge = (table, before, found)
+        return found
 
     def item_categories(self, items: Sequence[str]) -> list[str]:
         """The category of each of the session's items the catalog knows, oldest first."""
@@ -147,8 +171,11 @@ class Blender:
         coview, trending = side_lists(live, self.fill_table, table.lists if table else {},
                                       categories, newest, how_many)  # fmt: skip
         mixed: list[tuple[str, float]] = []
-        if table is not None and self.weights.popular > 0:
-            mixed = popular(table, of_items, how_many, self.weights.focus, leave_out=newest)
+        w = self.weights
+        if table is not None and w.popular > 0:
+            found = self.surge(table) if w.sale_focus > 0 else NO_SURGE
+            mixed = popular(table, of_items, how_many, w.focus, leave_out=newest, items=items,
+                            surge=found, sale_focus=w.sale_focus)  # fmt: skip
         return Candidates(vmis, coview, trending, mixed)
 
     def recommend(

@@ -19,6 +19,7 @@ from udfs.params import VmisParams
 
 MIN_SESSIONS_FOR_CUT = 1000
 SMALL_HISTORY_MAX_LENGTH = 100
+DAY_S = 86_400
 
 _warm_lock = threading.Lock()
 _warmed = False
@@ -192,6 +193,25 @@ class LiveIndex:
             ids = index.items.ids  # append-only: the codes above stay valid
         cuts = np.cumsum(lens).tolist()
         return [[ids[c] for c in codes[a:b]] for a, b in zip([0, *cuts[:-1]], cuts, strict=True)]
+
+    def day_before_counts(self) -> dict[str, int]:
+        """{item: indexed sessions holding it} over the sessions whose last event lies in the
+        UTC day before the one of the newest history row applied."""
+        with self._lock:
+            index = self._index
+            if index is None or not self.last_change:
+                return {}
+            end = self.last_change // DAY_S * DAY_S
+            n = len(index.sessions)
+            times = index.se_time[:n]
+            chosen = np.flatnonzero((index.se_indexed[:n] == 1) & (times >= end - DAY_S)
+                                    & (times < end))  # fmt: skip
+            lens = index.se_len[chosen]
+            pos = np.repeat(index.se_start[chosen] - (np.cumsum(lens) - lens), lens)
+            codes = index.se_pool[pos + np.arange(int(lens.sum()))]
+            counts = np.bincount(codes) if len(codes) else np.zeros(0, np.int64)
+            ids = index.items.ids
+        return {ids[c]: int(counts[c]) for c in np.flatnonzero(counts).tolist()}
 
     def popular(self, how_many: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
         """Items in the most history sessions (recomputed at most once a second)."""

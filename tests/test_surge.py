@@ -1,0 +1,93 @@
+"""Surging products against the day before, the chance a session came for them, and the
+popular source that mixes both (recommender/surge.py, blend.popular), by hand and on draws."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from recommender import blend
+from recommender.surge import NO_SURGE, day_before, sale_chance, surge
+
+
+def test_a_surge_by_hand() -> None:
+    before = day_before({"a": 50, "b": 45, "s": 5, "gone": 100})
+    assert before.share["a"] == 0.25 and before.floor == 0.5 / 200
+    # listed now: a, b, s (their day-before shares 0.25 + 0.225 + 0.025 = 0.5 of all)
+    found = surge({"a": 100, "b": 30, "s": 60}, before)
+    # expected of s: 0.025 / 0.5 * 190 = 9.5; 60 > 2 * 9.5, 2(sqrt(60.375) - sqrt(9.875)) > 4
+    assert found.share == {"s": 1.0}
+    assert found.mass == pytest.approx(50.5 / 190)
+    # a product nobody viewed the day before: expected 0, so 7 views surge, 6 do not
+    # (2(sqrt(7.375) - sqrt(0.375)) = 4.21, 2(sqrt(6.375) - sqrt(0.375)) = 3.83)
+    assert surge({"a": 100, "new": 7}, before).share == {"new": 1.0}
+    assert surge({"a": 100, "new": 6}, before) is NO_SURGE
+    # nothing to compare with
+    assert surge({"a": 1}, day_before({})) is NO_SURGE
+    assert surge({}, before) is NO_SURGE
+
+
+def test_draws_from_the_day_before_do_not_surge_and_a_planted_surge_is_found() -> None:
+    rng = random.Random(11)
+    products = [f"p{i}" for i in range(500)]
+    weights = [1 / (r + 1) ** 1.05 for r in range(500)]
+    before = day_before(dict(zip(products, (w * 100_000 for w in weights), strict=True)))
+    false_alarms, found = 0, 0
+    for _ in range(30):
+        now: dict[str, float] = {}
+        for p in rng.choices(products, weights, k=5000):
+            now[p] = now.get(p, 0) + 1
+        false_alarms += len(surge(now, before).share)
+        planted = rng.sample(products[50:], 10)
+        for p in planted:
+            now[p] = now.get(p, 0) + 100
+        got = surge(now, before)
+        found += len(set(got.share) & set(planted))
+        assert set(got.share) <= set(planted)
+    assert false_alarms == 0 and found == 300
+
+
+def test_sale_chance_by_hand() -> None:
+    before = day_before({"a": 50, "b": 45, "s": 5, "gone": 100})
+    found = surge({"a": 100, "b": 30, "s": 60}, before)
+    prior = found.mass / 0.8
+    odds = prior / (1 - prior)
+    # one view of s: (0.8 * 1 + 0.2 * 0.025) / 0.025; one of a: (0.2 * 0.25) / 0.25
+    with_s = odds * (0.8 + 0.2 * 0.025) / 0.025
+    assert sale_chance(found, ["s"], 0.8) == pytest.approx(with_s / (1 + with_s))
+    with_a = odds * 0.2
+    assert sale_chance(found, ["a"], 0.8) == pytest.approx(with_a / (1 + with_a))
+    # an item unseen the day before counts at the floor; no items: the prior
+    unseen = odds * (0.2 * before.floor) / before.floor
+    assert sale_chance(found, ["zz"], 0.8) == pytest.approx(unseen / (1 + unseen))
+    assert sale_chance(found, [], 0.8) == pytest.approx(prior)
+    # off, no surge, or an all-surge session model with an item outside it
+    assert sale_chance(found, ["s"], 0.0) == 0.0 == sale_chance(NO_SURGE, ["s"], 0.8)
+    assert sale_chance(found, ["a"], 1.0) == 0.0
+    assert sale_chance(found, ["s"] * 200, 0.8) == pytest.approx(1.0)
+
+
+def test_popular_mixes_the_surge_by_the_sessions_chance() -> None:
+    """score = (1 - c·sf)·(popular without the surge) + c·sf·share in the surge."""
+    rows = [("shoes", "s1", 30.0, 0, 30.0), ("shoes", "s2", 10.0, 0, 10.0),
+            ("bags", "b1", 20.0, 0, 20.0), ("bags", "sale", 40.0, 0, 40.0)]  # fmt: skip
+    table = blend.trending_table(rows)
+    assert table.views == {"s1": 30.0, "s2": 10.0, "b1": 20.0, "sale": 40.0}
+    before = day_before({"s1": 300, "s2": 100, "b1": 200, "sale": 10})
+    found = surge(table.views, before)
+    assert set(found.share) == {"sale"}
+    items = ["sale", "s1"]
+    chance = sale_chance(found, items, 0.8)
+    plain = dict(blend.popular(table, ["bags", "shoes"], 10, 0.5))
+    mixed = dict(blend.popular(table, ["bags", "shoes"], 10, 0.5, items=items, surge=found,
+                               sale_focus=0.8))  # fmt: skip
+    want = {p: (1 - chance * 0.8) * v + chance * 0.8 * found.share.get(p, 0.0)
+            for p, v in plain.items()}  # fmt: skip
+    assert mixed == pytest.approx(want)
+    assert math.isclose(sum(mixed.values()), (1 - chance * 0.8) * sum(plain.values())
+                        + chance * 0.8)  # fmt: skip
+    # sale_focus 0 or no surge: the popular source as before
+    assert blend.popular(table, ["bags"], 10, 0.5, items=items, surge=found) == blend.popular(
+        table, ["bags"], 10, 0.5)  # fmt: skip
