@@ -1,7 +1,8 @@
 """The API on the real embedded engine: clicks ingested by the engine reach the index through
 its change feed (in process, and from another process through flashrec_changes), the blend's
-co-view and trending candidates follow the views in both, and the also-viewed and trending
-answers equal the engine's PostgreSQL tables."""
+co-view and trending candidates follow the views in both, the popular source answers from
+the trending view as PostgreSQL holds it, and the also-viewed and trending answers equal the
+engine's PostgreSQL tables."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from conftest import free_port, wait_until
 from engine_support import Msg
 from serving_support import api_process
 
-from recommender.blend import BlendWeights
+from recommender.blend import DEFAULT, BlendWeights, popular, trending_table
 from recommender.engine import Engine, EngineConfig
 from recommender.serving.runtime import start_api
+from recommender.surge import NO_SURGE
 
 pytestmark = pytest.mark.e2e
 
@@ -157,3 +159,32 @@ def test_change_table_from_another_process(pipeline, tmp_path) -> None:
         assert status["co_view_pairs"]["state"] == "following"
         assert status["trending_by_category"]["state"] == "following"
     assert "by re-reading it" not in (tmp_path / "api.log").read_text()  # not the fallback
+
+
+def test_popular_source_from_another_process(pipeline, tmp_path) -> None:
+    """`flashrec serve` with only the popular source weighted answers `blend.popular` over
+    trending_by_category as PostgreSQL holds it, for a session in rugs (c) that clicked a
+    lamp (a) last: lights' products by the session's home-category chance, a left out."""
+    engine, dsn, click = pipeline
+    only = "vmis=0,coview=0,trending=0,popular=1,repeat=0"
+    args = ["--pg-dsn", dsn, "--data-dir", str(tmp_path / "data"), "--blend-weights", only]
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT category, product_id, engagement_score, window_start, "
+                            "view_count FROM trending_by_category").fetchall()  # fmt: skip
+    table = trending_table(rows)
+    want = popular(table, ["rugs", "lights"], 10, DEFAULT.focus, leave_out="a",
+                   items=["c", "a"], surge=NO_SURGE, sale_focus=DEFAULT.sale_focus)  # fmt: skip
+    best = want[0][1]
+    sessions = iter(range(1000))
+    with api_process(args, free_port(), tmp_path / "api.log") as url:
+
+        def answer() -> dict[str, float]:
+            session = f"rug-lamp-{next(sessions)}"  # a new session each time
+            for item in ("c", "a"):
+                body = {"item_id": item, "exclude_session_items": False}
+                got = httpx.post(f"{url}/v1/sessions/{session}/clicks", json=body, timeout=30.0)
+                assert got.status_code == 200
+            return {r["product_id"]: r["score"] for r in got.json()["recommendations"]}
+
+        wait_until(lambda: list(answer()) == [p for p, _ in want], timeout=30)
+        assert answer() == pytest.approx({p: round(v / best, 6) for p, v in want}, abs=1e-6)
