@@ -213,10 +213,26 @@ def trending_rows(train: Path, categories: int = 20) -> tuple[dict, list[tuple]]
     return catalog, rows
 
 
+def with_surge(rows: list[tuple], catalog: dict, how_many: int = 30) -> list[tuple]:
+    """`rows` whose latest window, in three categories, lists products far down the
+    click counts with ten times the top count instead (a surge against the day before)."""
+    latest = max(r[7] for r in rows)
+    chosen = sorted({r[0] for r in rows})[:3]
+    listed = {r[2] for r in rows}
+    top = max(r[5] for r in rows)
+    out = [r for r in rows if not (r[7] == latest and r[0] in chosen)]
+    for category in chosen:
+        quiet = [i for i, (_, c) in catalog.items() if c == category and i not in listed]
+        for rank, item in enumerate(quiet[: how_many // 3], start=1):
+            out.append((category, rank, item, item, 10 * top, 10 * top, 0, latest))
+    return out
+
+
 def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
     """The blend alone against the kernel alone, in turn on the same sessions (no HTTP): the
     server's blend over the index of `train` with its fill table and a trending mirror
-    (`trending_rows`), no co-view mirror."""
+    (`trending_rows`), no co-view mirror; "surge": the same with a surge planted in the
+    trending rows (`with_surge`), so that the popular source mixes it in."""
     from recommender.changefeed import ChangeBatch
     from recommender.serving.blender import Blender
     from recommender.serving.live_index import LiveIndex
@@ -229,27 +245,35 @@ def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
     views.catalog, rows = trending_rows(train)
     columns = ["category", "rank", "product_id", "product_name", "engagement_score",
                "view_count", "cart_adds", "window_start"]  # fmt: skip
-    trending = TrendingMirror(lambda: None, lambda: ChangeBatch(TRENDING, 0, columns, rows))
-    trending.load(ChangeBatch(TRENDING, 0, columns, rows))
-    blender = Blender(index, views, trending=trending)
-    blender.fill_table.rebuild()
+    blenders = {}
+    for mode, given in (("blend", rows), ("surge", with_surge(rows, views.catalog))):
+        trending = TrendingMirror(lambda: None, lambda: ChangeBatch(TRENDING, 0, columns, []))
+        trending.load(ChangeBatch(TRENDING, 0, columns, given))
+        blenders[mode] = Blender(index, views, trending=trending)
+        blenders[mode].fill_table.rebuild()
+    blender = blenders["blend"]
     inputs = session_inputs(test)
     how_many = index.params.how_many
     index.recommend(inputs[0], how_many)  # compile
-    blender.recommend(inputs[0], how_many)
-    times: dict[str, list[float]] = {"pure": [], "blend": []}
+    for b in blenders.values():
+        b.recommend(inputs[0], how_many)
+    times: dict[str, list[float]] = {"pure": [], "blend": [], "surge": []}
     for q in range(n):
         items = inputs[q % len(inputs)]
         t = time.perf_counter()
         index.recommend(items, how_many)
         times["pure"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        blender.recommend(items, how_many)
-        times["blend"].append(time.perf_counter() - t)
+        for mode, b in blenders.items():
+            t = time.perf_counter()
+            b.recommend(items, how_many)
+            times[mode].append(time.perf_counter() - t)
     out = {m: {q: float(np.percentile(np.asarray(v) * 1e6, q)) for q in (50, 90, 99)}
            for m, v in times.items()}  # fmt: skip
     out["fill"] = {"items": len(blender.fill_table.table), "sessions": blender.fill_table.sessions,
                    "build_s": blender.fill_table.build_s}  # fmt: skip
+    surged = blenders["surge"]
+    assert surged.trending is not None
+    out["surging"] = len(surged.surge(surged.trending.table()).share)
     return out
 
 
@@ -522,9 +546,12 @@ def print_blend_baseline(base: dict) -> None:
     print(f"blend alone (fill table: {fill['items']:,} items from {fill['sessions']:,} sessions, "
           f"built in {fill['build_s']:.2f} s): " + "; ".join(
               f"{m} p50 {base[m][50]:.1f} us, p90 {base[m][90]:.1f} us, p99 {base[m][99]:.1f} us"
-              for m in MODES) + "; blend/pure p50 "
+              for m in (*MODES, "surge")) + "; blend/pure p50 "
           f"{base['blend'][50] / base['pure'][50]:.2f}, p99 "
-          f"{base['blend'][99] / base['pure'][99]:.2f}")  # fmt: skip
+          f"{base['blend'][99] / base['pure'][99]:.2f}; with a surge of "
+          f"{base['surging']} products, surge/blend p50 "
+          f"{base['surge'][50] / base['blend'][50]:.2f}, p99 "
+          f"{base['surge'][99] / base['blend'][99]:.2f}")  # fmt: skip
 
 
 def print_blend_rows(rows: list[tuple[str, int | None, dict]]) -> None:
