@@ -62,6 +62,32 @@ def test_apply_batch_inserts_updates_deletes_like_a_rebuild() -> None:
     assert metrics.index_updates.labels("remove")._value.get() == 1
 
 
+def test_sessions_that_left_are_shed_and_answers_stay() -> None:
+    """Sessions come and go through the feed for ever: the index keeps the ids of the ones
+    that left only until they are as many as the live ones (and shed_min); rebuilt without
+    them it answers as an index built from the live rows."""
+    import random
+
+    rng = random.Random(4)
+    index = _rebuilt([("s0", ["p1", "p2"], 1.0)])
+    index.shed_min = 300
+    live: dict[str, tuple[str, list[str], float]] = {"s0": ("s0", ["p1", "p2"], 1.0)}
+    most = 0
+    for n in range(1, 3000):
+        row = (f"s{n}", rng.sample(PRODUCTS, rng.randint(1, 4)), float(n))
+        batch = ChangeBatch("vmis_history", n, COLUMNS)
+        batch.inserts = [row]
+        live[row[0]] = row
+        if len(live) > 200:  # the oldest leaves the view
+            batch.deletes = [live.pop(next(iter(live)))]
+        apply_batch(index, batch)
+        most = max(most, len(index._index.sessions))
+    assert index.sheds >= 5
+    assert most <= 200 + 300 + 1  # live + shed_min at most, not the 3,000 ever seen
+    assert index.n_sessions == len(live)
+    assert _answers(index) == _answers(_rebuilt(list(live.values())))
+
+
 def test_history_rows_accepts_engine_and_risingwave_shapes() -> None:
     parser = HistoryRows(["SESSION_ID", "last_event_ts", "item_ids"])
     ts = datetime(2026, 1, 1, tzinfo=UTC)

@@ -139,6 +139,8 @@ def apply_batch(index: LiveIndex, batch: Any, metrics: Metrics | None = None) ->
             removed += 1
     for session, (items, ts) in upserts.items():
         index.upsert(session, items, ts)
+    if removed:
+        index.shed()
     if metrics is not None:
         metrics.index_updates.labels("upsert").inc(len(upserts))
         metrics.index_updates.labels("remove").inc(removed)

@@ -3,11 +3,15 @@
 A thin layer over udfs.vmisknn.VMISIndex (which maps ids to dense codes itself): one lock
 serialises writes (upsert/remove from the change feed) against reads (the kernel changes its
 arrays in place), the parameters are fixed per index, and popularity (sessions per item, read
-from the index) backs answers for sessions whose items are all unknown.
+from the index) backs answers for sessions whose items are all unknown. The kernel's index
+keeps the code and id of every session it has seen; `shed` swaps in a fresh index of the live
+sessions once those that left are as many as the live ones, so memory follows the view's
+horizon, not the uptime.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -20,12 +24,14 @@ from udfs.params import VmisParams
 MIN_SESSIONS_FOR_CUT = 1000
 SMALL_HISTORY_MAX_LENGTH = 100
 DAY_S = 86_400
+SHED_MIN = 50_000  # sessions gone before `shed` rebuilds the index (about 10 MB)
 
 _warm_lock = threading.Lock()
 _warmed = False
 
 
 Params = VmisParams  # VMIS-kNN's parameters, defined in udfs/params.py
+log = logging.getLogger(__name__)
 
 
 def warm_kernels(params: Params) -> None:
@@ -64,6 +70,8 @@ class LiveIndex:
         self._popular: tuple[float, list[tuple[str, float]]] = (0.0, [])
         self.last_change = 0.0  # epoch seconds of the newest history row applied
         self.updates = 0
+        self.shed_min = SHED_MIN
+        self.sheds = 0
 
     # --- building --------------------------------------------------------------------------
     def build(self, rows: Iterable[tuple[str, Sequence[str], float]]) -> None:
@@ -126,6 +134,27 @@ class LiveIndex:
         with self._lock:
             if self._writable().remove_session(str(session_id)):
                 self.updates += 1
+
+    def shed(self) -> bool:
+        """Swap in a fresh index of the live sessions once the sessions that left (whose
+        codes and ids the index keeps) are as many as the live ones and at least
+        `shed_min`; True if it did. Built outside the lock, so readers go on meanwhile:
+        only the index's one writer (the sync thread) may call it."""
+        index = self._index
+        if index is None:
+            return False
+        live = index.n_sessions
+        gone = len(index.sessions) - live
+        if gone < max(live, self.shed_min):
+            return False
+        started = time.perf_counter()
+        fresh = index.rebuilt()
+        with self._lock:
+            self._index = fresh
+        self.sheds += 1
+        log.info("live index rebuilt without the %d sessions that left: %d kept (%.2f s)",
+                 gone, fresh.n_sessions, time.perf_counter() - started)  # fmt: skip
+        return True
 
     def _writable(self):
         if self._index is None:
