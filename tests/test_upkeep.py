@@ -104,3 +104,16 @@ def test_the_thread_checks_on_its_interval(conn, dsn: str) -> None:
     finally:
         thread.stop()
     assert thread.last_error is None
+
+
+def test_a_failed_round_is_logged_and_tried_again(caplog) -> None:
+    from conftest import free_port
+
+    thread = UpkeepThread(IndexUpkeep(f"postgresql://nobody@127.0.0.1:{free_port()}/none"),
+                          interval=0.1).start()  # fmt: skip
+    try:
+        wait_until(lambda: "index upkeep failed" in caplog.text and thread.last_error, timeout=30)
+        wait_until(lambda: caplog.text.count("index upkeep failed") >= 2, timeout=30)
+    finally:
+        thread.stop()
+    assert "OperationalError" in (thread.last_error or "")

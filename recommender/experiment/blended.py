@@ -49,16 +49,17 @@ class BlendSources:
         if now_ms < self.next_fill:
             return
         since = now_ms / 1000.0 - self.params.fill_window_h * 3600
-        rows = [(t, items) for _s, items, t in history.rows() if t >= since]
-        rows.sort(key=lambda r: r[0])
-        sessions = [items for _t, items in rows[-FILL_SESSIONS:]]
-        self.fill = blend.cooccurrence(sessions, self.params.fill_min_sessions, cutoff)
-        day = now_ms // 1000 // DAY_S * DAY_S
-        counts: dict[int, int] = {}
+        day = now_ms // 1000 // DAY_S * DAY_S  # the day before: [day - DAY_S, day)
+        rows, counts = [], {}
         for _s, items, t in history.rows():
+            if t >= since:
+                rows.append((t, items))
             if day - DAY_S <= t < day:
                 for item in items:
                     counts[item] = counts.get(item, 0) + 1
+        rows.sort(key=lambda r: r[0])
+        sessions = [items for _t, items in rows[-FILL_SESSIONS:]]
+        self.fill = blend.cooccurrence(sessions, self.params.fill_min_sessions, cutoff)
         self.before = surge.day_before(counts)
         self.surge = surge.surge(self.table.views, self.before)
         every = max(1, int(self.params.fill_every_h * 3_600_000))

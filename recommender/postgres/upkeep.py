@@ -131,17 +131,28 @@ class UpkeepThread:
 
         if self.nice:
             lower_priority(threading.get_native_id(), self.nice, "the index upkeep thread")
-        while not self._stop.wait(self.interval):
-            try:
-                with psycopg.connect(self.upkeep.dsn, autocommit=True, connect_timeout=10) as conn:
-                    if self.nice:
-                        lower_priority(local_backend(conn), self.nice, "its PostgreSQL backend")
+        conn = None
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if conn is None:  # one session, opened again after a failure
+                        conn = psycopg.connect(self.upkeep.dsn, autocommit=True,
+                                               connect_timeout=10)  # fmt: skip
+                        if self.nice:
+                            lower_priority(local_backend(conn), self.nice,
+                                           "its PostgreSQL backend")  # fmt: skip
                     self.upkeep.check(conn)
-                self.last_error = None
-            except psycopg.Error as exc:
-                self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
-                log.warning("index upkeep failed (%s); trying again in %.0f s",
-                            self.last_error, self.interval)  # fmt: skip
+                    self.last_error = None
+                except psycopg.Error as exc:
+                    self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                    log.warning("index upkeep failed (%s); trying again in %.0f s",
+                                self.last_error, self.interval)  # fmt: skip
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
 
     def stop(self) -> None:
         self._stop.set()
