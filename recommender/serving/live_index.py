@@ -216,9 +216,7 @@ class LiveIndex:
             if len(live) > limit:
                 live = live[np.argsort(-times[live], kind="stable")[:limit]]
             lens = index.se_len[live]
-            total = int(lens.sum())
-            pos = np.repeat(index.se_start[live] - (np.cumsum(lens) - lens), lens)
-            codes = index.se_pool[pos + np.arange(total)].tolist()  # a copy
+            codes = _item_codes(index, live).tolist()  # a copy
             ids = index.items.ids  # append-only: the codes above stay valid
         cuts = np.cumsum(lens).tolist()
         return [[ids[c] for c in codes[a:b]] for a, b in zip([0, *cuts[:-1]], cuts, strict=True)]
@@ -235,9 +233,7 @@ class LiveIndex:
             times = index.se_time[:n]
             chosen = np.flatnonzero((index.se_indexed[:n] == 1) & (times >= end - DAY_S)
                                     & (times < end))  # fmt: skip
-            lens = index.se_len[chosen]
-            pos = np.repeat(index.se_start[chosen] - (np.cumsum(lens) - lens), lens)
-            codes = index.se_pool[pos + np.arange(int(lens.sum()))]
+            codes = _item_codes(index, chosen)
             counts = np.bincount(codes) if len(codes) else np.zeros(0, np.int64)
             ids = index.items.ids
         return {ids[c]: int(counts[c]) for c in np.flatnonzero(counts).tolist()}
@@ -279,3 +275,11 @@ class LiveIndex:
     @property
     def ready(self) -> bool:
         return self._index is not None
+
+
+def _item_codes(index, sessions: np.ndarray) -> np.ndarray:
+    """The item codes of the given session codes, one session after the other (the index's
+    lock held)."""
+    lens = index.se_len[sessions]
+    pos = np.repeat(index.se_start[sessions] - (np.cumsum(lens) - lens), lens)
+    return index.se_pool[pos + np.arange(int(lens.sum()))]
