@@ -213,26 +213,22 @@ def trending_rows(train: Path, categories: int = 20) -> tuple[dict, list[tuple]]
     return catalog, rows
 
 
-def with_surge(rows: list[tuple], catalog: dict, how_many: int = 30) -> list[tuple]:
-    """`rows` whose latest window, in three categories, lists products far down the
-    click counts with ten times the top count instead (a surge against the day before)."""
-    latest = max(r[7] for r in rows)
-    chosen = sorted({r[0] for r in rows})[:3]
-    listed = {r[2] for r in rows}
-    top = max(r[5] for r in rows)
-    out = [r for r in rows if not (r[7] == latest and r[0] in chosen)]
-    for category in chosen:
-        quiet = [i for i, (_, c) in catalog.items() if c == category and i not in listed]
-        for rank, item in enumerate(quiet[: how_many // 3], start=1):
-            out.append((category, rank, item, item, 10 * top, 10 * top, 0, latest))
-    return out
+def planted_surge(index, how_many: int = 30):
+    """A surge of the `how_many` products with the fewest sessions in `index`, each now in as
+    many sessions as the most viewed one, against the index's sessions as the day before."""
+    from recommender.surge import day_before, surge
+
+    counts = index.recent_counts(float("inf"))
+    top = max(counts.values())
+    quiet = sorted(counts, key=lambda i: (counts[i], i))[:how_many]
+    return surge({**counts, **dict.fromkeys(quiet, top)}, day_before(counts))
 
 
 def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
     """The blend alone against the kernel alone, in turn on the same sessions (no HTTP): the
     server's blend over the index of `train` with its fill table and a trending mirror
-    (`trending_rows`), no co-view mirror; "surge": the same with a surge planted in the
-    trending rows (`with_surge`), so that the popular source mixes it in."""
+    (`trending_rows`), no co-view mirror; "surge": the same with a surge planted
+    (`planted_surge`), so that the popular source mixes it in."""
     from recommender.changefeed import ChangeBatch
     from recommender.serving.blender import Blender
     from recommender.serving.live_index import LiveIndex
@@ -246,11 +242,12 @@ def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
     columns = ["category", "rank", "product_id", "product_name", "engagement_score",
                "view_count", "cart_adds", "window_start"]  # fmt: skip
     blenders = {}
-    for mode, given in (("blend", rows), ("surge", with_surge(rows, views.catalog))):
+    for mode in ("blend", "surge"):
         trending = TrendingMirror(lambda: None, lambda: ChangeBatch(TRENDING, 0, columns, []))
-        trending.load(ChangeBatch(TRENDING, 0, columns, given))
+        trending.load(ChangeBatch(TRENDING, 0, columns, rows))
         blenders[mode] = Blender(index, views, trending=trending)
         blenders[mode].fill_table.rebuild()
+    blenders["surge"].fill_table.surge = planted_surge(index)
     blender = blenders["blend"]
     inputs = session_inputs(test)
     how_many = index.params.how_many
@@ -271,9 +268,7 @@ def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
            for m, v in times.items()}  # fmt: skip
     out["fill"] = {"items": len(blender.fill_table.table), "sessions": blender.fill_table.sessions,
                    "build_s": blender.fill_table.build_s}  # fmt: skip
-    surged = blenders["surge"]
-    assert surged.trending is not None
-    out["surging"] = len(surged.surge(surged.trending.table()).share)
+    out["surging"] = len(blenders["surge"].fill_table.surge.share)
     return out
 
 

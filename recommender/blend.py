@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -270,7 +270,6 @@ class Trending:
     by_category: dict[str, list[tuple[Any, float]]]
     category_total: dict[str, float]
     overall: list[tuple[Any, str, float]]  # (product, category, engagement)
-    views: dict[Any, float] = field(default_factory=dict)  # view_count over the windows
 
     @cached_property
     def total(self) -> float:
@@ -304,21 +303,18 @@ class Trending:
 
 
 def trending_table(rows: Iterable[tuple[Any, ...]]) -> Trending:
-    """trending_by_category rows (category, product, engagement_score, window_start[,
-    view_count]) summed over the windows."""
+    """trending_by_category rows (category, product, engagement_score, window_start) summed
+    over the windows."""
     totals: dict[str, dict[Any, float]] = {}
-    views: dict[Any, float] = {}
-    for category, product, score, _start, *counted in rows:
+    for category, product, score, _start in rows:
         per = totals.setdefault(category, {})
         per[product] = per.get(product, 0.0) + score
-        if counted:
-            views[product] = views.get(product, 0.0) + float(counted[0])
     by_category = {c: sorted(per.items(), key=lambda kv: (-kv[1], str(kv[0])))
                    for c, per in totals.items()}  # fmt: skip
     overall = sorted(((p, c, e) for c, per in by_category.items() for p, e in per),
                      key=lambda r: (-r[2], str(r[0])))  # fmt: skip
     return Trending(by_category, {c: sum(e for _, e in per) for c, per in by_category.items()},
-                    overall, views)  # fmt: skip
+                    overall)  # fmt: skip
 
 
 def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, list[T]]:

@@ -1,12 +1,12 @@
 """Surging products and the chance that a session came for them (a sale, a campaign).
 
-A product surges when its views over trending_by_category's windows (the last hour) are
-well above what its share of the views of the day before gives: at least SURGE_RATIO times
-the expected and SURGE_Z standard deviations above it, views counted as Poisson and compared
-on Anscombe's square-root scale, 2·(sqrt(n + 3/8) - sqrt(expected + 3/8)), whose tail stays
-normal for the small counts of rarely viewed products. The
-expected count of a product is its share of the day before among the products the view
-lists, times their views now (the view keeps only each window's top products).
+A product surges when the sessions that viewed it in the last hour (RECENT_S; vmis_history's
+sessions, each counted once per product) are well above what its share of the day before's
+sessions gives: at least SURGE_RATIO times the expected and SURGE_Z standard deviations
+above it, counts taken as Poisson and compared on Anscombe's square-root scale,
+2·(sqrt(n + 3/8) - sqrt(expected + 3/8)), whose tail stays normal for the small counts of
+rarely viewed products. The expected count of a product is its share of the day before
+among the products viewed now, times their count now.
 
 The surge's products share its excess views (`Surge.share`), and the excess is a share
 `mass` of all views. A session that came for the surge views its products a share
@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+RECENT_S = 3600.0  # the stretch a surge is counted over, back from the newest session
 SURGE_RATIO = 2.0
 SURGE_Z = 4.0
 MAX_PRIOR = 0.9
@@ -59,7 +60,7 @@ NO_SURGE = Surge({}, 0.0, DayBefore())
 
 
 def surge(views: Mapping[Any, float], before: DayBefore) -> Surge:
-    """The surge in `views` ({product: views over the last hour's windows}) against
+    """The surge in `views` ({product: sessions of the last RECENT_S that viewed it}) against
     `before`."""
     total = float(sum(views.values()))
     known = sum(before.share.get(p, 0.0) for p in views)

@@ -161,12 +161,13 @@ def test_popular_equals_scoring_every_product() -> None:
     rng = random.Random(5)
     for _ in range(200):
         cats = [f"c{i}" for i in range(rng.randint(1, 40))]
-        rows = [(rng.choice(cats), f"p{i}", rng.uniform(1, 100), 0, rng.randint(1, 60))
+        rows = [(rng.choice(cats), f"p{i}", rng.uniform(1, 100), 0)
                 for i in range(rng.randint(1, 400))]  # fmt: skip
         table = blend.trending_table(rows)
         before = day_before({f"p{i}": rng.randint(0, 30) for i in range(400)})
         items = [f"p{rng.randrange(400)}" for _ in range(rng.randint(0, 6))]
-        found = surge(table.views, before)
+        # sessions now: products the trending rows list and others
+        found = surge({f"p{i}": rng.uniform(0, 60) for i in range(rng.randint(1, 500))}, before)
         session = [rng.choice(cats) for _ in range(rng.randint(0, 6))]
         focus, how_many = rng.choice([0.2, 0.5, 0.8]), rng.choice([5, 20])
         sale_focus = rng.choice([0.0, 0.5, 0.8])
@@ -180,6 +181,8 @@ def test_popular_equals_scoring_every_product() -> None:
                 score[product] = (1 - sale) * (overall + (
                     focus * homes[category] * e / table.category_total[category]
                     if listed else 0)) + (sale * found.share.get(product, 0.0))  # fmt: skip
+        for product, in_surge in found.share.items():  # surging, not in the trending rows
+            score.setdefault(product, sale * in_surge)
         want = sorted(score, key=lambda p: -score[p])
         top200 = {p for p, _, _ in table.overall[: blend.POPULAR_GLOBAL]}
         want = [p for p in want if p in top200 or (table.by_category and any(

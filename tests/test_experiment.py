@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from recommender import surge
 from recommender.experiment import runner, scores
+from recommender.experiment.blended import recent_counts
 from recommender.experiment.live import LiveHistory, also_viewed_table
 from recommender.experiment.nightly_vs_live import Params
 from recommender.experiment.scenario import Scenario, flash_sale_replay
 from recommender.experiment.sqlviews import SqlViews
+from recommender.serving.live_index import LiveIndex
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -107,6 +110,20 @@ def test_live_history_equals_the_sql_view() -> None:
     assert bots > 0
     assert len(sql_rows) > 1000
     assert live_rows == sql_rows
+    # the sessions of the last stretch, newest first, and the surge's counts over them: as
+    # the API's live index counts the same rows
+    index = LiveIndex()
+    index.build([(str(s), [str(i) for i in items], t) for s, items, t in live_rows])
+    for back_ms in (0, 60_000, 1_800_000, 10**9):
+        since = int(c.ts_ms[-1]) - back_ms
+        want = sorted((s for s in state.last_ms if state.last_ms[s] >= since),
+                      key=lambda s: -state.last_ms[s])  # fmt: skip
+        assert [state.last_ms[s] for s in state.recent(since)] == [state.last_ms[s] for s in want]
+        assert set(state.recent(since)) == set(want)
+    now_ms = round(index.last_change * 1000)
+    counts = recent_counts(state, now_ms)
+    assert len(counts) > 100
+    assert {str(i): n for i, n in counts.items()} == index.recent_counts(surge.RECENT_S)
 
 
 def test_also_viewed_table_orders_by_count_then_product_id() -> None:

@@ -41,6 +41,7 @@ from recommender.serving.view_mirrors import (
 )
 from recommender.serving.view_mirrors import TRENDING as TRENDING_VIEW
 from recommender.serving.views import ALSO_VIEWED_SQL, TRENDING_SQL, Views
+from recommender.surge import NO_SURGE
 
 CO_COLUMNS = ["product_a", "product_a_name", "product_b", "product_b_name", "co_view_count"]
 TR_COLUMNS = ["category", "rank", "product_id", "product_name", "engagement_score",
@@ -241,36 +242,74 @@ def test_fill_table_keeps_the_day_before_for_the_surge() -> None:
     assert table.before.share == {"a": 0.4, "b": 0.4, "c": 0.2}
     assert table.status()["day_before_items"] == 3
     assert LiveIndex().day_before_counts() == {}
+    # the surge's counts: the sessions of the last stretch back from the newest one
+    assert index.recent_counts(3600) == {"a": 1, "s": 1}
+    assert index.recent_counts(7200) == {"a": 2, "s": 1, "b": 2, "c": 1}  # today, y1, y3
+    assert LiveIndex().recent_counts(3600) == {}
 
 
 def test_served_popular_source_follows_a_surge() -> None:
-    """A session that views the surging product is offered it first; one that does not is
-    offered what popularity gives; both as `blend.popular` with the fill table's day before."""
+    """The fill table finds the surge in the index's sessions of the last hour; a session
+    that views the surging product is offered it first, one that does not is offered what
+    popularity gives; both as `blend.popular` with that surge."""
     day = 1_700_006_400.0
     history = [(f"y{n}", ["a", "b"] if n % 2 else ["a", "c"], day - 3600 - n) for n in range(40)]
     history += [(f"s{n}", ["s"], day - 7200 - n) for n in range(2)]
-    history.append(("now", ["a"], day + 60))
+    history += [(f"now{n}", ["s"], day + n) for n in range(12)] + [("now", ["a"], day + 60)]
     index = LiveIndex()
     index.build(history)
     views = Views(None, cache_s=0)
     views.catalog = {"a": ("A", "cat1"), "b": ("B", "cat1"), "c": ("C", "cat2"),
                      "s": ("S", "cat2")}  # fmt: skip
     rows = [("cat1", 1, "a", "A", 60, 60, 0, WINDOW), ("cat1", 2, "b", "B", 20, 20, 0, WINDOW),
-            ("cat2", 1, "s", "S", 50, 50, 0, WINDOW), ("cat2", 2, "c", "C", 20, 20, 0, WINDOW)]
+            ("cat2", 1, "c", "C", 20, 20, 0, WINDOW)]  # "s" is not among the listed
     only = BlendWeights(vmis=0.0, coview=0.0, trending=0.0, popular=1.0, repeat=0.0)
     fill = FillTable(index)
     fill.rebuild()
+    assert fill.surge is NO_SURGE  # found by its own step
+    found = fill.find_surge()
+    assert set(found.share) == {"s"} and fill.surge is found
+    assert fill.status()["surge_products"] == 1
     blender = Blender(index, views, only, trending=trending_mirror(rows), fill_table=fill)
     table = blender.trending.table() if blender.trending is not None else None
     assert table is not None
-    found = blender.surge(table)
-    assert set(found.share) == {"s"} and blender.surge(table) is found  # kept
     for session, first in ((["s", "c"], "s"), (["c", "b"], "a")):
         want = popular(table, blender.item_categories(session), 10, only.focus,
                        leave_out=session[-1], items=session, surge=found,
                        sale_focus=only.sale_focus)  # fmt: skip
         got = blender.recommend(session, 10)
         assert [i for i, _ in got] == [i for i, _ in want] and got[0][0] == first
+
+
+def test_fill_thread_finds_the_surge_as_sessions_arrive() -> None:
+    """The fill table's thread looks for a surge every `surge_every_s` between its hourly
+    rebuilds; a step that fails is shown in the status and tried again."""
+    day = 1_700_006_400.0
+    index = LiveIndex()
+    index.build([(f"y{n}", ["a", f"b{n % 5}"], day - 3600 - n) for n in range(40)]
+                + [("today", ["a"], day + 1)])  # fmt: skip
+    fill = FillTable(index, surge_every_s=0.05)
+    broken = {"on": True}
+    counts = index.recent_counts
+
+    def flaky(within_s: float) -> dict[str, int]:
+        if broken["on"]:
+            raise RuntimeError("index gone")
+        return counts(within_s)
+
+    index.recent_counts = flaky  # type: ignore[method-assign]
+    fill.start()
+    try:
+        failed = "surge: RuntimeError: index gone"
+        assert wait_until(lambda: failed in (fill.status()["error"] or ""))
+        assert fill.table and fill.surge is NO_SURGE  # the table was built all the same
+        broken["on"] = False
+        for n in range(15):
+            index.upsert(f"now{n}", ["fresh"], day + n)
+        assert wait_until(lambda: set(fill.surge.share) == {"fresh"})
+        assert fill.status()["error"] is None
+    finally:
+        fill.stop()
 
 
 # --- the blend over the routes ------------------------------------------------------------------

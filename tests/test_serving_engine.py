@@ -169,8 +169,8 @@ def test_popular_source_from_another_process(pipeline, tmp_path) -> None:
     only = "vmis=0,coview=0,trending=0,popular=1,repeat=0"
     args = ["--pg-dsn", dsn, "--data-dir", str(tmp_path / "data"), "--blend-weights", only]
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT category, product_id, engagement_score, window_start, "
-                            "view_count FROM trending_by_category").fetchall()  # fmt: skip
+        rows = conn.execute("SELECT category, product_id, engagement_score, window_start "
+                            "FROM trending_by_category").fetchall()  # fmt: skip
     table = trending_table(rows)
     want = popular(table, ["rugs", "lights"], 10, DEFAULT.focus, leave_out="a",
                    items=["c", "a"], surge=NO_SURGE, sale_focus=DEFAULT.sale_focus)  # fmt: skip

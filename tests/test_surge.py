@@ -71,21 +71,22 @@ def test_sale_chance_by_hand() -> None:
 
 def test_popular_mixes_the_surge_by_the_sessions_chance() -> None:
     """score = (1 - c·sf)·(popular without the surge) + c·sf·share in the surge."""
-    rows = [("shoes", "s1", 30.0, 0, 30.0), ("shoes", "s2", 10.0, 0, 10.0),
-            ("bags", "b1", 20.0, 0, 20.0), ("bags", "sale", 40.0, 0, 40.0)]  # fmt: skip
+    rows = [("shoes", "s1", 30.0, 0), ("shoes", "s2", 10.0, 0), ("bags", "b1", 20.0, 0),
+            ("bags", "sale", 40.0, 0)]  # fmt: skip
     table = blend.trending_table(rows)
-    assert table.views == {"s1": 30.0, "s2": 10.0, "b1": 20.0, "sale": 40.0}
-    before = day_before({"s1": 300, "s2": 100, "b1": 200, "sale": 10})
-    found = surge(table.views, before)
-    assert set(found.share) == {"sale"}
+    before = day_before({"s1": 300, "s2": 100, "b1": 200, "sale": 10, "tail": 1})
+    # "tail" surges too, though trending_by_category does not list it
+    found = surge({"s1": 30, "s2": 10, "b1": 20, "sale": 40, "tail": 12}, before)
+    assert set(found.share) == {"sale", "tail"}
     items = ["sale", "s1"]
     chance = sale_chance(found, items, 0.8)
     plain = dict(blend.popular(table, ["bags", "shoes"], 10, 0.5))
     mixed = dict(blend.popular(table, ["bags", "shoes"], 10, 0.5, items=items, surge=found,
                                sale_focus=0.8))  # fmt: skip
-    want = {p: (1 - chance * 0.8) * v + chance * 0.8 * found.share.get(p, 0.0)
-            for p, v in plain.items()}  # fmt: skip
+    want = {p: (1 - chance * 0.8) * plain.get(p, 0.0) + chance * 0.8 * found.share.get(p, 0.0)
+            for p in {*plain, *found.share}}  # fmt: skip
     assert mixed == pytest.approx(want)
+    assert set(mixed) == set(plain) | {"tail"}
     assert math.isclose(sum(mixed.values()), (1 - chance * 0.8) * sum(plain.values())
                         + chance * 0.8)  # fmt: skip
     # sale_focus 0 or no surge: the popular source as before

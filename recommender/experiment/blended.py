@@ -4,8 +4,9 @@ As the serving layer does (recommender/blend.py): co_view_pairs' partners of the
 item filled with a co-occurrence table over the last `fill_window_h` hours of vmis_history
 sessions (rebuilt every `fill_every_h` of event time), trending_by_category in the session's
 categories, popularity over the same rows mixed by the session's categories and by the
-surge against the day before's sessions (rebuilt with the fill table), and the session's
-own recent items. Each source alone is also
+surge (the last hour's vmis_history sessions against the day before's, the baseline rebuilt
+with the fill table, the surge every `surge_every_s` of event time), and the session's own
+recent items. Each source alone is also
 asked, so the report shows the blend beside its parts.
 """
 
@@ -29,6 +30,7 @@ class BlendParams:
     fill_every_h: float = 1.0
     fill_window_h: float = 24.0
     fill_min_sessions: int = 3
+    surge_every_s: float = 60.0
 
 
 class BlendSources:
@@ -42,6 +44,7 @@ class BlendSources:
         self.before = surge.DayBefore()
         self.surge = surge.NO_SURGE
         self.next_fill = -1
+        self.next_surge = -1
         self.rebuilds = 0
 
     def maybe_rebuild(self, history: Any, now_ms: int, cutoff: int) -> None:
@@ -61,14 +64,32 @@ class BlendSources:
         sessions = [items for _t, items in rows[-FILL_SESSIONS:]]
         self.fill = blend.cooccurrence(sessions, self.params.fill_min_sessions, cutoff)
         self.before = surge.day_before(counts)
-        self.surge = surge.surge(self.table.views, self.before)
+        self.next_surge = -1  # found again against the new baseline
         every = max(1, int(self.params.fill_every_h * 3_600_000))
         self.next_fill = (now_ms // every + 1) * every
         self.rebuilds += 1
 
     def update_trending(self, table: blend.Trending) -> None:
         self.table = table
-        self.surge = surge.surge(table.views, self.before)
+
+    def maybe_find_surge(self, history: Any, now_ms: int) -> None:
+        """Find the surge in the history's sessions of the last RECENT_S when it is due."""
+        if now_ms < self.next_surge:
+            return
+        self.surge = surge.surge(recent_counts(history, now_ms), self.before)
+        every = max(1, int(self.params.surge_every_s * 1000))
+        self.next_surge = (now_ms // every + 1) * every
+
+
+def recent_counts(history: Any, now_ms: int) -> dict[int, int]:
+    """{item: sessions holding it} over the history's sessions (LiveHistory) whose last event
+    is at most RECENT_S before `now_ms` (as LiveIndex.recent_counts)."""
+    counts: dict[int, int] = {}
+    for session in history.recent(now_ms - int(surge.RECENT_S * 1000)):
+        row = history.row(session)
+        for item in row[0] if row is not None else ():
+            counts[item] = counts.get(item, 0) + 1
+    return counts
 
 
 def ask(

@@ -10,7 +10,7 @@ gap under 1 s). Fed the same events, `rows()` equals the SQL view (tests check i
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from recommender.experiment.clicks import VIEW
 
@@ -27,6 +27,7 @@ class LiveHistory:
         self.first_ms: dict[int, int] = {}
         self.last_ms: dict[int, int] = {}
         self.events: dict[int, int] = {}
+        self.by_last: dict[int, None] = {}  # sessions in the order of their last event
 
     def add(self, session: int, product: int, action: int, ts_ms: int) -> bool:
         """Apply one event; True when the session's row in the view changed its items."""
@@ -35,6 +36,8 @@ class LiveHistory:
             self.first_ms[session] = ts_ms
         self.events[session] = n + 1
         self.last_ms[session] = max(ts_ms, self.last_ms.get(session, ts_ms))
+        self.by_last.pop(session, None)
+        self.by_last[session] = None
         if action != VIEW:
             return False
         seen = self.seen.setdefault(session, set())
@@ -56,6 +59,14 @@ class LiveHistory:
         if not items or self.is_bot(session):
             return None
         return items, self.last_ms[session] / 1000.0
+
+    def recent(self, since_ms: int) -> Iterator[int]:
+        """Sessions whose last event is at `since_ms` or later, newest first (events are
+        fed in time order)."""
+        for session in reversed(self.by_last):
+            if self.last_ms[session] < since_ms:
+                return
+            yield session
 
     def rows(self) -> list[tuple[int, list[int], float]]:
         """The whole view, sorted by session code (as SqlViews.vmis_history)."""

@@ -206,6 +206,7 @@ class _Live:
         self.popular = self.rolling.top(clock)
         self.sources.update_trending(self.stream.trending(clock))
         self.sources.maybe_rebuild(self.history, clock, self.params.cutoff)
+        self.sources.maybe_find_surge(self.history, clock)
         self.refreshes += 1
         if self.refreshes % 64 == 0:
             self.stream.drop_before(clock - FEED_MS)

@@ -150,7 +150,7 @@ class SqlViews:
         from recommender.blend import trending_table
 
         code = self.product_code
-        rows = [(r[0], code[r[2]], float(r[4]), r[7], float(r[5]))
+        rows = [(r[0], code[r[2]], float(r[4]), r[7])
                 for r in self.view("trending_by_category", now_ms)]  # fmt: skip
         return trending_table(rows)
 

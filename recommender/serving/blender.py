@@ -15,7 +15,9 @@ memory only.
 `FillTable` is `blend.cooccurrence` over the index's sessions of the last day (measured back
 from the newest session applied), rebuilt in a background thread at start (once the index is
 built) and then every `every_s` seconds (every `retry_empty_s` while it is empty), and
-swapped whole; with it the surge's baseline, the day before's sessions per item.
+swapped whole; with it the surge's baseline, the day before's sessions per item. The same
+thread finds the surge (the index's sessions of the last hour against that baseline) every
+`surge_every_s` seconds.
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from recommender.blend import (
     DEFAULT,
     BlendWeights,
-    Trending,
     blend,
     cooccurrence,
     popular,
@@ -38,7 +39,7 @@ from recommender.blend import (
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.view_mirrors import CoViewMirror, TrendingMirror
 from recommender.serving.views import Views
-from recommender.surge import NO_SURGE, DayBefore, Surge, day_before, surge
+from recommender.surge import NO_SURGE, RECENT_S, DayBefore, Surge, day_before, surge
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class FillTable:
         max_sessions: int = 100_000,
         min_sessions: int = 3,
         retry_empty_s: float = 300.0,
+        surge_every_s: float = 60.0,
     ) -> None:
         self.index = index
         self.retry_empty_s = retry_empty_s
@@ -63,10 +65,12 @@ class FillTable:
         self.min_sessions = min_sessions
         self.table: dict[str, list[str]] = {}
         self.before = DayBefore()  # the surge's baseline: the day before's sessions
+        self.surge = NO_SURGE
+        self.surge_every_s = surge_every_s
         self.sessions = 0  # sessions the table was built from
         self.built_at: float | None = None  # epoch seconds
         self.build_s: float | None = None
-        self.error: str | None = None
+        self.errors: dict[str, str] = {}  # what failed last time: the error
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="blend-fill", daemon=True)
 
@@ -81,6 +85,15 @@ class FillTable:
         log.info("blend fill table built from %d sessions: %d items in %.2f s",
                  len(sessions), len(table), self.build_s)  # fmt: skip
 
+    def find_surge(self) -> Surge:
+        """The surge of the index's sessions of the last RECENT_S against the day before."""
+        found = surge(self.index.recent_counts(RECENT_S), self.before)
+        if bool(found.share) != bool(self.surge.share):  # a surge began or ended
+            log.info("surge: %d products, %.0f%% of the last hour's views",
+                     len(found.share), 100 * found.mass)  # fmt: skip
+        self.surge = found
+        return found
+
     def get(self, item: str, default: Sequence[str] | None = None) -> Sequence[str]:
         """The item's fill list (a dict's `get`: the table read once, swapped whole)."""
         return self.table.get(item, [] if default is None else default)
@@ -93,17 +106,25 @@ class FillTable:
         while not self.index.ready:  # built from the view's snapshot first
             if self._stop.wait(0.5):
                 return
+        due = time.monotonic()
         while True:
-            try:
-                self.rebuild()
-                self.error = None
-            except Exception as exc:  # keep the last table; try again next time
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("building the blend fill table failed")
-            # an empty table (a fresh start, no sessions yet) is tried again soon
-            wait = self.every_s if self.table else min(self.every_s, self.retry_empty_s)
-            if self._stop.wait(wait):
+            if time.monotonic() >= due:
+                self._attempt("fill table", self.rebuild)
+                # an empty table (a fresh start, no sessions yet) is tried again soon
+                due = time.monotonic() + (
+                    self.every_s if self.table else min(self.every_s, self.retry_empty_s))
+            self._attempt("surge", self.find_surge)
+            if self._stop.wait(max(0.0, min(self.surge_every_s, due - time.monotonic()))):
                 return
+
+    def _attempt(self, what: str, step: Callable[[], object]) -> None:
+        """Run a step; on failure keep what it built last time and note the error."""
+        try:
+            step()
+            self.errors.pop(what, None)
+        except Exception as exc:  # tried again next time
+            self.errors[what] = f"{type(exc).__name__}: {exc}"
+            log.exception("building the blend's %s failed", what)
 
     def stop(self) -> None:
         self._stop.set()
@@ -112,8 +133,10 @@ class FillTable:
 
     def status(self) -> dict[str, Any]:
         return {"items": len(self.table), "sessions": self.sessions, "built_at": self.built_at,
-                "build_s": self.build_s, "error": self.error,
-                "day_before_items": len(self.before.share)}  # fmt: skip
+                "build_s": self.build_s,
+                "error": "; ".join(f"{k}: {v}" for k, v in self.errors.items()) or None,
+                "day_before_items": len(self.before.share),
+                "surge_products": len(self.surge.share)}  # fmt: skip
 
 
 class Candidates(NamedTuple):
@@ -143,17 +166,6 @@ class Blender:
         self.co_view = co_view
         self.trending = trending
         self.fill_table = fill_table or FillTable(index)
-        self._surge: tuple[Any, DayBefore, Surge] | None = None  # (table, before, surge)
-
-    def surge(self, table: Trending) -> Surge:
-        """The surge of `table` against the fill table's day before (kept until either
-        changes)."""
-        before, cached = self.fill_table.before, self._surge
-        if cached is not None and cached[0] is table and cached[1] is before:
-            return cached[2]
-        found = surge(table.views, before)
-        self._surge = (table, before, found)
-        return found
 
     def item_categories(self, items: Sequence[str]) -> list[str]:
         """The category of each of the session's items the catalog knows, oldest first."""
@@ -173,7 +185,7 @@ class Blender:
         mixed: list[tuple[str, float]] = []
         w = self.weights
         if table is not None and w.popular > 0:
-            found = self.surge(table) if w.sale_focus > 0 else NO_SURGE
+            found = self.fill_table.surge if w.sale_focus > 0 else NO_SURGE
             mixed = popular(table, of_items, how_many, w.focus, leave_out=newest, items=items,
                             surge=found, sale_focus=w.sale_focus)  # fmt: skip
         return Candidates(vmis, coview, trending, mixed)

@@ -222,17 +222,27 @@ class LiveIndex:
         return [[ids[c] for c in codes[a:b]] for a, b in zip([0, *cuts[:-1]], cuts, strict=True)]
 
     def day_before_counts(self) -> dict[str, int]:
-        """{item: indexed sessions holding it} over the sessions whose last event lies in the
+        """{item: history sessions holding it} over the sessions whose last event lies in the
         UTC day before the one of the newest history row applied."""
+        end = self.last_change // DAY_S * DAY_S
+        return self._sessions_per_item(end - DAY_S, end)
+
+    def recent_counts(self, within_s: float) -> dict[str, int]:
+        """{item: history sessions holding it} over the sessions whose last event is at most
+        `within_s` seconds older than the newest history row applied."""
+        return self._sessions_per_item(self.last_change - within_s, float("inf"))
+
+    def _sessions_per_item(self, since: float, until: float) -> dict[str, int]:
+        """{item: history sessions holding it} over the sessions whose last event lies in
+        [since, until), those too long to be indexed included; {} before the first row."""
         with self._lock:
             index = self._index
             if index is None or not self.last_change:
                 return {}
-            end = self.last_change // DAY_S * DAY_S
             n = len(index.sessions)
             times = index.se_time[:n]
-            chosen = np.flatnonzero((index.se_indexed[:n] == 1) & (times >= end - DAY_S)
-                                    & (times < end))  # fmt: skip
+            chosen = np.flatnonzero((index.se_len[:n] > 0) & (times >= since)
+                                    & (times < until))  # fmt: skip
             codes = _item_codes(index, chosen)
             counts = np.bincount(codes) if len(codes) else np.zeros(0, np.int64)
             ids = index.items.ids

@@ -169,18 +169,17 @@ class TrendingMirror(ViewFollower):
                  **kwargs: Any) -> None:  # fmt: skip
         super().__init__(TRENDING, open_feed, snapshot, name=f"mirror-{TRENDING}", **kwargs)
         self._lock = threading.Lock()
-        # category -> window start (epoch s) -> rank -> (product, engagement_score, view_count)
-        self._windows: dict[str, dict[float, dict[int, tuple[str, float, float]]]] = {}
+        # category -> window start (epoch s) -> rank -> (product, engagement_score)
+        self._windows: dict[str, dict[float, dict[int, tuple[str, float]]]] = {}
         self._latest: dict[str, list[str]] | None = None  # made on demand
         self._table: Trending | None = None
 
     @staticmethod
-    def _change(windows: dict[str, dict[float, dict[int, tuple[str, float, float]]]],
+    def _change(windows: dict[str, dict[float, dict[int, tuple[str, float]]]],
                 columns: Sequence[str], inserts: Rows, deletes: Rows) -> None:  # fmt: skip
         c, w = _at(columns, "category", TRENDING), _at(columns, "window_start", TRENDING)
         r, p = _at(columns, "rank", TRENDING), _at(columns, "product_id", TRENDING)
         e = _at(columns, "engagement_score", TRENDING)
-        v = _at(columns, "view_count", TRENDING)
         for row in deletes:
             category, start = str(row[c]), epoch_seconds(row[w])
             ranks = windows.get(category, {}).get(start)
@@ -191,10 +190,10 @@ class TrendingMirror(ViewFollower):
                         del windows[category]
         for row in inserts:
             ranks = windows.setdefault(str(row[c]), {}).setdefault(epoch_seconds(row[w]), {})
-            ranks[int(row[r])] = (str(row[p]), float(row[e]), float(row[v]))
+            ranks[int(row[r])] = (str(row[p]), float(row[e]))
 
     def load(self, rows: ChangeBatch) -> None:
-        windows: dict[str, dict[float, dict[int, tuple[str, float, float]]]] = {}
+        windows: dict[str, dict[float, dict[int, tuple[str, float]]]] = {}
         self._change(windows, rows.columns, rows.inserts, ())
         with self._lock:
             self._windows, self._latest, self._table = windows, None, None
@@ -222,10 +221,10 @@ class TrendingMirror(ViewFollower):
         table = self._table
         if table is None:
             with self._lock:
-                rows = [(category, product, score, start, views)
+                rows = [(category, product, score, start)
                         for category, windows in self._windows.items()
                         for start, ranks in windows.items()
-                        for product, score, views in ranks.values()]  # fmt: skip
+                        for product, score in ranks.values()]  # fmt: skip
                 table = self._table = trending_table(rows)
         return table
 
