@@ -12,6 +12,8 @@ asked, so the report shows the blend beside its parts.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,17 +55,16 @@ class BlendSources:
             return
         since = now_ms / 1000.0 - self.params.fill_window_h * 3600
         day = now_ms // 1000 // DAY_S * DAY_S  # the day before: [day - DAY_S, day)
-        rows, counts = [], {}
+        rows, day_before = [], []
         for _s, items, t in history.rows():
             if t >= since:
                 rows.append((t, items))
             if day - DAY_S <= t < day:
-                for item in items:
-                    counts[item] = counts.get(item, 0) + 1
+                day_before.append(items)
         rows.sort(key=lambda r: r[0])
         sessions = [items for _t, items in rows[-FILL_SESSIONS:]]
         self.fill = blend.cooccurrence(sessions, self.params.fill_min_sessions, cutoff)
-        self.before = surge.day_before(counts)
+        self.before = surge.day_before(sessions_per_item(day_before))
         self.next_surge = -1  # found again against the new baseline
         every = max(1, int(self.params.fill_every_h * 3_600_000))
         self.next_fill = (now_ms // every + 1) * every
@@ -84,12 +85,13 @@ class BlendSources:
 def recent_counts(history: Any, now_ms: int) -> dict[int, int]:
     """{item: sessions holding it} over the history's sessions (LiveHistory) whose last event
     is at most RECENT_S before `now_ms` (as LiveIndex.recent_counts)."""
-    counts: dict[int, int] = {}
-    for session in history.recent(now_ms - int(surge.RECENT_S * 1000)):
-        row = history.row(session)
-        for item in row[0] if row is not None else ():
-            counts[item] = counts.get(item, 0) + 1
-    return counts
+    rows = (history.row(s) for s in history.recent(now_ms - int(surge.RECENT_S * 1000)))
+    return sessions_per_item(row[0] for row in rows if row is not None)
+
+
+def sessions_per_item(sessions: Iterable[Sequence[int]]) -> dict[int, int]:
+    """{item: sessions holding it}, each session's items distinct, in the order first met."""
+    return dict(Counter(item for items in sessions for item in items))
 
 
 def ask(
