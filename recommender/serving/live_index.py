@@ -24,7 +24,7 @@ from udfs.params import VmisParams
 MIN_SESSIONS_FOR_CUT = 1000
 SMALL_HISTORY_MAX_LENGTH = 100
 DAY_S = 86_400
-SHED_MIN = 50_000  # sessions gone before `shed` rebuilds the index (about 10 MB)
+SHED_MIN = 50_000  # sessions gone before `shed` rebuilds the index
 
 _warm_lock = threading.Lock()
 _warmed = False
