@@ -19,8 +19,15 @@ alone (in this process, against the kernel alone) comes first. The server is bui
 history file: its blend has VMIS-kNN and the fill table (co-occurrence of the history's last
 day) but no co_view_pairs or trending_by_category to follow.
 
+With `--blend-views`, the same loads (blend and pure alternating) run again on
+`flashrec serve --pg-dsn`, built from a PostgreSQL holding tables named as the views it
+follows (vmis_history with a surge planted in its newest hour, co_view_pairs,
+trending_by_category), which a writer changes every second during the loads: the server
+re-reads them, keeps its mirrors and finds the surge as it does in production on a
+PostgreSQL-wire database without a change feed.
+
     .venv/bin/python bench/serve.py [--train PATH --test PATH --rates 1000,2000 --seconds 10]
-                                    [--blend]
+                                    [--blend] [--blend-views]
 """
 
 from __future__ import annotations
@@ -270,6 +277,171 @@ def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
                    "build_s": blender.fill_table.build_s}  # fmt: skip
     out["surging"] = len(blenders["surge"].fill_table.surge.share)
     return out
+
+
+VIEW_TABLES = """
+CREATE TABLE co_view_pairs (product_a TEXT, product_b TEXT, product_a_name TEXT,
+    product_b_name TEXT, co_view_count BIGINT);
+CREATE TABLE trending_by_category (category TEXT, rank BIGINT, product_id TEXT,
+    product_name TEXT, engagement_score BIGINT, view_count BIGINT, cart_adds BIGINT,
+    window_start TIMESTAMPTZ);
+CREATE TABLE vmis_history (session_id TEXT, items TEXT[], last_ts TIMESTAMPTZ);
+CREATE TABLE flashrec_status (view_name TEXT, last_refresh TIMESTAMPTZ, watermark TIMESTAMPTZ,
+    row_count BIGINT, refresh_ms DOUBLE PRECISION);
+CREATE TABLE clickstream (event_id TEXT, session_id TEXT, product_id TEXT, product_name TEXT,
+    category TEXT, action TEXT, ts TIMESTAMPTZ);
+"""
+
+
+def fill_view_tables(dsn: str, train: Path, surge_sessions: int = 600, surging: int = 30,
+                     pairs: int = 20_000) -> dict:  # fmt: skip
+    """Tables named as the views `flashrec serve --pg-dsn` follows, filled from `train`:
+    vmis_history (its sessions, and `surge_sessions` more in the newest hour over the
+    `surging` least viewed items: a surge), co_view_pairs (the `pairs` item pairs most often
+    in one session, at least 3 sessions), trending_by_category (`trending_rows`) and one
+    clickstream event per item (the API's catalog of categories)."""
+    from collections import Counter
+    from datetime import UTC, datetime
+    from itertools import combinations
+
+    import psycopg
+
+    from recommender.sessions_io import read_sessions
+
+    data = read_sessions(train)
+    sessions: dict[str, tuple[list[str], float]] = {}
+    for s, i, t in zip(data.session_ids.tolist(), data.item_ids.astype(str).tolist(),
+                       data.timestamps.tolist(), strict=True):  # fmt: skip
+        items, last = sessions.setdefault(str(s), ([], 0.0))
+        if i not in items:
+            items.append(i)
+        sessions[str(s)] = (items, max(last, t))
+    newest = max(t for _, t in sessions.values())
+    per_item = Counter(i for items, _ in sessions.values() for i in items)
+    quiet = sorted(per_item, key=lambda i: (per_item[i], i))[:surging]
+    rng = np.random.default_rng(11)
+    for n in range(surge_sessions):
+        picked = rng.choice(quiet, size=int(rng.integers(2, 4)), replace=False).tolist()
+        sessions[f"surge-{n}"] = (picked, newest - float(rng.uniform(0, 3000)))
+    together = Counter(
+        pair for items, _ in sessions.values() if len(items) <= 20
+        for pair in combinations(sorted(items), 2)
+    )  # fmt: skip
+    top_pairs = [(p, n) for p, n in together.most_common(pairs) if n >= 3]
+    catalog, trending = trending_rows(train)
+    when = datetime.fromtimestamp(newest, UTC)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(VIEW_TABLES)
+        with conn.cursor().copy("COPY vmis_history FROM STDIN") as copy:
+            for s, (items, last) in sessions.items():
+                copy.write_row((s, items, datetime.fromtimestamp(last, UTC)))
+        with conn.cursor().copy("COPY co_view_pairs FROM STDIN") as copy:
+            for (a, b), n in top_pairs:
+                copy.write_row((a, b, a, b, n))
+        with conn.cursor().copy("COPY trending_by_category FROM STDIN") as copy:
+            for row in trending:
+                copy.write_row(row)
+        with conn.cursor().copy("COPY clickstream FROM STDIN") as copy:
+            for item, (name, category) in catalog.items():
+                copy.write_row((f"e-{item}", "s", item, name, category, "view", when))
+    return {"sessions": len(sessions), "pairs": len(top_pairs), "trending_rows": len(trending),
+            "surging": surging, "newest": newest}  # fmt: skip
+
+
+class ViewWriter:
+    """Changes the view tables every second while a load runs, as a streaming database would:
+    `sessions` new vmis_history rows (two random items each), one category's trending rows
+    re-scored, `pairs` co_view_pairs counts raised."""
+
+    def __init__(self, dsn: str, newest: float, sessions: int = 20, pairs: int = 50) -> None:
+        import threading
+
+        self.dsn, self.clock, self.sessions, self.pairs = dsn, newest, sessions, pairs
+        self.stop = threading.Event()
+        self.ticks = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from datetime import UTC, datetime
+
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            items = [r[0] for r in conn.execute("SELECT product_id FROM clickstream")]
+            rng = np.random.default_rng(5)
+            while not self.stop.wait(1.0):
+                self.clock += 1.0
+                when = datetime.fromtimestamp(self.clock, UTC)
+                rows = [(f"w{self.ticks}-{n}", rng.choice(items, 2, replace=False).tolist(), when)
+                        for n in range(self.sessions)]  # fmt: skip
+                with conn.transaction():
+                    conn.cursor().executemany("INSERT INTO vmis_history VALUES (%s, %s, %s)", rows)
+                    conn.execute("UPDATE trending_by_category SET engagement_score = "
+                                 "engagement_score + 1 WHERE category = %s",
+                                 (f"c{self.ticks % 20}",))  # fmt: skip
+                    conn.execute("UPDATE co_view_pairs SET co_view_count = co_view_count + 1 "
+                                 "WHERE ctid IN (SELECT ctid FROM co_view_pairs "
+                                 "ORDER BY random() LIMIT %s)", (self.pairs,))  # fmt: skip
+                self.ticks += 1
+
+    def __enter__(self) -> ViewWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def server_status(port: int) -> dict:
+    import urllib.request
+
+    import orjson
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=5) as r:
+        return orjson.loads(r.read())["index"]
+
+
+def blend_with_views(args: argparse.Namespace) -> tuple[dict, dict, list]:
+    """The blend against pure VMIS-kNN (requests alternating) on `flashrec serve --pg-dsn`
+    following tables named as the views (`fill_view_tables`) that `ViewWriter` changes every
+    second: the index, both mirrors and the fill table's surge as in production."""
+    from recommender.postgres.local import LocalPostgres
+
+    folder = Path(tempfile.mkdtemp(prefix="flashrec-views-"))
+    pg = LocalPostgres(folder / "pg", free_port()).start()
+    port = free_port()
+    proc = None
+    try:
+        facts = fill_view_tables(pg.dsn, args.train)
+        cmd = [sys.executable, "-m", "recommender.cli", "serve", "--pg-dsn", pg.dsn, "--port",
+               str(port), "--data-dir", str(folder / "data")]  # fmt: skip
+        if args.server_cpu is not None:
+            cmd = ["taskset", "-c", str(args.server_cpu), *cmd]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+        wait_ready(port, proc)
+        deadline = time.monotonic() + 120
+        while True:
+            blend = server_status(port)["blend"]
+            mirrors = [blend[v] for v in ("co_view_pairs", "trending_by_category")]
+            if blend["fill"].get("surge_products") and all(m and m.get("rows", m.get("pairs"))
+                                                           for m in mirrors):  # fmt: skip
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the blend's sources were not ready in 120 s: {blend}")
+            time.sleep(0.5)
+        both = load_requests(args.test, modes=MODES)
+        with ViewWriter(pg.dsn, facts["newest"]) as writer:
+            asyncio.run(closed_loop(port, both, 4, 2.0, MODES))  # warm up
+            rows = server_loads(port, both, args, MODES)
+            facts["writer_ticks"] = writer.ticks
+        return facts, server_status(port)["blend"], rows
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def kernel_baseline(train: Path, test: Path, n: int = 5000) -> dict:
@@ -583,6 +755,10 @@ def main() -> None:
     parser.add_argument(
         "--blend", action="store_true", help="also the blend against pure VMIS-kNN, one load"
     )
+    parser.add_argument(
+        "--blend-views", action="store_true",
+        help="also the blend against pure VMIS-kNN on a server following changing views",
+    )  # fmt: skip
     args = parser.parse_args()
     try:
         import uvloop
@@ -639,6 +815,15 @@ def main() -> None:
         )
     if args.blend:
         print_blend_rows(blend_rows)
+    if args.blend_views:
+        facts, status, rows = blend_with_views(args)
+        fill = status["fill"]
+        print(f"views followed: vmis_history {facts['sessions']:,} sessions (a surge of "
+              f"{facts['surging']} products planted), co_view_pairs {facts['pairs']:,} rows, "
+              f"trending_by_category {facts['trending_rows']:,} rows; written every second "
+              f"({facts['writer_ticks']} times); the server's surge: {fill['surge_products']} "
+              f"products, co-view mirror {status['co_view_pairs']['pairs']:,} pairs")  # fmt: skip
+        print_blend_rows(rows)
     udf = udf_throughput(args.train, args.test)
     print(
         f"UDF server, vmis_recommend on 256-row Arrow batches: p50 {udf['p50']:.1f} ms, "
