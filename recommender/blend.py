@@ -9,7 +9,8 @@ Sources, each a list for the evolving session:
   last hour) (`trending_lists`);
 - popular: each product's chance to be the next view if the session browses a home category
   (a share `focus` of its views) and otherwise anywhere, from the engagement over the same
-  rows and the categories of the session's items (`popular`);
+  rows and the categories of the session's items, mixed with a surge's products by the
+  session's chance of having come for them (`popular`, recommender/surge.py);
 - session: the session's own items (oldest first), worth `decay ** age` where age 0 is the
   newest item.
 
@@ -25,14 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from operator import itemgetter
 from typing import Any, TypeVar
 
 import numpy as np
 
-from recommender.surge import NO_SURGE, Surge, sale_chance
+from recommender.surge import NO_SURGE, Surge, from_surge, sale_chance
 
 T = TypeVar("T", bound=Hashable)
 SOURCES = ("vmis", "coview", "trending", "popular", "repeat")
@@ -270,6 +271,9 @@ class Trending:
     by_category: dict[str, list[tuple[Any, float]]]
     category_total: dict[str, float]
     overall: list[tuple[Any, str, float]]  # (product, category, engagement)
+    # the last `without` asked: (surge, table)
+    _without: list[tuple[Surge, Trending]] = field(default_factory=list, compare=False,
+                                                   repr=False)  # fmt: skip
 
     @cached_property
     def total(self) -> float:
@@ -302,6 +306,24 @@ class Trending:
                 for c, per in self.by_category.items()}  # fmt: skip
 
 
+    def without(self, surge: Surge) -> Trending:
+        """The same engagement with the surge's share of each surging product taken out (each
+        one's engagement times `surge.kept`): how sessions that did not come for the surge
+        browse. Kept for the last surge asked, so it is built once per table and surge."""
+        last = self._without[:1]
+        if last and last[0][0] is surge:
+            return last[0][1]
+        totals: dict[str, dict[Any, float]] = {}
+        for category, per in self.by_category.items():
+            for product, e in per:
+                usual = e * surge.kept.get(product, 1.0)
+                if usual > 0:  # a product new with the surge has no usual part
+                    totals.setdefault(category, {})[product] = usual
+        table = _summed(totals)
+        self._without[:] = [(surge, table)]
+        return table
+
+
 def trending_table(rows: Iterable[tuple[Any, ...]]) -> Trending:
     """trending_by_category rows (category, product, engagement_score, window_start) summed
     over the windows."""
@@ -309,6 +331,11 @@ def trending_table(rows: Iterable[tuple[Any, ...]]) -> Trending:
     for category, product, score, _start in rows:
         per = totals.setdefault(category, {})
         per[product] = per.get(product, 0.0) + score
+    return _summed(totals)
+
+
+def _summed(totals: dict[str, dict[Any, float]]) -> Trending:
+    """A Trending from {category: {product: engagement}}."""
     by_category = {c: sorted(per.items(), key=lambda kv: (-kv[1], str(kv[0])))
                    for c, per in totals.items()}  # fmt: skip
     overall = sorted(((p, c, e) for c, per in by_category.items() for p, e in per),
@@ -324,20 +351,24 @@ def trending_lists(rows: Iterable[tuple[str, T, float, object]]) -> dict[str, li
 
 
 def home_categories(
-    table: Trending, categories: Sequence[str], focus: float
-) -> list[tuple[str, float]]:
+    table: Trending, categories: Sequence[str | None], focus: float,
+    evidence: Sequence[float] | None = None,
+) -> list[tuple[str, float]]:  # fmt: skip
     """P(home category = c | the session's items' categories), most likely first: prior the
     category's share w of the engagement; each item in c multiplies it by
-    1 + focus / ((1 - focus)·w) (an item's chance under home c over its chance anywhere)."""
+    1 + focus / ((1 - focus)·w) (an item's chance under home c over its chance anywhere),
+    raised to the item's `evidence` (one per item, default 1: a view the surge explains
+    says less about the home category). None: an item of unknown category."""
     total = table.total
     if total <= 0 or focus <= 0:
         return []
     log_odds = {c: math.log(t / total) for c, t in table.category_total.items() if t > 0}
+    weights = [1.0] * len(categories) if evidence is None else evidence
     if focus < 1:
-        for category in categories:
+        for category, weight in zip(categories, weights, strict=True):
             if category in log_odds:
                 share = table.category_total[category] / total
-                log_odds[category] += math.log1p(focus / ((1 - focus) * share))
+                log_odds[category] += weight * math.log1p(focus / ((1 - focus) * share))
     elif categories:  # every view in the home category: only the session's categories
         seen = set(categories)
         log_odds = {c: v for c, v in log_odds.items() if c in seen} or log_odds
@@ -356,20 +387,33 @@ def popular(
     browses one home category (a share `focus` of its views, the rest anywhere):
     (1 - focus)·share(product) + focus·P(home = its category)·share in its category. The
     home category's chance comes from the categories of the session's items (`categories`,
-    one per item, repeats counted) and each category's share of the engagement.
+    one per item, repeats counted, None where unknown) and each category's share of the
+    engagement.
     With a `surge` (recommender/surge.py) and `sale_focus` above 0, a session that came for
-    it (chance c from its `items`) views the surge's products a share `sale_focus` of the
-    time: score = (1 - c·sale_focus)·the above + c·sale_focus·share in the surge. The top
-    `how_many` (product, score), without `leave_out`; equal scores in the order met (the
-    products by engagement, the likeliest categories' products, the surge's)."""
+    it (chance c from its `items`, which `categories` then follows one for one) views the
+    surge's products a share `sale_focus` of the time and otherwise browses as the sessions
+    that did not come for it: score = (1 - c·sale_focus)·the above + c·sale_focus·share in
+    the surge, the above taken over the engagement without the surge's part
+    (`Trending.without`) and each item's category weighed by its chance of not being one of
+    the surge's views (`surge.from_surge`). The top `how_many` (product, score), without
+    `leave_out`; equal scores in the order met (the products by engagement, the likeliest
+    categories' products, the surge's)."""
     if table.total <= 0:
         return []
-    sale = sale_focus * sale_chance(surge, items, sale_focus)
+    evidence = None
+    sale = 0.0
+    if surge.share and sale_focus > 0:
+        if len(items) != len(categories):
+            raise ValueError("popular: with a surge, `categories` holds one per item of `items`")
+        sale = sale_focus * sale_chance(surge, items, sale_focus)
+        table = table.without(surge)
+        evidence = [1.0 - x for x in from_surge(surge, items, sale)]
     base = (1 - focus) * (1 - sale)
     # beyond the first how_many + 1 by share, a product outside the likely categories and
     # the surge ranks below all of those: it never makes the list
     score = {p: base * share for p, share in table.top_shares[: how_many + 1]}
-    for category, chance in home_categories(table, categories, focus)[:HOME_CATEGORIES]:
+    homes = home_categories(table, categories, focus, evidence)[:HOME_CATEGORIES]
+    for category, chance in homes:
         weight = focus * chance * (1 - sale)
         for p, in_category, share in table.category_shares[category]:
             score[p] = score.get(p, base * share) + weight * in_category

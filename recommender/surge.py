@@ -9,7 +9,8 @@ rarely viewed products. The expected count of a product is its share of the day 
 among the products viewed now, times their count now.
 
 The surge's products share its excess views (`Surge.share`), and the excess is a share
-`mass` of all views. A session that came for the surge views its products a share
+`mass` of all views; of each surging product's views now, a share `kept` is its usual level
+(expected / count), the rest is the surge's. A session that came for the surge views its products a share
 `sale_focus` of the time and otherwise browses as anyone does; its chance is a posterior:
 prior odds from the share of sessions the surge accounts for (mass / sale_focus, at most
 MAX_PRIOR), and each of the session's items multiplies them by
@@ -54,6 +55,7 @@ class Surge:
     share: dict[Any, float]  # each surging product's share of the excess views
     mass: float  # the excess's share of all views now
     before: DayBefore
+    kept: dict[Any, float] = field(default_factory=dict)  # each one's usual share of its views
 
 
 NO_SURGE = Surge({}, 0.0, DayBefore())
@@ -67,14 +69,16 @@ def surge(views: Mapping[Any, float], before: DayBefore) -> Surge:
     if total <= 0 or known <= 0:
         return NO_SURGE
     excess: dict[Any, float] = {}
+    kept: dict[Any, float] = {}
     for product, n in views.items():
         expected = before.share.get(product, 0.0) / known * total
         if n > SURGE_RATIO * expected and _deviations(n, expected) > SURGE_Z:
             excess[product] = n - expected
+            kept[product] = expected / n
     over = sum(excess.values())
     if over <= 0:
         return NO_SURGE
-    return Surge({p: x / over for p, x in excess.items()}, over / total, before)
+    return Surge({p: x / over for p, x in excess.items()}, over / total, before, kept)
 
 
 def _deviations(n: float, expected: float) -> float:
@@ -95,3 +99,15 @@ def sale_chance(s: Surge, items: Sequence[Any], sale_focus: float) -> float:
             return 0.0
         log_odds += math.log(chance / base)
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, log_odds))))
+
+
+def from_surge(s: Surge, items: Sequence[Any], sale: float) -> list[float]:
+    """Per item, the chance that its view was one of the surge's, for a session that views the
+    surge a share `sale` of the time (its chance times sale_focus):
+    sale·share(item) / (sale·share(item) + (1 - sale)·before(item))."""
+    out = []
+    for item in items:
+        surged = sale * s.share.get(item, 0.0)
+        usual = (1 - sale) * s.before.of(item)
+        out.append(surged / (surged + usual) if surged > 0 else 0.0)
+    return out

@@ -156,23 +156,34 @@ def test_popular_is_the_chance_of_the_next_view_under_a_home_category() -> None:
 def test_popular_equals_scoring_every_product() -> None:
     """`popular` scores only what can make the list; every product scored by the formula
     gives the same top list (distinct engagements, so no ties), with and without a surge."""
-    from recommender.surge import day_before, sale_chance, surge
+    from recommender.surge import day_before, from_surge, sale_chance, surge
 
     rng = random.Random(5)
     for _ in range(200):
         cats = [f"c{i}" for i in range(rng.randint(1, 40))]
         rows = [(rng.choice(cats), f"p{i}", rng.uniform(1, 100), 0)
                 for i in range(rng.randint(1, 400))]  # fmt: skip
-        table = blend.trending_table(rows)
+        as_listed = blend.trending_table(rows)
+        category_of = {p: c for c, p, _, _ in rows}
         before = day_before({f"p{i}": rng.randint(0, 30) for i in range(400)})
         items = [f"p{rng.randrange(400)}" for _ in range(rng.randint(0, 6))]
         # sessions now: products the trending rows list and others
         found = surge({f"p{i}": rng.uniform(0, 60) for i in range(rng.randint(1, 500))}, before)
-        session = [rng.choice(cats) for _ in range(rng.randint(0, 6))]
+        session = [category_of.get(p) or rng.choice([None, *cats]) for p in items]
         focus, how_many = rng.choice([0.2, 0.5, 0.8]), rng.choice([5, 20])
         sale_focus = rng.choice([0.0, 0.5, 0.8])
         sale = sale_focus * sale_chance(found, items, sale_focus)
-        homes = dict(blend.home_categories(table, session, focus)[: blend.HOME_CATEGORIES])
+        evidence, table = None, as_listed
+        if found.share and sale_focus > 0:  # the engagement without the surge's part
+            totals: dict[str, dict[str, float]] = {}
+            for c, p, e, _ in rows:
+                if e * found.kept.get(p, 1.0) > 0:
+                    totals.setdefault(c, {})[p] = e * found.kept.get(p, 1.0)
+            table = blend.trending_table((c, p, e, 0) for c, per in totals.items()
+                                         for p, e in per.items())  # fmt: skip
+            evidence = [1 - x for x in from_surge(found, items, sale)]
+        homes = dict(blend.home_categories(table, session, focus, evidence)
+                     [: blend.HOME_CATEGORIES])  # fmt: skip
         score = {}
         for category, per in table.by_category.items():
             for rank, (product, e) in enumerate(per):
@@ -189,7 +200,7 @@ def test_popular_equals_scoring_every_product() -> None:
             p in dict(table.by_category[c][: blend.POPULAR_PER_CATEGORY]) for c in homes))
             or (sale > 0 and p in found.share)]  # fmt: skip
         leave = rng.choice([None, *want[:3]])  # the session's newest item, left out
-        got = [p for p, _ in blend.popular(table, session, how_many, focus, leave_out=leave,
+        got = [p for p, _ in blend.popular(as_listed, session, how_many, focus, leave_out=leave,
                                            items=items, surge=found, sale_focus=sale_focus)]
         assert got == [p for p in want if p != leave][:how_many]
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from recommender import blend
-from recommender.surge import NO_SURGE, day_before, sale_chance, surge
+from recommender.surge import NO_SURGE, day_before, from_surge, sale_chance, surge
 
 
 def test_a_surge_by_hand() -> None:
@@ -70,7 +70,8 @@ def test_sale_chance_by_hand() -> None:
 
 
 def test_popular_mixes_the_surge_by_the_sessions_chance() -> None:
-    """score = (1 - c·sf)·(popular without the surge) + c·sf·share in the surge."""
+    """score = (1 - c·sf)·(popular over the engagement without the surge's part, each item's
+    category weighed by its chance of not being a surge view) + c·sf·share in the surge."""
     rows = [("shoes", "s1", 30.0, 0), ("shoes", "s2", 10.0, 0), ("bags", "b1", 20.0, 0),
             ("bags", "sale", 40.0, 0)]  # fmt: skip
     table = blend.trending_table(rows)
@@ -78,17 +79,44 @@ def test_popular_mixes_the_surge_by_the_sessions_chance() -> None:
     # "tail" surges too, though trending_by_category does not list it
     found = surge({"s1": 30, "s2": 10, "b1": 20, "sale": 40, "tail": 12}, before)
     assert set(found.share) == {"sale", "tail"}
+    # of its 40 sessions, "sale" would have had 10/611 of 112 without the surge
+    kept = 10 / 611 * 112 / 40
+    assert found.kept == pytest.approx({"sale": kept, "tail": 1 / 611 * 112 / 12})
     items = ["sale", "s1"]
-    chance = sale_chance(found, items, 0.8)
-    plain = dict(blend.popular(table, ["bags", "shoes"], 10, 0.5))
+    sale = 0.8 * sale_chance(found, items, 0.8)
+    # engagement without the surge: bags b1 20, sale 40·kept; shoes s1 30, s2 10
+    bags, shoes = 20 + 40 * kept, 40.0
+    total = bags + shoes
+    # the view of "sale" is a surge view with chance x, so it tells the home category 1 - x
+    x = sale * found.share["sale"] / (sale * found.share["sale"] + (1 - sale) * 10 / 611)
+    odds_bags = bags / total * (1 + 0.5 / (0.5 * bags / total)) ** (1 - x)
+    odds_shoes = shoes / total * (1 + 0.5 / (0.5 * shoes / total))
+    home_bags = odds_bags / (odds_bags + odds_shoes)
+    usual = {"s1": 0.5 * 30 / total + 0.5 * (1 - home_bags) * 30 / shoes,
+             "s2": 0.5 * 10 / total + 0.5 * (1 - home_bags) * 10 / shoes,
+             "b1": 0.5 * 20 / total + 0.5 * home_bags * 20 / bags,
+             "sale": 0.5 * 40 * kept / total + 0.5 * home_bags * 40 * kept / bags}  # fmt: skip
+    want = {p: (1 - sale) * usual.get(p, 0.0) + sale * found.share.get(p, 0.0)
+            for p in {*usual, *found.share}}  # fmt: skip
     mixed = dict(blend.popular(table, ["bags", "shoes"], 10, 0.5, items=items, surge=found,
                                sale_focus=0.8))  # fmt: skip
-    want = {p: (1 - chance * 0.8) * plain.get(p, 0.0) + chance * 0.8 * found.share.get(p, 0.0)
-            for p in {*plain, *found.share}}  # fmt: skip
     assert mixed == pytest.approx(want)
-    assert set(mixed) == set(plain) | {"tail"}
-    assert math.isclose(sum(mixed.values()), (1 - chance * 0.8) * sum(plain.values())
-                        + chance * 0.8)  # fmt: skip
+    assert math.isclose(sum(mixed.values()), 1.0)  # a chance over every product
+    # the table without the surge is built once per surge
+    assert table.without(found) is table.without(found)
+    assert table.without(NO_SURGE).by_category == table.by_category
+    # with a surge, the categories follow the items one for one
+    with pytest.raises(ValueError, match="one per item"):
+        blend.popular(table, ["bags"], 10, 0.5, items=items, surge=found, sale_focus=0.8)
     # sale_focus 0 or no surge: the popular source as before
     assert blend.popular(table, ["bags"], 10, 0.5, items=items, surge=found) == blend.popular(
         table, ["bags"], 10, 0.5)  # fmt: skip
+
+
+def test_from_surge_by_hand() -> None:
+    before = day_before({"a": 50, "b": 45, "s": 5, "gone": 100})
+    found = surge({"a": 100, "b": 30, "s": 60}, before)
+    # "s": 0.5·1 / (0.5·1 + 0.5·0.025); "a" is not in the surge; "zz" neither
+    assert from_surge(found, ["s", "a", "zz"], 0.5) == pytest.approx([1 / 1.025, 0.0, 0.0])
+    assert from_surge(found, ["s"], 0.0) == [0.0]
+    assert from_surge(found, ["s"], 1.0) == [1.0]

@@ -167,10 +167,10 @@ class Blender:
         self.trending = trending
         self.fill_table = fill_table or FillTable(index)
 
-    def item_categories(self, items: Sequence[str]) -> list[str]:
-        """The category of each of the session's items the catalog knows, oldest first."""
+    def item_categories(self, items: Sequence[str]) -> list[str | None]:
+        """The category of each of the session's items, oldest first (None: not known)."""
         catalog = self.views.catalog
-        return [c for c in (catalog.get(i, (None, None))[1] for i in items) if c]
+        return [catalog.get(i, (None, None))[1] or None for i in items]
 
     def candidates(self, items: Sequence[str], how_many: int) -> Candidates:
         """The sources' lists for a session holding `items` (oldest first)."""
@@ -179,7 +179,8 @@ class Blender:
         live = self.co_view.partners(newest, how_many) if self.co_view is not None else []
         table = self.trending.table() if self.trending is not None else None
         of_items = self.item_categories(items) if table is not None else []
-        categories = list(dict.fromkeys(reversed(of_items)))  # newest item's first, once each
+        # newest item's first, once each
+        categories = [c for c in dict.fromkeys(reversed(of_items)) if c is not None]
         coview, trending = side_lists(live, self.fill_table, table.lists if table else {},
                                       categories, newest, how_many)  # fmt: skip
         mixed: list[tuple[str, float]] = []
