@@ -10,8 +10,9 @@ among the products viewed now, times their count now.
 
 The surge's products share its excess views (`Surge.share`), and the excess is a share
 `mass` of all views; of each surging product's views now, a share `kept` is its usual level
-(expected / count), the rest is the surge's. A session that came for the surge views its products a share
-`sale_focus` of the time and otherwise browses as anyone does; its chance is a posterior:
+(expected / count), the rest is the surge's. A session that came for the surge views its
+products a share `sale_focus` of the time and otherwise browses as the sessions that did not
+come for it; its chance is a posterior:
 prior odds from the share of sessions the surge accounts for (mass / sale_focus, at most
 MAX_PRIOR), and each of the session's items multiplies them by
 (sale_focus·share(item) + (1 - sale_focus)·before(item)) / before(item).
