@@ -305,7 +305,6 @@ class Trending:
                     for p, e in per[:POPULAR_PER_CATEGORY]]
                 for c, per in self.by_category.items()}  # fmt: skip
 
-
     def without(self, surge: Surge) -> Trending:
         """The same engagement with the surge's share of each surging product taken out (each
         one's engagement times `surge.kept`): how sessions that did not come for the surge

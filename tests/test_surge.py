@@ -105,6 +105,13 @@ def test_popular_mixes_the_surge_by_the_sessions_chance() -> None:
     # the table without the surge is built once per surge
     assert table.without(found) is table.without(found)
     assert table.without(NO_SURGE).by_category == table.by_category
+    # every listed product new with the surge: no usual part, the surge alone
+    new = surge({"old": 100, "fresh": 30}, day_before({"old": 100}))
+    assert new.kept == {"fresh": 0.0}
+    fresh = blend.trending_table([("bags", "fresh", 5.0, 0)])
+    assert fresh.without(new).total == 0
+    assert [p for p, _ in blend.popular(fresh, ["bags"], 10, 0.5, items=["fresh"], surge=new,
+                                        sale_focus=0.8)] == ["fresh"]  # fmt: skip
     # with a surge, the categories follow the items one for one
     with pytest.raises(ValueError, match="one per item"):
         blend.popular(table, ["bags"], 10, 0.5, items=items, surge=found, sale_focus=0.8)
