@@ -48,9 +48,9 @@ class BlendWeights:
     """The blend's weights and its session-item rule."""
 
     vmis: float = 1.0
-    coview: float = 0.25
-    trending: float = 0.1
-    popular: float = 4.0
+    coview: float = 1.0
+    trending: float = 0.25
+    popular: float = 16.0
     repeat: float = 0.0
     decay: float = 0.8  # worth of a session item per step of age
     repeat_newest: bool = False  # may the newest item itself be recommended
