@@ -32,7 +32,8 @@ def run(
     tune: bool = False,
 ) -> dict[str, Any]:
     """Load the replay, run it, summarise it and (with `out`) write the report files. With
-    `tune`, a grid of blend weights is also scored on the replay ("blend_tuning")."""
+    `tune`, every setting of the blend's weight grid is also scored on the replay
+("blend_tuning", best first)."""
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # sql/ statements it cannot check
     started = time.perf_counter()
     data = load()
@@ -69,7 +70,7 @@ def run(
     if candidates is not None:
         summary["blend_tuning"] = [
             {"weights": r.weights.text(), "mrr": round(r.mrr, 5), "hit_rate": round(r.hit_rate, 5)}
-            for r in blend_tuning.search(candidates, params.cutoff)[:20]
+            for r in blend_tuning.search(candidates, params.cutoff)
         ]  # fmt: skip
     if out is not None:
         for path in report.write(out, summary, command):
