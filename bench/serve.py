@@ -279,20 +279,6 @@ def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
     return out
 
 
-VIEW_TABLES = """
-CREATE TABLE co_view_pairs (product_a TEXT, product_b TEXT, product_a_name TEXT,
-    product_b_name TEXT, co_view_count BIGINT);
-CREATE TABLE trending_by_category (category TEXT, rank BIGINT, product_id TEXT,
-    product_name TEXT, engagement_score BIGINT, view_count BIGINT, cart_adds BIGINT,
-    window_start TIMESTAMPTZ);
-CREATE TABLE vmis_history (session_id TEXT, items TEXT[], last_ts TIMESTAMPTZ);
-CREATE TABLE flashrec_status (view_name TEXT, last_refresh TIMESTAMPTZ, watermark TIMESTAMPTZ,
-    row_count BIGINT, refresh_ms DOUBLE PRECISION);
-CREATE TABLE clickstream (event_id TEXT, session_id TEXT, product_id TEXT, product_name TEXT,
-    category TEXT, action TEXT, ts TIMESTAMPTZ);
-"""
-
-
 def fill_view_tables(dsn: str, train: Path, surge_sessions: int = 600, surging: int = 30,
                      pairs: int = 20_000) -> dict:  # fmt: skip
     """Tables named as the views `flashrec serve --pg-dsn` follows, filled from `train`:
@@ -307,6 +293,9 @@ def fill_view_tables(dsn: str, train: Path, surge_sessions: int = 600, surging: 
     import psycopg
 
     from recommender.sessions_io import read_sessions
+
+    sys.path.insert(0, str(ROOT))
+    from tests.serving_support import SCHEMA  # the view tables as the serving tests have them
 
     data = read_sessions(train)
     sessions: dict[str, tuple[list[str], float]] = {}
@@ -331,7 +320,7 @@ def fill_view_tables(dsn: str, train: Path, surge_sessions: int = 600, surging: 
     catalog, trending = trending_rows(train)
     when = datetime.fromtimestamp(newest, UTC)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(VIEW_TABLES)
+        conn.execute(SCHEMA)
         with conn.cursor().copy("COPY vmis_history FROM STDIN") as copy:
             for s, (items, last) in sessions.items():
                 copy.write_row((s, items, datetime.fromtimestamp(last, UTC)))
