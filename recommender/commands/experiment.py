@@ -117,8 +117,8 @@ REPLICATES = typer.Option(
 )
 BLEND_WEIGHTS = options.blend_weights()
 TUNE = typer.Option(
-    False, "--tune-blend", help="Also score a grid of blend weights and report the best "
-    "(on a validation replay); every setting's score goes to summary.json, best first.",
+    False, "--tune-blend", help="Also score the blend's weight grid (validation replays); "
+    "all scores in summary.json.",
 )
 QUIET = options.quiet()
 AS_JSON = typer.Option(False, "--json", help="Print the statistics as JSON.")
