@@ -33,7 +33,7 @@ def run(
 ) -> dict[str, Any]:
     """Load the replay, run it, summarise it and (with `out`) write the report files. With
     `tune`, every setting of the blend's weight grid is also scored on the replay
-("blend_tuning", best first)."""
+    ("blend_tuning", best first)."""
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # sql/ statements it cannot check
     started = time.perf_counter()
     data = load()
