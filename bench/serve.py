@@ -279,6 +279,22 @@ def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
     return out
 
 
+def history_sessions(train: Path) -> dict[str, tuple[list[str], float]]:
+    """{session: (its distinct items in click order, its last click's time)} of `train`, as
+    vmis_history holds them."""
+    from recommender.sessions_io import read_sessions
+
+    data = read_sessions(train)
+    sessions: dict[str, tuple[list[str], float]] = {}
+    for s, i, t in zip(data.session_ids.tolist(), data.item_ids.astype(str).tolist(),
+                       data.timestamps.tolist(), strict=True):  # fmt: skip
+        items, last = sessions.setdefault(str(s), ([], 0.0))
+        if i not in items:
+            items.append(i)
+        sessions[str(s)] = (items, max(last, t))
+    return sessions
+
+
 def fill_view_tables(dsn: str, train: Path, surge_sessions: int = 600, surging: int = 30,
                      pairs: int = 20_000) -> dict:  # fmt: skip
     """Tables named as the views `flashrec serve --pg-dsn` follows, filled from `train`:
@@ -292,19 +308,10 @@ def fill_view_tables(dsn: str, train: Path, surge_sessions: int = 600, surging: 
 
     import psycopg
 
-    from recommender.sessions_io import read_sessions
-
     sys.path.insert(0, str(ROOT))
     from tests.serving_support import SCHEMA  # the view tables as the serving tests have them
 
-    data = read_sessions(train)
-    sessions: dict[str, tuple[list[str], float]] = {}
-    for s, i, t in zip(data.session_ids.tolist(), data.item_ids.astype(str).tolist(),
-                       data.timestamps.tolist(), strict=True):  # fmt: skip
-        items, last = sessions.setdefault(str(s), ([], 0.0))
-        if i not in items:
-            items.append(i)
-        sessions[str(s)] = (items, max(last, t))
+    sessions = history_sessions(train)
     newest = max(t for _, t in sessions.values())
     per_item = Counter(i for items, _ in sessions.values() for i in items)
     quiet = sorted(per_item, key=lambda i: (per_item[i], i))[:surging]
@@ -480,20 +487,11 @@ def sync_lag(train: Path, trials: int) -> dict:
     import psycopg
 
     from recommender.postgres.local import LocalPostgres
-    from recommender.sessions_io import read_sessions
 
     folder = Path(tempfile.mkdtemp(prefix="flashrec-lag-"))
     pg = LocalPostgres(folder / "pg", free_port()).start()
     dsn = pg.dsn
-    data = read_sessions(train)
-    sessions: dict[str, tuple[list[str], float]] = {}
-    for s, i, t in zip(
-        data.session_ids.tolist(), data.item_ids.tolist(), data.timestamps.tolist(), strict=True
-    ):
-        items, last = sessions.get(str(s), ([], 0.0))
-        if str(i) not in items:
-            items.append(str(i))
-        sessions[str(s)] = (items, max(last, t))
+    sessions = history_sessions(train)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE vmis_history (session_id TEXT, items TEXT[], last_ts FLOAT8)")
         with conn.cursor().copy("COPY vmis_history FROM STDIN") as copy:
