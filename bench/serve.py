@@ -220,15 +220,17 @@ def trending_rows(train: Path, categories: int = 20) -> tuple[dict, list[tuple]]
     return catalog, rows
 
 
-def planted_surge(index, how_many: int = 30):
-    """A surge of the `how_many` products with the fewest sessions in `index`, each now in as
-    many sessions as the most viewed one, against the index's sessions as the day before."""
-    from recommender.surge import day_before, surge
+def planted_surge(index, category_of, how_many: int = 30):
+    """The popular source's tables with a surge of the `how_many` products with the fewest
+    sessions in `index`, each now in as many sessions as the most viewed one, against the
+    index's sessions as the day before."""
+    from recommender.popularity import popularity
+    from recommender.surge import day_before
 
     counts = index.recent_counts(float("inf"))
     top = max(counts.values())
     quiet = sorted(counts, key=lambda i: (counts[i], i))[:how_many]
-    return surge({**counts, **dict.fromkeys(quiet, top)}, day_before(counts))
+    return popularity({**counts, **dict.fromkeys(quiet, top)}, day_before(counts), category_of)
 
 
 def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
@@ -254,7 +256,8 @@ def blend_baseline(train: Path, test: Path, n: int = 5000) -> dict:
         trending.load(ChangeBatch(TRENDING, 0, columns, rows))
         blenders[mode] = Blender(index, views, trending=trending)
         blenders[mode].fill_table.rebuild()
-    blenders["surge"].fill_table.surge = planted_surge(index)
+        blenders[mode].fill_table.find_surge()
+    blenders["surge"].fill_table.popularity = planted_surge(index, views.category)
     blender = blenders["blend"]
     inputs = session_inputs(test)
     how_many = index.params.how_many

@@ -8,9 +8,10 @@ Sources, each a list for the evolving session:
   first, each category's products by their engagement summed over the view's windows (the
   last hour) (`trending_lists`);
 - popular: each product's chance to be the next view if the session browses a home category
-  (a share `focus` of its views) and otherwise anywhere, from the engagement over the same
-  rows and the categories of the session's items, mixed with a surge's products by the
-  session's chance of having come for them (`popular`, recommender/surge.py);
+  (a share `focus` of its views) and otherwise anywhere, from the history's sessions per
+  product (recommender/popularity.py) and the categories of the session's items, mixed with
+  a surge's products by the session's chance of having come for them (`popular`,
+  recommender/surge.py);
 - session: the session's own items (oldest first), worth `decay ** age` where age 0 is the
   newest item.
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -48,15 +49,18 @@ class BlendWeights:
     """The blend's weights and its session-item rule."""
 
     vmis: float = 1.0
-    coview: float = 1.0
-    trending: float = 0.25
-    popular: float = 16.0
+    coview: float = 0.0
+    trending: float = 0.0
+    popular: float = 32.0
     repeat: float = 0.0
     decay: float = 0.8  # worth of a session item per step of age
     repeat_newest: bool = False  # may the newest item itself be recommended
     focus: float = 0.5  # the popular source's share of the session's categories
     # the popular source's share of a surge session's views on the surge (0: no surge)
     sale_focus: float = 0.8
+    # the share of a surge session's other views that follow its home categories as anyone's
+    # do; the rest go to the best sellers anywhere
+    sale_home: float = 0.0
 
     @classmethod
     def parse(cls, text: str, base: BlendWeights | None = None) -> BlendWeights:
@@ -78,7 +82,7 @@ class BlendWeights:
                 raise ValueError(f"blend weights: {name} needs a number, got {value!r}") from None
             if not isinstance(parsed, bool) and (parsed < 0 or not np.isfinite(parsed)):
                 raise ValueError(f"blend weights: {name} must be a finite number >= 0")
-            if name in ("focus", "sale_focus") and parsed > 1:
+            if name in ("focus", "sale_focus", "sale_home") and parsed > 1:
                 raise ValueError(f"blend weights: {name} is a share, between 0 and 1")
             out = replace(out, **{name: parsed})
         return out
@@ -265,15 +269,13 @@ def side_lists(
 
 @dataclass(frozen=True)
 class Trending:
-    """trending_by_category's rows summed over its windows: per category its products by
+    """Engagement per product (trending_by_category's rows summed over its windows, or the
+    popular source's session counts, recommender/popularity.py): per category its products by
     engagement (ties by product) and its total; every product overall, by engagement."""
 
     by_category: dict[str, list[tuple[Any, float]]]
     category_total: dict[str, float]
     overall: list[tuple[Any, str, float]]  # (product, category, engagement)
-    # the last `without` asked: (surge, table)
-    _without: list[tuple[Surge, Trending]] = field(default_factory=list, compare=False,
-                                                   repr=False)  # fmt: skip
 
     @cached_property
     def total(self) -> float:
@@ -305,23 +307,6 @@ class Trending:
                     for p, e in per[:POPULAR_PER_CATEGORY]]
                 for c, per in self.by_category.items()}  # fmt: skip
 
-    def without(self, surge: Surge) -> Trending:
-        """The same engagement with the surge's share of each surging product taken out (each
-        one's engagement times `surge.kept`): how sessions that did not come for the surge
-        browse. Kept for the last surge asked, so it is built once per table and surge."""
-        last = self._without[:1]
-        if last and last[0][0] is surge:
-            return last[0][1]
-        totals: dict[str, dict[Any, float]] = {}
-        for category, per in self.by_category.items():
-            for product, e in per:
-                usual = e * surge.kept.get(product, 1.0)
-                if usual > 0:  # a product new with the surge has no usual part
-                    totals.setdefault(category, {})[product] = usual
-        table = _summed(totals)
-        self._without[:] = [(surge, table)]
-        return table
-
 
 def trending_table(rows: Iterable[tuple[Any, ...]]) -> Trending:
     """trending_by_category rows (category, product, engagement_score, window_start) summed
@@ -330,10 +315,10 @@ def trending_table(rows: Iterable[tuple[Any, ...]]) -> Trending:
     for category, product, score, _start in rows:
         per = totals.setdefault(category, {})
         per[product] = per.get(product, 0.0) + score
-    return _summed(totals)
+    return summed(totals)
 
 
-def _summed(totals: dict[str, dict[Any, float]]) -> Trending:
+def summed(totals: dict[str, dict[Any, float]]) -> Trending:
     """A Trending from {category: {product: engagement}}."""
     by_category = {c: sorted(per.items(), key=lambda kv: (-kv[1], str(kv[0])))
                    for c, per in totals.items()}  # fmt: skip
@@ -380,7 +365,7 @@ def home_categories(
 def popular(
     table: Trending, categories: Sequence[str], how_many: int, focus: float,
     leave_out: Any = None, items: Sequence[Any] = (), surge: Surge = NO_SURGE,
-    sale_focus: float = 0.0,
+    sale_focus: float = 0.0, sale_home: float = 1.0,
 ) -> list[tuple[Any, float]]:  # fmt: skip
     """The popular source: the chance that the next view is each product, if a session
     browses one home category (a share `focus` of its views, the rest anywhere):
@@ -390,30 +375,37 @@ def popular(
     engagement.
     With a `surge` (recommender/surge.py) and `sale_focus` above 0, a session that came for
     it (chance c from its `items`, which `categories` then follows one for one) views the
-    surge's products a share `sale_focus` of the time and otherwise browses as the sessions
-    that did not come for it: score = (1 - c·sale_focus)·the above + c·sale_focus·share in
-    the surge, the above taken over the engagement without the surge's part
-    (`Trending.without`) and each item's category weighed by its chance of not being one of
-    the surge's views (`surge.from_surge`). The top `how_many` (product, score), without
+    surge's products a share `sale_focus` of the time; of its other views a share
+    `sale_home` browse as the sessions that did not come for it, the rest go to the best
+    sellers anywhere. With away = c·(1 - sale_focus)·(1 - sale_home): score =
+    (1 - c·sale_focus - away)·the above + away·share(product) + c·sale_focus·share in the
+    surge, `table` then holding the engagement without the surge's part
+    (`recommender.popularity`), and each item's category weighed by its chance of being a
+    view that follows the home category (not one of the surge's, `surge.from_surge`, nor a
+    surge session's view elsewhere). The top `how_many` (product, score), without
     `leave_out`; equal scores in the order met (the products by engagement, the likeliest
     categories' products, the surge's)."""
-    if table.total <= 0:
+    mixing = bool(surge.share) and sale_focus > 0
+    if table.total <= 0 and not mixing:
         return []
     evidence = None
-    sale = 0.0
-    if surge.share and sale_focus > 0:
+    sale = away = 0.0
+    if mixing:
         if len(items) != len(categories):
             raise ValueError("popular: with a surge, `categories` holds one per item of `items`")
-        sale = sale_focus * sale_chance(surge, items, sale_focus)
-        table = table.without(surge)
-        evidence = [1.0 - x for x in from_surge(surge, items, sale)]
-    base = (1 - focus) * (1 - sale)
+        came = sale_chance(surge, items, sale_focus)
+        sale = sale_focus * came
+        away = came * (1 - sale_focus) * (1 - sale_home)
+        homeward = 1.0 - away / (1.0 - sale) if sale < 1 else 0.0
+        evidence = [(1.0 - x) * homeward for x in from_surge(surge, items, sale)]
+    home = 1 - sale - away  # the share of views that browse as anyone does
+    base = (1 - focus) * home + away
     # beyond the first how_many + 1 by share, a product outside the likely categories and
     # the surge ranks below all of those: it never makes the list
     score = {p: base * share for p, share in table.top_shares[: how_many + 1]}
     homes = home_categories(table, categories, focus, evidence)[:HOME_CATEGORIES]
     for category, chance in homes:
-        weight = focus * chance * (1 - sale)
+        weight = focus * chance * home
         for p, in_category, share in table.category_shares[category]:
             score[p] = score.get(p, base * share) + weight * in_category
     if sale > 0:

@@ -16,7 +16,7 @@ SCORED = SOURCES.index("repeat")  # the sources before `repeat` are weighted val
 GRID = {
     "coview": (0.0, 0.25, 0.5, 1.0, 2.0),
     "trending": (0.0, 0.1, 0.25, 0.5, 1.0),
-    "popular": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0),
+    "popular": (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
     "repeat": (0.0, 0.25, 0.5, 1.0, 2.0),
     "decay": (0.5, 0.8),
     "repeat_newest": (False, True),

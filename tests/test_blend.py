@@ -102,7 +102,9 @@ def test_weights_parse_and_refuse() -> None:
     assert (w.coview, w.repeat, w.repeat_newest, w.vmis) == (2.0, 0.5, True, 1.0)
     assert BlendWeights.parse(w.text()) == w
     assert BlendWeights.parse("popular=1,focus=0.7").focus == 0.7
-    for bad in ("nope=1", "coview", "coview=x", "coview=-1", "trending=nan", "focus=1.5"):
+    assert BlendWeights.parse("sale_home=0.5").sale_home == 0.5
+    for bad in ("nope=1", "coview", "coview=x", "coview=-1", "trending=nan", "focus=1.5",
+                "sale_home=2"):
         with pytest.raises(ValueError, match="blend weights"):
             BlendWeights.parse(bad)
 
@@ -171,17 +173,20 @@ def test_popular_equals_scoring_every_product() -> None:
         found = surge({f"p{i}": rng.uniform(0, 60) for i in range(rng.randint(1, 500))}, before)
         session = [category_of.get(p) or rng.choice([None, *cats]) for p in items]
         focus, how_many = rng.choice([0.2, 0.5, 0.8]), rng.choice([5, 20])
-        sale_focus = rng.choice([0.0, 0.5, 0.8])
-        sale = sale_focus * sale_chance(found, items, sale_focus)
+        sale_focus, sale_home = rng.choice([0.0, 0.5, 0.8]), rng.choice([0.0, 0.5, 1.0])
+        came = sale_chance(found, items, sale_focus)
+        sale = sale_focus * came
+        # a surge session's other views elsewhere than its home categories
+        away = came * (1 - sale_focus) * (1 - sale_home) if found.share and sale_focus else 0.0
         evidence, table = None, as_listed
-        if found.share and sale_focus > 0:  # the engagement without the surge's part
+        if found.share and sale_focus > 0:  # the engagement without the surge's part as given
             totals: dict[str, dict[str, float]] = {}
             for c, p, e, _ in rows:
                 if e * found.kept.get(p, 1.0) > 0:
                     totals.setdefault(c, {})[p] = e * found.kept.get(p, 1.0)
             table = blend.trending_table((c, p, e, 0) for c, per in totals.items()
                                          for p, e in per.items())  # fmt: skip
-            evidence = [1 - x for x in from_surge(found, items, sale)]
+            evidence = [(1 - x) * (1 - away / (1 - sale)) for x in from_surge(found, items, sale)]
         homes = dict(blend.home_categories(table, session, focus, evidence)
                      [: blend.HOME_CATEGORIES])  # fmt: skip
         score = {}
@@ -189,9 +194,10 @@ def test_popular_equals_scoring_every_product() -> None:
             for rank, (product, e) in enumerate(per):
                 overall = (1 - focus) * e / table.total
                 listed = category in homes and rank < blend.POPULAR_PER_CATEGORY
-                score[product] = (1 - sale) * (overall + (
+                score[product] = (1 - sale - away) * (overall + (
                     focus * homes[category] * e / table.category_total[category]
-                    if listed else 0)) + (sale * found.share.get(product, 0.0))  # fmt: skip
+                    if listed else 0)) + away * e / table.total + (
+                    sale * found.share.get(product, 0.0))  # fmt: skip
         for product, in_surge in found.share.items():  # surging, not in the trending rows
             score.setdefault(product, sale * in_surge)
         want = sorted(score, key=lambda p: -score[p])
@@ -200,8 +206,9 @@ def test_popular_equals_scoring_every_product() -> None:
             p in dict(table.by_category[c][: blend.POPULAR_PER_CATEGORY]) for c in homes))
             or (sale > 0 and p in found.share)]  # fmt: skip
         leave = rng.choice([None, *want[:3]])  # the session's newest item, left out
-        got = [p for p, _ in blend.popular(as_listed, session, how_many, focus, leave_out=leave,
-                                           items=items, surge=found, sale_focus=sale_focus)]
+        got = [p for p, _ in blend.popular(table, session, how_many, focus, leave_out=leave,
+                                           items=items, surge=found, sale_focus=sale_focus,
+                                           sale_home=sale_home)]
         assert got == [p for p in want if p != leave][:how_many]
 
 

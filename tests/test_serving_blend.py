@@ -264,15 +264,16 @@ def test_served_popular_source_follows_a_surge() -> None:
     rows = [("cat1", 1, "a", "A", 60, 60, 0, WINDOW), ("cat1", 2, "b", "B", 20, 20, 0, WINDOW),
             ("cat2", 1, "c", "C", 20, 20, 0, WINDOW)]  # "s" is not among the listed
     only = BlendWeights(vmis=0.0, coview=0.0, trending=0.0, popular=1.0, repeat=0.0)
-    fill = FillTable(index)
+    fill = FillTable(index, category_of=views.category)
     fill.rebuild()
     assert fill.surge is NO_SURGE  # found by its own step
     found = fill.find_surge()
     assert set(found.share) == {"s"} and fill.surge is found
-    assert fill.status()["surge_products"] == 1
+    assert fill.status()["surge_products"] == 1 and fill.status()["popular_products"] == 4
     blender = Blender(index, views, only, trending=trending_mirror(rows), fill_table=fill)
-    table = blender.trending.table() if blender.trending is not None else None
-    assert table is not None
+    # the sessions that did not come for it: "s" at its usual level, nothing new
+    table = fill.popularity.usual
+    assert table is not fill.popularity.plain and table.total > 0
     for session, first in ((["s", "c"], "s"), (["c", "b"], "a")):
         want = popular(table, blender.item_categories(session), 10, only.focus,
                        leave_out=session[-1], items=session, surge=found,
@@ -336,25 +337,33 @@ def ids(body: dict) -> list[str]:
 
 
 def test_served_popular_source_mixes_the_sessions_categories() -> None:
-    """With the popular weight on, the served blend ranks by `blend.popular` over the trending
-    mirror's rows and the categories of the session's items (the catalog's)."""
+    """With the popular weight on, the served blend ranks by `blend.popular` over the fill
+    table's popularity (the index's sessions of the last hour and of the day before, per
+    product) and the categories of the session's items (the catalog's)."""
+    day = 1_700_006_400.0  # a UTC midnight
+    history = [("y1", ["t1", "u1"], day - 5000), ("y2", ["t1"], day - 4000),
+               ("n1", ["u1", "c"], day + 60), ("n2", ["u1"], day + 70),
+               ("n3", ["t1", "a"], day + 80)]  # fmt: skip
     index = LiveIndex()
-    index.build(HISTORY)
+    index.build(history)
     views = Views(None, cache_s=0)
     views.catalog = {**CATALOG, "t1": ("T1", "cat1"), "u1": ("U1", "cat2")}
-    rows = [trend("cat1", 1, "t1", WINDOW), trend("cat2", 1, "u1", WINDOW),
-            trend("cat2", 2, "c", WINDOW)]  # fmt: skip
     only = BlendWeights(vmis=0.0, coview=0.0, trending=0.0, popular=1.0, repeat=0.0, focus=0.9)
-    blender = Blender(index, views, only, trending=trending_mirror(rows))
-    table = blender.trending.table() if blender.trending is not None else None
-    assert table is not None and table.total == 9 + 9 + 8
+    blender = Blender(index, views, only)
+    assert blender.recommend(["a", "x", "u1", "c"], 10) == []  # not built yet: nothing
+    blender.fill_table.rebuild()
+    blender.fill_table.find_surge()
+    table = blender.fill_table.popularity.plain
+    # lately (all of today): t1 1, u1 2, c 1, a 1; the day before t1 2/3, u1 1/3 of its
+    # sessions, weighing as 6 hours of today's 5 product-sessions
+    assert {p: e for p, _, e in table.overall} == pytest.approx(
+        {"t1": 1 + 20, "u1": 2 + 10, "c": 1.0, "a": 1.0})  # fmt: skip
     want = popular(table, ["cat1", "cat3", "cat2", "cat2"], 10, 0.9, leave_out="c")
-    got = blender.recommend(["a", "x", "u1", "c"], 10)  # cat3 does not trend
-    # P(home): cat2 0.94 (two items), cat1 0.06: u1 0.48, t1 0.09
-    assert [i for i, _ in got] == [i for i, _ in want] == ["u1", "t1"]
+    got = blender.recommend(["a", "x", "u1", "c"], 10)  # nothing of cat3 is known
+    # P(home): cat2 (two items) over cat1 (one): u1 before t1, though t1 is viewed more
+    assert [i for i, _ in got] == [i for i, _ in want] == ["u1", "t1", "a"]
     # weight 0 (the default until chosen): the list is not even built
-    assert Blender(index, views, WEIGHTS, trending=trending_mirror(rows)).candidates(
-        ["a"], 10).popular == []  # fmt: skip
+    assert Blender(index, views, WEIGHTS).candidates(["a"], 10).popular == []
 
 
 def test_session_routes_answer_the_blend_by_default(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from recommender import blend
+from recommender.popularity import engagement
 from recommender.surge import NO_SURGE, day_before, from_surge, sale_chance, surge
 
 
@@ -72,13 +73,14 @@ def test_sale_chance_by_hand() -> None:
 def test_popular_mixes_the_surge_by_the_sessions_chance() -> None:
     """score = (1 - c·sf)·(popular over the engagement without the surge's part, each item's
     category weighed by its chance of not being a surge view) + c·sf·share in the surge."""
-    rows = [("shoes", "s1", 30.0, 0), ("shoes", "s2", 10.0, 0), ("bags", "b1", 20.0, 0),
-            ("bags", "sale", 40.0, 0)]  # fmt: skip
-    table = blend.trending_table(rows)
     before = day_before({"s1": 300, "s2": 100, "b1": 200, "sale": 10, "tail": 1})
-    # "tail" surges too, though trending_by_category does not list it
-    found = surge({"s1": 30, "s2": 10, "b1": 20, "sale": 40, "tail": 12}, before)
+    recent = {"s1": 30, "s2": 10, "b1": 20, "sale": 40, "tail": 12}
+    found = surge(recent, before)
     assert set(found.share) == {"sale", "tail"}
+    # the sessions that did not come for it, the last hour only (no day-before prior);
+    # "tail" surges too, though its category is not known, so it is not in the table
+    category = {"s1": "shoes", "s2": "shoes", "b1": "bags", "sale": "bags"}.get
+    table = engagement(recent, before, category, found.kept, prior=0.0)
     # of its 40 sessions, "sale" would have had 10/611 of 112 without the surge
     kept = 10 / 611 * 112 / 40
     assert found.kept == pytest.approx({"sale": kept, "tail": 1 / 611 * 112 / 12})
@@ -102,16 +104,33 @@ def test_popular_mixes_the_surge_by_the_sessions_chance() -> None:
                                sale_focus=0.8))  # fmt: skip
     assert mixed == pytest.approx(want)
     assert math.isclose(sum(mixed.values()), 1.0)  # a chance over every product
-    # the table without the surge is built once per surge
-    assert table.without(found) is table.without(found)
-    assert table.without(NO_SURGE).by_category == table.by_category
-    # every listed product new with the surge: no usual part, the surge alone
-    new = surge({"old": 100, "fresh": 30}, day_before({"old": 100}))
+    # sale_home 0: a surge session's other views go anywhere by engagement, and its views
+    # tell the home category only as far as the session did not come for the surge
+    away = sale / 0.8 * 0.2
+    keep = 1 - away / (1 - sale)
+    odds_bags = bags / total * (1 + 0.5 / (0.5 * bags / total)) ** ((1 - x) * keep)
+    odds_shoes = shoes / total * (1 + 0.5 / (0.5 * shoes / total)) ** keep
+    home_bags = odds_bags / (odds_bags + odds_shoes)
+    engaged = {"s1": 30, "s2": 10, "b1": 20, "sale": 40 * kept}
+    usual = {p: 0.5 * e / total + 0.5 * (home_bags * e / bags if p in ("b1", "sale")
+                                         else (1 - home_bags) * e / shoes)
+             for p, e in engaged.items()}  # fmt: skip
+    want = {p: (1 - sale - away) * usual.get(p, 0.0) + away * engaged.get(p, 0.0) / total
+            + sale * found.share.get(p, 0.0) for p in {*usual, *found.share}}  # fmt: skip
+    elsewhere = dict(blend.popular(table, ["bags", "shoes"], 10, 0.5, items=items, surge=found,
+                                   sale_focus=0.8, sale_home=0.0))  # fmt: skip
+    assert elsewhere == pytest.approx(want)
+    assert math.isclose(sum(elsewhere.values()), 1.0)
+    # every product of a known category new with the surge: no usual part, the surge alone
+    lately = {"old": 100, "fresh": 30}
+    new = surge(lately, day_before({"old": 100}))
     assert new.kept == {"fresh": 0.0}
-    fresh = blend.trending_table([("bags", "fresh", 5.0, 0)])
-    assert fresh.without(new).total == 0
+    fresh = engagement(lately, day_before({"old": 100}), {"fresh": "bags"}.get, new.kept,
+                       prior=0.0)  # fmt: skip
+    assert fresh.total == 0
     assert [p for p, _ in blend.popular(fresh, ["bags"], 10, 0.5, items=["fresh"], surge=new,
                                         sale_focus=0.8)] == ["fresh"]  # fmt: skip
+    assert blend.popular(fresh, ["bags"], 10, 0.5, items=["fresh"]) == []  # no surge: nothing
     # with a surge, the categories follow the items one for one
     with pytest.raises(ValueError, match="one per item"):
         blend.popular(table, ["bags"], 10, 0.5, items=items, surge=found, sale_focus=0.8)

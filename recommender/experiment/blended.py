@@ -3,11 +3,11 @@
 As the serving layer does (recommender/blend.py): co_view_pairs' partners of the newest
 item filled with a co-occurrence table over the last `fill_window_h` hours of vmis_history
 sessions (rebuilt every `fill_every_h` of event time), trending_by_category in the session's
-categories, popularity over the same rows mixed by the session's categories and by the
-surge (the last hour's vmis_history sessions against the day before's, the baseline rebuilt
-with the fill table, the surge every `surge_every_s` of event time), and the session's own
-recent items. Each source alone is also
-asked, so the report shows the blend beside its parts.
+categories, popularity (recommender/popularity.py: the last hour's vmis_history sessions and
+the day before's, the day before taken with the fill table, the tables and the surge every
+`surge_every_s` of event time) mixed by the session's categories and by the surge, and the
+session's own recent items. Each source alone is also asked, so the report shows the blend
+beside its parts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recommender import blend, surge
+from recommender import blend, popularity, surge
 from recommender.blend_tuning import CandidateLog
 
 NAMES = ("coview_fill", "trending_live", "popular_mix", "session_items", "blend")
@@ -44,7 +44,7 @@ class BlendSources:
         self.fill: dict[int, list[int]] = {}
         self.table = blend.trending_table(())
         self.before = surge.DayBefore()
-        self.surge = surge.NO_SURGE
+        self.popularity = popularity.EMPTY  # the popular source's tables and the surge
         self.next_fill = -1
         self.next_surge = -1
         self.rebuilds = 0
@@ -74,10 +74,12 @@ class BlendSources:
         self.table = table
 
     def maybe_find_surge(self, history: Any, now_ms: int) -> None:
-        """Find the surge in the history's sessions of the last RECENT_S when it is due."""
+        """The popular source's tables and the surge from the history's sessions of the last
+        RECENT_S, when they are due."""
         if now_ms < self.next_surge:
             return
-        self.surge = surge.surge(recent_counts(history, now_ms), self.before)
+        self.popularity = popularity.popularity(recent_counts(history, now_ms), self.before,
+                                                self.categories.__getitem__)  # fmt: skip
         every = max(1, int(self.params.surge_every_s * 1000))
         self.next_surge = (now_ms // every + 1) * every
 
@@ -112,9 +114,10 @@ def ask(
                                         categories, newest, cutoff)  # fmt: skip
     own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
     weights = sources.params.weights
-    popular = blend.popular(sources.table, of_items, cutoff, weights.focus, leave_out=newest,
-                            items=recent, surge=sources.surge,
-                            sale_focus=weights.sale_focus)  # fmt: skip
+    found = sources.popularity.surge if weights.sale_focus > 0 else surge.NO_SURGE
+    popular = blend.popular(sources.popularity.table(bool(found.share)), of_items, cutoff,
+                            weights.focus, leave_out=newest, items=recent, surge=found,
+                            sale_focus=weights.sale_focus, sale_home=weights.sale_home)  # fmt: skip
     if log is not None:
         log.add(vmis, coview, trending, recent, target, popular)
     mixed = blend.blend(vmis, coview, trending, recent, cutoff, weights, popular=popular)

@@ -7,17 +7,18 @@ memory only.
 - trending: the products of the session's categories (newest item's first) by engagement over
   trending_by_category's windows (the last hour), from the trending mirror; categories come
   from the views' catalog;
-- popular: the same mirror's products mixed by the categories of the session's items and,
-  for a session that came for a surge, by the surging products (`blend.popular`,
+- popular: the fill table's popularity (recommender/popularity.py: the index's sessions of
+  the last hour and of the day before per product) mixed by the categories of the session's
+  items and, for a session that came for a surge, by the surging products (`blend.popular`,
   recommender/surge.py; only when its weight is above 0);
 - session: the session's items.
 
 `FillTable` is `blend.cooccurrence` over the index's sessions of the last day (measured back
 from the newest session applied), rebuilt in a background thread at start (once the index is
 built) and then every `every_s` seconds (every `retry_empty_s` while it is empty), and
-swapped whole; with it the surge's baseline, the day before's sessions per item. The same
-thread finds the surge (the index's sessions of the last hour against that baseline) every
-`surge_every_s` seconds.
+swapped whole; with it the day before's sessions per item. The same thread builds the popular
+source's tables and finds the surge (the index's sessions of the last hour against the day
+before) every `surge_every_s` seconds.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from recommender.blend import (
     popular,
     side_lists,
 )
+from recommender.popularity import EMPTY, Popularity, popularity
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.view_mirrors import CoViewMirror, TrendingMirror
 from recommender.serving.views import Views
-from recommender.surge import NO_SURGE, RECENT_S, DayBefore, Surge, day_before, surge
+from recommender.surge import NO_SURGE, RECENT_S, DayBefore, Surge, day_before
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +58,18 @@ class FillTable:
         min_sessions: int = 3,
         retry_empty_s: float = 300.0,
         surge_every_s: float = 60.0,
+        category_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.index = index
+        self.category_of = category_of or (lambda _item: None)  # None: no popular source
         self.retry_empty_s = retry_empty_s
         self.every_s = every_s
         self.window_s = window_s
         self.max_sessions = max_sessions
         self.min_sessions = min_sessions
         self.table: dict[str, list[str]] = {}
-        self.before = DayBefore()  # the surge's baseline: the day before's sessions
-        self.surge = NO_SURGE
+        self.before = DayBefore()  # the day before's sessions per item
+        self.popularity = EMPTY  # the popular source's tables and the surge
         self.surge_every_s = surge_every_s
         self.sessions = 0  # sessions the table was built from
         self.built_at: float | None = None  # epoch seconds
@@ -85,14 +89,19 @@ class FillTable:
         log.info("blend fill table built from %d sessions: %d items in %.2f s",
                  len(sessions), len(table), self.build_s)  # fmt: skip
 
+    @property
+    def surge(self) -> Surge:
+        return self.popularity.surge
+
     def find_surge(self) -> Surge:
-        """The surge of the index's sessions of the last RECENT_S against the day before."""
-        found = surge(self.index.recent_counts(RECENT_S), self.before)
-        if bool(found.share) != bool(self.surge.share):  # a surge began or ended
+        """The popular source's tables and the surge from the index's sessions of the last
+        RECENT_S against the day before; returns the surge."""
+        found = popularity(self.index.recent_counts(RECENT_S), self.before, self.category_of)
+        if bool(found.surge.share) != bool(self.surge.share):  # a surge began or ended
             log.info("surge: %d products, %.0f%% of the last hour's views",
-                     len(found.share), 100 * found.mass)  # fmt: skip
-        self.surge = found
-        return found
+                     len(found.surge.share), 100 * found.surge.mass)  # fmt: skip
+        self.popularity = found
+        return found.surge
 
     def get(self, item: str, default: Sequence[str] | None = None) -> Sequence[str]:
         """The item's fill list (a dict's `get`: the table read once, swapped whole)."""
@@ -136,7 +145,8 @@ class FillTable:
                 "build_s": self.build_s,
                 "error": "; ".join(f"{k}: {v}" for k, v in self.errors.items()) or None,
                 "day_before_items": len(self.before.share),
-                "surge_products": len(self.surge.share)}  # fmt: skip
+                "surge_products": len(self.surge.share),
+                "popular_products": len(self.popularity.plain.overall)}  # fmt: skip
 
 
 class Candidates(NamedTuple):
@@ -165,12 +175,11 @@ class Blender:
         self.weights = weights
         self.co_view = co_view
         self.trending = trending
-        self.fill_table = fill_table or FillTable(index)
+        self.fill_table = fill_table or FillTable(index, category_of=views.category)
 
     def item_categories(self, items: Sequence[str]) -> list[str | None]:
         """The category of each of the session's items, oldest first (None: not known)."""
-        catalog = self.views.catalog
-        return [catalog.get(i, (None, None))[1] or None for i in items]
+        return [self.views.category(i) for i in items]
 
     def candidates(self, items: Sequence[str], how_many: int) -> Candidates:
         """The sources' lists for a session holding `items` (oldest first)."""
@@ -178,17 +187,19 @@ class Blender:
         newest = items[-1]
         live = self.co_view.partners(newest, how_many) if self.co_view is not None else []
         table = self.trending.table() if self.trending is not None else None
-        of_items = self.item_categories(items) if table is not None else []
+        of_items = self.item_categories(items)
         # newest item's first, once each
         categories = [c for c in dict.fromkeys(reversed(of_items)) if c is not None]
         coview, trending = side_lists(live, self.fill_table, table.lists if table else {},
                                       categories, newest, how_many)  # fmt: skip
         mixed: list[tuple[str, float]] = []
         w = self.weights
-        if table is not None and w.popular > 0:
-            found = self.fill_table.surge if w.sale_focus > 0 else NO_SURGE
-            mixed = popular(table, of_items, how_many, w.focus, leave_out=newest, items=items,
-                            surge=found, sale_focus=w.sale_focus)  # fmt: skip
+        if w.popular > 0:
+            now: Popularity = self.fill_table.popularity  # read once: swapped whole
+            found = now.surge if w.sale_focus > 0 else NO_SURGE
+            mixed = popular(now.table(bool(found.share)), of_items, how_many, w.focus,
+                            leave_out=newest, items=items, surge=found,
+                            sale_focus=w.sale_focus, sale_home=w.sale_home)  # fmt: skip
         return Candidates(vmis, coview, trending, mixed)
 
     def recommend(

@@ -206,6 +206,10 @@ class Views:
         self.catalog = catalog
         return len(catalog)
 
+    def category(self, product_id: str) -> str | None:
+        """The product's category as known (None: not known)."""
+        return self.catalog.get(product_id, (None, None))[1] or None
+
     def describe(self, product_id: str) -> dict[str, Any]:
         """{product_id, product_name, category} with what is known of the product."""
         name, category = self.catalog.get(product_id, (None, None))
