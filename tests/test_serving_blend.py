@@ -313,6 +313,26 @@ def test_fill_thread_finds_the_surge_as_sessions_arrive() -> None:
         fill.stop()
 
 
+def test_an_empty_popular_table_is_built_again_soon() -> None:
+    """At a start the catalog may not know the categories yet: the fill thread builds the
+    popular table again every `retry_popular_s` until it holds products, not only with the
+    minute's surge step."""
+    day = 1_700_006_400.0
+    index = LiveIndex()
+    index.build([(f"n{n}", ["a", "b"], day + n) for n in range(5)])
+    views = Views(None, cache_s=0)
+    fill = FillTable(index, surge_every_s=60.0, retry_popular_s=0.05,
+                     category_of=views.category)  # fmt: skip
+    fill.start()
+    try:
+        wait_until(lambda: fill.built_at is not None)
+        assert fill.status()["popular_products"] == 0  # no category known
+        views.catalog = {"a": ("A", "cat1"), "b": ("B", "cat1")}
+        wait_until(lambda: fill.status()["popular_products"] == 2, timeout=10.0)
+    finally:
+        fill.stop()
+
+
 # --- the blend over the routes ------------------------------------------------------------------
 HISTORY = [("h1", ["a", "b"], 1.0), ("h2", ["a", "b"], 2.0), ("h3", ["c", "d"], 3.0)]
 WEIGHTS = BlendWeights(vmis=1.0, coview=0.5, trending=0.25, popular=0.0, repeat=0.0)  # fixed

@@ -18,7 +18,8 @@ from the newest session applied), rebuilt in a background thread at start (once 
 built) and then every `every_s` seconds (every `retry_empty_s` while it is empty), and
 swapped whole; with it the day before's sessions per item. The same thread builds the popular
 source's tables and finds the surge (the index's sessions of the last hour against the day
-before) every `surge_every_s` seconds.
+before) every `surge_every_s` seconds (every `retry_popular_s` while the popular table is
+empty: at a start the catalog may not know the categories yet).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class FillTable:
         retry_empty_s: float = 300.0,
         surge_every_s: float = 60.0,
         category_of: Callable[[str], str | None] | None = None,
+        retry_popular_s: float = 5.0,
     ) -> None:
         self.index = index
         self.category_of = category_of or (lambda _item: None)  # None: no popular source
@@ -71,6 +73,7 @@ class FillTable:
         self.before = DayBefore()  # the day before's sessions per item
         self.popularity = EMPTY  # the popular source's tables and the surge
         self.surge_every_s = surge_every_s
+        self.retry_popular_s = retry_popular_s
         self.sessions = 0  # sessions the table was built from
         self.built_at: float | None = None  # epoch seconds
         self.build_s: float | None = None
@@ -123,7 +126,10 @@ class FillTable:
                 due = time.monotonic() + (
                     self.every_s if self.table else min(self.every_s, self.retry_empty_s))
             self._attempt("surge", self.find_surge)
-            if self._stop.wait(max(0.0, min(self.surge_every_s, due - time.monotonic()))):
+            # an empty popular table (no sessions or no categories known yet) is tried again soon
+            every = self.surge_every_s if self.popularity.plain.total > 0 else min(
+                self.surge_every_s, self.retry_popular_s)  # fmt: skip
+            if self._stop.wait(max(0.0, min(every, due - time.monotonic()))):
                 return
 
     def _attempt(self, what: str, step: Callable[[], object]) -> None:
