@@ -12,11 +12,11 @@ out (the source mixes by category).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recommender.blend import Trending, summed
+from recommender.blend import BlendWeights, Trending, popular, summed
 from recommender.surge import NO_SURGE, DayBefore, Surge, surge
 
 PRIOR = 6.0  # the day before weighs as much as this many hours of the last hour's sessions
@@ -33,6 +33,16 @@ class Popularity:
     def table(self, with_surge: bool) -> Trending:
         """`usual` when the surge is mixed in, else `plain`."""
         return self.usual if with_surge else self.plain
+
+    def ranked(self, weights: BlendWeights, categories: Sequence[str | None],
+               items: Sequence[Any], how_many: int,
+               leave_out: Any) -> list[tuple[Any, float]]:  # fmt: skip
+        """The popular source's list for a session (`blend.popular`, `categories` one per
+        item of `items`): the surge mixed in over `usual`, or `plain` with sale_focus 0."""
+        found = self.surge if weights.sale_focus > 0 else NO_SURGE
+        return popular(self.table(bool(found.share)), categories, how_many, weights.focus,
+                       leave_out=leave_out, items=items, surge=found,
+                       sale_focus=weights.sale_focus, sale_home=weights.sale_home)  # fmt: skip
 
 
 EMPTY = Popularity(NO_SURGE, summed({}), summed({}))

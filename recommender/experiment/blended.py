@@ -114,10 +114,7 @@ def ask(
                                         categories, newest, cutoff)  # fmt: skip
     own = [p for p in dict.fromkeys(reversed(recent)) if p != newest]
     weights = sources.params.weights
-    found = sources.popularity.surge if weights.sale_focus > 0 else surge.NO_SURGE
-    popular = blend.popular(sources.popularity.table(bool(found.share)), of_items, cutoff,
-                            weights.focus, leave_out=newest, items=recent, surge=found,
-                            sale_focus=weights.sale_focus, sale_home=weights.sale_home)  # fmt: skip
+    popular = sources.popularity.ranked(weights, of_items, recent, cutoff, newest)
     if log is not None:
         log.add(vmis, coview, trending, recent, target, popular)
     mixed = blend.blend(vmis, coview, trending, recent, cutoff, weights, popular=popular)

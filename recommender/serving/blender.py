@@ -35,14 +35,13 @@ from recommender.blend import (
     BlendWeights,
     blend,
     cooccurrence,
-    popular,
     side_lists,
 )
-from recommender.popularity import EMPTY, Popularity, popularity
+from recommender.popularity import EMPTY, popularity
 from recommender.serving.live_index import LiveIndex
 from recommender.serving.view_mirrors import CoViewMirror, TrendingMirror
 from recommender.serving.views import Views
-from recommender.surge import NO_SURGE, RECENT_S, DayBefore, Surge, day_before
+from recommender.surge import RECENT_S, DayBefore, Surge, day_before
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +199,8 @@ class Blender:
                                       categories, newest, how_many)  # fmt: skip
         mixed: list[tuple[str, float]] = []
         w = self.weights
-        if w.popular > 0:
-            now: Popularity = self.fill_table.popularity  # read once: swapped whole
-            found = now.surge if w.sale_focus > 0 else NO_SURGE
-            mixed = popular(now.table(bool(found.share)), of_items, how_many, w.focus,
-                            leave_out=newest, items=items, surge=found,
-                            sale_focus=w.sale_focus, sale_home=w.sale_home)  # fmt: skip
+        if w.popular > 0:  # the fill table's popularity, swapped whole
+            mixed = self.fill_table.popularity.ranked(w, of_items, items, how_many, newest)
         return Candidates(vmis, coview, trending, mixed)
 
     def recommend(
